@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// C libraries enter through one system-library target each (a modulemap and a shim.h);
+// the Swift file that owns each library's pointers lives in the library that uses it.
+let package = Package(
+    name: "Stowage",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "stowage", targets: ["stowage"]),
+        .executable(name: "stowage-agent", targets: ["NodeAgent"]),
+        .library(name: "Topology", targets: ["Topology"]),
+        .library(name: "Coordinator", targets: ["Coordinator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+                       providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb",
+                       providers: [.apt(["libmariadb-dev"])]),
+        // hiredis' .pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects: no pkgConfig here.
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis",
+                       providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CLibSSH2", path: "Sources/CLibSSH2", pkgConfig: "libssh2",
+                       providers: [.apt(["libssh2-1-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+
+        .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis"]),
+        .target(name: "Coordinator", dependencies: [
+            "Topology",
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "NodeAgent", dependencies: ["CZstd"]),
+        .executableTarget(name: "stowage", dependencies: [
+            "Coordinator", "Topology",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TopologyTests", dependencies: ["Topology"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Topology"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,347 @@
+// The inventory: environments, layers, nodes and storages, read from one YAML file
+// (docs/inventory.md). Parsing validates everything that can be checked without a network,
+// and every error names file, line and column.
+import Foundation
+import Topology
+import Yams
+
+public struct SSHAddress: Sendable, Equatable, CustomStringConvertible {
+    public var user: String
+    public var host: String
+    public var port: Int
+    public var description: String { "\(user)@\(host.contains(":") ? "[\(host)]" : host)\(port == 22 ? "" : ":\(port)")" }
+}
+
+public struct NodeSpec: Sendable, Equatable {
+    public var name: String
+    public var ssh: SSHAddress?
+    /// The database endpoint (for a storage node: nil).
+    public var db: Endpoint?
+    /// Storage nodes: the folder that holds the repositories on this node.
+    public var root: String?
+    /// Where the node is defined, for messages.
+    public var location: String
+}
+
+public struct CredentialsSpec: Sendable, Equatable {
+    public enum PasswordSource: Sendable, Equatable {
+        case none
+        case environment(String)
+        case file(String)
+    }
+
+    public var user: String?
+    public var password: PasswordSource
+    public var location: String
+}
+
+public struct LayerSpec: Sendable, Equatable {
+    public var environment: String
+    public var name: String
+    public var engine: Engine
+    public var nodes: [NodeSpec]
+    /// The node the add-on would use: the one marked `master: true`, else the first.
+    public var masterNode: String
+    public var credentials: CredentialsSpec?
+    public var maxLagSeconds: Double
+    public var location: String
+
+    public var id: String { "\(environment)/\(name)" }
+}
+
+public struct EnvironmentSpec: Sendable, Equatable {
+    public var name: String
+    public var layers: [LayerSpec]
+}
+
+public struct StorageSpec: Sendable, Equatable {
+    public var name: String
+    public var root: String?
+    public var nodes: [NodeSpec]
+    /// How many nodes must hold a file before a write commits; nil means all of them.
+    public var quorum: Int?
+}
+
+public struct SSHSettings: Sendable, Equatable {
+    public var identity: String?
+    public var knownHosts: String?
+}
+
+public struct ProbeSettings: Sendable, Equatable {
+    public var connectTimeout: Double = 5
+    public var queryTimeout: Double = 10
+    public var maxLagSeconds: Double = 60
+}
+
+public struct Inventory: Sendable, Equatable {
+    public var path: String
+    public var ssh: SSHSettings
+    public var probe: ProbeSettings
+    public var storages: [StorageSpec]
+    public var environments: [EnvironmentSpec]
+
+    public var layers: [LayerSpec] { environments.flatMap(\.layers) }
+}
+
+// MARK: - Loading
+
+extension Inventory {
+    /// Where the inventory is: `--config`, else `STOWAGE_CONFIG`, else ./stowage.yaml.
+    public static func resolvePath(option: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let option, !option.isEmpty { return option }
+        if let env = environment["STOWAGE_CONFIG"], !env.isEmpty { return env }
+        return "stowage.yaml"
+    }
+
+    public static func load(path: String) throws(StowageError) -> Inventory {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StowageError(.noInventory, "no inventory at \(path)",
+                               hint: "write one (docs/inventory.md, fixtures/inventories/example.yaml) or point --config or STOWAGE_CONFIG at it")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StowageError(.noInventory, "cannot read the inventory \(path)", hint: "check the file's permissions")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw StowageError(.invalidInventory, "\(path) is not UTF-8 text", hint: "save the inventory as UTF-8")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(StowageError) -> Inventory {
+        let root: Yams.Node
+        do {
+            guard let n = try Yams.compose(yaml: text) else {
+                throw StowageError(.invalidInventory, "\(file): the inventory is empty",
+                                   hint: "describe at least one environment (docs/inventory.md)")
+            }
+            root = n
+        } catch let e as StowageError {
+            throw e
+        } catch let e as YamlError {
+            throw yamlSyntaxError(e, file: file)
+        } catch {
+            throw StowageError(.invalidInventory, "\(file): cannot parse the inventory: \(error)")
+        }
+        var parser = InventoryParser(file: file)
+        return try parser.parse(YAMLValue(node: root, path: "", file: file))
+    }
+
+    static func yamlSyntaxError(_ e: YamlError, file: String) -> StowageError {
+        let hint = "check the indentation and the ':' after each key near that place"
+        switch e {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return StowageError(.invalidInventory, "\(file):\(mark.line):\(mark.column): YAML syntax error: \(problem)", hint: hint)
+        case .duplicatedKeysInMapping(let dups, let ctx):
+            return StowageError(.invalidInventory, "\(file):\(ctx.mark.line):\(ctx.mark.column): duplicate keys \(dups.joined(separator: ", "))")
+        default:
+            return StowageError(.invalidInventory, "\(file): YAML error: \(e)", hint: hint)
+        }
+    }
+
+    public func environment(_ name: String) -> EnvironmentSpec? { environments.first { $0.name == name } }
+    public func storage(_ name: String) -> StorageSpec? { storages.first { $0.name == name } }
+}
+
+private struct InventoryParser {
+    let file: String
+    /// Node names identify hosts (`stowage ssh trust NODE`), so they are unique across the file.
+    var nodeNames: [String: String] = [:]
+    var probe = ProbeSettings()
+
+    init(file: String) { self.file = file }
+
+    mutating func parse(_ root: YAMLValue) throws(StowageError) -> Inventory {
+        let top = try YAMLFields(root, allowed: ["ssh", "probe", "storages", "environments"])
+        var ssh = SSHSettings()
+        if let s = top["ssh"] {
+            let f = try YAMLFields(s, allowed: ["identity", "known_hosts"])
+            ssh.identity = try f["identity"]?.string()
+            ssh.knownHosts = try f["known_hosts"]?.string()
+        }
+        if let p = top["probe"] {
+            let f = try YAMLFields(p, allowed: ["connect_timeout", "query_timeout", "max_lag"])
+            if let v = f["connect_timeout"] { probe.connectTimeout = try positive(v) }
+            if let v = f["query_timeout"] { probe.queryTimeout = try positive(v) }
+            if let v = f["max_lag"] { probe.maxLagSeconds = try v.seconds() }
+        }
+        var storages: [StorageSpec] = []
+        if let s = top["storages"] {
+            for (name, v) in try s.mapping() { storages.append(try storage(name, v)) }
+        }
+        let envValue = try top.required("environments", hint: "an inventory describes at least one environment; see docs/inventory.md")
+        var envs: [EnvironmentSpec] = []
+        for (name, v) in try envValue.mapping() {
+            try checkName(name, v, what: "environment")
+            let f = try YAMLFields(v, allowed: ["layers"])
+            var layers: [LayerSpec] = []
+            for (lname, lv) in try f.required("layers").mapping() { layers.append(try layer(env: name, name: lname, lv)) }
+            envs.append(EnvironmentSpec(name: name, layers: layers))
+        }
+        return Inventory(path: file, ssh: ssh, probe: probe, storages: storages, environments: envs)
+    }
+
+    func positive(_ v: YAMLValue) throws(StowageError) -> Double {
+        let s = try v.seconds()
+        guard s > 0 else { throw v.error("\(v.path) must be longer than zero") }
+        return s
+    }
+
+    func checkName(_ name: String, _ v: YAMLValue, what: String) throws(StowageError) {
+        let ok = !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } && !name.hasPrefix(".")
+        guard ok else {
+            throw v.error("\(what) name '\(name)' may hold only letters, digits, '-', '_' and '.'",
+                          hint: "names become folder names on the storage")
+        }
+    }
+
+    mutating func storage(_ name: String, _ v: YAMLValue) throws(StowageError) -> StorageSpec {
+        try checkName(name, v, what: "storage")
+        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum"])
+        let root = try f["root"]?.string()
+        var nodes: [NodeSpec] = []
+        for n in try f.required("nodes").sequence() {
+            let node = try self.node(n, engine: nil)
+            if node.root == nil && root == nil {
+                throw n.error("storage node '\(node.name)' has no root folder", hint: "set root: on the storage or on the node")
+            }
+            nodes.append(node)
+        }
+        if nodes.isEmpty { throw v.error("storage '\(name)' has no nodes") }
+        var quorum: Int?
+        if let q = f["quorum"] {
+            if (try? q.string()) == "all" { quorum = nil } else {
+                let n = try q.int()
+                guard n >= 1 && n <= nodes.count else { throw q.error("quorum must be between 1 and \(nodes.count) (the storage's nodes), or all") }
+                quorum = n
+            }
+        }
+        return StorageSpec(name: name, root: root, nodes: nodes, quorum: quorum)
+    }
+
+    mutating func layer(env: String, name: String, _ v: YAMLValue) throws(StowageError) -> LayerSpec {
+        try checkName(name, v, what: "layer")
+        let f = try YAMLFields(v, allowed: ["engine", "nodes", "credentials", "max_lag"])
+        let ev = try f.required("engine", hint: "engine: postgresql, mysql or redis")
+        let engineName = try ev.string()
+        guard let engine = Engine(rawValue: engineName.lowercased()) ?? Self.engineAliases[engineName.lowercased()] else {
+            throw ev.error("unknown engine '\(engineName)' for layer \(env)/\(name)",
+                           hint: "use postgresql, mysql (also for MariaDB and Percona) or redis")
+        }
+        let nv = try f.required("nodes")
+        var nodes: [NodeSpec] = []
+        var masters: [String] = []
+        for n in try nv.sequence() {
+            let fields = try YAMLFields(n, allowed: ["name", "ssh", "db", "master"])
+            let node = try self.node(n, engine: engine)
+            if try fields["master"]?.bool() == true { masters.append(node.name) }
+            nodes.append(node)
+        }
+        if nodes.isEmpty { throw nv.error("layer \(env)/\(name) has no nodes") }
+        if masters.count > 1 {
+            throw nv.error("layer \(env)/\(name) has \(masters.count) nodes marked master: true (\(masters.joined(separator: ", ")))",
+                           hint: "a layer has one master node")
+        }
+        var creds: CredentialsSpec?
+        if let cv = f["credentials"] { creds = try credentials(cv, engine: engine, layer: "\(env)/\(name)") }
+        if creds == nil && engine != .redis {
+            throw v.error("layer \(env)/\(name) has no credentials",
+                          hint: "add credentials: { user: ..., password_env: VAR } or password_file")
+        }
+        let maxLag = try f["max_lag"]?.seconds() ?? probe.maxLagSeconds
+        return LayerSpec(environment: env, name: name, engine: engine, nodes: nodes,
+                         masterNode: masters.first ?? nodes[0].name, credentials: creds,
+                         maxLagSeconds: maxLag, location: v.location)
+    }
+
+    static let engineAliases: [String: Engine] = [
+        "postgres": .postgresql, "pgsql": .postgresql, "mariadb": .mysql, "percona": .mysql,
+    ]
+
+    func credentials(_ v: YAMLValue, engine: Engine, layer: String) throws(StowageError) -> CredentialsSpec {
+        // `password` is listed so that its use gets a clear refusal instead of "unknown key".
+        let f = try YAMLFields(v, allowed: ["user", "password_env", "password_file", "password"])
+        if let p = f.fields["password"] {
+            throw p.error("plain-text passwords are not accepted in the inventory (\(layer))",
+                          hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
+        }
+        let user = try f["user"]?.string()
+        if user == nil && engine != .redis {
+            throw v.error("credentials of \(layer) have no user", hint: "add user: the database user the add-on would use")
+        }
+        let env = try f["password_env"]?.string(), file = try f["password_file"]?.string()
+        let source: CredentialsSpec.PasswordSource
+        switch (env, file) {
+        case (let e?, nil): source = .environment(e)
+        case (nil, let p?): source = .file(p)
+        case (nil, nil): source = .none
+        case (_?, _?): throw v.error("credentials of \(layer) give both password_env and password_file", hint: "keep one")
+        }
+        return CredentialsSpec(user: user, password: source, location: v.location)
+    }
+
+    mutating func node(_ v: YAMLValue, engine: Engine?) throws(StowageError) -> NodeSpec {
+        let f = try YAMLFields(v, allowed: engine == nil ? ["name", "ssh", "root"] : ["name", "ssh", "db", "master"])
+        let nameValue = try f.required("name")
+        let name = try nameValue.string()
+        try checkName(name, nameValue, what: "node")
+        if let first = nodeNames[name] {
+            throw nameValue.error("duplicate node name '\(name)' (first defined at \(first))",
+                                  hint: "node names identify hosts and must be unique across the inventory")
+        }
+        nodeNames[name] = nameValue.location
+        var ssh: SSHAddress?
+        if let s = f["ssh"] { ssh = try sshAddress(s) }
+        var db: Endpoint?
+        if let engine {
+            let dv = try f.required("db", hint: "db: host:port of the database server")
+            db = try endpoint(dv, defaultPort: engine.defaultPort)
+        }
+        return NodeSpec(name: name, ssh: ssh, db: db, root: try f["root"]?.string(), location: v.location)
+    }
+
+    func sshAddress(_ v: YAMLValue) throws(StowageError) -> SSHAddress {
+        var s = try v.string()
+        var user = "root"
+        if let at = s.lastIndex(of: "@") {
+            user = String(s[..<at])
+            s = String(s[s.index(after: at)...])
+        }
+        let ep = try parseEndpoint(s, defaultPort: 22, v)
+        if user.isEmpty { throw v.error("\(v.path): empty user before '@'") }
+        return SSHAddress(user: user, host: ep.host, port: ep.port)
+    }
+
+    func endpoint(_ v: YAMLValue, defaultPort: Int) throws(StowageError) -> Endpoint {
+        try parseEndpoint(try v.string(), defaultPort: defaultPort, v)
+    }
+
+    func parseEndpoint(_ s: String, defaultPort: Int, _ v: YAMLValue) throws(StowageError) -> Endpoint {
+        var host = s, port = defaultPort
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { throw v.error("\(v.path): unclosed '[' in '\(s)'") }
+            host = String(s[s.index(after: s.startIndex)..<close])
+            let rest = s[s.index(after: close)...]
+            if rest.hasPrefix(":") {
+                guard let p = Int(rest.dropFirst()) else { throw v.error("\(v.path): bad port in '\(s)'") }
+                port = p
+            }
+        } else if let colon = s.lastIndex(of: ":"), s.firstIndex(of: ":") == colon {
+            host = String(s[..<colon])
+            guard let p = Int(s[s.index(after: colon)...]) else { throw v.error("\(v.path): bad port in '\(s)'", hint: "write host:port, e.g. 10.0.1.10:5432") }
+            port = p
+        }
+        guard !host.isEmpty else { throw v.error("\(v.path): no host in '\(s)'") }
+        guard (1...65535).contains(port) else { throw v.error("\(v.path): port \(port) is out of range") }
+        return Endpoint(host: host, port: port)
+    }
+}
+
+extension Engine {
+    public var defaultPort: Int {
+        switch self {
+        case .postgresql: 5432
+        case .mysql: 3306
+        case .redis: 6379
+        }
+    }
+}

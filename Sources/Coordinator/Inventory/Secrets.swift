@@ -1,0 +1,38 @@
+// Reading the passwords an inventory refers to. A password lives in memory as a `Secret`
+// (which prints as "<redacted>"), goes to the database library in-process, and later to
+// agents on their stdin only: never into argv, an environment variable of a child process,
+// a log line or an error message.
+import Foundation
+import Topology
+
+extension CredentialsSpec {
+    /// The password, read now. `layer` names the layer in messages.
+    public func resolvePassword(layer: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> Secret? {
+        switch password {
+        case .none:
+            return nil
+        case .environment(let variable):
+            guard let value = environment[variable], !value.isEmpty else {
+                throw StowageError(.invalidInventory,
+                                   "\(layer): environment variable \(variable) (credentials.password_env at \(location)) is not set",
+                                   hint: "export \(variable) before running stowage, or use password_file")
+            }
+            return Secret(value)
+        case .file(let path):
+            guard let data = FileManager.default.contents(atPath: path) else {
+                let exists = FileManager.default.fileExists(atPath: path)
+                throw StowageError(.invalidInventory,
+                                   "\(layer): cannot read password file \(path) (credentials.password_file at \(location)): \(exists ? "permission denied" : "no such file")",
+                                   hint: exists ? "make it readable by the user running stowage (mode 600)" : "create it, holding the password on one line")
+            }
+            // One trailing newline is the file's, not the password's.
+            var s = String(decoding: data, as: UTF8.self)
+            if s.hasSuffix("\n") { s.removeLast() }
+            if s.hasSuffix("\r") { s.removeLast() }
+            guard !s.isEmpty else {
+                throw StowageError(.invalidInventory, "\(layer): password file \(path) is empty", hint: "write the password into it")
+            }
+            return Secret(s)
+        }
+    }
+}

@@ -1,0 +1,39 @@
+/// Exit codes of the `stowage` command. Documented in docs/exit-codes.md; a change there is
+/// a change here and the other way round.
+public enum ExitStatus: Int32, Sendable, CaseIterable {
+    case ok = 0
+    /// A bug: an error Stowage did not expect.
+    case internalError = 1
+    /// The command ran; the topology has warnings (non-clustered layer, replica lagging...).
+    case warnings = 2
+    /// The topology is unsafe (split brain, no primary, mixed clusters...).
+    case unsafeTopology = 3
+    /// A database rejected the layer's credentials.
+    case credentialsRejected = 4
+    /// Bad command line: unknown option, unknown environment or layer.
+    case usage = 64
+    /// The inventory file does not exist or cannot be read.
+    case noInventory = 66
+    /// The inventory is malformed, or a secret it references cannot be read.
+    case invalidInventory = 78
+}
+
+/// An error meant for an operator: one line naming what and where, a hint, an exit code.
+/// Messages never contain a password or key: secrets are `Secret` values that print as
+/// "<redacted>", and no error is built from one.
+public struct StowageError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: ExitStatus
+    public var message: String
+    public var hint: String?
+    /// Whether trying again later may succeed (an unreachable node) or not (a typo).
+    public var retryable: Bool
+
+    public init(_ status: ExitStatus, _ message: String, hint: String? = nil, retryable: Bool = false) {
+        self.status = status
+        self.message = message
+        self.hint = hint
+        self.retryable = retryable
+    }
+
+    public var description: String { message + (hint.map { " (hint: \($0))" } ?? "") }
+}

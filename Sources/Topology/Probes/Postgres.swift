@@ -1,0 +1,112 @@
+// The only file that talks to libpq. It owns the PGconn pointer, never lets it leave, and
+// turns libpq's status codes into `ProbeFailure`s.
+import CLibPQ
+import Foundation
+
+final class PostgresConnection {
+    private let conn: OpaquePointer
+    private let queryTimeout: Double
+
+    init(_ t: ProbeTarget) throws(ProbeFailure) {
+        // Parameters go in as arrays, not a conninfo string: nothing to quote, and the
+        // password stays in this process's memory only.
+        var params: [(String, String)] = [
+            ("host", t.endpoint.host), ("port", String(t.endpoint.port)), ("dbname", "postgres"),
+            // libpq rounds connect_timeout down to whole seconds and treats 1 as 2.
+            ("connect_timeout", String(max(2, Int(t.connectTimeout.rounded(.up))))),
+            ("application_name", "stowage-probe"),
+            // The server ends a stuck query itself too, should the client have gone.
+            ("options", "-c statement_timeout=\(Int(t.queryTimeout * 1000))"),
+        ]
+        if let u = t.user { params.append(("user", u)) }
+        if let p = t.password { params.append(("password", p.value)) }
+        let keys = params.map { strdup($0.0) }
+        let vals = params.map { strdup($0.1) }
+        defer { (keys + vals).forEach { free($0) } }
+        let k = (keys + [nil]).map { UnsafePointer<CChar>($0) }
+        let v = (vals + [nil]).map { UnsafePointer<CChar>($0) }
+        guard let c = PQconnectdbParams(k, v, 0) else { throw ProbeFailure(.unreachable, "libpq could not allocate a connection") }
+        if PQstatus(c) != CONNECTION_OK {
+            let msg = Self.clean(String(cString: PQerrorMessage(c)))
+            PQfinish(c)
+            throw Self.classify(msg)
+        }
+        conn = c
+        queryTimeout = t.queryTimeout
+    }
+
+    deinit { PQfinish(conn) }
+
+    /// Runs one statement and returns its rows as text. Uses libpq's asynchronous calls with
+    /// poll() so that a server that stops answering mid-query costs at most the timeout.
+    func query(_ sql: String) throws(ProbeFailure) -> [RawProbe.Row] {
+        let deadline = Deadline(seconds: queryTimeout)
+        guard PQsendQuery(conn, sql) == 1 else { throw ProbeFailure(.queryFailed, Self.clean(String(cString: PQerrorMessage(conn)))) }
+        let fd = PQsocket(conn)
+        while PQflush(conn) == 1 { try wait(fd, events: Int16(POLLOUT), deadline) }
+        var rows: [RawProbe.Row] = []
+        var failure: ProbeFailure?
+        while true {
+            while PQisBusy(conn) == 1 {
+                try wait(fd, events: Int16(POLLIN), deadline)
+                if PQconsumeInput(conn) == 0 { throw ProbeFailure(.unreachable, Self.clean(String(cString: PQerrorMessage(conn)))) }
+            }
+            guard let res = PQgetResult(conn) else { break }
+            defer { PQclear(res) }
+            switch PQresultStatus(res) {
+            case PGRES_TUPLES_OK, PGRES_COMMAND_OK:
+                let nf = PQnfields(res)
+                for r in 0..<PQntuples(res) {
+                    var row: RawProbe.Row = [:]
+                    for f in 0..<nf where PQgetisnull(res, r, f) == 0 {
+                        row[String(cString: PQfname(res, f))] = String(cString: PQgetvalue(res, r, f))
+                    }
+                    rows.append(row)
+                }
+            default:
+                failure = ProbeFailure(.queryFailed, Self.clean(String(cString: PQresultErrorMessage(res))))
+            }
+        }
+        if let failure { throw failure }
+        return rows
+    }
+
+    private func wait(_ fd: Int32, events: Int16, _ deadline: Deadline) throws(ProbeFailure) {
+        var p = pollfd(fd: fd, events: events, revents: 0)
+        while true {
+            if deadline.expired { throw ProbeFailure(.timeout, "no answer within \(formatSeconds(queryTimeout))") }
+            let n = poll(&p, 1, deadline.remainingMilliseconds)
+            if n > 0 { return }
+            if n < 0 && errno != EINTR { throw ProbeFailure(.unreachable, "poll failed: \(String(cString: strerror(errno)))") }
+        }
+    }
+
+    /// libpq prefixes every connection error with where it tried; the node is named by the
+    /// caller already, so keep the reason.
+    static func clean(_ msg: String) -> String {
+        var m = msg.oneLine()
+        if let r = m.range(of: " failed: ", options: .literal), m.hasPrefix("connection to server") {
+            m = String(m[r.upperBound...])
+        }
+        return m
+    }
+
+    static func classify(_ msg: String) -> ProbeFailure {
+        let l = msg.lowercased()
+        if l.contains("authentication failed") || l.contains("no password supplied") || l.contains("does not exist")
+            || l.contains("no pg_hba.conf entry") || l.contains("password") {
+            return ProbeFailure(.authenticationFailed, msg)
+        }
+        if l.contains("timeout expired") || l.contains("timed out") { return ProbeFailure(.timeout, msg) }
+        return ProbeFailure(.unreachable, msg)
+    }
+}
+
+enum PostgresProbe {
+    static func probe(_ t: ProbeTarget) throws(ProbeFailure) -> RawProbe {
+        let c = try PostgresConnection(t)
+        var raw = RawProbe()
+        for (name, sql) in PostgresQueries.all { raw.results[name] = try c.query(sql) }
+        return raw
+    }
+}
