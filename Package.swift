@@ -40,8 +40,10 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "TopologyTests", dependencies: ["Topology"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Topology"]),
+        // Paths, fixtures, the lab and the built binaries, for both test targets.
+        .target(name: "TestSupport", dependencies: ["Topology"], path: "Tests/TestSupport"),
+        .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Topology", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

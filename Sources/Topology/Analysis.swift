@@ -202,7 +202,7 @@ private struct Analyzer {
                                         "\(label): replication from \(from) is broken: \(problem)"))
             } else if let lag = lagSeconds, lag > settings.maxLagSeconds {
                 findings.append(Finding(.warning, .replicationLag, node: name,
-                                        "\(label) is \(formatSeconds(lag)) behind \(upName ?? "its upstream") (limit \(formatSeconds(settings.maxLagSeconds)))"))
+                                        "\(label) is \(formatDuration(lag)) behind \(upName ?? "its upstream") (limit \(formatDuration(settings.maxLagSeconds)))"))
             }
         }
 
@@ -404,9 +404,11 @@ private struct Analyzer {
     func firstSlot(_ n: RedisClusterNode) -> Int? { n.slotRanges.first.flatMap { Int($0.split(separator: "-")[0]) } }
 }
 
-func formatSeconds(_ s: Double) -> String {
+/// A duration for people: "0.4 s", "42 s", "3 min 34 s", "2 h 5 min".
+public func formatDuration(_ s: Double) -> String {
     if s < 10 { return "\((s * 10).rounded() / 10) s" }
-    if s < 120 { return "\(Int(s.rounded())) s" }
-    if s < 7200 { return "\(Int((s / 60).rounded())) min" }
-    return "\(Int((s / 3600).rounded())) h"
+    let t = Int(s.rounded())
+    if t < 120 { return "\(t) s" }
+    if t < 7200 { return t % 60 == 0 ? "\(t / 60) min" : "\(t / 60) min \(t % 60) s" }
+    return "\(t / 3600) h \(t % 3600 / 60) min"
 }

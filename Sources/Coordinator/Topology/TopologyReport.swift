@@ -73,13 +73,6 @@ public enum TopologyReport {
     }
 }
 
-public func formatDuration(_ s: Double) -> String {
-    if s < 10 { return String(format: "%.1f s", s) }
-    if s < 120 { return "\(Int(s.rounded())) s" }
-    if s < 7200 { return "\(Int((s / 60).rounded())) min" }
-    return "\(Int((s / 3600).rounded())) h"
-}
-
 public func formatBytes(_ b: Int64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"]
     var v = Double(b), i = 0

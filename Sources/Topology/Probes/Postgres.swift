@@ -74,7 +74,7 @@ final class PostgresConnection {
     private func wait(_ fd: Int32, events: Int16, _ deadline: Deadline) throws(ProbeFailure) {
         var p = pollfd(fd: fd, events: events, revents: 0)
         while true {
-            if deadline.expired { throw ProbeFailure(.timeout, "no answer within \(formatSeconds(queryTimeout))") }
+            if deadline.expired { throw ProbeFailure(.timeout, "no answer within \(formatDuration(queryTimeout))") }
             let n = poll(&p, 1, deadline.remainingMilliseconds)
             if n > 0 { return }
             if n < 0 && errno != EINTR { throw ProbeFailure(.unreachable, "poll failed: \(String(cString: strerror(errno)))") }
