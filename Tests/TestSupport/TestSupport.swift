@@ -35,32 +35,46 @@ public struct CommandResult: Sendable {
     public var seconds: Double
 }
 
-/// Runs a program to completion. Environment: this process's, changed by `env` (a nil value removes).
+/// Runs a program to completion. Environment: this process's, changed by `env` (a nil value
+/// removes). Output goes to temporary files, not pipes: the lab's heal steps start daemons
+/// that inherit the child's descriptors and would hold a pipe open for their lifetime.
+/// (Foundation's Process is avoided too: its waitUntilExit can hang on Linux.)
 @discardableResult
 public func runCommand(_ program: String, _ args: [String], env: [String: String?] = [:], cwd: String? = nil) throws -> CommandResult {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: program)
-    p.arguments = args
     var e = ProcessInfo.processInfo.environment
     for (k, v) in env { e[k] = v }
-    p.environment = e
-    if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
+    let dir = FileManager.default.temporaryDirectory.path
+    let tag = "\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    let outPath = "\(dir)/stowage-test-out-\(tag)", errPath = "\(dir)/stowage-test-err-\(tag)"
+    defer { unlink(outPath); unlink(errPath) }
+
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    // Glibc's addchdir_np is not visible from Swift: a shell changes directory, then execs.
+    let command = cwd.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0, program] + args } ?? [program] + args
+
+    let argv = command.map { strdup($0) } + [nil]
+    let envp = e.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    defer { (argv + envp).forEach { free($0) } }
     let start = Date()
-    try p.run()
-    // Read both pipes while the process runs, so that a full pipe never blocks it.
-    nonisolated(unsafe) var errData = Data()
-    let group = DispatchGroup()
-    group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    group.wait()
-    p.waitUntilExit()
-    return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                         stderr: String(decoding: errData, as: UTF8.self), seconds: Date().timeIntervalSince(start))
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, command[0], &actions, nil, argv, envp)
+    guard rc == 0 else { throw SpawnError(description: "cannot run \(program): \(String(cString: strerror(rc)))") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // WIFEXITED / WEXITSTATUS, and 128+signal for a killed child as shells report it.
+    let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+    let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    return CommandResult(status: code, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start))
+}
+
+public struct SpawnError: Error, CustomStringConvertible {
+    public var description: String
 }
 
 /// The lab started by fixtures/lab/lab.sh.
