@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what Stowage and its lab need on Debian 12 (as root) and builds the package.
+#   scripts/setup.sh            debug build with tests
+#   scripts/setup.sh release    release build (bench/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+    # C libraries behind the system-library targets
+    libpq-dev default-libmysqlclient-dev libhiredis-dev libssh2-1-dev libzstd-dev libsqlite3-dev pkg-config
+    # the lab's servers and the engines' client and dump tools
+    postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server redis-tools
+    openssh-server openssh-client iproute2 procps
+)
+
+[ "$(id -u)" = 0 ] || { echo "setup: run as root (apt-get, and the lab starts servers as their own users)" >&2; exit 1; }
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # Debian's maintainer scripts would start the default instances of these servers where
+    # an init system runs; the lab starts its own, so keep the packaged ones down.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH
+command -v swift >/dev/null || { echo "setup: no Swift toolchain on PATH (expected Swift 6 at /opt/swift)" >&2; exit 1; }
+
+if [ "${1:-}" = release ]; then
+    swift build -c release
+else
+    swift build --build-tests
+fi
