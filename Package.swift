@@ -15,6 +15,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
@@ -31,10 +32,19 @@ let package = Package(
 
         .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis"]),
         .target(name: "Coordinator", dependencies: [
-            "Topology",
+            "Topology", "AgentProtocol", "CLibSSH2",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
         ]),
-        .executableTarget(name: "NodeAgent", dependencies: ["CZstd"]),
+        // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
+        // FoundationEssentials, not Foundation: no ICU, a smaller static binary.
+        .executableTarget(name: "NodeAgent", dependencies: [
+            "CZstd", "AgentProtocol", "CAgentSys",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "CAgentSys"),
+        // The wire format shared by the agent and the coordinator.
+        .target(name: "AgentProtocol"),
         .executableTarget(name: "stowage", dependencies: [
             "Coordinator", "Topology",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,42 +1,31 @@
 // stowage-agent: the program the coordinator runs on every node over SSH.
 //
-// This first version only answers the handshake, so that the coordinator and the lab can
-// already check that a node runs a compatible agent. Jobs (dump, restore, storage
-// operations) arrive with the agent issue; until then any job is refused with exit 3.
-import CZstd
+//   stowage-agent hello         print the handshake and exit (install checks)
+//   stowage-agent serve         the session: handshake on stderr, one job from stdin
+//
+// Protocol: docs/agent-protocol.md. When the coordinator goes away (its channel closes,
+// so stdin ends or stdout breaks), the agent kills every process it started and exits:
+// nothing is left running on the node.
+import AgentProtocol
+import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-enum AgentExit: Int32 {
-    case ok = 0
-    case usage = 2
-    case unknownJob = 3
-}
+// Writes to a closed stdout must return EPIPE, not kill us before we clean up children.
+signal(SIGPIPE, SIG_IGN)
 
-let protocolVersion = 1
-let agentVersion = "0.1.0"
-
-func handshake() -> String {
-    let zstd = String(cString: ZSTD_versionString())
-    return #"{"agent":"stowage-agent","protocol":\#(protocolVersion),"version":"\#(agentVersion)","zstd":"\#(zstd)"}"#
-}
-
-let args = CommandLine.arguments.dropFirst()
+let args = Array(CommandLine.arguments.dropFirst())
 switch args.first {
 case "hello", "--version":
-    print(handshake())
+    writeAll(1, AgentEvent.hello(pid: getpid()).line())
     exit(AgentExit.ok.rawValue)
-case nil:
-    FileHandle_stderr("stowage-agent: no command; usage: stowage-agent hello\n")
-    exit(AgentExit.usage.rawValue)
+case "serve":
+    exit(Session().run().rawValue)
+case ChildLauncher.marker:
+    ChildLauncher.execChild(Array(args.dropFirst()))
 default:
-    FileHandle_stderr("stowage-agent: unknown command '\(args.first!)'; this agent only answers 'hello'\n")
-    exit(AgentExit.unknownJob.rawValue)
-}
-
-func FileHandle_stderr(_ s: String) {
-    var bytes = Array(s.utf8)
-    _ = write(2, &bytes, bytes.count)
+    writeAll(2, Array("stowage-agent: usage: stowage-agent hello | serve\n".utf8))
+    exit(AgentExit.usage.rawValue)
 }

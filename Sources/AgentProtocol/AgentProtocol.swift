@@ -1,0 +1,129 @@
+// The agent protocol (docs/agent-protocol.md): what travels between the coordinator and
+// `stowage-agent` over one SSH exec channel. Shared by both sides so they cannot drift.
+//
+//   coordinator → agent stdin : one job as a JSON line, then input frames (u32 BE length +
+//                               bytes; a zero length ends the input)
+//   agent stdout → coordinator: the job's data stream, raw
+//   agent stderr → coordinator: newline-delimited JSON events; the first is `hello`,
+//                               the last `result` or `error`
+//
+// Secrets travel only inside the job line, on stdin.
+import FoundationEssentials
+
+public enum AgentWire {
+    public static let agentName = "stowage-agent"
+    /// Bumped on any incompatible change of jobs, events or framing.
+    public static let protocolVersion = 1
+    public static let version = "0.1.0"
+    /// Largest input frame either side accepts.
+    public static let maxFrame = 1 << 20
+    /// Largest job line.
+    public static let maxJobLine = 1 << 20
+}
+
+/// Exit statuses of `stowage-agent`.
+public enum AgentExit: Int32, Sendable {
+    case ok = 0
+    case usage = 2
+    /// The job line was not valid JSON, or named a job this agent does not know.
+    case badJob = 3
+    /// The job ran and failed (a tool exited non-zero, a file could not be read).
+    case jobFailed = 4
+    /// stdin ended without the end frame: the coordinator went away or cancelled.
+    case inputCut = 5
+    /// stdout was closed by the other side.
+    case outputClosed = 6
+}
+
+/// A job description. Unknown fields are ignored; an unknown `type` is refused.
+public struct AgentJob: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        /// Report tool versions and free space.
+        case check
+        /// Read the input frames, report their size and SHA-256.
+        case sink
+        /// Write a stream on stdout: `bytes` zero bytes, or a command's stdout.
+        case source
+        /// Copy the input frames to stdout.
+        case echo
+    }
+
+    public var type: Kind
+    public var bytes: Int64?
+    /// For `source`: the program and arguments whose stdout is the stream.
+    public var command: [String]?
+    /// For `check`: tools to look for; a path whose free space to report.
+    public var tools: [String]?
+    public var path: String?
+    /// Secrets a job needs (database passwords, later keys): kept out of argv and environment.
+    public var secrets: [String: String]?
+
+    public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
+                path: String? = nil, secrets: [String: String]? = nil) {
+        self.type = type
+        self.bytes = bytes
+        self.command = command
+        self.tools = tools
+        self.path = path
+        self.secrets = secrets
+    }
+}
+
+/// One line on the agent's stderr.
+public struct AgentEvent: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable {
+        case hello, progress, log, warning, result, error
+    }
+
+    public var event: Kind
+    // hello
+    public var agent: String?
+    public var `protocol`: Int?
+    public var version: String?
+    public var pid: Int32?
+    // progress / result
+    public var bytes: Int64?
+    public var sha256: String?
+    // log / warning / error
+    public var message: String?
+    public var code: String?
+    // check
+    public var tools: [String: String]?
+    public var freeBytes: Int64?
+    public var totalBytes: Int64?
+
+    public init(event: Kind) { self.event = event }
+
+    public static func hello(pid: Int32) -> AgentEvent {
+        var e = AgentEvent(event: .hello)
+        e.agent = AgentWire.agentName
+        e.protocol = AgentWire.protocolVersion
+        e.version = AgentWire.version
+        e.pid = pid
+        return e
+    }
+
+    public static func error(_ code: String, _ message: String) -> AgentEvent {
+        var e = AgentEvent(event: .error)
+        e.code = code
+        e.message = message
+        return e
+    }
+
+    public func line() -> [UInt8] {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Plain values: encoding cannot fail.
+        return Array(try! enc.encode(self)) + [0x0A]
+    }
+}
+
+public enum Frame {
+    /// The 4-byte big-endian header of a frame of `length` bytes.
+    public static func header(_ length: Int) -> [UInt8] {
+        let n = UInt32(length)
+        return [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)]
+    }
+
+    public static let end: [UInt8] = header(0)
+}
