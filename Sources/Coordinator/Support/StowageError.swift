@@ -10,6 +10,20 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case unsafeTopology = 3
     /// A database rejected the layer's credentials.
     case credentialsRejected = 4
+    /// A node cannot be reached over SSH (refused, no route, timed out). Retryable.
+    case nodeUnreachable = 5
+    /// A node's SSH host key is unknown or changed: refused until `stowage ssh trust`.
+    case hostKeyRefused = 6
+    /// The node refused the coordinator's SSH key, or the key is unusable (RSA).
+    case sshAuthFailed = 7
+    /// No agent of this build on the node, or one speaking another protocol version.
+    case agentMismatch = 8
+    /// The remote job failed: the agent reported an error, was killed, or its stream was cut.
+    case remoteFailed = 9
+    /// `agent check`: a node lacks a tool its engine needs.
+    case toolsMissing = 10
+    /// Interrupted by the operator (SIGINT) or cancelled.
+    case cancelled = 130
     /// Bad command line: unknown option, unknown environment or layer.
     case usage = 64
     /// The inventory file does not exist or cannot be read.

@@ -16,20 +16,21 @@ enum Blocking {
     }
 }
 
-/// A point in time after which a probe gives up.
-struct Deadline {
-    let at: Double
+/// A point in time after which an operation gives up (monotonic clock). Public because the
+/// coordinator's SSH transport times its waits the same way.
+public struct Deadline: Sendable {
+    public let at: Double
 
-    init(seconds: Double) { at = Deadline.now() + seconds }
+    public init(seconds: Double) { at = Deadline.now() + seconds }
 
-    static func now() -> Double {
+    public static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    var remainingMilliseconds: Int32 { Int32(max(0, min(Double(Int32.max), (at - Deadline.now()) * 1000))) }
-    var expired: Bool { Deadline.now() >= at }
+    public var remainingMilliseconds: Int32 { Int32(max(0, min(Double(Int32.max), (at - Deadline.now()) * 1000))) }
+    public var expired: Bool { Deadline.now() >= at }
 }
 
 extension String {

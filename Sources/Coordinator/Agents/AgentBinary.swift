@@ -1,0 +1,108 @@
+// The agent binary this coordinator installs and runs. Each build has its own path on the
+// nodes (its SHA-256 is in the name), so a coordinator always runs exactly the agent it was
+// built with, and two coordinator versions sharing a node do not trample each other.
+import AgentProtocol
+import Crypto
+import Foundation
+
+public struct AgentBinary: Sendable, Equatable {
+    public static let remoteDirectory = "/var/lib/stowage/agent"
+
+    public var localPath: String
+    public var sha256: String
+    public var size: Int64
+
+    public var remotePath: String {
+        "\(Self.remoteDirectory)/stowage-agent-\(AgentWire.version)-p\(AgentWire.protocolVersion)-\(sha256.prefix(16))"
+    }
+
+    /// `explicit`, else $STOWAGE_AGENT_BINARY, else `stowage-agent` beside the running executable.
+    public static func locate(_ explicit: String? = nil,
+                              environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> AgentBinary {
+        let exeDir = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+            .deletingLastPathComponent().path
+        let path = explicit ?? environment["STOWAGE_AGENT_BINARY"] ?? "\(exeDir)/stowage-agent"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StowageError(.usage, "no stowage-agent binary at \(path)",
+                               hint: "build it (scripts/setup.sh builds a static one into .build-agent/release/) and pass --agent-binary or set STOWAGE_AGENT_BINARY")
+        }
+        let hex = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+        return AgentBinary(localPath: path, sha256: hex, size: Int64(data.count))
+    }
+}
+
+/// A node as the agent commands see it: where it is, and what it is for.
+public struct AgentNode: Sendable {
+    public var spec: NodeSpec
+    public var target: SSHTarget
+    /// The layer's engine, for database nodes.
+    public var engine: Engine?
+    public var layer: String?
+    /// The repository folder, for storage nodes.
+    public var storageRoot: String?
+    public var storage: String?
+
+    /// Tools the agent must find on this node.
+    public var tools: [String] {
+        switch engine {
+        case .postgresql: ["pg_dump", "pg_dumpall", "psql"]
+        case .mysql: ["mariadb-dump", "mariadb", "mysqldump", "mysql"]
+        case .redis: ["redis-cli", "redis-server"]
+        case nil: []
+        }
+    }
+
+    /// Where free space matters: the storage root, or the agent's own folder.
+    public var workPath: String { storageRoot ?? AgentBinary.remoteDirectory }
+}
+
+import Topology
+
+extension Inventory {
+    /// SSH settings of a node, or an error naming what the inventory lacks.
+    public func sshTarget(_ node: NodeSpec) throws(StowageError) -> SSHTarget {
+        guard let addr = node.ssh else {
+            throw StowageError(.invalidInventory, "node \(node.name) has no ssh address (\(node.location))",
+                               hint: "add ssh: root@HOST to the node")
+        }
+        guard let identity = ssh.identity else {
+            throw StowageError(.invalidInventory, "\(path): no ssh.identity", hint: "set ssh: { identity: /path/to/id_ed25519, known_hosts: /path/to/known_hosts }")
+        }
+        guard let known = ssh.knownHosts else {
+            throw StowageError(.invalidInventory, "\(path): no ssh.known_hosts", hint: "set ssh.known_hosts; stowage ssh trust NODE fills it")
+        }
+        var t = SSHTarget(node: node.name, host: addr.host, port: addr.port, user: addr.user, identity: identity, knownHosts: known)
+        t.connectTimeout = probe.connectTimeout
+        return t
+    }
+
+    /// The nodes a command names: a storage, an environment or layer, or (nil) every node.
+    public func agentNodes(_ selection: String?) throws(StowageError) -> [AgentNode] {
+        var out: [AgentNode] = []
+        if let s = selection, let st = storage(s) {
+            for n in st.nodes { out.append(try storageNode(n, st)) }
+            return out
+        }
+        for l in try LayerSelection(parsing: selection).layers(in: self) {
+            for n in l.nodes {
+                out.append(AgentNode(spec: n, target: try sshTarget(n), engine: l.engine, layer: l.id, storageRoot: nil, storage: nil))
+            }
+        }
+        if selection == nil {
+            for st in storages { for n in st.nodes { out.append(try storageNode(n, st)) } }
+        }
+        return out
+    }
+
+    func storageNode(_ n: NodeSpec, _ st: StorageSpec) throws(StowageError) -> AgentNode {
+        AgentNode(spec: n, target: try sshTarget(n), engine: nil, layer: nil, storageRoot: n.root ?? st.root, storage: st.name)
+    }
+
+    /// One node by name, anywhere in the inventory.
+    public func agentNode(named name: String) throws(StowageError) -> AgentNode {
+        if let n = try agentNodes(nil).first(where: { $0.spec.name == name }) { return n }
+        let all = layers.flatMap { $0.nodes.map(\.name) } + storages.flatMap { $0.nodes.map(\.name) }
+        throw StowageError(.usage, "unknown node '\(name)' in \(path)",
+                           hint: "nodes: \(all.prefix(20).joined(separator: ", "))\(all.count > 20 ? ", ..." : "")")
+    }
+}

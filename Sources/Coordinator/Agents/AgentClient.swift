@@ -1,0 +1,184 @@
+// Runs one job on one node's agent: connect over SSH, start `stowage-agent serve`, check
+// its greeting, send the job on stdin (then the input, framed), hand its stdout to the
+// caller and its stderr events to the result. Protocol: docs/agent-protocol.md.
+import AgentProtocol
+import Foundation
+import Topology
+
+/// What a finished job said.
+public struct AgentRun: Sendable {
+    public var node: String
+    public var hello: AgentEvent
+    public var result: AgentEvent
+    /// log and warning events, in order.
+    public var messages: [AgentEvent]
+    /// Bytes the coordinator received on the agent's stdout.
+    public var received: Int64
+}
+
+public enum AgentClient {
+    /// Runs `job` on the agent at `agent.remotePath` on the target node.
+    ///
+    /// - input: called on the connection's thread whenever the channel can take more;
+    ///   return nil when there is no more. Without it the job's stdin stays open and empty
+    ///   until the job ends: closing it is how a job is cancelled.
+    /// - output: receives the agent's stdout on the connection's thread, in order. It may
+    ///   block (that is how a slow consumer slows the remote producer down).
+    public static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob,
+                           input: (() -> [UInt8]?)? = nil,
+                           output: ((UnsafeRawBufferPointer) -> Void)? = nil,
+                           progress: ((Int64) -> Void)? = nil) async throws(StowageError) -> AgentRun {
+        let call = Handoff(value: (input, output, progress))
+        do {
+            return try await SSHWorker.run("agent \(target.node)") { flag in
+                try runBlocking(target, agent: agent, job: job, input: call.value.0, output: call.value.1,
+                                progress: call.value.2, cancel: flag)
+            }
+        } catch let e as StowageError {
+            throw e
+        } catch {
+            throw StowageError(.internalError, "\(target.node): \(error)")
+        }
+    }
+
+    static func runBlocking(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> [UInt8]?)?,
+                            output: ((UnsafeRawBufferPointer) -> Void)?, progress: ((Int64) -> Void)?,
+                            cancel: CancelFlag) throws(StowageError) -> AgentRun {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        var jobLine = Array((try? enc.encode(job)) ?? Data())
+        jobLine.append(0x0A)
+
+        var events = EventReader()
+        var lineSent = false, ended = false, received: Int64 = 0
+        let exit: RemoteExit
+        do {
+            let conn = try SSHConnection(target)
+            let channel = try ExecChannel(conn, command: "\(shellQuote(agent.remotePath)) serve", deadline: Deadline(seconds: target.connectTimeout))
+            exit = try channel.pump(
+                input: {
+                    if !lineSent { lineSent = true; return .bytes(jobLine) }
+                    guard let input else { return .hold }
+                    if ended { return .end }
+                    guard let chunk = input() else { ended = true; return .bytes(Frame.end) }
+                    return .bytes(framed(chunk))
+                },
+                stdout: { buf in
+                    received += Int64(buf.count)
+                    output?(buf)
+                },
+                stderr: { buf in
+                    events.feed(buf)
+                    if let p = events.takeProgress() { progress?(p) }
+                },
+                cancelled: { cancel.isSet || events.mismatch != nil })
+        } catch let e as SSHError {
+            if case .cancelled = e, let hello = events.mismatch {
+                throw mismatchError(target, hello, agent)
+            }
+            if case .cancelled = e { throw StowageError(.cancelled, "\(target.node): job \(job.type.rawValue) cancelled; the agent was stopped") }
+            throw StowageError.ssh(e, target)
+        } catch let e as StowageError {
+            throw e
+        } catch {
+            throw StowageError(.internalError, "\(target.node): \(error)")
+        }
+
+        let who = "\(target.node) (\(target.address))"
+        guard let hello = events.hello else {
+            if exit.status == 127 {
+                throw StowageError(.agentMismatch, "\(who): no stowage-agent of this build at \(agent.remotePath)",
+                                   hint: "install it: stowage agent install (an agent of another build may be there; each build has its own path)")
+            }
+            throw StowageError(.agentMismatch, "\(who): the program at \(agent.remotePath) did not greet as stowage-agent (exit \(exit.status)): \(events.plainText.prefix(200))",
+                               hint: "reinstall it: stowage agent install")
+        }
+        if let err = events.error {
+            let how = exit.signal.map { "; the agent was killed by signal \($0)" } ?? ""
+            throw StowageError(.remoteFailed, "\(who): \(job.type.rawValue) job failed: \(err.message ?? err.code ?? "error")\(how)", retryable: true)
+        }
+        if let sig = exit.signal {
+            throw StowageError(.remoteFailed, "\(who): the agent (pid \(hello.pid ?? 0)) was killed by signal \(sig) during the \(job.type.rawValue) job, after \(received) bytes of output",
+                               hint: "something on the node stopped it (OOM killer, an operator, a reboot); the job left nothing committed", retryable: true)
+        }
+        guard let result = events.result else {
+            throw StowageError(.remoteFailed, "\(who): the agent ended (exit \(exit.status)) without a result: the stream was cut after \(received) bytes",
+                               retryable: true)
+        }
+        if let sent = result.bytes, job.type == .source || job.type == .echo, sent != received {
+            throw StowageError(.remoteFailed, "\(who): the agent sent \(sent) bytes but \(received) arrived", retryable: true)
+        }
+        return AgentRun(node: target.node, hello: hello, result: result, messages: events.messages, received: received)
+    }
+
+    static func mismatchError(_ t: SSHTarget, _ hello: AgentEvent, _ agent: AgentBinary) -> StowageError {
+        StowageError(.agentMismatch,
+                     "\(t.node) (\(t.address)): the agent at \(agent.remotePath) speaks protocol \(hello.protocol.map(String.init) ?? "?") (version \(hello.version ?? "?")), this coordinator protocol \(AgentWire.protocolVersion)",
+                     hint: "upgrade it: stowage agent install")
+    }
+
+    /// Input bytes as frames of at most `AgentWire.maxFrame`.
+    static func framed(_ chunk: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(chunk.count + 4 * (chunk.count / AgentWire.maxFrame + 1))
+        var i = 0
+        repeat {
+            let n = min(AgentWire.maxFrame, chunk.count - i)
+            if n == 0 { break }
+            out += Frame.header(n)
+            out += chunk[i..<(i + n)]
+            i += n
+        } while i < chunk.count
+        return out
+    }
+}
+
+/// Splits the agent's stderr into JSON events; anything that is not an event (a shell's
+/// "not found", a crash message) is kept as plain text for the error message.
+struct EventReader {
+    private var partial: [UInt8] = []
+    private(set) var hello: AgentEvent?
+    private(set) var result: AgentEvent?
+    private(set) var error: AgentEvent?
+    private(set) var messages: [AgentEvent] = []
+    private(set) var plainText = ""
+    private var lastProgress: Int64?
+    /// Set when the greeting names another protocol version: the job must not run.
+    private(set) var mismatch: AgentEvent?
+
+    mutating func feed(_ buf: UnsafeRawBufferPointer) {
+        partial.append(contentsOf: buf)
+        while let nl = partial.firstIndex(of: 0x0A) {
+            let line = Array(partial[..<nl])
+            partial.removeSubrange(...nl)
+            handle(line)
+        }
+    }
+
+    mutating func takeProgress() -> Int64? {
+        defer { lastProgress = nil }
+        return lastProgress
+    }
+
+    private mutating func handle(_ line: [UInt8]) {
+        guard let e = try? JSONDecoder().decode(AgentEvent.self, from: Data(line)) else {
+            if plainText.count < 4096 { plainText += String(decoding: line, as: UTF8.self) + " " }
+            return
+        }
+        switch e.event {
+        case .hello:
+            hello = e
+            if e.agent != AgentWire.agentName || e.protocol != AgentWire.protocolVersion { mismatch = e }
+        case .progress: lastProgress = e.bytes
+        case .log, .warning: messages.append(e)
+        case .result: result = e
+        case .error: error = e
+        }
+    }
+}
+
+/// Quotes a word for the remote shell that sshd runs the command with.
+func shellQuote(_ s: String) -> String {
+    if !s.isEmpty && s.allSatisfy({ $0.isLetter || $0.isNumber || "/._-+:=@".contains($0) }) { return s }
+    return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
