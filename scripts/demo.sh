@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export STOWAGE_AGENT_BINARY=$PWD/.build-agent/release/stowage-agent
 bash fixtures/lab/lab.sh up
 inventory=$(bash fixtures/lab/lab.sh dir)/stowage.yaml
 echo

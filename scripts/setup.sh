@@ -35,3 +35,6 @@ if [ "${1:-}" = release ]; then
 else
     swift build --build-tests
 fi
+# The agent that goes to the nodes: release, with the Swift runtime linked in, so a node
+# needs nothing but libc. Its own scratch folder keeps these flags from rebuilding the rest.
+swift build -c release --product stowage-agent --static-swift-stdlib --scratch-path .build-agent

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+export STOWAGE_AGENT_BINARY=$PWD/.build-agent/release/stowage-agent
 trap 'bash fixtures/lab/lab.sh down' EXIT
 bash fixtures/lab/lab.sh up
 swift test --skip-build

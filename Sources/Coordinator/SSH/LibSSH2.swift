@@ -89,19 +89,15 @@ final class SSHConnection {
             throw .protocolError("libssh2 could not allocate a session")
         }
         session = s
+        // From here on every stored property is set, so a throw below still runs deinit,
+        // which frees the session and closes the socket: no cleanup here (it would be a double free).
         libssh2_session_set_blocking(session, 0)
-        do {
-            let deadline = Deadline(seconds: t.connectTimeout)
-            try retry(deadline, "SSH handshake") { libssh2_session_handshake(session, fd) }
-            hostKey = try readHostKey()
-            if verifyHostKey { try checkHostKey(hostKey!) }
-            if authenticate { try auth(deadline) }
-            libssh2_keepalive_config(session, 1, UInt32(t.keepaliveInterval))
-        } catch {
-            libssh2_session_free(session)
-            close(fd)
-            throw error
-        }
+        let deadline = Deadline(seconds: t.connectTimeout)
+        try retry(deadline, "SSH handshake") { libssh2_session_handshake(session, fd) }
+        hostKey = try readHostKey()
+        if verifyHostKey { try checkHostKey(hostKey!) }
+        if authenticate { try auth(deadline) }
+        libssh2_keepalive_config(session, 1, UInt32(t.keepaliveInterval))
     }
 
     deinit {
