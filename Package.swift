@@ -46,7 +46,7 @@ let package = Package(
         // The wire format shared by the agent and the coordinator.
         .target(name: "AgentProtocol"),
         .executableTarget(name: "stowage", dependencies: [
-            "Coordinator", "Topology",
+            "Coordinator", "Topology", "AgentProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

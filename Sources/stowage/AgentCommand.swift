@@ -2,12 +2,13 @@ import ArgumentParser
 import Coordinator
 import Foundation
 import Topology
+import AgentProtocol
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agent",
         abstract: "Install and check stowage-agent on the nodes.",
-        subcommands: [Install.self, Check.self])
+        subcommands: [Install.self, Check.self, Bench.self])
 
     struct AgentOptions: ParsableArguments {
         @Argument(help: ArgumentHelp("ENV, ENV/LAYER or STORAGE (default: every node).", valueName: "target"))
@@ -80,5 +81,71 @@ struct AgentCommand: AsyncParsableCommand {
                 return failed.flatMap { ExitStatus(rawValue: $0.exitCode) } ?? .ok
             }
         }
+    }
+}
+
+extension AgentCommand {
+    struct Bench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Stream zeros through one agent session and report the rate (transport check; bench/transport.sh uses it).")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The node's name in the inventory.")
+        var node: String
+
+        @Option(help: "Bytes to stream (suffixes K, M, G).")
+        var bytes: String = "1G"
+
+        @Option(help: "out: node → coordinator; in: coordinator → node.")
+        var direction: String = "out"
+
+        @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
+        var agentBinary: String?
+
+        func validate() throws {
+            guard Self.parseSize(bytes) != nil else { throw ValidationError("--bytes: '\(bytes)' is not a size like 512M or 1G") }
+            guard ["in", "out"].contains(direction) else { throw ValidationError("--direction is in or out") }
+        }
+
+        static func parseSize(_ s: String) -> Int64? {
+            let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+            if let u = s.last.flatMap({ units[Character($0.uppercased())] }), let n = Int64(s.dropLast()) { return n * u }
+            return Int64(s)
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let inv = try global.loadInventory()
+                let n = try inv.agentNode(named: node)
+                let agent = try AgentBinary.locate(agentBinary)
+                let total = Self.parseSize(bytes)!
+                let block = [UInt8](repeating: 0, count: 1 << 20)
+                let counter = ByteCounter(limit: total)
+                let start = Date()
+                let run: AgentRun
+                if direction == "out" {
+                    run = try await AgentClient.run(n.target, agent: agent, job: AgentJob(type: .source, bytes: total))
+                } else {
+                    run = try await AgentClient.run(n.target, agent: agent, job: AgentJob(type: .sink), input: { counter.take(block) })
+                }
+                let secs = Date().timeIntervalSince(start)
+                let moved = direction == "out" ? run.received : (run.result.bytes ?? 0)
+                print("\(node) \(direction): \(moved) bytes in \(String(format: "%.2f", secs)) s = \(String(format: "%.1f", Double(moved) / secs / 1e6)) MB/s")
+                return .ok
+            }
+        }
+    }
+}
+
+/// Hands out a block until `limit` bytes were taken (used on one connection thread only).
+final class ByteCounter: @unchecked Sendable {
+    private var left: Int64
+    init(limit: Int64) { left = limit }
+    func take(_ block: [UInt8]) -> [UInt8]? {
+        guard left > 0 else { return nil }
+        let n = Int(min(Int64(block.count), left))
+        left -= Int64(n)
+        return n == block.count ? block : Array(block[0..<n])
     }
 }

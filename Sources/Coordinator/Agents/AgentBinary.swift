@@ -22,12 +22,21 @@ public struct AgentBinary: Sendable, Equatable {
         let exeDir = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
             .deletingLastPathComponent().path
         let path = explicit ?? environment["STOWAGE_AGENT_BINARY"] ?? "\(exeDir)/stowage-agent"
-        guard let data = FileManager.default.contents(atPath: path) else {
+        // Hashed in 1 MiB reads: the binary is tens of MB, and the coordinator's memory
+        // should not grow with it.
+        guard let fh = FileHandle(forReadingAtPath: path) else {
             throw StowageError(.usage, "no stowage-agent binary at \(path)",
                                hint: "build it (scripts/setup.sh builds a static one into .build-agent/release/) and pass --agent-binary or set STOWAGE_AGENT_BINARY")
         }
-        let hex = SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
-        return AgentBinary(localPath: path, sha256: hex, size: Int64(data.count))
+        defer { try? fh.close() }
+        var hash = SHA256()
+        var size: Int64 = 0
+        while let chunk = try? fh.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hash.update(data: chunk)
+            size += Int64(chunk.count)
+        }
+        let hex = hash.finalize().map { String(format: "%02x", $0) }.joined()
+        return AgentBinary(localPath: path, sha256: hex, size: size)
     }
 }
 
