@@ -17,4 +17,11 @@ case $status in
     2) echo "demo: exit 2 = warnings; expected here: staging/sqldb is two independent servers (non-clustered)" ;;
     *) echo "demo: exit $status (docs/exit-codes.md)"; exit "$status" ;;
 esac
+echo
+echo "== stowage agent install --config $inventory   (every node, over SSH)"
+.build/debug/stowage agent install --config "$inventory"
+echo
+echo "== stowage agent check --config $inventory"
+.build/debug/stowage agent check --config "$inventory"
+echo
 echo "demo: the lab keeps running; stop it with: bash fixtures/lab/lab.sh down"
