@@ -92,14 +92,8 @@ final class SSHConnection {
         // From here on every stored property is set, so a throw below still runs deinit,
         // which frees the session and closes the socket: no cleanup here (it would be a double free).
         libssh2_session_set_blocking(session, 0)
-        if let c = ProcessInfo.processInfo.environment["STOWAGE_SSH_CIPHERS"] {
-            libssh2_session_method_pref(session, LIBSSH2_METHOD_CRYPT_CS, c)
-            libssh2_session_method_pref(session, LIBSSH2_METHOD_CRYPT_SC, c)
-        }
-        if let m = ProcessInfo.processInfo.environment["STOWAGE_SSH_MACS"] {
-            libssh2_session_method_pref(session, LIBSSH2_METHOD_MAC_CS, m)
-            libssh2_session_method_pref(session, LIBSSH2_METHOD_MAC_SC, m)
-        }
+        // libssh2's default cipher and MAC order is kept: on this hardware every pair it
+        // supports costs the same (bench/results/transport-profile.md).
         let deadline = Deadline(seconds: t.connectTimeout)
         try retry(deadline, "SSH handshake") { libssh2_session_handshake(session, fd) }
         hostKey = try readHostKey()
