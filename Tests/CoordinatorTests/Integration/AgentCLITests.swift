@@ -126,6 +126,51 @@ extension LabSuites {
         }
     }
 
+    @Test func frozenSSHDTimesOutTheHandshake() async throws {
+        // SIGSTOP: the kernel still completes the TCP connection; no SSH banner ever comes.
+        let listener = Int32(try String(contentsOfFile: "\(Lab.dir)/run/sshd-sx4.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
+        kill(listener, SIGSTOP)
+        defer { kill(listener, SIGCONT) }
+        var t = sxTarget(4)
+        t.connectTimeout = 1.5
+        let start = Date()
+        do throws(StowageError) {
+            _ = try await AgentClient.run(t, agent: try AgentBinary.locate(), job: AgentJob(type: .check))
+            Issue.record("a frozen sshd answered")
+        } catch {
+            #expect(error.status == .nodeUnreachable)
+            #expect(error.message.contains("sx4 (root@127.0.9.14): SSH handshake: no answer"), "\(error.message)")
+            #expect(error.retryable)
+        }
+        #expect(Date().timeIntervalSince(start) < 4)
+    }
+
+    @Test func frozenAgentTimesOutTheJobAndThenExits() async throws {
+        var t = sxTarget(3)
+        t.ioTimeout = 2
+        let received = ByteTally()
+        let task = Task {
+            try await AgentClient.run(t, agent: try AgentBinary.locate(), job: AgentJob(type: .source, bytes: 1 << 40),
+                                      output: { received.add($0.count) })
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while received.total < 8 << 20 && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let agents = agentProcesses()
+        #expect(agents.count == 1)
+        for p in agents { kill(p, SIGSTOP) }
+        let stopped = Date()
+        do { _ = try await task.value; Issue.record("a frozen agent finished") } catch let e as StowageError {
+            #expect(e.status == .nodeUnreachable)
+            #expect(e.message.contains("no data from the node for 2.0 s"), "\(e.message)")
+        }
+        #expect(Date().timeIntervalSince(stopped) < 6)
+        // Thawed, it finds its session gone and exits.
+        for p in agents { kill(p, SIGCONT) }
+        let gone = Date().addingTimeInterval(5)
+        while !agentProcesses().isEmpty && Date() < gone { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(agentProcesses().isEmpty)
+    }
+
     @Test func connectionDroppedMidJobIsReportedAndLeavesNothingBehind() async throws {
         // As when a node reboots: its sshd session processes die, the TCP connection drops.
         let received = ByteTally()
