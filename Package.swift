@@ -43,6 +43,13 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "CAgentSys"),
+        // The storage format's building blocks (docs/storage-format.md): chunking, the
+        // envelope, keys. Pure and Foundation-light: the agent links it too.
+        .target(name: "Repository", dependencies: [
+            "CZstd",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
         // The wire format shared by the agent and the coordinator.
         .target(name: "AgentProtocol"),
         .executableTarget(name: "stowage", dependencies: [
@@ -53,6 +60,7 @@ let package = Package(
         // Paths, fixtures, the lab and the built binaries, for both test targets.
         .target(name: "TestSupport", dependencies: ["Topology"], path: "Tests/TestSupport"),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
+        .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Topology", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
