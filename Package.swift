@@ -30,9 +30,11 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
 
-        .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis"]),
+        // Threads for blocking C calls, deadlines.
+        .target(name: "Support"),
+        .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
         .target(name: "Coordinator", dependencies: [
-            "Topology", "AgentProtocol", "CLibSSH2",
+            "Topology", "AgentProtocol", "CLibSSH2", "Support",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
         ]),

@@ -3,6 +3,7 @@
 // caller and its stderr events to the result. Protocol: docs/agent-protocol.md.
 import AgentProtocol
 import Foundation
+import Support
 import Topology
 
 /// What a finished job said.
@@ -30,7 +31,7 @@ public enum AgentClient {
                            progress: ((Int64) -> Void)? = nil) async throws(StowageError) -> AgentRun {
         let call = Handoff(value: (input, output, progress))
         do {
-            return try await SSHWorker.run("agent \(target.node)") { flag in
+            return try await DedicatedThread.run("agent \(target.node)") { flag in
                 try runBlocking(target, agent: agent, job: job, input: call.value.0, output: call.value.1,
                                 progress: call.value.2, cancel: flag)
             }

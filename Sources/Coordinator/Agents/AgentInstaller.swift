@@ -8,6 +8,7 @@
 // under a name a job would run.
 import AgentProtocol
 import Foundation
+import Support
 import Topology
 
 public enum AgentInstallOutcome: String, Sendable, Codable {
@@ -19,7 +20,7 @@ public enum AgentInstaller {
     public static func install(_ node: AgentNode, _ agent: AgentBinary) async throws(StowageError) -> AgentInstallOutcome {
         let t = node.target
         do {
-            return try await SSHWorker.run("install \(t.node)") { flag throws(StowageError) -> AgentInstallOutcome in
+            return try await DedicatedThread.run("install \(t.node)") { flag throws(StowageError) -> AgentInstallOutcome in
                 try installBlocking(t, agent, flag)
             }
         } catch let e as StowageError {

@@ -1,6 +1,7 @@
 // `stowage ssh trust NODE`: record a node's host key in the inventory's known_hosts, the
 // only way a new or changed key is ever accepted.
 import Foundation
+import Support
 import Topology
 
 public enum TrustOutcome: Sendable, Equatable {
@@ -17,7 +18,7 @@ public enum KnownHosts {
     public static func trust(_ t: SSHTarget, replace: Bool) async throws(StowageError) -> TrustOutcome {
         let key: HostKey
         do {
-            key = try await SSHWorker.run("trust \(t.node)") { _ in
+            key = try await DedicatedThread.run("trust \(t.node)") { _ in
                 try SSHConnection(t, verifyHostKey: false, authenticate: false).hostKey!
             }
         } catch let e as SSHError {

@@ -7,6 +7,7 @@
 import CLibSSH2
 import Crypto
 import Foundation
+import Support
 import Topology
 
 /// libssh2_init is not thread-safe; a global `let` runs it exactly once.

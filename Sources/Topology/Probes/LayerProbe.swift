@@ -1,3 +1,5 @@
+import Support
+
 /// Probes every node of a layer at once, each on a thread of its own, and returns what they
 /// said. Never throws: a node that cannot be probed is an observation too.
 public enum LayerProbe {
@@ -14,7 +16,7 @@ public enum LayerProbe {
         let results = await withTaskGroup(of: (Int, NodeObservation).self) { group in
             for (i, m) in members.enumerated() {
                 group.addTask {
-                    let result: Result<RawProbe, ProbeFailure> = await Blocking.run("probe \(m.target.name)") {
+                    let result: Result<RawProbe, ProbeFailure> = await DedicatedThread.run("probe \(m.target.name)") {
                         Result { () throws(ProbeFailure) -> RawProbe in try probe(m.target) }
                     }
                     let t = m.target

@@ -2,6 +2,7 @@
 // turns libpq's status codes into `ProbeFailure`s.
 import CLibPQ
 import Foundation
+import Support
 
 final class PostgresConnection {
     private let conn: OpaquePointer

@@ -1,0 +1,62 @@
+// Helpers shared by every module that calls blocking C libraries (libpq, libmariadb,
+// hiredis, libssh2): a thread of their own per call, and a monotonic deadline.
+import Foundation
+import Synchronization
+
+/// Set by task cancellation; read by the blocking loop between its calls.
+public final class CancelFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    public init() {}
+    public func set() { value.store(true, ordering: .relaxed) }
+    public var isSet: Bool { value.load(ordering: .relaxed) }
+}
+
+public enum DedicatedThread {
+    /// Runs `body` on a new thread and resumes the caller when it returns.
+    ///
+    /// Swift's cooperative pool has as many threads as cores (two here); one call stuck in a
+    /// connect to a frozen server would stall every task in the process. A fresh thread per
+    /// call is cheap next to a network round trip, and the calls are few (one per node).
+    /// Cancelling the calling task sets the flag `body` receives.
+    public static func run<T: Sendable>(_ name: String, _ body: @escaping @Sendable (CancelFlag) throws -> T) async throws -> T {
+        let flag = CancelFlag()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
+                let t = Thread { cont.resume(with: Result { try body(flag) }) }
+                t.name = name
+                t.stackSize = 1 << 20
+                t.start()
+            }
+        } onCancel: {
+            flag.set()
+        }
+    }
+
+    /// The same for work that cannot fail and ignores cancellation.
+    public static func run<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+        // `body` does not throw, so neither does this.
+        try! await run(name) { (_: CancelFlag) in body() }
+    }
+}
+
+/// A point in time after which an operation gives up (monotonic clock).
+public struct Deadline: Sendable {
+    public let at: Double
+
+    public init(seconds: Double) { at = Deadline.now() + seconds }
+
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    public var remainingMilliseconds: Int32 { Int32(max(0, min(Double(Int32.max), (at - Deadline.now()) * 1000))) }
+    public var expired: Bool { Deadline.now() >= at }
+}
+
+/// Carries a non-Sendable value to the one thread that uses it while the caller awaits.
+public struct Handoff<T>: @unchecked Sendable {
+    public let value: T
+    public init(value: T) { self.value = value }
+}
