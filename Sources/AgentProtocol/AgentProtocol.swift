@@ -46,6 +46,14 @@ public struct AgentJob: Codable, Sendable, Equatable {
         case source
         /// Copy the input frames to stdout.
         case echo
+        /// Storage node: write the objects of the input (records) under `root`, atomically.
+        case put
+        /// Storage node: write the objects `names` under `root` to stdout, as records.
+        case get
+        /// Storage node: list the objects under `root`/`prefix` (stdout: "size name" lines).
+        case list
+        /// Storage node: remove the objects `names` under `root`.
+        case delete
     }
 
     public var type: Kind
@@ -57,15 +65,23 @@ public struct AgentJob: Codable, Sendable, Equatable {
     public var path: String?
     /// Secrets a job needs (database passwords, later keys): kept out of argv and environment.
     public var secrets: [String: String]?
+    /// Storage jobs: the repository folder (absolute), object names relative to it, a prefix.
+    public var root: String?
+    public var names: [String]?
+    public var prefix: String?
 
     public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
-                path: String? = nil, secrets: [String: String]? = nil) {
+                path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
+                names: [String]? = nil, prefix: String? = nil) {
         self.type = type
         self.bytes = bytes
         self.command = command
         self.tools = tools
         self.path = path
         self.secrets = secrets
+        self.root = root
+        self.names = names
+        self.prefix = prefix
     }
 }
 
@@ -87,6 +103,10 @@ public struct AgentEvent: Codable, Sendable, Equatable {
     // log / warning / error
     public var message: String?
     public var code: String?
+    // storage jobs
+    public var stored: Int?
+    public var existed: Int?
+    public var missing: [String]?
     // check
     public var tools: [String: String]?
     public var freeBytes: Int64?
@@ -126,4 +146,28 @@ public enum Frame {
     }
 
     public static let end: [UInt8] = header(0)
+}
+
+/// Objects on the wire (put input, get output): a 4-byte big-endian name length, the name
+/// (UTF-8), an 8-byte big-endian size, then that many bytes.
+public enum ObjectRecord {
+    public static let maxName = 1024
+
+    public static func header(name: String, size: Int) -> [UInt8] {
+        let n = Array(name.utf8)
+        var out = Frame.header(n.count) + n
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8((UInt64(size) >> UInt64(shift)) & 0xff)) }
+        return out
+    }
+
+    public static func encode(name: String, bytes: [UInt8]) -> [UInt8] { header(name: name, size: bytes.count) + bytes }
+
+    /// A relative object name with no empty, "." or ".." parts and only safe characters.
+    public static func isValidName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= maxName, !name.hasPrefix("/") else { return false }
+        let parts = name.split(separator: "/", omittingEmptySubsequences: false)
+        return parts.allSatisfy { p in
+            !p.isEmpty && p != "." && p != ".." && p.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+        }
+    }
 }

@@ -28,12 +28,21 @@ final class Session {
             case .sink: result = try sink()
             case .echo: result = try echo()
             case .source: result = try source(job)
+            case .put:
+                var input = InputBytes()
+                result = try Store(job).put(&input)
+            case .get: result = try Store(job).get(job.names ?? [])
+            case .list: result = try Store(job).list(job.prefix)
+            case .delete: result = try Store(job).delete(job.names ?? [])
             }
             Events.send(result)
             return .ok
         } catch let f as JobFailure {
             Events.send(.error(f.code, f.message))
             return f.exit
+        } catch IOFailure.closed {
+            Events.send(.error("input-cut", "the input ended without its end frame"))
+            return .inputCut
         } catch {
             Events.send(.error("internal", "\(error)"))
             return .jobFailed
@@ -53,7 +62,7 @@ final class Session {
         }
         guard AgentJob.Kind(rawValue: t.type) != nil else {
             throw JobFailure(exit: .badJob, code: "unknown-job",
-                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo)")
+                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete)")
         }
         do { return try JSONDecoder().decode(AgentJob.self, from: data) } catch {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "malformed \(t.type) job: \(error)")

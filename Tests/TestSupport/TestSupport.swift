@@ -75,6 +75,7 @@ public func runCommand(_ program: String, _ args: [String], env: [String: String
 
 public struct SpawnError: Error, CustomStringConvertible {
     public var description: String
+    public init(description: String) { self.description = description }
 }
 
 /// The lab started by fixtures/lab/lab.sh.

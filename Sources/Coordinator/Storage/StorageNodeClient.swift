@@ -1,0 +1,114 @@
+// The coordinator's side of the storage-node jobs: put, get, list, delete on one node's
+// repository folder, through its agent. Replication across nodes builds on this.
+import AgentProtocol
+import Foundation
+import Support
+
+/// One object to store: its name in the repository and its (already encrypted) bytes.
+public struct StoredObject: Sendable, Equatable {
+    public var name: String
+    public var bytes: [UInt8]
+    public init(name: String, bytes: [UInt8]) {
+        self.name = name
+        self.bytes = bytes
+    }
+}
+
+public struct PutResult: Sendable, Equatable {
+    public var stored: Int
+    public var existed: Int
+    public var bytes: Int64
+}
+
+public struct StorageNodeClient: Sendable {
+    public var target: SSHTarget
+    public var agent: AgentBinary
+    /// The repository folder on this node: `<storage root>/<environment>`.
+    public var repository: String
+
+    public init(target: SSHTarget, agent: AgentBinary, repository: String) {
+        self.target = target
+        self.agent = agent
+        self.repository = repository
+    }
+
+    /// Writes the objects (each atomically); objects already present are not written again.
+    public func put(_ objects: [StoredObject]) async throws(StowageError) -> PutResult {
+        for o in objects where !ObjectRecord.isValidName(o.name) {
+            throw StowageError(.internalError, "refusing to store an object named '\(o.name)'")
+        }
+        let queue = ObjectQueue(objects)
+        let run = try await AgentClient.run(target, agent: agent, job: AgentJob(type: .put, root: repository),
+                                            input: { queue.next() })
+        return PutResult(stored: run.result.stored ?? 0, existed: run.result.existed ?? 0, bytes: run.result.bytes ?? 0)
+    }
+
+    /// The objects' bytes by name, and the names the node does not have.
+    public func get(_ names: [String]) async throws(StowageError) -> (objects: [StoredObject], missing: [String]) {
+        let parser = RecordParser()
+        let run = try await AgentClient.run(target, agent: agent, job: AgentJob(type: .get, root: repository, names: names),
+                                            output: { parser.feed($0) })
+        guard parser.complete else {
+            throw StowageError(.remoteFailed, "\(target.node): the objects arrived cut short", retryable: true)
+        }
+        return (parser.objects, run.result.missing ?? [])
+    }
+
+    /// Every object under `prefix` (all when nil) with its size, sorted by name.
+    public func list(prefix: String? = nil) async throws(StowageError) -> [(name: String, size: Int64)] {
+        let out = ByteSink()
+        _ = try await AgentClient.run(target, agent: agent, job: AgentJob(type: .list, root: repository, prefix: prefix),
+                                      output: { out.append($0) })
+        return String(decoding: out.bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
+            guard let sp = line.firstIndex(of: " "), let size = Int64(line[..<sp]) else { return nil }
+            return (String(line[line.index(after: sp)...]), size)
+        }.sorted { $0.name < $1.name }
+    }
+
+    /// Removes the objects; returns how many were there.
+    public func delete(_ names: [String]) async throws(StowageError) -> Int {
+        let run = try await AgentClient.run(target, agent: agent, job: AgentJob(type: .delete, root: repository, names: names))
+        return run.result.stored ?? 0
+    }
+}
+
+/// Hands out encoded records one object at a time (used on one connection thread).
+final class ObjectQueue: @unchecked Sendable {
+    private var objects: [StoredObject]
+    private var i = 0
+    init(_ o: [StoredObject]) { objects = o }
+    func next() -> [UInt8]? {
+        guard i < objects.count else { return nil }
+        defer { i += 1 }
+        return ObjectRecord.encode(name: objects[i].name, bytes: objects[i].bytes)
+    }
+}
+
+final class ByteSink: @unchecked Sendable {
+    private(set) var bytes: [UInt8] = []
+    func append(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
+}
+
+/// Parses object records from a byte stream that arrives in arbitrary pieces.
+final class RecordParser: @unchecked Sendable {
+    private var pending: [UInt8] = []
+    private(set) var objects: [StoredObject] = []
+    private var malformed = false
+
+    var complete: Bool { pending.isEmpty && !malformed }
+
+    func feed(_ b: UnsafeRawBufferPointer) {
+        pending.append(contentsOf: b)
+        while true {
+            guard pending.count >= 4 else { return }
+            let nameLen = Int(pending[0]) << 24 | Int(pending[1]) << 16 | Int(pending[2]) << 8 | Int(pending[3])
+            guard nameLen <= ObjectRecord.maxName else { malformed = true; return }
+            guard pending.count >= 4 + nameLen + 8 else { return }
+            let size = pending[(4 + nameLen)..<(12 + nameLen)].reduce(0) { $0 << 8 | Int($1) }
+            guard pending.count >= 12 + nameLen + size else { return }
+            let name = String(decoding: pending[4..<(4 + nameLen)], as: UTF8.self)
+            objects.append(StoredObject(name: name, bytes: Array(pending[(12 + nameLen)..<(12 + nameLen + size)])))
+            pending.removeFirst(12 + nameLen + size)
+        }
+    }
+}
