@@ -54,6 +54,8 @@ public struct AgentJob: Codable, Sendable, Equatable {
         case list
         /// Storage node: remove the objects `names` under `root`.
         case delete
+        /// Storage node: hold the lock of layer `names[0]` under `root` until the session ends.
+        case lock
     }
 
     public var type: Kind
@@ -69,10 +71,12 @@ public struct AgentJob: Codable, Sendable, Equatable {
     public var root: String?
     public var names: [String]?
     public var prefix: String?
+    /// For `lock`: who holds it (coordinator host, pid, operation), shown to whoever waits.
+    public var owner: String?
 
     public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
                 path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
-                names: [String]? = nil, prefix: String? = nil) {
+                names: [String]? = nil, prefix: String? = nil, owner: String? = nil) {
         self.type = type
         self.bytes = bytes
         self.command = command
@@ -82,13 +86,15 @@ public struct AgentJob: Codable, Sendable, Equatable {
         self.root = root
         self.names = names
         self.prefix = prefix
+        self.owner = owner
     }
 }
 
 /// One line on the agent's stderr.
 public struct AgentEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable {
-        case hello, progress, log, warning, result, error
+        /// The job reached the state it holds until the session ends (a lock is held).
+        case hello, progress, log, warning, ready, result, error
     }
 
     public var event: Kind

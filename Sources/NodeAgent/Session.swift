@@ -34,6 +34,7 @@ final class Session {
             case .get: result = try Store(job).get(job.names ?? [])
             case .list: result = try Store(job).list(job.prefix)
             case .delete: result = try Store(job).delete(job.names ?? [])
+            case .lock: result = try Store(job).lock(job.names?.first, owner: job.owner)
             }
             Events.send(result)
             return .ok
@@ -62,7 +63,7 @@ final class Session {
         }
         guard AgentJob.Kind(rawValue: t.type) != nil else {
             throw JobFailure(exit: .badJob, code: "unknown-job",
-                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete)")
+                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete, lock)")
         }
         do { return try JSONDecoder().decode(AgentJob.self, from: data) } catch {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "malformed \(t.type) job: \(error)")

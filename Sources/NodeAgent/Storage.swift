@@ -269,5 +269,35 @@ struct Store {
         return e
     }
 
+    /// Holds `locks/<layer>` with flock(LOCK_EX) until stdin ends: the kernel releases the
+    /// lock when this process exits or dies, so a crashed holder never blocks the next run.
+    func lock(_ layer: String?, owner: String?) throws -> AgentEvent {
+        guard let layer, ObjectRecord.isValidName(layer), !layer.contains("/") else {
+            throw JobFailure(exit: .badJob, code: "bad-job", message: "a lock job names one layer")
+        }
+        _ = try makeDirectories("\(root)/locks")
+        let path = "\(root)/locks/\(layer)"
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw fail("cannot open", "locks/\(layer) in", errno) }
+        defer { close(fd) }
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK else { throw fail("cannot lock", "locks/\(layer) in", errno) }
+            var buf = [UInt8](repeating: 0, count: 512)
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
+            let holder = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : "another process"
+            throw JobFailure(exit: .jobFailed, code: "locked", message: "layer \(layer) is busy: locked by \(holder)")
+        }
+        let text = Array((owner ?? "unknown").utf8.prefix(500))
+        ftruncate(fd, 0)
+        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, 0) }
+        fsync(fd)
+        Events.send(AgentEvent(event: .ready))
+        // Hold until the coordinator closes the session (or sends anything).
+        var p = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+        while poll(&p, 1, -1) < 0 && errno == EINTR {}
+        ftruncate(fd, 0)
+        return AgentEvent(event: .result)
+    }
+
     func parent(_ p: String) -> String { String(p[..<(p.lastIndex(of: "/") ?? p.startIndex)]) }
 }

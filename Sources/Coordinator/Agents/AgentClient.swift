@@ -28,12 +28,13 @@ public enum AgentClient {
     public static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob,
                            input: (() -> [UInt8]?)? = nil,
                            output: ((UnsafeRawBufferPointer) -> Void)? = nil,
-                           progress: ((Int64) -> Void)? = nil) async throws(StowageError) -> AgentRun {
+                           progress: ((Int64) -> Void)? = nil,
+                           ready: (@Sendable () -> Void)? = nil) async throws(StowageError) -> AgentRun {
         let call = Handoff(value: (input, output, progress))
         do {
             return try await DedicatedThread.run("agent \(target.node)") { flag in
                 try runBlocking(target, agent: agent, job: job, input: call.value.0, output: call.value.1,
-                                progress: call.value.2, cancel: flag)
+                                progress: call.value.2, ready: ready, cancel: flag)
             }
         } catch let e as StowageError {
             throw e
@@ -44,7 +45,7 @@ public enum AgentClient {
 
     static func runBlocking(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> [UInt8]?)?,
                             output: ((UnsafeRawBufferPointer) -> Void)?, progress: ((Int64) -> Void)?,
-                            cancel: CancelFlag) throws(StowageError) -> AgentRun {
+                            ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag) throws(StowageError) -> AgentRun {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var jobLine = Array((try? enc.encode(job)) ?? Data())
@@ -71,6 +72,7 @@ public enum AgentClient {
                 stderr: { buf in
                     events.feed(buf)
                     if let p = events.takeProgress() { progress?(p) }
+                    if events.takeReady() { ready?() }
                 },
                 cancelled: { cancel.isSet || events.mismatch != nil })
         } catch let e as SSHError {
@@ -156,6 +158,14 @@ struct EventReader {
         }
     }
 
+    private var readySeen = false
+
+    /// True once, when the `ready` event has arrived.
+    mutating func takeReady() -> Bool {
+        defer { readySeen = false }
+        return readySeen
+    }
+
     mutating func takeProgress() -> Int64? {
         defer { lastProgress = nil }
         return lastProgress
@@ -171,6 +181,7 @@ struct EventReader {
             hello = e
             if e.agent != AgentWire.agentName || e.protocol != AgentWire.protocolVersion { mismatch = e }
         case .progress: lastProgress = e.bytes
+        case .ready: readySeen = true
         case .log, .warning: messages.append(e)
         case .result: result = e
         case .error: error = e

@@ -407,7 +407,8 @@ final class ExecChannel {
             }
             let next = conn.keepalive()
             // Wait for the socket; briefly when a producer may have more input by then.
-            let cap: Int32 = waitingForProducer ? 5 : min(1000, max(1, next) * 1000)
+            // and at most 200 ms otherwise, so that cancellation is noticed promptly.
+            let cap: Int32 = waitingForProducer ? 5 : min(200, max(1, next) * 1000)
             try conn.waitSocket(Deadline(seconds: ioTimeout), "waiting for the node", maxMilliseconds: cap)
         }
 

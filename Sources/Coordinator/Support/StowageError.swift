@@ -22,6 +22,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case remoteFailed = 9
     /// `agent check`: a node lacks a tool its engine needs.
     case toolsMissing = 10
+    /// Another backup, restore or prune of the layer holds its lock. Retryable.
+    case locked = 11
     /// Interrupted by the operator (SIGINT) or cancelled.
     case cancelled = 130
     /// Bad command line: unknown option, unknown environment or layer.
