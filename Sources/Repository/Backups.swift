@@ -1,0 +1,128 @@
+// Backup names, manifests and the pure decisions about them: which backups retention keeps,
+// which chunks prune may delete, whether a replicated write reached its quorum.
+// (docs/storage-format.md, "Manifests", "Writes"; no I/O here.)
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// `YYYY-MM-DDTHHMMSSZ-auto|manual`: the UTC start time and how the backup was started.
+public struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Codable { case auto, manual }
+
+    public var stamp: String
+    public var kind: Kind
+
+    public init?(_ s: String) {
+        let parts = s.split(separator: "-")
+        guard parts.count == 4, let kind = Kind(rawValue: String(parts[3])) else { return nil }
+        let stamp = parts[0...2].joined(separator: "-")
+        // 2026-11-21T030000Z
+        let chars = Array(stamp)
+        guard chars.count == 18, chars[4] == "-", chars[7] == "-", chars[10] == "T", chars[17] == "Z",
+              chars.enumerated().allSatisfy({ [4, 7, 10, 17].contains($0.offset) || $0.element.isNumber }) else { return nil }
+        self.stamp = stamp
+        self.kind = kind
+    }
+
+    /// The name of a backup started at `date` (UTC).
+    public init(date: Date, kind: Kind) {
+        let t = Int(date.timeIntervalSince1970)
+        let days = t / 86400, secs = t % 86400
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        stamp = "\(y)-\(two(m))-\(two(d))T\(two(secs / 3600))\(two(secs % 3600 / 60))\(two(secs % 60))Z"
+        self.kind = kind
+    }
+
+    public var description: String { "\(stamp)-\(kind.rawValue)" }
+
+    /// Time order; at the same second, auto before manual (arbitrary but fixed).
+    public static func < (a: BackupName, b: BackupName) -> Bool {
+        a.stamp != b.stamp ? a.stamp < b.stamp : a.kind.rawValue < b.kind.rawValue
+    }
+}
+
+/// One stream of a backup (a dump; one per Redis Cluster master): its chunks in order.
+public struct ManifestStream: Codable, Sendable, Equatable {
+    public struct Chunk: Codable, Sendable, Equatable {
+        public var id: String
+        public var size: Int
+        public var stored: Int
+        public init(id: String, size: Int, stored: Int) {
+            self.id = id
+            self.size = size
+            self.stored = stored
+        }
+    }
+
+    public var name: String
+    public var rawBytes: Int64
+    public var storedBytes: Int64
+    /// SHA-256 of the stream's plaintext, checked after a restore reassembles it.
+    public var sha256: String
+    public var chunks: [Chunk]
+
+    public init(name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk]) {
+        self.name = name
+        self.rawBytes = rawBytes
+        self.storedBytes = storedBytes
+        self.sha256 = sha256
+        self.chunks = chunks
+    }
+}
+
+/// A reference to a committed backup with the chunks it needs: what retention and prune see.
+public struct BackupRef: Sendable, Hashable {
+    public var layer: String
+    public var name: BackupName
+    public var chunks: Set<String>
+
+    public init(layer: String, name: BackupName, chunks: Set<String>) {
+        self.layer = layer
+        self.name = name
+        self.chunks = chunks
+    }
+}
+
+public enum Retention {
+    /// The backups of `layer` beyond the newest `keep`, oldest first. `keep` < 1 keeps one:
+    /// retention never deletes a layer's last backup.
+    public static func expired(_ backups: [BackupRef], layer: String, keep: Int) -> [BackupRef] {
+        let mine = backups.filter { $0.layer == layer }.sorted { $0.name > $1.name }
+        return Array(mine.dropFirst(max(1, keep))).sorted { $0.name < $1.name }
+    }
+
+    /// Chunks no remaining backup references. Prune runs only while it holds every layer's
+    /// lock of the repository, so no backup is about to reference one of them.
+    public static func unreferenced(allChunks: Set<String>, remaining: [BackupRef]) -> Set<String> {
+        allChunks.subtracting(remaining.reduce(into: Set<String>()) { $0.formUnion($1.chunks) })
+    }
+}
+
+/// Whether a write to a replicated storage committed.
+public struct QuorumOutcome: Sendable, Equatable {
+    public var committed: Bool
+    /// Nodes that hold every file of the write.
+    public var complete: [String]
+    /// Nodes that do not, with why: recorded and reported, fixed by `storage repair`.
+    public var missing: [String: String]
+
+    /// `quorum` nil means every node.
+    public static func decide(nodes: [String], failures: [String: String], quorum: Int?) -> QuorumOutcome {
+        let complete = nodes.filter { failures[$0] == nil }
+        let needed = quorum ?? nodes.count
+        return QuorumOutcome(committed: complete.count >= needed && !complete.isEmpty, complete: complete, missing: failures)
+    }
+}
