@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
         .target(name: "Coordinator", dependencies: [
-            "Topology", "AgentProtocol", "CLibSSH2", "Support",
+            "Topology", "AgentProtocol", "CLibSSH2", "Support", "Repository",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
         ]),

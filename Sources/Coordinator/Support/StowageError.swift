@@ -24,6 +24,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case toolsMissing = 10
     /// Another backup, restore or prune of the layer holds its lock. Retryable.
     case locked = 11
+    /// Fewer storage nodes than the write quorum hold a write: nothing was committed.
+    case quorumNotReached = 12
     /// Interrupted by the operator (SIGINT) or cancelled.
     case cancelled = 130
     /// Bad command line: unknown option, unknown environment or layer.
