@@ -98,3 +98,19 @@ extension LabSuites {
     }
 }
 }
+
+extension LabSuites.Replication {
+    @Test func repairCommandFindsEveryRepositoryAndFixesIt() async throws {
+        let (s, env) = try storage(quorum: nil)
+        defer { cleanup(env) }
+        _ = try await s.put(objects("ff", 2))
+        try FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/st2/\(env)/chunks/ff/c0")
+        let r = try runCommand(Repo.stowage, ["storage", "repair", "lab-storage", "--config", Lab.inventory])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("lab-storage/\(env): st1: 0 copied, st2: 1 copied"), "\(r.stdout)")
+        #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(env)/chunks/ff/c0"))
+        let unknown = try runCommand(Repo.stowage, ["storage", "repair", "nosuch", "--config", Lab.inventory])
+        #expect(unknown.status == ExitStatus.usage.rawValue)
+        #expect(unknown.stderr.contains("hint: storages: lab-storage"))
+    }
+}
