@@ -108,7 +108,7 @@ struct Store {
         cleanTemporaries()
         var stored = 0, existed = 0
         var bytes: Int64 = 0
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        let block = 1 << 20
         while let lenBytes = try input.readExactly(4) {
             let nameLen = Int(lenBytes[0]) << 24 | Int(lenBytes[1]) << 16 | Int(lenBytes[2]) << 8 | Int(lenBytes[3])
             guard nameLen > 0, nameLen <= ObjectRecord.maxName, let nb = try input.readExactly(nameLen), let sb = try input.readExactly(8) else {
@@ -139,7 +139,7 @@ struct Store {
             var left = size
             do {
                 while left > 0 {
-                    let want = Int(min(UInt64(buf.count), left))
+                    let want = Int(min(UInt64(block), left))
                     guard let part = try input.readExactly(want) else { throw IOFailure.closed }
                     let ok = part.withUnsafeBytes { writeAll(fd, $0) }
                     if !ok { throw fail("cannot write", name + " in", errno) }
@@ -159,7 +159,6 @@ struct Store {
             }
             dirsToSync.insert(dir)
             stored += 1
-            _ = buf.count
         }
         // Renames are durable only once their folders are: sync them before saying "stored".
         for d in dirsToSync.sorted() { fsyncDirectory(d) }
