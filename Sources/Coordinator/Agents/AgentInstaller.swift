@@ -46,13 +46,15 @@ public enum AgentInstaller {
             }
 
             let tmp = "\(dir)/.stowage-agent.tmp.\(UInt64.random(in: 0...UInt64.max))"
-            let data = try Data(contentsOf: URL(fileURLWithPath: agent.localPath))
-            let scp = try ExecChannel(scpTo: tmp, mode: 0o700, size: Int64(data.count), conn, deadline: Deadline(seconds: t.connectTimeout))
-            var sent = false
+            // Streamed in 1 MiB reads: the binary is tens of MB.
+            guard let file = FileHandle(forReadingAtPath: agent.localPath) else {
+                throw StowageError(.usage, "cannot read the agent binary \(agent.localPath)")
+            }
+            defer { try? file.close() }
+            let scp = try ExecChannel(scpTo: tmp, mode: 0o700, size: agent.size, conn, deadline: Deadline(seconds: t.connectTimeout))
             _ = try scp.pump(input: {
-                if sent { return .end }
-                sent = true
-                return .bytes(Array(data))
+                guard let chunk = try? file.read(upToCount: 1 << 20), !chunk.isEmpty else { return .end }
+                return .bytes(Array(chunk))
             }, stdout: { _ in }, stderr: { _ in }, cancelled: { flag.isSet })
 
             let sum = try run(conn, "sha256sum \(shellQuote(tmp))", flag)
