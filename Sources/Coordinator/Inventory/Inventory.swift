@@ -60,6 +60,8 @@ public struct StorageSpec: Sendable, Equatable {
     public var nodes: [NodeSpec]
     /// How many nodes must hold a file before a write commits; nil means all of them.
     public var quorum: Int?
+    /// The storage password (wraps every repository's keys): from a variable or a file.
+    public var password: CredentialsSpec?
 }
 
 public struct SSHSettings: Sendable, Equatable {
@@ -196,7 +198,19 @@ private struct InventoryParser {
 
     mutating func storage(_ name: String, _ v: YAMLValue) throws(StowageError) -> StorageSpec {
         try checkName(name, v, what: "storage")
-        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum"])
+        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password"])
+        if let p = f.fields["password"] {
+            throw p.error("plain-text passwords are not accepted in the inventory (storage \(name))",
+                          hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
+        }
+        let pwEnv = try f["password_env"]?.string(), pwFile = try f["password_file"]?.string()
+        var password: CredentialsSpec?
+        switch (pwEnv, pwFile) {
+        case (let e?, nil): password = CredentialsSpec(user: nil, password: .environment(e), location: v.location)
+        case (nil, let p?): password = CredentialsSpec(user: nil, password: .file(p), location: v.location)
+        case (nil, nil): password = nil
+        case (_?, _?): throw v.error("storage \(name) gives both password_env and password_file", hint: "keep one")
+        }
         let root = try f["root"]?.string()
         var nodes: [NodeSpec] = []
         for n in try f.required("nodes").sequence() {
@@ -215,7 +229,7 @@ private struct InventoryParser {
                 quorum = n
             }
         }
-        return StorageSpec(name: name, root: root, nodes: nodes, quorum: quorum)
+        return StorageSpec(name: name, root: root, nodes: nodes, quorum: quorum, password: password)
     }
 
     mutating func layer(env: String, name: String, _ v: YAMLValue) throws(StowageError) -> LayerSpec {

@@ -26,6 +26,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case locked = 11
     /// Fewer storage nodes than the write quorum hold a write: nothing was committed.
     case quorumNotReached = 12
+    /// A repository's config or keys are unreadable, or of a newer format.
+    case repositoryDamaged = 13
     /// Interrupted by the operator (SIGINT) or cancelled.
     case cancelled = 130
     /// Bad command line: unknown option, unknown environment or layer.

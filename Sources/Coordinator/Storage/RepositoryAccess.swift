@@ -1,0 +1,118 @@
+// Opening an environment's repository on a storage: read its config and key files from any
+// node that has them, unlock the keys with the storage password, or create the repository
+// on first use (docs/storage-format.md, "config", "Keys").
+import Foundation
+@preconcurrency import Crypto
+import Repository
+import Topology
+
+public struct RepositoryConfig: Codable, Sendable, Equatable {
+    public struct ChunkerConfig: Codable, Sendable, Equatable {
+        public var algorithm: String
+        public var min: Int
+        public var avg: Int
+        public var max: Int
+    }
+
+    public var format: Int
+    public var id: String
+    public var created: String
+    public var cipher: String
+    public var compression: String
+    public var chunkIDHash: String
+    public var chunker: ChunkerConfig
+
+    public static let currentFormat = 1
+
+    static func fresh() -> RepositoryConfig {
+        let p = ChunkerParameters.standard
+        return RepositoryConfig(format: currentFormat, id: (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(),
+                                created: ISO8601DateFormatter().string(from: Date()), cipher: "aes-256-gcm", compression: "zstd",
+                                chunkIDHash: "hmac-sha256", chunker: .init(algorithm: "fastcdc", min: p.min, avg: p.avg, max: p.max))
+    }
+}
+
+/// An unlocked repository: where it is and the keys to read and write it.
+public struct OpenRepository: Sendable {
+    public var storage: ReplicatedStorage
+    public var environment: String
+    public var config: RepositoryConfig
+    public var keys: RepositoryKeys
+    /// True when this call created it.
+    public var created: Bool
+}
+
+public enum RepositoryAccess {
+    /// Opens `environment`'s repository on the storage; creates it when absent and `create`.
+    public static func open(_ storage: ReplicatedStorage, environment: String, password: Secret,
+                            create: Bool, kdfCost: Int = 32768) async throws(StowageError) -> OpenRepository {
+        let label = "repository \(environment) on storage \(storage.name)"
+        var reached = 0
+        var lastError: StowageError?
+        for node in storage.nodes {
+            let found: (config: [UInt8]?, keys: [[UInt8]])
+            do throws(StowageError) {
+                let listing = try await node.list(prefix: "keys")
+                let got = try await node.get(["config"] + listing.map(\.name))
+                reached += 1
+                found = (got.objects.first { $0.name == "config" }?.bytes, got.objects.filter { $0.name != "config" }.map(\.bytes))
+            } catch {
+                lastError = error
+                continue
+            }
+            guard let configBytes = found.config else { continue }
+            guard let config = try? JSONDecoder().decode(RepositoryConfig.self, from: Data(configBytes)) else {
+                throw StowageError(.repositoryDamaged, "\(label): \(node.target.node) holds an unreadable config",
+                                   hint: "stowage storage repair \(storage.name) copies it from another node")
+            }
+            guard config.format <= RepositoryConfig.currentFormat else {
+                throw StowageError(.repositoryDamaged, "\(label) has format \(config.format), newer than this Stowage (\(RepositoryConfig.currentFormat))",
+                                   hint: "use a newer stowage to read it; nothing was changed")
+            }
+            var sawKey = false
+            for k in found.keys {
+                guard let file = try? JSONDecoder().decode(KeyFile.self, from: Data(k)) else { continue }
+                sawKey = true
+                do throws(RepositoryError) {
+                    let keys = try file.unlock(password: password.value)
+                    return OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: false)
+                } catch .wrongPassword {
+                    continue
+                } catch {
+                    continue
+                }
+            }
+            if sawKey {
+                throw StowageError(.credentialsRejected, "wrong password for \(label)",
+                                   hint: "the storage password comes from storages.\(storage.name).password_env or password_file")
+            }
+            throw StowageError(.repositoryDamaged, "\(label): \(node.target.node) has a config but no readable key file",
+                               hint: "stowage storage repair \(storage.name) copies key files from another node")
+        }
+        if reached == 0, let lastError { throw lastError }
+        guard create else {
+            throw StowageError(.usage, "no \(label)", hint: "no backup of environment \(environment) has been written to this storage yet")
+        }
+        // A new repository: key files first, config last (its presence marks a repository).
+        let keys = RepositoryKeys.generate()
+        let config = RepositoryConfig.fresh()
+        let keyFile = KeyFile.create(keys: keys, password: password.value, n: kdfCost)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let keyID = String(SHA256.hash(data: Array(keyFile.salt.utf8)).map { String(format: "%02x", $0) }.joined().prefix(16))
+        _ = try await storage.put([StoredObject(name: "keys/\(keyID)", bytes: Array(try! enc.encode(keyFile)))])
+        _ = try await storage.put([StoredObject(name: "config", bytes: Array(try! enc.encode(config)))])
+        return OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: true)
+    }
+}
+
+extension StorageSpec {
+    /// The storage password, read now.
+    public func resolvePassword(environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> Secret {
+        guard let password, let secret = try password.resolvePassword(layer: "storage \(name)", environment: environment) else {
+            throw StowageError(.invalidInventory, "storage \(name) has no password",
+                               hint: "add password_env: VARIABLE or password_file: PATH to storages.\(name)")
+        }
+        return secret
+    }
+}
