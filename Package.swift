@@ -41,7 +41,7 @@ let package = Package(
         // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
         // FoundationEssentials, not Foundation: no ICU, a smaller static binary.
         .executableTarget(name: "NodeAgent", dependencies: [
-            "CZstd", "AgentProtocol", "CAgentSys",
+            "CZstd", "AgentProtocol", "CAgentSys", "Repository",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "CAgentSys"),

@@ -56,6 +56,10 @@ public struct AgentJob: Codable, Sendable, Equatable {
         case delete
         /// Storage node: hold the lock of layer `names[0]` under `root` until the session ends.
         case lock
+        /// Database node: run `command`, cut its stdout into chunks, compress and encrypt
+        /// each with the keys in `secrets` (dataKey, idKey, chunkerSeed), write them as
+        /// object records; one `chunk` event per chunk, in stream order.
+        case chunk
     }
 
     public var type: Kind
@@ -73,10 +77,14 @@ public struct AgentJob: Codable, Sendable, Equatable {
     public var prefix: String?
     /// For `lock`: who holds it (coordinator host, pid, operation), shown to whoever waits.
     public var owner: String?
+    /// For `chunk`: [min, avg, max] chunk sizes and the zstd level.
+    public var chunkSizes: [Int]?
+    public var zstdLevel: Int?
 
     public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
                 path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
-                names: [String]? = nil, prefix: String? = nil, owner: String? = nil) {
+                names: [String]? = nil, prefix: String? = nil, owner: String? = nil,
+                chunkSizes: [Int]? = nil, zstdLevel: Int? = nil) {
         self.type = type
         self.bytes = bytes
         self.command = command
@@ -87,6 +95,8 @@ public struct AgentJob: Codable, Sendable, Equatable {
         self.names = names
         self.prefix = prefix
         self.owner = owner
+        self.chunkSizes = chunkSizes
+        self.zstdLevel = zstdLevel
     }
 }
 
@@ -94,7 +104,8 @@ public struct AgentJob: Codable, Sendable, Equatable {
 public struct AgentEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable {
         /// The job reached the state it holds until the session ends (a lock is held).
-        case hello, progress, log, warning, ready, result, error
+        /// `chunk` job: one chunk of the stream (`id`, `bytes` raw, `stored`).
+        case hello, progress, log, warning, ready, chunk, result, error
     }
 
     public var event: Kind
@@ -109,6 +120,8 @@ public struct AgentEvent: Codable, Sendable, Equatable {
     // log / warning / error
     public var message: String?
     public var code: String?
+    // chunk
+    public var id: String?
     // storage jobs
     public var stored: Int?
     public var existed: Int?

@@ -35,6 +35,7 @@ final class Session {
             case .list: result = try Store(job).list(job.prefix)
             case .delete: result = try Store(job).delete(job.names ?? [])
             case .lock: result = try Store(job).lock(job.names?.first, owner: job.owner)
+            case .chunk: result = try chunk(job)
             }
             Events.send(result)
             return .ok
@@ -63,7 +64,7 @@ final class Session {
         }
         guard AgentJob.Kind(rawValue: t.type) != nil else {
             throw JobFailure(exit: .badJob, code: "unknown-job",
-                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete, lock)")
+                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete, lock, chunk)")
         }
         do { return try JSONDecoder().decode(AgentJob.self, from: data) } catch {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "malformed \(t.type) job: \(error)")

@@ -14,6 +14,12 @@ public struct RepositoryKeys: Sendable, Equatable {
     public var id: SymmetricKey
     public var chunkerSeed: [UInt8]
 
+    public init(data: SymmetricKey, id: SymmetricKey, chunkerSeed: [UInt8]) {
+        self.data = data
+        self.id = id
+        self.chunkerSeed = chunkerSeed
+    }
+
     public static func generate() -> RepositoryKeys {
         RepositoryKeys(data: SymmetricKey(size: .bits256), id: SymmetricKey(size: .bits256),
                        chunkerSeed: (0..<8).map { _ in UInt8.random(in: 0...255) })

@@ -15,6 +15,8 @@ public struct AgentRun: Sendable {
     public var messages: [AgentEvent]
     /// Bytes the coordinator received on the agent's stdout.
     public var received: Int64
+    /// `chunk` events, in stream order.
+    public var chunks: [AgentEvent] = []
 }
 
 public enum AgentClient {
@@ -30,7 +32,26 @@ public enum AgentClient {
                            output: ((UnsafeRawBufferPointer) -> Void)? = nil,
                            progress: ((Int64) -> Void)? = nil,
                            ready: (@Sendable () -> Void)? = nil) async throws(StowageError) -> AgentRun {
-        let call = Handoff(value: (input, output, progress))
+        var source: (() -> ExecChannel.Input)?
+        if let input {
+            var ended = false
+            source = {
+                if ended { return .end }
+                guard let chunk = input() else { ended = true; return .bytes(Frame.end) }
+                return .bytes(framed(chunk))
+            }
+        }
+        return try await run(target, agent: agent, job: job, framedInput: source, output: output, progress: progress, ready: ready)
+    }
+
+    /// As above, with input that may be "not yet" (`.later`): a producer on another thread
+    /// is behind. The closure frames its own bytes and ends with `Frame.end`.
+    static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob,
+                    framedInput: (() -> ExecChannel.Input)?,
+                    output: ((UnsafeRawBufferPointer) -> Void)?,
+                    progress: ((Int64) -> Void)?,
+                    ready: (@Sendable () -> Void)?) async throws(StowageError) -> AgentRun {
+        let call = Handoff(value: (framedInput, output, progress))
         do {
             return try await DedicatedThread.run("agent \(target.node)") { flag in
                 try runBlocking(target, agent: agent, job: job, input: call.value.0, output: call.value.1,
@@ -43,7 +64,7 @@ public enum AgentClient {
         }
     }
 
-    static func runBlocking(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> [UInt8]?)?,
+    static func runBlocking(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> ExecChannel.Input)?,
                             output: ((UnsafeRawBufferPointer) -> Void)?, progress: ((Int64) -> Void)?,
                             ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag) throws(StowageError) -> AgentRun {
         let enc = JSONEncoder()
@@ -52,7 +73,7 @@ public enum AgentClient {
         jobLine.append(0x0A)
 
         var events = EventReader()
-        var lineSent = false, ended = false, received: Int64 = 0
+        var lineSent = false, received: Int64 = 0
         let exit: RemoteExit
         do {
             let conn = try SSHConnection(target)
@@ -61,9 +82,7 @@ public enum AgentClient {
                 input: {
                     if !lineSent { lineSent = true; return .bytes(jobLine) }
                     guard let input else { return .hold }
-                    if ended { return .end }
-                    guard let chunk = input() else { ended = true; return .bytes(Frame.end) }
-                    return .bytes(framed(chunk))
+                    return input()
                 },
                 stdout: { buf in
                     received += Int64(buf.count)
@@ -111,7 +130,7 @@ public enum AgentClient {
         if let sent = result.bytes, job.type == .source || job.type == .echo, sent != received {
             throw StowageError(.remoteFailed, "\(who): the agent sent \(sent) bytes but \(received) arrived", retryable: true)
         }
-        return AgentRun(node: target.node, hello: hello, result: result, messages: events.messages, received: received)
+        return AgentRun(node: target.node, hello: hello, result: result, messages: events.messages, received: received, chunks: events.chunks)
     }
 
     static func mismatchError(_ t: SSHTarget, _ hello: AgentEvent, _ agent: AgentBinary) -> StowageError {
@@ -144,6 +163,7 @@ struct EventReader {
     private(set) var result: AgentEvent?
     private(set) var error: AgentEvent?
     private(set) var messages: [AgentEvent] = []
+    private(set) var chunks: [AgentEvent] = []
     private(set) var plainText = ""
     private var lastProgress: Int64?
     /// Set when the greeting names another protocol version: the job must not run.
@@ -182,6 +202,7 @@ struct EventReader {
             if e.agent != AgentWire.agentName || e.protocol != AgentWire.protocolVersion { mismatch = e }
         case .progress: lastProgress = e.bytes
         case .ready: readySeen = true
+        case .chunk: chunks.append(e)
         case .log, .warning: messages.append(e)
         case .result: result = e
         case .error: error = e

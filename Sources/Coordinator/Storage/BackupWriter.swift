@@ -1,0 +1,277 @@
+// Writing one backup: the source node's agent chunks, compresses and encrypts the dump;
+// the coordinator forwards each chunk to every storage node that lacks it, through bounded
+// queues (a slow node slows the dump instead of growing memory), then commits the manifest
+// on the write quorum, last, and only to nodes that hold every chunk
+// (docs/storage-format.md, "Writes").
+import AgentProtocol
+import Foundation
+@preconcurrency import Crypto
+import Repository
+import Support
+import Topology
+
+/// The manifest: what a backup is (docs/storage-format.md, "Manifests").
+public struct Manifest: Codable, Sendable, Equatable {
+    public var format: Int
+    public var environment: String
+    public var layer: String
+    public var name: String
+    public var engine: String
+    public var engineVersion: String?
+    public var sourceNode: String
+    public var sourceRole: String?
+    public var topology: LayerTopology?
+    public var started: String
+    public var finished: String
+    public var streams: [ManifestStream]
+    public var rawBytes: Int64
+    public var storedBytes: Int64
+    public var newBytes: Int64
+}
+
+/// Facts about a backup that the writer does not find out itself.
+public struct BackupMetadata: Sendable {
+    public var engine: String
+    public var engineVersion: String?
+    public var sourceRole: String?
+    public var topology: LayerTopology?
+
+    public init(engine: String, engineVersion: String? = nil, sourceRole: String? = nil, topology: LayerTopology? = nil) {
+        self.engine = engine
+        self.engineVersion = engineVersion
+        self.sourceRole = sourceRole
+        self.topology = topology
+    }
+}
+
+public struct BackupWriteResult: Sendable {
+    public var manifest: Manifest
+    /// Nodes holding the whole backup, and the ones that missed it (with why).
+    public var replicas: QuorumOutcome
+}
+
+public enum BackupWriter {
+    public static func manifestName(layer: String, name: BackupName) -> String { "backups/\(layer)/\(name)" }
+
+    public static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
+                             command: [String], streamName: String, metadata: BackupMetadata,
+                             zstdLevel: Int = 3) async throws(StowageError) -> BackupWriteResult {
+        let started = Date()
+        let storage = repo.storage
+        var failures: [String: String] = [:]
+
+        // What each node already holds: those chunks are not sent to it again.
+        var present: [String: Set<String>] = [:]
+        for node in storage.nodes {
+            do throws(StowageError) {
+                present[node.target.node] = Set(try await node.list(prefix: "chunks").map(\.name))
+            } catch {
+                failures[node.target.node] = error.message
+            }
+        }
+        let live = storage.nodes.filter { present[$0.target.node] != nil }
+        let fan = FanOut(names: live.map(\.target.node), capacity: 32 << 20)
+
+        // One put session per live node, fed by its queue.
+        let puts = live.map { node in
+            Task { () async -> (String, StowageError?) in
+                let consumer = fan.consumer(node.target.node)
+                do throws(StowageError) {
+                    _ = try await AgentClient.run(node.target, agent: node.agent, job: AgentJob(type: .put, root: node.repository),
+                                                  framedInput: { consumer.next() }, output: nil, progress: nil, ready: nil)
+                    return (node.target.node, nil)
+                } catch {
+                    consumer.kill()
+                    return (node.target.node, error)
+                }
+            }
+        }
+
+        // The source: records out, forwarded to every node that lacks them.
+        let parser = RecordSplitter()
+        let presentSnapshot = present
+        let newBytes = ByteTotal()
+        let keys = repo.keys
+        let secrets = [
+            "dataKey": keys.data.withUnsafeBytes { Data($0).base64EncodedString() },
+            "idKey": keys.id.withUnsafeBytes { Data($0).base64EncodedString() },
+            "chunkerSeed": Data(keys.chunkerSeed).base64EncodedString(),
+        ]
+        let c = repo.config.chunker
+        let job = AgentJob(type: .chunk, command: command, secrets: secrets, chunkSizes: [c.min, c.avg, c.max], zstdLevel: zstdLevel)
+        let run: AgentRun
+        do throws(StowageError) {
+            run = try await AgentClient.run(source, agent: agent, job: job, framedInput: nil, output: { buf in
+                parser.feed(buf) { name, record in
+                    var sentAnywhere = false
+                    for n in live where !presentSnapshot[n.target.node]!.contains(name) {
+                        fan.enqueue(record, to: n.target.node)
+                        sentAnywhere = true
+                    }
+                    // Stored bytes are the envelope's, without the record's name and size header.
+                    if sentAnywhere { newBytes.add(record.count - 12 - name.utf8.count) }
+                }
+            }, progress: nil, ready: nil)
+        } catch {
+            // Complete records already queued are complete objects; ending the sessions
+            // cleanly keeps them (unreferenced chunks are pruned later), and no manifest is written.
+            fan.finish()
+            for t in puts { _ = await t.value }
+            throw error
+        }
+        fan.finish()
+        for t in puts {
+            let (node, err) = await t.value
+            if let err { failures[node] = err.message }
+        }
+        guard parser.complete else {
+            throw StowageError(.remoteFailed, "\(source.node): the chunk stream ended inside a record", retryable: true)
+        }
+
+        let chunkOutcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.target.node), failures: failures, quorum: storage.quorum)
+        guard chunkOutcome.committed else {
+            let why = failures.keys.sorted().map { "\($0): \(failures[$0]!)" }.joined(separator: "; ")
+            throw StowageError(.quorumNotReached,
+                               "storage \(storage.name): \(chunkOutcome.complete.count) of \(storage.nodes.count) nodes hold the backup's chunks, quorum is \(storage.quorum.map(String.init) ?? "all"); \(why)",
+                               hint: "nothing was committed; bring the nodes back or lower the quorum", retryable: true)
+        }
+
+        let chunks = run.chunks.map { ManifestStream.Chunk(id: $0.id ?? "", size: Int($0.bytes ?? 0), stored: $0.stored ?? 0) }
+        let stream = ManifestStream(name: streamName, rawBytes: run.result.bytes ?? 0,
+                                    storedBytes: Int64(chunks.map(\.stored).reduce(0, +)),
+                                    sha256: run.result.sha256 ?? "", chunks: chunks)
+        let fmt = ISO8601DateFormatter()
+        let manifest = Manifest(format: 1, environment: repo.environment, layer: layer, name: name.description,
+                                engine: metadata.engine, engineVersion: metadata.engineVersion, sourceNode: source.node,
+                                sourceRole: metadata.sourceRole, topology: metadata.topology,
+                                started: fmt.string(from: started), finished: fmt.string(from: Date()), streams: [stream],
+                                rawBytes: stream.rawBytes, storedBytes: stream.storedBytes, newBytes: newBytes.total)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let objectName = manifestName(layer: layer, name: name)
+        let sealed = Envelope.seal(Array(try! enc.encode(manifest)), key: keys.data, aad: objectName)
+
+        // The manifest goes only to nodes holding every chunk, and commits on the quorum.
+        let holders = ReplicatedStorage(name: storage.name, nodes: storage.nodes.filter { chunkOutcome.complete.contains($0.target.node) },
+                                        quorum: nil)
+        var manifestFailures = failures
+        for node in holders.nodes {
+            do throws(StowageError) {
+                _ = try await node.put([StoredObject(name: objectName, bytes: sealed)])
+            } catch {
+                manifestFailures[node.target.node] = error.message
+            }
+        }
+        let outcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.target.node), failures: manifestFailures, quorum: storage.quorum)
+        guard outcome.committed else {
+            throw StowageError(.quorumNotReached, "storage \(storage.name): the manifest of \(objectName) reached \(outcome.complete.count) of \(storage.nodes.count) nodes",
+                               hint: "the backup is not committed on the quorum; `stowage storage repair` completes it once nodes are back", retryable: true)
+        }
+        return BackupWriteResult(manifest: manifest, replicas: outcome)
+    }
+}
+
+/// Splits a byte stream into whole object records, handing each (name, encoded record) on.
+final class RecordSplitter: @unchecked Sendable {
+    private var pending: [UInt8] = []
+    private var start = 0
+    private(set) var malformed = false
+    var complete: Bool { pending.count == start && !malformed }
+
+    func feed(_ b: UnsafeRawBufferPointer, _ each: (String, [UInt8]) -> Void) {
+        pending.append(contentsOf: b)
+        while pending.count - start >= 4 {
+            let p = start
+            let nameLen = Int(pending[p]) << 24 | Int(pending[p + 1]) << 16 | Int(pending[p + 2]) << 8 | Int(pending[p + 3])
+            guard nameLen <= ObjectRecord.maxName else { malformed = true; return }
+            guard pending.count - p >= 12 + nameLen else { break }
+            let size = pending[(p + 4 + nameLen)..<(p + 12 + nameLen)].reduce(0) { $0 << 8 | Int($1) }
+            guard pending.count - p >= 12 + nameLen + size else { break }
+            let name = String(decoding: pending[(p + 4)..<(p + 4 + nameLen)], as: UTF8.self)
+            each(name, Array(pending[p..<(p + 12 + nameLen + size)]))
+            start = p + 12 + nameLen + size
+        }
+        // Drop consumed bytes once they dominate, so the buffer stays about one record long.
+        if start > 0 && start >= pending.count / 2 {
+            pending.removeFirst(start)
+            start = 0
+        }
+    }
+}
+
+final class ByteTotal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n: Int64 = 0
+    func add(_ k: Int) { lock.lock(); n += Int64(k); lock.unlock() }
+    var total: Int64 { lock.lock(); defer { lock.unlock() }; return n }
+}
+
+/// Bounded queues from one producer thread to several consumer threads. The producer blocks
+/// while a live consumer's queue is full; a consumer that died takes nothing more.
+final class FanOut: @unchecked Sendable {
+    final class Consumer: @unchecked Sendable {
+        private let cond = NSCondition()
+        private var queue: [[UInt8]] = []
+        private var head = 0
+        private var bytes = 0
+        private var finished = false
+        private var dead = false
+        let capacity: Int
+
+        init(capacity: Int) { self.capacity = capacity }
+
+        /// Called by the consumer's channel loop.
+        func next() -> ExecChannel.Input {
+            cond.lock()
+            defer { cond.unlock() }
+            if head < queue.count {
+                let r = queue[head]
+                queue[head] = []
+                head += 1
+                bytes -= r.count
+                if head > 1024 { queue.removeFirst(head); head = 0 }
+                cond.broadcast()
+                // A record is the payload; frame it for the agent's input.
+                return .bytes(AgentClient.framed(r))
+            }
+            if finished { finished = false; dead = true; return .bytes(Frame.end) }
+            return dead ? .end : .later
+        }
+
+        func enqueue(_ r: [UInt8]) {
+            cond.lock()
+            defer { cond.unlock() }
+            while bytes + r.count > capacity && !dead && bytes > 0 { cond.wait(until: Date().addingTimeInterval(1)) }
+            if dead { return }
+            queue.append(r)
+            bytes += r.count
+        }
+
+        func finish() {
+            cond.lock()
+            finished = true
+            cond.broadcast()
+            cond.unlock()
+        }
+
+        func kill() {
+            cond.lock()
+            dead = true
+            queue.removeAll()
+            head = 0
+            bytes = 0
+            cond.broadcast()
+            cond.unlock()
+        }
+    }
+
+    private let consumers: [String: Consumer]
+
+    init(names: [String], capacity: Int) {
+        consumers = Dictionary(uniqueKeysWithValues: names.map { ($0, Consumer(capacity: capacity)) })
+    }
+
+    func consumer(_ name: String) -> Consumer { consumers[name]! }
+    func enqueue(_ r: [UInt8], to name: String) { consumers[name]?.enqueue(r) }
+    func finish() { consumers.values.forEach { $0.finish() } }
+}

@@ -1,0 +1,107 @@
+// The `chunk` job: the database node's half of a backup. The dump tool's output is cut
+// into content-defined chunks, each compressed and encrypted here, so plaintext never
+// leaves this node (docs/storage-format.md). Memory stays bounded: one buffer of the
+// largest chunk plus one read.
+import AgentProtocol
+@preconcurrency import Crypto
+import FoundationEssentials
+import Repository
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Session {
+    func chunk(_ job: AgentJob) throws -> AgentEvent {
+        guard let command = job.command, !command.isEmpty else {
+            throw JobFailure(exit: .badJob, code: "bad-job", message: "a chunk job needs a command")
+        }
+        guard let s = job.secrets, let dk = s["dataKey"].flatMap({ Data(base64Encoded: $0) }), dk.count == 32,
+              let ik = s["idKey"].flatMap({ Data(base64Encoded: $0) }), ik.count == 32,
+              let seed = s["chunkerSeed"].flatMap({ Data(base64Encoded: $0) }) else {
+            throw JobFailure(exit: .badJob, code: "bad-job", message: "a chunk job needs dataKey, idKey and chunkerSeed secrets")
+        }
+        let sizes = job.chunkSizes ?? [ChunkerParameters.standard.min, ChunkerParameters.standard.avg, ChunkerParameters.standard.max]
+        guard sizes.count == 3, sizes[0] > 0, sizes[0] < sizes[1], sizes[1] < sizes[2], sizes[1] & (sizes[1] - 1) == 0, sizes[2] <= 64 << 20 else {
+            throw JobFailure(exit: .badJob, code: "bad-job", message: "chunkSizes must be [min, avg, max] with min < avg < max, avg a power of two")
+        }
+        let keys = RepositoryKeys(data: SymmetricKey(data: dk), id: SymmetricKey(data: ik), chunkerSeed: Array(seed))
+        let chunker = Chunker(seed: keys.chunkerSeed, parameters: ChunkerParameters(min: sizes[0], avg: sizes[1], max: sizes[2]))
+        let level = Int32(job.zstdLevel ?? 3)
+
+        let child: Child
+        do { child = try Child(command) } catch {
+            throw JobFailure(exit: .jobFailed, code: "spawn-failed", message: "cannot start \(command[0]): \(error)")
+        }
+        let readSize = 1 << 20
+        var buf = [UInt8](repeating: 0, count: sizes[2] + readSize)
+        var start = 0, end = 0, eof = false
+        var total: Int64 = 0, chunks = 0
+        var streamHash = SHA256()
+        var seen = Set<String>()
+        var nextProgress = Self.progressEvery
+        var fds = [pollfd(fd: child.stdout, events: Int16(POLLIN), revents: 0), pollfd(fd: 0, events: Int16(POLLIN), revents: 0)]
+
+        func emit(_ piece: UnsafeRawBufferPointer) throws {
+            let id = keys.chunkID(piece)
+            var stored = 0
+            if !seen.contains(id) {
+                seen.insert(id)
+                let sealed = Envelope.seal(piece, key: keys.data, aad: id, zstdLevel: level)
+                stored = sealed.count
+                let record = ObjectRecord.encode(name: "chunks/\(id.prefix(2))/\(id)", bytes: sealed)
+                guard writeAll(1, record) else {
+                    child.terminate()
+                    throw JobFailure(exit: .outputClosed, code: "output-closed", message: "stdout closed after \(chunks) chunks; \(command[0]) stopped")
+                }
+            }
+            var e = AgentEvent(event: .chunk)
+            e.id = id
+            e.bytes = Int64(piece.count)
+            e.stored = stored
+            Events.send(e)
+            chunks += 1
+        }
+
+        while true {
+            // Cut every whole chunk the buffer holds.
+            while end > start {
+                let window = buf.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[start..<end]) }
+                guard let n = chunker.cut(window, atEnd: eof) else { break }
+                try buf.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[start..<(start + n)])) }
+                start += n
+            }
+            if eof { break }
+            // Make room for the next read.
+            if start > 0 && buf.count - end < readSize {
+                buf.withUnsafeMutableBytes { b in
+                    _ = memmove(b.baseAddress!, b.baseAddress! + start, end - start)
+                }
+                end -= start
+                start = 0
+            }
+            for i in fds.indices { fds[i].revents = 0 }
+            if poll(&fds, 2, -1) < 0 { if errno == EINTR { continue }; break }
+            if fds[1].revents != 0 {
+                child.terminate()
+                throw JobFailure(exit: .inputCut, code: "cancelled", message: "the coordinator closed the session after \(total) bytes; \(command[0]) stopped")
+            }
+            if fds[0].revents == 0 { continue }
+            let room = min(readSize, buf.count - end)
+            let n = buf.withUnsafeMutableBytes { read(child.stdout, $0.baseAddress! + end, room) }
+            if n < 0 { if errno == EINTR { continue }; eof = true; continue }
+            if n == 0 { eof = true; continue }
+            buf.withUnsafeBytes { streamHash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[end..<(end + n)])) }
+            end += n
+            total += Int64(n)
+            if total >= nextProgress { Events.progress(total); nextProgress += Self.progressEvery }
+        }
+        let st = child.wait()
+        guard st == 0 else {
+            throw JobFailure(exit: .jobFailed, code: "command-failed", message: "\(command[0]) ended with \(describeStatus(st)) after \(total) bytes")
+        }
+        var e = Self.result(total, streamHash)
+        e.stored = chunks
+        return e
+    }
+}

@@ -1,0 +1,202 @@
+// Writing backups through the whole data path (source agent → coordinator → both storage
+// nodes) and reading them back: byte-identical, deduplicated, a corrupted copy read from the
+// other node and reported, a node down during a write, a failing source.
+import Crypto
+import Foundation
+import Repository
+import Testing
+import TestSupport
+import Topology
+@testable import Coordinator
+
+private func sha256Hex(_ path: String) throws -> String {
+    SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path))).map { String(format: "%02x", $0) }.joined()
+}
+
+/// About `rows` lines of SQL-dump-like text, deterministic for a seed.
+private func writeDump(_ path: String, rows: Int, seed: UInt64, insertAt: Int? = nil) throws {
+    var x = seed | 1
+    var s = "COPY public.accounts (id, branch, balance, note) FROM stdin;\n"
+    s.reserveCapacity(rows * 80)
+    for i in 0..<rows {
+        if i == insertAt { s += "999999999\t1\t1\ta row inserted near the start\n" }
+        x ^= x >> 12; x ^= x << 25; x ^= x >> 27
+        s += "\(i)\t\(x % 97)\t\(Int64(bitPattern: x) % 1_000_000)\tcustomer note \(x % 1013) lorem ipsum dolor\n"
+    }
+    try s.write(toFile: path, atomically: true, encoding: .utf8)
+}
+
+private struct Fixture {
+    let env = "bktest-\(UUID().uuidString.prefix(8))"
+    let dir: String
+    let inv: Inventory
+    let agent: AgentBinary
+
+    init() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("bk-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        inv = try Inventory.load(path: Lab.inventory)
+        agent = try AgentBinary.locate()
+    }
+
+    func repo(quorum: Int? = nil) async throws -> OpenRepository {
+        let spec = inv.storage("lab-storage")!
+        var s = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: env)
+        s.quorum = quorum
+        return try await RepositoryAccess.open(s, environment: env, password: try spec.resolvePassword(), create: true, kdfCost: 1024)
+    }
+
+    func source() throws -> SSHTarget { try inv.agentNode(named: "pg1").target }
+
+    func cleanup() {
+        try? FileManager.default.removeItem(atPath: dir)
+        for n in ["st1", "st2"] { try? FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/\(n)/\(env)") }
+    }
+}
+
+private let meta = BackupMetadata(engine: "postgresql", engineVersion: "PostgreSQL 15", sourceRole: "primary")
+
+extension LabSuites {
+@Suite struct BackupWriteRead {
+    init() async throws {
+        try Lab.require()
+        let inv = try Inventory.load(path: Lab.inventory)
+        for n in ["st1", "st2", "pg1"] { _ = try await AgentInstaller.install(try inv.agentNode(named: n), try AgentBinary.locate()) }
+    }
+
+    @Test func writeThenReadBackByteIdenticalFromBothNodes() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let dump = "\(f.dir)/dump.sql"
+        try writeDump(dump, rows: 400_000, seed: 1)
+        let repo = try await f.repo()
+        let name = BackupName("2026-11-21T030000Z-manual")!
+        let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        let m = w.manifest
+        #expect(w.replicas.complete.sorted() == ["st1", "st2"])
+        #expect(m.rawBytes == Int64(try Data(contentsOf: URL(fileURLWithPath: dump)).count))
+        #expect(m.streams[0].sha256 == (try sha256Hex(dump)))
+        #expect(m.streams[0].chunks.count >= 5)
+        #expect(m.storedBytes < m.rawBytes / 2, "compressed: \(m.storedBytes) of \(m.rawBytes)")
+        #expect(m.sourceNode == "pg1")
+        for n in ["st1", "st2"] {
+            #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/backups/sqldb/\(name)"))
+        }
+        // No plaintext on the storage: a distinctive phrase of the dump appears in no stored file.
+        let phrase = Data("lorem ipsum dolor".utf8)
+        for file in FileManager.default.enumerator(atPath: "\(Lab.dir)/storage/st1/\(f.env)")!.compactMap({ $0 as? String }) {
+            if let d = FileManager.default.contents(atPath: "\(Lab.dir)/storage/st1/\(f.env)/\(file)") { #expect(d.range(of: phrase) == nil, "\(file)") }
+        }
+
+        // A reader that knows only the nodes and the password.
+        let reopened = try await RepositoryAccess.open(repo.storage, environment: f.env, password: try f.inv.storage("lab-storage")!.resolvePassword(), create: false)
+        let (manifest, badManifests) = try await BackupReader.manifest(reopened, layer: "sqldb", name: name)
+        #expect(badManifests.isEmpty)
+        #expect(manifest == m)
+        var out = Data()
+        let bad = try await BackupReader.read(reopened, manifest) { out.append(contentsOf: $0) }
+        #expect(bad.isEmpty)
+        #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
+    }
+
+    @Test func nextDaysBackupStoresOnlyWhatChanged() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let dump = "\(f.dir)/dump.sql"
+        try writeDump(dump, rows: 400_000, seed: 2)
+        let repo = try await f.repo()
+        let first = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(),
+                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        try writeDump(dump, rows: 400_000, seed: 2, insertAt: 100)
+        let second = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
+                                                  agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        #expect(first.manifest.newBytes == first.manifest.storedBytes)
+        // One row inserted near the start: one or two chunks are new, the rest deduplicated.
+        #expect(second.manifest.newBytes < second.manifest.storedBytes / 3,
+                "new \(second.manifest.newBytes) of \(second.manifest.storedBytes) stored")
+        let shared = Set(first.manifest.streams[0].chunks.map(\.id)).intersection(second.manifest.streams[0].chunks.map(\.id))
+        #expect(shared.count >= first.manifest.streams[0].chunks.count - 2)
+    }
+
+    @Test func aCorruptedChunkIsReadFromTheOtherNodeAndReported() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let dump = "\(f.dir)/dump.sql"
+        try writeDump(dump, rows: 200_000, seed: 3)
+        let repo = try await f.repo()
+        let name = BackupName("2026-11-21T030000Z-auto")!
+        let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        let victim = w.manifest.streams[0].chunks[1].id
+        let path = "\(Lab.dir)/storage/st1/\(f.env)/chunks/\(victim.prefix(2))/\(victim)"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[bytes.count / 2] ^= 0xff
+        try bytes.write(to: URL(fileURLWithPath: path))
+        var out = Data()
+        let bad = try await BackupReader.read(repo, w.manifest) { out.append(contentsOf: $0) }
+        #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
+        #expect(bad.count == 1)
+        #expect(bad.first?.node == "st1")
+        #expect(bad.first?.object == "chunks/\(victim.prefix(2))/\(victim)")
+        #expect(bad.first?.problem.contains("authentication failed") == true)
+    }
+
+    @Test func aStorageNodeDownDuringTheWrite() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let dump = "\(f.dir)/dump.sql"
+        try writeDump(dump, rows: 100_000, seed: 4)
+        // Quorum all: the write fails and commits nothing.
+        let strict = try await f.repo()
+        let src = try f.source()
+        try await Lab.with("block", "st2") {
+            do throws(StowageError) {
+                _ = try await BackupWriter.write(strict, layer: "sqldb", name: BackupName("2026-11-21T010000Z-auto")!, source: src,
+                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                Issue.record("committed without st2 under quorum all")
+            } catch {
+                #expect(error.status == .quorumNotReached)
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st1/\(f.env)/backups/sqldb/2026-11-21T010000Z-auto"))
+        // Quorum 1: commits on st1, reports st2, and repair completes st2 later.
+        let lenient = try await f.repo(quorum: 1)
+        let name = BackupName("2026-11-21T020000Z-auto")!
+        let w = try await Lab.with("block", "st2") {
+            try await BackupWriter.write(lenient, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        }
+        #expect(w.replicas.complete == ["st1"])
+        #expect(w.replicas.missing["st2"] != nil)
+        #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
+        _ = await lenient.storage.repair()
+        #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
+        let st2Only = ReplicatedStorage(name: "lab-storage", nodes: [lenient.storage.nodes[1]], quorum: nil)
+        var only = lenient
+        only.storage = st2Only
+        var out = Data()
+        _ = try await BackupReader.read(only, w.manifest) { out.append(contentsOf: $0) }
+        #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
+    }
+
+    @Test func aFailingSourceCommitsNothing() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let repo = try await f.repo()
+        let src = try f.source()
+        do throws(StowageError) {
+            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src,
+                                             agent: f.agent, command: ["sh", "-c", "head -c 3000000 /dev/urandom; exit 3"],
+                                             streamName: "pg_dumpall", metadata: meta)
+            Issue.record("a failed dump was committed")
+        } catch {
+            #expect(error.status == .remoteFailed)
+            #expect(error.message.contains("pg1 (127.0.1.10): chunk job failed: sh ended with exit 3"))
+        }
+        for n in ["st1", "st2"] {
+            #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/backups"), "a manifest on \(n)")
+        }
+    }
+}
+}
