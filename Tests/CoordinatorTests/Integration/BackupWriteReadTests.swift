@@ -200,3 +200,35 @@ extension LabSuites {
     }
 }
 }
+
+extension LabSuites.BackupWriteRead {
+    @Test func backupsCommandListsByTimestampWithReplicaHealth() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let dump = "\(f.dir)/dump.sql"
+        try writeDump(dump, rows: 20_000, seed: 5)
+        let repo = try await f.repo()
+        for stamp in ["2026-11-21T030000Z-auto", "2026-11-20T030000Z-manual"] {
+            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        }
+        let ok = try runCommand(Repo.stowage, ["backups", f.env, "--config", Lab.inventory])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let lines = ok.stdout.split(separator: "\n")
+        #expect(lines.count == 3)
+        #expect(lines[1].contains("\(f.env)/sqldb") && lines[1].contains("2026-11-20T030000Z-manual") && lines[1].contains("pg1 (primary)"))
+        #expect(lines[2].contains("2026-11-21T030000Z-auto") && lines[2].hasSuffix("st1,st2"))
+
+        try FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/2026-11-21T030000Z-auto")
+        let degraded = try runCommand(Repo.stowage, ["backups", "\(f.env)/sqldb", "--json", "--config", Lab.inventory])
+        #expect(degraded.status == ExitStatus.warnings.rawValue)
+        let entries = try JSONDecoder().decode([BackupEntry].self, from: Data(degraded.stdout.utf8))
+        #expect(entries.map(\.name) == ["2026-11-20T030000Z-manual", "2026-11-21T030000Z-auto"])
+        #expect(entries[1].replicas == ["st1"] && entries[1].missingOn == ["st2"] && entries[1].health == "degraded")
+        #expect(entries[0].engine == "postgresql" && entries[0].rawBytes > 0)
+
+        let none = try runCommand(Repo.stowage, ["backups", "nosuchenv", "--config", Lab.inventory])
+        #expect(none.status == 0)
+        #expect(none.stdout == "no backups\n")
+    }
+}

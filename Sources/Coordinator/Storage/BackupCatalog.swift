@@ -1,0 +1,82 @@
+// `stowage backups`: the add-on's "Restore from" (environments) and "Backup" (timestamped
+// list) choices, read from the storage itself with nothing but its nodes and password.
+import Foundation
+import Repository
+import Support
+
+public struct BackupEntry: Codable, Sendable, Equatable {
+    public var environment: String
+    public var layer: String
+    public var name: String
+    public var engine: String
+    public var sourceNode: String
+    public var sourceRole: String?
+    public var started: String
+    public var finished: String
+    public var rawBytes: Int64
+    public var storedBytes: Int64
+    /// Nodes holding the backup's manifest.
+    public var replicas: [String]
+    /// Reachable nodes that lack it (repair copies it), and nodes that could not be asked.
+    public var missingOn: [String]
+    public var unreachable: [String]
+
+    public var health: String { missingOn.isEmpty && unreachable.isEmpty ? "ok" : "degraded" }
+}
+
+public enum BackupCatalog {
+    /// Backups of the selected environment (or every environment of the inventory) and layer.
+    public static func list(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary,
+                            environment: String?, layer: String?) async throws(StowageError) -> [BackupEntry] {
+        let password = try spec.resolvePassword()
+        let envs = environment.map { [$0] } ?? inventory.environments.map(\.name)
+        var out: [BackupEntry] = []
+        for env in envs {
+            let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
+            let repo: OpenRepository
+            do throws(StowageError) {
+                repo = try await RepositoryAccess.open(storage, environment: env, password: password, create: false)
+            } catch {
+                if error.status == .usage { continue } // no repository for this environment yet
+                throw error
+            }
+            var holders: [String: [String]] = [:]
+            var reachable: [String] = [], unreachable: [String] = []
+            for node in storage.nodes {
+                do throws(StowageError) {
+                    let names = try await node.list(prefix: "backups").map(\.name)
+                    reachable.append(node.target.node)
+                    for n in names { holders[n, default: []].append(node.target.node) }
+                } catch {
+                    unreachable.append(node.target.node)
+                }
+            }
+            for (object, nodes) in holders {
+                // backups/<layer>/<name>; anything else in there is foreign and ignored.
+                let parts = object.split(separator: "/")
+                guard parts.count == 3, let name = BackupName(String(parts[2])) else { continue }
+                let l = String(parts[1])
+                if let layer, l != layer { continue }
+                guard let (m, _) = try? await BackupReader.manifest(repo, layer: l, name: name) else { continue }
+                out.append(BackupEntry(environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNode,
+                                       sourceRole: m.sourceRole, started: m.started, finished: m.finished, rawBytes: m.rawBytes,
+                                       storedBytes: m.storedBytes, replicas: nodes.sorted(),
+                                       missingOn: reachable.filter { !nodes.contains($0) }.sorted(), unreachable: unreachable.sorted()))
+            }
+        }
+        return out.sorted { ($0.environment, $0.layer, $0.name) < ($1.environment, $1.layer, $1.name) }
+    }
+
+    public static func text(_ entries: [BackupEntry]) -> String {
+        guard !entries.isEmpty else { return "no backups\n" }
+        var rows = [["LAYER", "BACKUP", "ENGINE", "SOURCE", "SIZE", "STORED", "REPLICAS"]]
+        for e in entries {
+            var replicas = e.replicas.joined(separator: ",")
+            if !e.missingOn.isEmpty { replicas += " (missing on \(e.missingOn.joined(separator: ",")))" }
+            if !e.unreachable.isEmpty { replicas += " (\(e.unreachable.joined(separator: ",")) unreachable)" }
+            rows.append(["\(e.environment)/\(e.layer)", e.name, e.engine, e.sourceNode + (e.sourceRole.map { " (\($0))" } ?? ""),
+                         formatBytes(e.rawBytes), formatBytes(e.storedBytes), replicas])
+        }
+        return TopologyReport.table(rows, indent: "")
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+
+struct BackupsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backups",
+        abstract: "List the backups on a storage: per environment and layer, by timestamp, with size, source and replica health.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("ENV or ENV/LAYER (default: every environment of the inventory).", valueName: "env[/layer]"))
+    var selection: String?
+
+    @Option(help: "The storage (default: the inventory's only storage).")
+    var storage: String?
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
+    var agentBinary: String?
+
+    func run() async throws {
+        try await reportingErrors {
+            let inv = try global.loadInventory()
+            let sel = try LayerSelection(parsing: selection)
+            let spec: StorageSpec
+            if let storage {
+                guard let s = inv.storage(storage) else {
+                    throw StowageError(.usage, "unknown storage '\(storage)' in \(inv.path)", hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
+                }
+                spec = s
+            } else {
+                guard inv.storages.count == 1 else {
+                    throw StowageError(.usage, "\(inv.storages.count) storages in \(inv.path): name one with --storage",
+                                       hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
+                }
+                spec = inv.storages[0]
+            }
+            let entries = try await BackupCatalog.list(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
+                                                      environment: sel.environment, layer: sel.layer)
+            if json {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                print(String(decoding: try! enc.encode(entries), as: UTF8.self))
+            } else {
+                print(BackupCatalog.text(entries), terminator: "")
+            }
+            return entries.contains { $0.health != "ok" } ? .warnings : .ok
+        }
+    }
+}
