@@ -54,7 +54,8 @@ public struct AgentJob: Codable, Sendable, Equatable {
         case list
         /// Storage node: remove the objects `names` under `root`.
         case delete
-        /// Storage node: hold the lock of layer `names[0]` under `root` until the session ends.
+        /// Storage node: hold the repository lock (shared, or `exclusive`) and the exclusive
+        /// locks of the layers `names` under `root` until the session ends.
         case lock
         /// Database node: run `command`, cut its stdout into chunks, compress and encrypt
         /// each with the keys in `secrets` (dataKey, idKey, chunkerSeed), write them as
@@ -75,8 +76,10 @@ public struct AgentJob: Codable, Sendable, Equatable {
     public var root: String?
     public var names: [String]?
     public var prefix: String?
-    /// For `lock`: who holds it (coordinator host, pid, operation), shown to whoever waits.
+    /// For `lock`: who holds it (coordinator host, pid, operation), shown to whoever waits,
+    /// and whether the repository lock is exclusive (prune) or shared (backup, restore).
     public var owner: String?
+    public var exclusive: Bool?
     /// For `chunk`: [min, avg, max] chunk sizes and the zstd level.
     public var chunkSizes: [Int]?
     public var zstdLevel: Int?
@@ -84,7 +87,7 @@ public struct AgentJob: Codable, Sendable, Equatable {
     public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
                 path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
                 names: [String]? = nil, prefix: String? = nil, owner: String? = nil,
-                chunkSizes: [Int]? = nil, zstdLevel: Int? = nil) {
+                chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, exclusive: Bool? = nil) {
         self.type = type
         self.bytes = bytes
         self.command = command
@@ -97,6 +100,7 @@ public struct AgentJob: Codable, Sendable, Equatable {
         self.owner = owner
         self.chunkSizes = chunkSizes
         self.zstdLevel = zstdLevel
+        self.exclusive = exclusive
     }
 }
 

@@ -34,7 +34,7 @@ final class Session {
             case .get: result = try Store(job).get(job.names ?? [])
             case .list: result = try Store(job).list(job.prefix)
             case .delete: result = try Store(job).delete(job.names ?? [])
-            case .lock: result = try Store(job).lock(job.names?.first, owner: job.owner)
+            case .lock: result = try Store(job).lock(job.names ?? [], exclusive: job.exclusive ?? false, owner: job.owner)
             case .chunk: result = try chunk(job)
             }
             Events.send(result)

@@ -268,34 +268,60 @@ struct Store {
         return e
     }
 
-    /// Holds `locks/<layer>` with flock(LOCK_EX) until stdin ends: the kernel releases the
-    /// lock when this process exits or dies, so a crashed holder never blocks the next run.
-    func lock(_ layer: String?, owner: String?) throws -> AgentEvent {
-        guard let layer, ObjectRecord.isValidName(layer), !layer.contains("/") else {
-            throw JobFailure(exit: .badJob, code: "bad-job", message: "a lock job names one layer")
+    /// Holds the repository lock (`locks/.repository`: shared for backups and restores,
+    /// exclusive for prune) and `locks/<layer>` exclusively for each layer, with flock, until
+    /// stdin ends. The kernel releases them when this process exits or dies, so a crashed
+    /// holder never blocks the next run.
+    func lock(_ layers: [String], exclusive: Bool, owner: String?) throws -> AgentEvent {
+        for l in layers where !ObjectRecord.isValidName(l) || l.contains("/") || l.hasPrefix(".") {
+            throw JobFailure(exit: .badJob, code: "bad-job", message: "refused layer name '\(l.prefix(100))' in a lock job")
         }
         _ = try makeDirectories("\(root)/locks")
-        let path = "\(root)/locks/\(layer)"
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw fail("cannot open", "locks/\(layer) in", errno) }
-        defer { close(fd) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            guard errno == EWOULDBLOCK else { throw fail("cannot lock", "locks/\(layer) in", errno) }
-            var buf = [UInt8](repeating: 0, count: 512)
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
-            let holder = n > 0 ? String(decoding: buf[0..<n], as: UTF8.self) : "another process"
-            throw JobFailure(exit: .jobFailed, code: "locked", message: "layer \(layer) is busy: locked by \(holder)")
+        var fds: [Int32] = []
+        defer { fds.forEach { close($0) } }
+        func take(_ name: String, _ op: Int32) throws -> Int32 {
+            let fd = open("\(root)/locks/\(name)", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw fail("cannot open", "locks/\(name) in", errno) }
+            fds.append(fd)
+            if flock(fd, op | LOCK_NB) != 0 {
+                guard errno == EWOULDBLOCK else { throw fail("cannot lock", "locks/\(name) in", errno) }
+                throw JobFailure(exit: .jobFailed, code: "locked", message: "\(name == ".repository" ? "the repository" : "layer \(name)") is busy: locked by \(holders())")
+            }
+            return fd
         }
+        let repoFD = try take(".repository", exclusive ? LOCK_EX : LOCK_SH)
         let text = Array((owner ?? "unknown").utf8.prefix(500))
-        ftruncate(fd, 0)
-        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, 0) }
-        fsync(fd)
+        var owned: [Int32] = exclusive ? [repoFD] : []
+        for l in layers { owned.append(try take(l, LOCK_EX)) }
+        for fd in owned {
+            ftruncate(fd, 0)
+            _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, 0) }
+            fsync(fd)
+        }
         Events.send(AgentEvent(event: .ready))
         // Hold until the coordinator closes the session (or sends anything).
         var p = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
         while poll(&p, 1, -1) < 0 && errno == EINTR {}
-        ftruncate(fd, 0)
+        for fd in owned { ftruncate(fd, 0) }
         return AgentEvent(event: .result)
+    }
+
+    /// Who holds locks in this repository, from the owner texts the holders wrote.
+    func holders() -> String {
+        guard let d = opendir("\(root)/locks") else { return "another process" }
+        defer { closedir(d) }
+        var out: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            let fd = open("\(root)/locks/\(name)", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            var buf = [UInt8](repeating: 0, count: 512)
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
+            close(fd)
+            if n > 0 { out.append(String(decoding: buf[0..<n], as: UTF8.self)) }
+        }
+        return out.isEmpty ? "another process" : out.sorted().joined(separator: "; ")
     }
 
     func parent(_ p: String) -> String { String(p[..<(p.lastIndex(of: "/") ?? p.startIndex)]) }

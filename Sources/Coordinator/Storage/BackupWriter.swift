@@ -70,6 +70,36 @@ public enum BackupWriter {
             }
         }
         let live = storage.nodes.filter { present[$0.target.node] != nil }
+
+        // The layer's lock, and the repository's shared lock that keeps prune away, on every
+        // live node for the whole write.
+        var locks: [LayerLock] = []
+        for node in live {
+            do throws(StowageError) {
+                locks.append(try await LayerLock.acquire(node, layer: layer, operation: "backup \(repo.environment)/\(layer) \(name)"))
+            } catch {
+                for l in locks { await l.release() }
+                throw error
+            }
+        }
+        do throws(StowageError) {
+            let r = try await writeLocked(repo, layer: layer, name: name, source: source, agent: agent, command: command,
+                                          streamName: streamName, metadata: metadata, zstdLevel: zstdLevel, started: started,
+                                          live: live, present: present, failures: failures)
+            for l in locks { await l.release() }
+            return r
+        } catch {
+            for l in locks { await l.release() }
+            throw error
+        }
+    }
+
+    static func writeLocked(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
+                            command: [String], streamName: String, metadata: BackupMetadata, zstdLevel: Int, started: Date,
+                            live: [StorageNodeClient], present: [String: Set<String>],
+                            failures initialFailures: [String: String]) async throws(StowageError) -> BackupWriteResult {
+        let storage = repo.storage
+        var failures = initialFailures
         let fan = FanOut(names: live.map(\.target.node), capacity: 32 << 20)
 
         // One put session per live node, fed by its queue.

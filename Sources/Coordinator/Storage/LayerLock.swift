@@ -18,14 +18,17 @@ public final class LayerLock: Sendable {
         self.task = task
     }
 
-    /// Acquires the layer's lock on one storage node, or fails at once naming the holder.
-    public static func acquire(_ client: StorageNodeClient, layer: String, operation: String) async throws(StowageError) -> LayerLock {
+    /// Acquires the layer's lock (and the repository lock, shared) on one storage node, or
+    /// fails at once naming the holder. `layer` nil with `exclusive` is prune's lock: the
+    /// whole repository, while no backup or restore runs.
+    public static func acquire(_ client: StorageNodeClient, layer: String?, operation: String, exclusive: Bool = false) async throws(StowageError) -> LayerLock {
         let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) (\(operation), since \(ISO8601DateFormatter().string(from: Date())))"
         let signal = OnceSignal()
         let task = Task { () async throws -> AgentRun in
             do throws(StowageError) {
                 let run = try await AgentClient.run(client.target, agent: client.agent,
-                                                    job: AgentJob(type: .lock, root: client.repository, names: [layer], owner: owner),
+                                                    job: AgentJob(type: .lock, root: client.repository, names: layer.map { [$0] } ?? [],
+                                                                  owner: owner, exclusive: exclusive),
                                                     ready: { signal.finish(nil) })
                 signal.finish(StowageError(.remoteFailed, "\(client.target.node): the lock session ended before the lock was held"))
                 return run
@@ -36,13 +39,13 @@ public final class LayerLock: Sendable {
         }
         if let failure = await signal.wait() {
             _ = try? await task.value
-            if failure.message.contains("is busy: locked by") {
+            if failure.message.contains(" is busy: locked by") {
                 throw StowageError(.locked, "\(client.target.node): \(failure.message.components(separatedBy: "lock job failed: ").last ?? failure.message)",
                                    hint: "another backup, restore or prune of this layer is running; it ends on its own", retryable: true)
             }
             throw failure
         }
-        return LayerLock(node: client.target.node, layer: layer, task: task)
+        return LayerLock(node: client.target.node, layer: layer ?? "*", task: task)
     }
 
     /// Releases the lock (ends the agent's session).

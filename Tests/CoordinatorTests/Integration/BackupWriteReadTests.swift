@@ -232,3 +232,77 @@ extension LabSuites.BackupWriteRead {
         #expect(none.stdout == "no backups\n")
     }
 }
+
+extension LabSuites.BackupWriteRead {
+    @Test func pruneKeepsTheNewestAndEveryChunkStillNeeded() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let repo = try await f.repo()
+        var files: [String: String] = [:]
+        for (i, stamp) in ["2026-11-18T030000Z-auto", "2026-11-19T030000Z-auto", "2026-11-20T030000Z-auto"].enumerated() {
+            let dump = "\(f.dir)/sqldb-\(i).sql"
+            try writeDump(dump, rows: 60_000, seed: 10 + UInt64(i))
+            files[stamp] = dump
+            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        }
+        let cacheDump = "\(f.dir)/cache.rdb"
+        try writeDump(cacheDump, rows: 30_000, seed: 99)
+        let cacheName = BackupName("2026-11-18T040000Z-auto")!
+        _ = try await BackupWriter.write(repo, layer: "cache", name: cacheName, source: try f.source(), agent: f.agent,
+                                         command: ["cat", cacheDump], streamName: "rdb", metadata: meta)
+        let chunksBefore = try await repo.storage.nodes[0].list(prefix: "chunks").count
+
+        let report = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
+        #expect(report.removedBackups == ["sqldb/2026-11-18T030000Z-auto", "sqldb/2026-11-19T030000Z-auto"])
+        #expect(report.keptBackups == ["sqldb/2026-11-20T030000Z-auto"])
+        #expect(report.removedChunks["st1"] ?? 0 > 0)
+        #expect(report.removedChunks["st1"] == report.removedChunks["st2"])
+        let after0 = try await repo.storage.nodes[0].list(), after1 = try await repo.storage.nodes[1].list()
+        #expect(after0.map(\.name) == after1.map(\.name))
+        #expect(after0.filter { $0.name.hasPrefix("chunks/") }.count == chunksBefore - report.removedChunks["st1"]!)
+        #expect(Set(after0.filter { $0.name.hasPrefix("backups/") }.map(\.name)) == ["backups/sqldb/2026-11-20T030000Z-auto", "backups/cache/\(cacheName)"])
+        // What remains restores byte-identically: nothing it needs was pruned.
+        for (layer, name, file) in [("sqldb", BackupName("2026-11-20T030000Z-auto")!, files["2026-11-20T030000Z-auto"]!), ("cache", cacheName, cacheDump)] {
+            let (m, _) = try await BackupReader.manifest(repo, layer: layer, name: name)
+            var out = Data()
+            _ = try await BackupReader.read(repo, m) { out.append(contentsOf: $0) }
+            #expect(out == (try Data(contentsOf: URL(fileURLWithPath: file))), "\(layer)/\(name)")
+        }
+        // Retention never removes a layer's last backup.
+        #expect(try await Pruner.prune(repo, layer: "cache", keep: 0).removedBackups.isEmpty)
+    }
+
+    @Test func pruneAndBackupsExcludeEachOther() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let repo = try await f.repo()
+        let dump = "\(f.dir)/d.sql"
+        try writeDump(dump, rows: 5_000, seed: 1)
+        // A backup of any layer running: prune must wait (it could delete a chunk the backup is about to reference).
+        let backupLock = try await LayerLock.acquire(repo.storage.nodes[0], layer: "orders", operation: "backup \(f.env)/orders")
+        do throws(StowageError) {
+            _ = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
+            Issue.record("pruned during a backup")
+        } catch {
+            #expect(error.status == .locked)
+            #expect(error.message.contains("the repository is busy: locked by"))
+            #expect(error.message.contains("backup \(f.env)/orders"))
+        }
+        await backupLock.release()
+        // Prune running: a backup must wait.
+        let pruneLock = try await LayerLock.acquire(repo.storage.nodes[1], layer: nil, operation: "prune \(f.env)", exclusive: true)
+        let src = try f.source()
+        do throws(StowageError) {
+            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src, agent: f.agent,
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+            Issue.record("a backup ran during prune")
+        } catch {
+            #expect(error.status == .locked)
+            #expect(error.message.contains("prune \(f.env)"))
+        }
+        await pruneLock.release()
+        _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src, agent: f.agent,
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+    }
+}
