@@ -64,8 +64,10 @@ extension Session {
         }
 
         while true {
-            // Cut every whole chunk the buffer holds.
-            while end > start {
+            // Cut every whole chunk the buffer holds. Until the stream ends, only cut once the
+            // window holds a maximum-size chunk: then the cut is final after one scan, instead
+            // of rescanning a growing window after every read.
+            while end > start && (eof || end - start >= sizes[2]) {
                 let window = buf.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[start..<end]) }
                 guard let n = chunker.cut(window, atEnd: eof) else { break }
                 try buf.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[start..<(start + n)])) }
