@@ -6,7 +6,7 @@ struct StorageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "storage",
         abstract: "Look after backup storages.",
-        subcommands: [Repair.self])
+        subcommands: [Repair.self, Verify.self])
 
     struct Repair: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -40,6 +40,57 @@ struct StorageCommand: AsyncParsableCommand {
                 }
                 if results.isEmpty { print("\(storage): no repositories yet") }
                 return status
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every repository of a storage, per node: structure and references always, data for a share of the chunks.",
+            discussion: "Exit status: 0 all well, 13 something missing or damaged (storage repair fixes copies), 5 a node unreachable.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The storage's name in the inventory.")
+        var storage: String
+
+        @Option(name: .customLong("read-data-subset"), help: ArgumentHelp("Share of the chunks whose data is read and authenticated, e.g. 5% (default 0%).", valueName: "P%"))
+        var readDataSubset: String = "0%"
+
+        @Option(help: ArgumentHelp("Environments to check (default: every environment of the inventory).", valueName: "env"))
+        var environment: [String] = []
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
+        var agentBinary: String?
+
+        func validate() throws {
+            guard let p = Double(readDataSubset.hasSuffix("%") ? String(readDataSubset.dropLast()) : readDataSubset), (0...100).contains(p) else {
+                throw ValidationError("--read-data-subset: '\(readDataSubset)' is not a percentage from 0% to 100%")
+            }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let inv = try global.loadInventory()
+                guard let spec = inv.storage(storage) else {
+                    throw StowageError(.usage, "unknown storage '\(storage)' in \(inv.path)", hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
+                }
+                let percent = Double(readDataSubset.hasSuffix("%") ? String(readDataSubset.dropLast()) : readDataSubset)!
+                let reports = try await StorageVerify.run(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
+                                                          environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
+                                                          readDataPercent: percent)
+                if json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                    print(String(decoding: try! enc.encode(reports), as: UTF8.self))
+                } else {
+                    print(StorageVerify.text(reports), terminator: "")
+                }
+                if reports.contains(where: { $0.unreachable != nil }) { return .nodeUnreachable }
+                return reports.allSatisfy(\.ok) ? .ok : .repositoryDamaged
             }
         }
     }

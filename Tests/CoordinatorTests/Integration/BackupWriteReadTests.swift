@@ -306,3 +306,42 @@ extension LabSuites.BackupWriteRead {
                                          command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
     }
 }
+
+extension LabSuites.BackupWriteRead {
+    @Test func verifyReportsPerNodeWhatIsMissingDamagedOrForeign() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let dump = "\(f.dir)/d.sql"
+        try writeDump(dump, rows: 150_000, seed: 21)
+        let repo = try await f.repo()
+        let w = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
+                                             agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        let args = ["storage", "verify", "lab-storage", "--environment", f.env, "--read-data-subset", "100%", "--config", Lab.inventory]
+        let clean = try runCommand(Repo.stowage, args)
+        #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
+        #expect(clean.stdout.contains("\(f.env) st1: ok: 1 backups"))
+        #expect(clean.stdout.contains("\(f.env) st2: ok: 1 backups"))
+
+        let chunks = w.manifest.streams[0].chunks
+        let damagedName = "chunks/\(chunks[0].id.prefix(2))/\(chunks[0].id)"
+        let missingName = "chunks/\(chunks[1].id.prefix(2))/\(chunks[1].id)"
+        let st1 = "\(Lab.dir)/storage/st1/\(f.env)", st2 = "\(Lab.dir)/storage/st2/\(f.env)"
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: "\(st1)/\(damagedName)"))
+        bytes[20] ^= 1
+        try bytes.write(to: URL(fileURLWithPath: "\(st1)/\(damagedName)"))
+        try FileManager.default.removeItem(atPath: "\(st2)/\(missingName)")
+        try "hello".write(toFile: "\(st2)/backups/sqldb/README", atomically: true, encoding: .utf8)
+
+        let bad = try runCommand(Repo.stowage, args + ["--json"])
+        #expect(bad.status == ExitStatus.repositoryDamaged.rawValue)
+        let reports = try JSONDecoder().decode([NodeVerifyReport].self, from: Data(bad.stdout.utf8))
+        let r1 = try #require(reports.first { $0.node == "st1" }), r2 = try #require(reports.first { $0.node == "st2" })
+        #expect(r1.damaged == [damagedName] && r1.missing.isEmpty)
+        #expect(r2.missing == [missingName] && r2.damaged.isEmpty)
+        #expect(r2.foreign == ["backups/sqldb/README"])
+        #expect(r1.chunksRead == chunks.count)
+        // A foreign file is reported, never listed as a backup.
+        let list = try runCommand(Repo.stowage, ["backups", "\(f.env)/sqldb", "--config", Lab.inventory])
+        #expect(!list.stdout.contains("README"))
+    }
+}
