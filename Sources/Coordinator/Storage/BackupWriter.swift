@@ -53,9 +53,20 @@ public struct BackupWriteResult: Sendable {
 public enum BackupWriter {
     public static func manifestName(layer: String, name: BackupName) -> String { "backups/\(layer)/\(name)" }
 
+    /// Phases a test can act at (kill an agent, cancel the task): "listed", "locked",
+    /// "chunks-done", "manifest".
+    typealias PhaseHook = @Sendable (String) async -> Void
+
     public static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
                              command: [String], streamName: String, metadata: BackupMetadata,
                              zstdLevel: Int = 3) async throws(StowageError) -> BackupWriteResult {
+        try await write(repo, layer: layer, name: name, source: source, agent: agent, command: command, streamName: streamName,
+                        metadata: metadata, zstdLevel: zstdLevel, phase: nil)
+    }
+
+    static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
+                      command: [String], streamName: String, metadata: BackupMetadata,
+                      zstdLevel: Int = 3, phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
         let started = Date()
         let storage = repo.storage
         var failures: [String: String] = [:]
@@ -70,6 +81,7 @@ public enum BackupWriter {
             }
         }
         let live = storage.nodes.filter { present[$0.target.node] != nil }
+        await phase?("listed")
 
         // The layer's lock, and the repository's shared lock that keeps prune away, on every
         // live node for the whole write.
@@ -82,10 +94,11 @@ public enum BackupWriter {
                 throw error
             }
         }
+        await phase?("locked")
         do throws(StowageError) {
             let r = try await writeLocked(repo, layer: layer, name: name, source: source, agent: agent, command: command,
                                           streamName: streamName, metadata: metadata, zstdLevel: zstdLevel, started: started,
-                                          live: live, present: present, failures: failures)
+                                          live: live, present: present, failures: failures, locks: locks, phase: phase)
             for l in locks { await l.release() }
             return r
         } catch {
@@ -97,7 +110,8 @@ public enum BackupWriter {
     static func writeLocked(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
                             command: [String], streamName: String, metadata: BackupMetadata, zstdLevel: Int, started: Date,
                             live: [StorageNodeClient], present: [String: Set<String>],
-                            failures initialFailures: [String: String]) async throws(StowageError) -> BackupWriteResult {
+                            failures initialFailures: [String: String], locks: [LayerLock],
+                            phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
         let storage = repo.storage
         var failures = initialFailures
         let fan = FanOut(names: live.map(\.target.node), capacity: 32 << 20)
@@ -166,6 +180,11 @@ public enum BackupWriter {
                                hint: "nothing was committed; bring the nodes back or lower the quorum", retryable: true)
         }
 
+        await phase?("chunks-done")
+        if Task.isCancelled {
+            throw StowageError(.cancelled, "backup \(repo.environment)/\(layer) \(name) cancelled before its manifest; nothing was committed")
+        }
+
         let chunks = run.chunks.map { ManifestStream.Chunk(id: $0.id ?? "", size: Int($0.bytes ?? 0), stored: $0.stored ?? 0) }
         let stream = ManifestStream(name: streamName, rawBytes: run.result.bytes ?? 0,
                                     storedBytes: Int64(chunks.map(\.stored).reduce(0, +)),
@@ -181,6 +200,17 @@ public enum BackupWriter {
         let objectName = manifestName(layer: layer, name: name)
         let sealed = Envelope.seal(Array(try! enc.encode(manifest)), key: keys.data, aad: objectName)
 
+        // A lock session that died (its agent killed, its connection dropped) no longer keeps
+        // other writers or prune away: do not commit on the strength of it.
+        for l in locks where !l.isHeld {
+            throw StowageError(.remoteFailed, "backup \(repo.environment)/\(layer) \(name): the lock on \(l.node) was lost during the write; nothing was committed",
+                               hint: "run the backup again", retryable: true)
+        }
+        await phase?("manifest")
+        if Task.isCancelled {
+            throw StowageError(.cancelled, "backup \(repo.environment)/\(layer) \(name) cancelled before its manifest; nothing was committed")
+        }
+
         // The manifest goes only to nodes holding every chunk, and commits on the quorum.
         let holders = ReplicatedStorage(name: storage.name, nodes: storage.nodes.filter { chunkOutcome.complete.contains($0.target.node) },
                                         quorum: nil)
@@ -194,8 +224,14 @@ public enum BackupWriter {
         }
         let outcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.target.node), failures: manifestFailures, quorum: storage.quorum)
         guard outcome.committed else {
-            throw StowageError(.quorumNotReached, "storage \(storage.name): the manifest of \(objectName) reached \(outcome.complete.count) of \(storage.nodes.count) nodes",
-                               hint: "the backup is not committed on the quorum; `stowage storage repair` completes it once nodes are back", retryable: true)
+            // Not committed on the quorum: take the manifest back where it landed, so the
+            // backup is not listed anywhere (best effort; a copy that stays is complete, and
+            // shows as degraded until repaired or pruned).
+            for node in holders.nodes where manifestFailures[node.target.node] == nil {
+                _ = try? await node.delete([objectName])
+            }
+            throw StowageError(.quorumNotReached, "storage \(storage.name): the manifest of \(objectName) reached \(outcome.complete.count) of \(storage.nodes.count) nodes, quorum is \(storage.quorum.map(String.init) ?? "all"); it was withdrawn",
+                               hint: "nothing was committed; run the backup again once the nodes are back", retryable: true)
         }
         return BackupWriteResult(manifest: manifest, replicas: outcome)
     }

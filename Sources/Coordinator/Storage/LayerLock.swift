@@ -11,12 +11,17 @@ public final class LayerLock: Sendable {
     public let node: String
     public let layer: String
     private let task: Task<AgentRun, Error>
+    private let ended: OnceSignal
 
-    init(node: String, layer: String, task: Task<AgentRun, Error>) {
+    init(node: String, layer: String, task: Task<AgentRun, Error>, ended: OnceSignal) {
         self.node = node
         self.layer = layer
         self.task = task
+        self.ended = ended
     }
+
+    /// False once the holding session has ended (agent killed, connection dropped).
+    public var isHeld: Bool { !ended.isFinished }
 
     /// Acquires the layer's lock (and the repository lock, shared) on one storage node, or
     /// fails at once naming the holder. `layer` nil with `exclusive` is prune's lock: the
@@ -24,7 +29,9 @@ public final class LayerLock: Sendable {
     public static func acquire(_ client: StorageNodeClient, layer: String?, operation: String, exclusive: Bool = false) async throws(StowageError) -> LayerLock {
         let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) (\(operation), since \(ISO8601DateFormatter().string(from: Date())))"
         let signal = OnceSignal()
+        let ended = OnceSignal()
         let task = Task { () async throws -> AgentRun in
+            defer { ended.finish(nil) }
             do throws(StowageError) {
                 let run = try await AgentClient.run(client.target, agent: client.agent,
                                                     job: AgentJob(type: .lock, root: client.repository, names: layer.map { [$0] } ?? [],
@@ -45,7 +52,7 @@ public final class LayerLock: Sendable {
             }
             throw failure
         }
-        return LayerLock(node: client.target.node, layer: layer ?? "*", task: task)
+        return LayerLock(node: client.target.node, layer: layer ?? "*", task: task, ended: ended)
     }
 
     /// Releases the lock (ends the agent's session).
@@ -72,6 +79,8 @@ final class OnceSignal: Sendable {
         }
         waiter?.resume(returning: failure)
     }
+
+    var isFinished: Bool { state.withLock { $0.outcome != nil } }
 
     func wait() async -> StowageError? {
         await withCheckedContinuation { (c: CheckedContinuation<StowageError?, Never>) in
