@@ -6,7 +6,7 @@ struct StorageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "storage",
         abstract: "Look after backup storages.",
-        subcommands: [Repair.self, Verify.self])
+        subcommands: [Repair.self, Verify.self, Passwd.self])
 
     struct Repair: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -91,6 +91,51 @@ struct StorageCommand: AsyncParsableCommand {
                 }
                 if reports.contains(where: { $0.unreachable != nil }) { return .nodeUnreachable }
                 return reports.allSatisfy(\.ok) ? .ok : .repositoryDamaged
+            }
+        }
+    }
+
+    struct Passwd: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "passwd",
+            abstract: "Change a storage's password: every repository's keys are re-wrapped; no backup is re-encrypted.",
+            discussion: "The current password comes from the inventory; afterwards, point the inventory at the new one.")
+
+        @OptionGroup var global: GlobalOptions
+
+        @Argument(help: "The storage's name in the inventory.")
+        var storage: String
+
+        @Option(help: ArgumentHelp("Environment variable holding the new password.", valueName: "var"))
+        var newPasswordEnv: String?
+
+        @Option(help: ArgumentHelp("File holding the new password (one line).", valueName: "path"))
+        var newPasswordFile: String?
+
+        @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
+        var agentBinary: String?
+
+        func validate() throws {
+            guard (newPasswordEnv == nil) != (newPasswordFile == nil) else {
+                throw ValidationError("give exactly one of --new-password-env or --new-password-file (never the password itself: argv is readable by every user)")
+            }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let inv = try global.loadInventory()
+                guard let spec = inv.storage(storage) else {
+                    throw StowageError(.usage, "unknown storage '\(storage)' in \(inv.path)", hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
+                }
+                let source: CredentialsSpec.PasswordSource = newPasswordEnv.map { .environment($0) } ?? .file(newPasswordFile!)
+                guard let new = try CredentialsSpec(user: nil, password: source, location: "the command line").resolvePassword(layer: "new password of storage \(storage)") else {
+                    throw StowageError(.usage, "no new password")
+                }
+                let changed = try await PasswordChange.run(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
+                                                           old: try spec.resolvePassword(), new: new, environments: inv.environments.map(\.name))
+                for env in changed { print("\(storage)/\(env): keys re-wrapped under the new password") }
+                if changed.isEmpty { print("\(storage): no repositories yet") }
+                return .ok
             }
         }
     }

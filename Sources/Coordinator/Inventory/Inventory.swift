@@ -33,6 +33,12 @@ public struct CredentialsSpec: Sendable, Equatable {
     public var user: String?
     public var password: PasswordSource
     public var location: String
+
+    public init(user: String?, password: PasswordSource, location: String) {
+        self.user = user
+        self.password = password
+        self.location = location
+    }
 }
 
 public struct LayerSpec: Sendable, Equatable {

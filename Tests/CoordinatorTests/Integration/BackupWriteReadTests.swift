@@ -345,3 +345,43 @@ extension LabSuites.BackupWriteRead {
         #expect(!list.stdout.contains("README"))
     }
 }
+
+extension LabSuites.BackupWriteRead {
+    @Test func changingTheStoragePasswordRewrapsKeysAndReencryptsNothing() async throws {
+        let f = try Fixture()
+        defer { f.cleanup() }
+        let dump = "\(f.dir)/d.sql"
+        try writeDump(dump, rows: 30_000, seed: 31)
+        let repo = try await f.repo()
+        let name = BackupName("2026-11-21T030000Z-auto")!
+        let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        let chunkPath = "\(Lab.dir)/storage/st1/\(f.env)/chunks/\(w.manifest.streams[0].chunks[0].id.prefix(2))/\(w.manifest.streams[0].chunks[0].id)"
+        let chunkBefore = try Data(contentsOf: URL(fileURLWithPath: chunkPath))
+        let spec = f.inv.storage("lab-storage")!
+        let old = try spec.resolvePassword(), new = Secret("a new storage password")
+
+        let changed = try await PasswordChange.run(spec, inventory: f.inv, agent: f.agent, old: old, new: new, environments: [f.env], kdfCost: 1024)
+        #expect(changed == [f.env])
+        let storage = try ReplicatedStorage(spec, inventory: f.inv, agent: f.agent, environment: f.env)
+        do throws(StowageError) {
+            _ = try await RepositoryAccess.open(storage, environment: f.env, password: old, create: false)
+            Issue.record("the old password still opens the repository")
+        } catch {
+            #expect(error.status == .credentialsRejected)
+        }
+        let reopened = try await RepositoryAccess.open(storage, environment: f.env, password: new, create: false)
+        #expect(reopened.keys == repo.keys)
+        var out = Data()
+        _ = try await BackupReader.read(reopened, w.manifest) { out.append(contentsOf: $0) }
+        #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: chunkPath)) == chunkBefore, "a chunk was rewritten")
+        for n in ["st1", "st2"] {
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/keys").count == 1)
+        }
+
+        let usage = try runCommand(Repo.stowage, ["storage", "passwd", "lab-storage", "--config", Lab.inventory])
+        #expect(usage.status == ExitStatus.usage.rawValue)
+        #expect(usage.stderr.contains("--new-password-env or --new-password-file"))
+    }
+}
