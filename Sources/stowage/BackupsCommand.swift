@@ -25,19 +25,7 @@ struct BackupsCommand: AsyncParsableCommand {
         try await reportingErrors {
             let inv = try global.loadInventory()
             let sel = try LayerSelection(parsing: selection)
-            let spec: StorageSpec
-            if let storage {
-                guard let s = inv.storage(storage) else {
-                    throw StowageError(.usage, "unknown storage '\(storage)' in \(inv.path)", hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
-                }
-                spec = s
-            } else {
-                guard inv.storages.count == 1 else {
-                    throw StowageError(.usage, "\(inv.storages.count) storages in \(inv.path): name one with --storage",
-                                       hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
-                }
-                spec = inv.storages[0]
-            }
+            let spec = try inv.requireStorage(storage)
             let entries = try await BackupCatalog.list(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
                                                       environment: sel.environment, layer: sel.layer)
             if json {

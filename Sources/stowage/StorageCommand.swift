@@ -24,10 +24,7 @@ struct StorageCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let inv = try global.loadInventory()
-                guard let spec = inv.storage(storage) else {
-                    throw StowageError(.usage, "unknown storage '\(storage)' in \(inv.path)",
-                                       hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
-                }
+                let spec = try inv.requireStorage(storage)
                 let results = try await StorageRepair.run(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary))
                 var status = ExitStatus.ok
                 for r in results {
@@ -75,9 +72,7 @@ struct StorageCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let inv = try global.loadInventory()
-                guard let spec = inv.storage(storage) else {
-                    throw StowageError(.usage, "unknown storage '\(storage)' in \(inv.path)", hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
-                }
+                let spec = try inv.requireStorage(storage)
                 let percent = Double(readDataSubset.hasSuffix("%") ? String(readDataSubset.dropLast()) : readDataSubset)!
                 let reports = try await StorageVerify.run(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
                                                           environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
@@ -124,9 +119,7 @@ struct StorageCommand: AsyncParsableCommand {
         func run() async throws {
             try await reportingErrors {
                 let inv = try global.loadInventory()
-                guard let spec = inv.storage(storage) else {
-                    throw StowageError(.usage, "unknown storage '\(storage)' in \(inv.path)", hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
-                }
+                let spec = try inv.requireStorage(storage)
                 let source: CredentialsSpec.PasswordSource = newPasswordEnv.map { .environment($0) } ?? .file(newPasswordFile!)
                 guard let new = try CredentialsSpec(user: nil, password: source, location: "the command line").resolvePassword(layer: "new password of storage \(storage)") else {
                     throw StowageError(.usage, "no new password")

@@ -119,3 +119,51 @@ public enum Lab {
         }
     }
 }
+
+/// Processes on this machine (every lab node runs on it), read from /proc.
+public enum Procs {
+    /// PIDs (other than this process) whose command line contains `needle`.
+    public static func matching(_ needle: String) -> [Int32] { matching { cmd, _ in cmd.contains(needle) } }
+
+    public static func matching(_ match: (String, Int32) -> Bool) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
+            guard pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return match(String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self), pid)
+        }
+    }
+
+    public static func parent(of pid: Int32) -> Int32? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.flatMap { Int32($0) }
+    }
+
+    public static func isDescendant(_ pid: Int32, of ancestor: Int32) -> Bool {
+        var p: Int32? = pid
+        for _ in 0..<10 {
+            guard let cur = p, cur > 1 else { return false }
+            if cur == ancestor { return true }
+            p = parent(of: cur)
+        }
+        return false
+    }
+
+    /// Agent sessions (`stowage-agent-… serve`), on every node.
+    public static func agentSessions() -> [Int32] { matching { cmd, _ in cmd.contains("stowage-agent-") && cmd.contains(" serve") } }
+
+    /// The PID of a lab node's sshd listener.
+    public static func sshdListener(_ node: String) throws -> Int32 {
+        Int32(try String(contentsOfFile: "\(Lab.dir)/run/sshd-\(node).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
+    }
+
+    /// Agent sessions served by one lab node's sshd.
+    public static func agentSessions(on node: String) throws -> [Int32] {
+        let l = try sshdListener(node)
+        return agentSessions().filter { isDescendant($0, of: l) }
+    }
+
+    /// The per-connection sshd processes of one lab node (killing them drops its connections).
+    public static func sshdSessions(_ node: String) throws -> [Int32] {
+        let l = try sshdListener(node)
+        return matching { _, pid in parent(of: pid) == l }
+    }
+}

@@ -148,6 +148,19 @@ extension Inventory {
 
     public func environment(_ name: String) -> EnvironmentSpec? { environments.first { $0.name == name } }
     public func storage(_ name: String) -> StorageSpec? { storages.first { $0.name == name } }
+
+    /// The storage a command names, or (nil) the inventory's only one.
+    public func requireStorage(_ name: String?) throws(StowageError) -> StorageSpec {
+        let all = storages.map(\.name).joined(separator: ", ")
+        if let name {
+            guard let s = storage(name) else { throw StowageError(.usage, "unknown storage '\(name)' in \(path)", hint: "storages: \(all)") }
+            return s
+        }
+        guard storages.count == 1 else {
+            throw StowageError(.usage, "\(storages.count) storages in \(path): name one", hint: "storages: \(all)")
+        }
+        return storages[0]
+    }
 }
 
 private struct InventoryParser {

@@ -33,13 +33,8 @@ public enum BackupCatalog {
         var out: [BackupEntry] = []
         for env in envs {
             let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            let repo: OpenRepository
-            do throws(StowageError) {
-                repo = try await RepositoryAccess.open(storage, environment: env, password: password, create: false)
-            } catch {
-                if error.status == .usage { continue } // no repository for this environment yet
-                throw error
-            }
+            // No repository for this environment yet: nothing to do there.
+            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
             var holders: [String: [String]] = [:]
             var reachable: [String] = [], unreachable: [String] = []
             for node in storage.nodes {

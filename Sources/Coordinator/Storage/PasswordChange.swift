@@ -13,13 +13,8 @@ public enum PasswordChange {
         var changed: [String] = []
         for env in environments {
             let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            let repo: OpenRepository
-            do throws(StowageError) {
-                repo = try await RepositoryAccess.open(storage, environment: env, password: old, create: false)
-            } catch {
-                if error.status == .usage { continue }
-                throw error
-            }
+            // No repository for this environment yet: nothing to do there.
+            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: old) else { continue }
             // Old key file names, from every reachable node.
             var oldKeys = Set<String>()
             for node in storage.nodes {

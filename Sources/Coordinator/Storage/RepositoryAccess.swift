@@ -106,6 +106,18 @@ public enum RepositoryAccess {
     }
 }
 
+extension RepositoryAccess {
+    /// The environment's repository, or nil when the storage has none for it yet.
+    public static func openIfPresent(_ storage: ReplicatedStorage, environment: String, password: Secret) async throws(StowageError) -> OpenRepository? {
+        do throws(StowageError) {
+            return try await open(storage, environment: environment, password: password, create: false)
+        } catch {
+            if error.status == .usage { return nil }
+            throw error
+        }
+    }
+}
+
 extension StorageSpec {
     /// The storage password, read now.
     public func resolvePassword(environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> Secret {

@@ -28,13 +28,8 @@ public enum StorageVerify {
         var out: [NodeVerifyReport] = []
         for env in environments {
             let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            let repo: OpenRepository
-            do throws(StowageError) {
-                repo = try await RepositoryAccess.open(storage, environment: env, password: password, create: false)
-            } catch {
-                if error.status == .usage { continue }
-                throw error
-            }
+            // No repository for this environment yet: nothing to do there.
+            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
             // Each node's files.
             var files: [String: [String: Int64]] = [:]
             var reports: [String: NodeVerifyReport] = [:]

@@ -20,21 +20,6 @@ private func sxTarget(_ n: Int, identity: String? = nil) -> SSHTarget {
     return t
 }
 
-private func agentProcesses() -> [Int32] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
-        guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        let cmd = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        return cmd.contains("stowage-agent-") && cmd.contains(" serve")
-    }
-}
-
-private func parentOf(_ pid: Int32) -> Int32? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    return fields.count > 1 ? Int32(fields[1]) : nil
-}
-
 extension LabSuites {
 @Suite struct AgentCLI {
     init() throws { try Lab.require() }
@@ -128,7 +113,7 @@ extension LabSuites {
 
     @Test func frozenSSHDTimesOutTheHandshake() async throws {
         // SIGSTOP: the kernel still completes the TCP connection; no SSH banner ever comes.
-        let listener = Int32(try String(contentsOfFile: "\(Lab.dir)/run/sshd-sx4.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
+        let listener = try Procs.sshdListener("sx4")
         kill(listener, SIGSTOP)
         defer { kill(listener, SIGCONT) }
         var t = sxTarget(4)
@@ -155,7 +140,7 @@ extension LabSuites {
         }
         let deadline = Date().addingTimeInterval(10)
         while received.total < 8 << 20 && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        let agents = agentProcesses()
+        let agents = Procs.agentSessions()
         #expect(agents.count == 1)
         for p in agents { kill(p, SIGSTOP) }
         let stopped = Date()
@@ -167,8 +152,8 @@ extension LabSuites {
         // Thawed, it finds its session gone and exits.
         for p in agents { kill(p, SIGCONT) }
         let gone = Date().addingTimeInterval(5)
-        while !agentProcesses().isEmpty && Date() < gone { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(agentProcesses().isEmpty)
+        while !Procs.agentSessions().isEmpty && Date() < gone { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(Procs.agentSessions().isEmpty)
     }
 
     @Test func connectionDroppedMidJobIsReportedAndLeavesNothingBehind() async throws {
@@ -181,8 +166,7 @@ extension LabSuites {
         let deadline = Date().addingTimeInterval(10)
         while received.total < 32 << 20 && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
         #expect(received.total >= 32 << 20)
-        let listener = Int32(try String(contentsOfFile: "\(Lab.dir)/run/sshd-sx5.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
-        let sessions = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { parentOf($0) == listener }
+        let sessions = try Procs.sshdSessions("sx5")
         #expect(!sessions.isEmpty)
         for p in sessions { kill(p, SIGKILL) }
         do { _ = try await task.value; Issue.record("a dropped connection reported success") } catch let e as StowageError {
@@ -190,8 +174,8 @@ extension LabSuites {
             #expect(e.message.hasPrefix("sx5 (") , "\(e.message)")
         }
         let gone = Date().addingTimeInterval(5)
-        while !agentProcesses().isEmpty && Date() < gone { try await Task.sleep(for: .milliseconds(50)) }
-        #expect(agentProcesses().isEmpty, "an agent outlived its dropped connection")
+        while !Procs.agentSessions().isEmpty && Date() < gone { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(Procs.agentSessions().isEmpty, "an agent outlived its dropped connection")
     }
 }
 }

@@ -23,16 +23,6 @@ private func target(_ name: String, _ host: String, knownHosts: String? = nil, i
 
 private func hex(_ d: SHA256.Digest) -> String { d.map { String(format: "%02x", $0) }.joined() }
 
-/// PIDs of processes on this machine (every lab node is on it) whose command line contains `needle`.
-private func processes(matching needle: String) -> [Int32] {
-    let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { Int32($0) } ?? []
-    return pids.filter { pid in
-        guard pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        let cmd = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        return cmd.contains(needle)
-    }
-}
-
 /// Waits up to `seconds` for `condition`.
 private func eventually(_ seconds: Double, _ condition: () -> Bool) async -> Bool {
     let end = Date().addingTimeInterval(seconds)
@@ -193,9 +183,7 @@ extension LabSuites {
                                       job: AgentJob(type: .source, bytes: 1 << 40), output: { killed.add($0) })
         }
         #expect(await eventually(10) { killed.bytes > 64 << 20 })
-        let pids = processes(matching: "stowage-agent-").filter { pid in
-            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?.contains("serve") == true
-        }
+        let pids = Procs.agentSessions()
         #expect(pids.count == 1)
         for p in pids { kill(p, SIGKILL) }
         do { _ = try await task.value; Issue.record("a killed agent reported success") } catch let e as StowageError {
@@ -211,15 +199,13 @@ extension LabSuites {
             try await AgentClient.run(target("sx3", "127.0.9.13"), agent: try agent(),
                                       job: AgentJob(type: .source, command: ["sleep", "3517"]))
         }
-        #expect(await eventually(5) { !processes(matching: "sleep 3517").isEmpty })
+        #expect(await eventually(5) { !Procs.matching("sleep 3517").isEmpty })
         task.cancel()
         do { _ = try await task.value; Issue.record("not cancelled") } catch let e as StowageError {
             #expect(e.status == .cancelled)
         }
-        #expect(await eventually(5) { processes(matching: "sleep 3517").isEmpty }, "the tool outlived the cancelled job")
-        #expect(await eventually(5) { processes(matching: "stowage-agent-").filter { p in
-            (try? String(contentsOfFile: "/proc/\(p)/cmdline", encoding: .utf8))?.contains("serve") == true }.isEmpty },
-                "an agent outlived the cancelled job")
+        #expect(await eventually(5) { Procs.matching("sleep 3517").isEmpty }, "the tool outlived the cancelled job")
+        #expect(await eventually(5) { Procs.agentSessions().isEmpty }, "an agent outlived the cancelled job")
     }
 
     @Test func secretsFromTheJobAppearInNoArgvOrEnvironment() async throws {
@@ -229,7 +215,7 @@ extension LabSuites {
                                       job: AgentJob(type: .source, command: ["sleep", "3518"], secrets: ["password": secret]))
         }
         defer { task.cancel() }
-        #expect(await eventually(5) { !processes(matching: "sleep 3518").isEmpty })
+        #expect(await eventually(5) { !Procs.matching("sleep 3518").isEmpty })
         var scanned = 0
         for pid in (try FileManager.default.contentsOfDirectory(atPath: "/proc")).compactMap({ Int32($0) }) {
             for file in ["cmdline", "environ"] {

@@ -11,38 +11,6 @@ import TestSupport
 import Topology
 @testable import Coordinator
 
-private func processes(_ match: (String, Int32) -> Bool) -> [Int32] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
-        guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        return match(String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self), pid)
-    }
-}
-
-private func parent(_ pid: Int32) -> Int32? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
-    return stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.flatMap { Int32($0) }
-}
-
-private func isDescendant(_ pid: Int32, of ancestor: Int32) -> Bool {
-    var p: Int32? = pid
-    for _ in 0..<10 {
-        guard let cur = p, cur > 1 else { return false }
-        if cur == ancestor { return true }
-        p = parent(cur)
-    }
-    return false
-}
-
-private func listener(_ node: String) throws -> Int32 {
-    Int32(try String(contentsOfFile: "\(Lab.dir)/run/sshd-\(node).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
-}
-
-/// The agents serving one node's sessions (every lab node shares this machine).
-private func agents(on node: String) throws -> [Int32] {
-    let l = try listener(node)
-    return processes { cmd, pid in cmd.contains("stowage-agent-") && cmd.contains(" serve") && isDescendant(pid, of: l) }
-}
-
 private func writeDump(_ path: String, mb: Int, seed: UInt64) throws {
     var x = seed | 1
     var s = ""
@@ -105,7 +73,7 @@ extension LabSuites {
                     case (.cancelAfterListing, "listed"), (.cancelAfterLocking, "locked"), (.cancelAfterChunks, "chunks-done"), (.cancelAtManifest, "manifest"):
                         withUnsafeCurrentTask { $0?.cancel() }
                     case (.killStorage2LockAfterChunks, "chunks-done"):
-                        for p in (try? agents(on: "st2")) ?? [] { kill(p, SIGKILL) }
+                        for p in (try? Procs.agentSessions(on: "st2")) ?? [] { kill(p, SIGKILL) }
                         try? await Task.sleep(for: .milliseconds(300))
                     case (.blockStorage2AtManifest, "manifest"):
                         try? Lab.fault("block", "st2")
@@ -117,13 +85,11 @@ extension LabSuites {
                             try? await Task.sleep(for: .milliseconds(900))
                             switch point {
                             case .cancelMidStream: task?.cancel()
-                            case .killSourceMidStream: for p in (try? agents(on: "pg1")) ?? [] { kill(p, SIGKILL) }
-                            case .killStorage1MidStream: for p in (try? agents(on: "st1")) ?? [] { kill(p, SIGKILL) }
-                            case .killStorage2MidStream: for p in (try? agents(on: "st2")) ?? [] { kill(p, SIGKILL) }
+                            case .killSourceMidStream: for p in (try? Procs.agentSessions(on: "pg1")) ?? [] { kill(p, SIGKILL) }
+                            case .killStorage1MidStream: for p in (try? Procs.agentSessions(on: "st1")) ?? [] { kill(p, SIGKILL) }
+                            case .killStorage2MidStream: for p in (try? Procs.agentSessions(on: "st2")) ?? [] { kill(p, SIGKILL) }
                             case .dropStorage1MidStream:
-                                if let l = try? listener("st1") {
-                                    for p in processes({ _, pid in parent(pid) == l }) { kill(p, SIGKILL) }
-                                }
+                                for p in (try? Procs.sshdSessions("st1")) ?? [] { kill(p, SIGKILL) }
                             default: break
                             }
                         }

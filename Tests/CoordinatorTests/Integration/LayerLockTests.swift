@@ -12,14 +12,6 @@ private func st2Client(_ repo: String) throws -> StorageNodeClient {
     return StorageNodeClient(target: t, agent: try AgentBinary.locate(), repository: repo)
 }
 
-private func lockHolders() -> [Int32] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
-        guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        let cmd = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-        return cmd.contains("stowage-agent-") && cmd.contains(" serve")
-    }
-}
-
 extension LabSuites {
 @Suite struct LayerLocks {
     let repo = "\(Lab.dir)/storage/st2/locktest-\(UUID().uuidString)"
@@ -56,7 +48,7 @@ extension LabSuites {
         defer { try? FileManager.default.removeItem(atPath: repo) }
         let c = try st2Client(repo)
         let first = try await LayerLock.acquire(c, layer: "sqldb", operation: "backup shop/sqldb")
-        let holders = lockHolders()
+        let holders = Procs.agentSessions()
         #expect(holders.count == 1)
         for p in holders { kill(p, SIGKILL) }
         // No timeout, no manual unlock: the next run gets the lock straight away.
@@ -77,11 +69,7 @@ extension LabSuites {
         defer { try? FileManager.default.removeItem(atPath: repo) }
         let c = try st2Client(repo)
         let first = try await LayerLock.acquire(c, layer: "sqldb", operation: "backup shop/sqldb")
-        let listener = Int32(try String(contentsOfFile: "\(Lab.dir)/run/sshd-st2.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
-        let sessions = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
-            return stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.flatMap { Int32($0) } == listener
-        }
+        let sessions = try Procs.sshdSessions("st2")
         #expect(!sessions.isEmpty)
         for p in sessions { kill(p, SIGKILL) }
         let start = Date()

@@ -165,11 +165,7 @@ extension LabSuites {
         }
         let deadline = Date().addingTimeInterval(10)
         while fed.total < 16 << 20 && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        let agents = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
-            guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            let cmd = String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
-            return cmd.contains("stowage-agent-") && cmd.contains(" serve")
-        }
+        let agents = Procs.agentSessions()
         #expect(agents.count == 1)
         for p in agents { kill(p, SIGKILL) }
         _ = try? await task.value
