@@ -146,7 +146,7 @@ public enum BackupWriter {
         let run: AgentRun
         do throws(StowageError) {
             run = try await AgentClient.run(source, agent: agent, job: job, framedInput: nil, output: { buf in
-                parser.feed(buf) { name, record in
+                parser.feed(buf) { name, record, _ in
                     var sentAnywhere = false
                     for n in live where !presentSnapshot[n.target.node]!.contains(name) {
                         fan.enqueue(record, to: n.target.node)
@@ -234,34 +234,6 @@ public enum BackupWriter {
                                hint: "nothing was committed; run the backup again once the nodes are back", retryable: true)
         }
         return BackupWriteResult(manifest: manifest, replicas: outcome)
-    }
-}
-
-/// Splits a byte stream into whole object records, handing each (name, encoded record) on.
-final class RecordSplitter: @unchecked Sendable {
-    private var pending: [UInt8] = []
-    private var start = 0
-    private(set) var malformed = false
-    var complete: Bool { pending.count == start && !malformed }
-
-    func feed(_ b: UnsafeRawBufferPointer, _ each: (String, [UInt8]) -> Void) {
-        pending.append(contentsOf: b)
-        while pending.count - start >= 4 {
-            let p = start
-            let nameLen = Int(pending[p]) << 24 | Int(pending[p + 1]) << 16 | Int(pending[p + 2]) << 8 | Int(pending[p + 3])
-            guard nameLen <= ObjectRecord.maxName else { malformed = true; return }
-            guard pending.count - p >= 12 + nameLen else { break }
-            let size = pending[(p + 4 + nameLen)..<(p + 12 + nameLen)].reduce(0) { $0 << 8 | Int($1) }
-            guard pending.count - p >= 12 + nameLen + size else { break }
-            let name = String(decoding: pending[(p + 4)..<(p + 4 + nameLen)], as: UTF8.self)
-            each(name, Array(pending[p..<(p + 12 + nameLen + size)]))
-            start = p + 12 + nameLen + size
-        }
-        // Drop consumed bytes once they dominate, so the buffer stays about one record long.
-        if start > 0 && start >= pending.count / 2 {
-            pending.removeFirst(start)
-            start = 0
-        }
     }
 }
 

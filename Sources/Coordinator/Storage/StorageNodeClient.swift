@@ -45,13 +45,18 @@ public struct StorageNodeClient: Sendable {
 
     /// The objects' bytes by name, and the names the node does not have.
     public func get(_ names: [String]) async throws(StowageError) -> (objects: [StoredObject], missing: [String]) {
-        let parser = RecordParser()
+        let parser = RecordSplitter()
+        let objects = ObjectList()
         let run = try await AgentClient.run(target, agent: agent, job: AgentJob(type: .get, root: repository, names: names),
-                                            output: { parser.feed($0) })
+                                            output: { buf in
+                                                parser.feed(buf) { name, record, payload in
+                                                    objects.append(StoredObject(name: name, bytes: Array(record[payload...])))
+                                                }
+                                            })
         guard parser.complete else {
             throw StowageError(.remoteFailed, "\(target.node): the objects arrived cut short", retryable: true)
         }
-        return (parser.objects, run.result.missing ?? [])
+        return (objects.items, run.result.missing ?? [])
     }
 
     /// Every object under `prefix` (all when nil) with its size, sorted by name.
@@ -84,31 +89,42 @@ final class ObjectQueue: @unchecked Sendable {
     }
 }
 
+/// Objects collected on one connection thread while the caller awaits.
+final class ObjectList: @unchecked Sendable {
+    private(set) var items: [StoredObject] = []
+    func append(_ o: StoredObject) { items.append(o) }
+}
+
 final class ByteSink: @unchecked Sendable {
     private(set) var bytes: [UInt8] = []
     func append(_ b: UnsafeRawBufferPointer) { bytes.append(contentsOf: b) }
 }
 
-/// Parses object records from a byte stream that arrives in arbitrary pieces.
-final class RecordParser: @unchecked Sendable {
+/// Splits a byte stream into whole object records, handing each (name, encoded record) on.
+final class RecordSplitter: @unchecked Sendable {
     private var pending: [UInt8] = []
-    private(set) var objects: [StoredObject] = []
-    private var malformed = false
+    private var start = 0
+    private(set) var malformed = false
+    var complete: Bool { pending.count == start && !malformed }
 
-    var complete: Bool { pending.isEmpty && !malformed }
-
-    func feed(_ b: UnsafeRawBufferPointer) {
+    /// Hands each whole record on as (name, the encoded record, the offset of its payload in it).
+    func feed(_ b: UnsafeRawBufferPointer, _ each: (String, [UInt8], Int) -> Void) {
         pending.append(contentsOf: b)
-        while true {
-            guard pending.count >= 4 else { return }
-            let nameLen = Int(pending[0]) << 24 | Int(pending[1]) << 16 | Int(pending[2]) << 8 | Int(pending[3])
+        while pending.count - start >= 4 {
+            let p = start
+            let nameLen = Int(pending[p]) << 24 | Int(pending[p + 1]) << 16 | Int(pending[p + 2]) << 8 | Int(pending[p + 3])
             guard nameLen <= ObjectRecord.maxName else { malformed = true; return }
-            guard pending.count >= 4 + nameLen + 8 else { return }
-            let size = pending[(4 + nameLen)..<(12 + nameLen)].reduce(0) { $0 << 8 | Int($1) }
-            guard pending.count >= 12 + nameLen + size else { return }
-            let name = String(decoding: pending[4..<(4 + nameLen)], as: UTF8.self)
-            objects.append(StoredObject(name: name, bytes: Array(pending[(12 + nameLen)..<(12 + nameLen + size)])))
-            pending.removeFirst(12 + nameLen + size)
+            guard pending.count - p >= 12 + nameLen else { break }
+            let size = pending[(p + 4 + nameLen)..<(p + 12 + nameLen)].reduce(0) { $0 << 8 | Int($1) }
+            guard pending.count - p >= 12 + nameLen + size else { break }
+            let name = String(decoding: pending[(p + 4)..<(p + 4 + nameLen)], as: UTF8.self)
+            each(name, Array(pending[p..<(p + 12 + nameLen + size)]), 12 + nameLen)
+            start = p + 12 + nameLen + size
+        }
+        // Drop consumed bytes once they dominate, so the buffer stays about one record long.
+        if start > 0 && start >= pending.count / 2 {
+            pending.removeFirst(start)
+            start = 0
         }
     }
 }
