@@ -14,8 +14,7 @@ struct AgentCommand: AsyncParsableCommand {
         @Argument(help: ArgumentHelp("ENV, ENV/LAYER or STORAGE (default: every node).", valueName: "target"))
         var selection: String?
 
-        @Option(help: ArgumentHelp("The agent binary to install or expect (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
-        var agentBinary: String?
+        @OptionGroup var agentOption: AgentBinaryOption
     }
 
     struct Install: AsyncParsableCommand {
@@ -29,7 +28,7 @@ struct AgentCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let nodes = try inv.agentNodes(options.selection)
-                let agent = try AgentBinary.locate(options.agentBinary)
+                let agent = try options.agentOption.locate()
                 let results = await withTaskGroup(of: (Int, Result<AgentInstallOutcome, StowageError>).self) { group in
                     for (i, n) in nodes.enumerated() {
                         group.addTask {
@@ -68,7 +67,7 @@ struct AgentCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let nodes = try inv.agentNodes(options.selection)
-                let agent = try AgentBinary.locate(options.agentBinary)
+                let agent = try options.agentOption.locate()
                 let checks = await AgentCheck.run(nodes, agent: agent)
                 if json {
                     let enc = JSONEncoder()
@@ -100,8 +99,7 @@ extension AgentCommand {
         @Option(help: "out: node → coordinator; in: coordinator → node.")
         var direction: String = "out"
 
-        @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
-        var agentBinary: String?
+        @OptionGroup var agentOption: AgentBinaryOption
 
         func validate() throws {
             guard Self.parseSize(bytes) != nil else { throw ValidationError("--bytes: '\(bytes)' is not a size like 512M or 1G") }
@@ -118,7 +116,7 @@ extension AgentCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let n = try inv.agentNode(named: node)
-                let agent = try AgentBinary.locate(agentBinary)
+                let agent = try agentOption.locate()
                 let total = Self.parseSize(bytes)!
                 let block = [UInt8](repeating: 0, count: 1 << 20)
                 let counter = ByteCounter(limit: total)

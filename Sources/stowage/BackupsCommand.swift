@@ -18,15 +18,14 @@ struct BackupsCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
-    @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
-    var agentBinary: String?
+    @OptionGroup var agentOption: AgentBinaryOption
 
     func run() async throws {
         try await reportingErrors {
             let inv = try global.loadInventory()
             let sel = try LayerSelection(parsing: selection)
             let spec = try inv.requireStorage(storage)
-            let entries = try await BackupCatalog.list(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
+            let entries = try await BackupCatalog.list(spec, inventory: inv, agent: try agentOption.locate(),
                                                       environment: sel.environment, layer: sel.layer)
             if json {
                 let enc = JSONEncoder()

@@ -18,14 +18,13 @@ struct StorageCommand: AsyncParsableCommand {
         @Argument(help: "The storage's name in the inventory.")
         var storage: String
 
-        @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
-        var agentBinary: String?
+        @OptionGroup var agentOption: AgentBinaryOption
 
         func run() async throws {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
-                let results = try await StorageRepair.run(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary))
+                let results = try await StorageRepair.run(spec, inventory: inv, agent: try agentOption.locate())
                 var status = ExitStatus.ok
                 for r in results {
                     let copied = r.report.copied.keys.sorted().map { "\($0): \(r.report.copied[$0]!) copied" }.joined(separator: ", ")
@@ -60,8 +59,7 @@ struct StorageCommand: AsyncParsableCommand {
         @Flag(help: "Print JSON.")
         var json = false
 
-        @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
-        var agentBinary: String?
+        @OptionGroup var agentOption: AgentBinaryOption
 
         func validate() throws {
             guard let p = Double(readDataSubset.hasSuffix("%") ? String(readDataSubset.dropLast()) : readDataSubset), (0...100).contains(p) else {
@@ -74,7 +72,7 @@ struct StorageCommand: AsyncParsableCommand {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
                 let percent = Double(readDataSubset.hasSuffix("%") ? String(readDataSubset.dropLast()) : readDataSubset)!
-                let reports = try await StorageVerify.run(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
+                let reports = try await StorageVerify.run(spec, inventory: inv, agent: try agentOption.locate(),
                                                           environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
                                                           readDataPercent: percent)
                 if json {
@@ -107,8 +105,7 @@ struct StorageCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("File holding the new password (one line).", valueName: "path"))
         var newPasswordFile: String?
 
-        @Option(help: ArgumentHelp("The agent binary (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
-        var agentBinary: String?
+        @OptionGroup var agentOption: AgentBinaryOption
 
         func validate() throws {
             guard (newPasswordEnv == nil) != (newPasswordFile == nil) else {
@@ -124,7 +121,7 @@ struct StorageCommand: AsyncParsableCommand {
                 guard let new = try CredentialsSpec(user: nil, password: source, location: "the command line").resolvePassword(layer: "new password of storage \(storage)") else {
                     throw StowageError(.usage, "no new password")
                 }
-                let changed = try await PasswordChange.run(spec, inventory: inv, agent: try AgentBinary.locate(agentBinary),
+                let changed = try await PasswordChange.run(spec, inventory: inv, agent: try agentOption.locate(),
                                                            old: try spec.resolvePassword(), new: new, environments: inv.environments.map(\.name))
                 for env in changed { print("\(storage)/\(env): keys re-wrapped under the new password") }
                 if changed.isEmpty { print("\(storage): no repositories yet") }

@@ -28,6 +28,14 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+/// `--agent-binary`, for every command that runs jobs on nodes.
+struct AgentBinaryOption: ParsableArguments {
+    @Option(help: ArgumentHelp("The stowage-agent binary to install or expect (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
+    var agentBinary: String?
+
+    func locate() throws(StowageError) -> AgentBinary { try AgentBinary.locate(agentBinary) }
+}
+
 /// Runs a command body, turning a `StowageError` into its one-line message, hint and exit code.
 func reportingErrors(_ body: () async throws -> ExitStatus) async throws {
     let status: ExitStatus
