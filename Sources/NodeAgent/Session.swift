@@ -3,6 +3,7 @@
 import AgentProtocol
 import Crypto
 import FoundationEssentials
+import Repository
 
 #if canImport(Glibc)
 import Glibc
@@ -223,13 +224,7 @@ final class Session {
     static func result(_ bytes: Int64, _ hash: SHA256) -> AgentEvent {
         var e = AgentEvent(event: .result)
         e.bytes = bytes
-        e.sha256 = hash.finalize().map { String(format2($0)) }.joined()
+        e.sha256 = hexString(hash.finalize())
         return e
     }
-}
-
-/// Two lowercase hex digits (String(format:) is Foundation's, not FoundationEssentials').
-func format2(_ b: UInt8) -> String {
-    let d = Array("0123456789abcdef")
-    return String([d[Int(b >> 4)], d[Int(b & 15)]])
 }

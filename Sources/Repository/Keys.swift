@@ -27,7 +27,7 @@ public struct RepositoryKeys: Sendable, Equatable {
 
     /// A chunk's ID: hex of HMAC-SHA256(id key, plaintext).
     public func chunkID(_ plaintext: UnsafeRawBufferPointer) -> String {
-        HMAC<SHA256>.authenticationCode(for: plaintext, using: id).map { hexByte($0) }.joined()
+        hexString(HMAC<SHA256>.authenticationCode(for: plaintext, using: id))
     }
 
     public static func == (a: RepositoryKeys, b: RepositoryKeys) -> Bool {
@@ -94,7 +94,11 @@ public struct KeyFile: Codable, Sendable, Equatable {
     static func b64(_ k: SymmetricKey) -> String { k.withUnsafeBytes { Data($0).base64EncodedString() } }
 }
 
-func hexByte(_ b: UInt8) -> String {
-    let d = Array("0123456789abcdef")
-    return String([d[Int(b >> 4)], d[Int(b & 15)]])
+/// Lowercase hex of bytes (digests, IDs). Shared by the agent, which has no
+/// Foundation `String(format:)`, and the coordinator.
+public func hexString<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    let d = Array("0123456789abcdef".utf8)
+    var out = [UInt8]()
+    for b in bytes { out.append(d[Int(b >> 4)]); out.append(d[Int(b & 15)]) }
+    return String(decoding: out, as: UTF8.self)
 }

@@ -4,6 +4,7 @@
 import AgentProtocol
 import Crypto
 import Foundation
+import Repository
 
 public struct AgentBinary: Sendable, Equatable {
     public static let remoteDirectory = "/var/lib/stowage/agent"
@@ -35,7 +36,7 @@ public struct AgentBinary: Sendable, Equatable {
             hash.update(data: chunk)
             size += Int64(chunk.count)
         }
-        let hex = hash.finalize().map { String(format: "%02x", $0) }.joined()
+        let hex = hexString(hash.finalize())
         return AgentBinary(localPath: path, sha256: hex, size: size)
     }
 }

@@ -102,5 +102,5 @@ import Crypto
 struct SHA256Hasher {
     private var h = SHA256()
     mutating func update(_ b: UnsafeRawBufferPointer) { h.update(bufferPointer: b) }
-    func hex() -> String { h.finalize().map { String(format: "%02x", $0) }.joined() }
+    func hex() -> String { hexString(h.finalize()) }
 }

@@ -26,7 +26,7 @@ public struct RepositoryConfig: Codable, Sendable, Equatable {
 
     static func fresh() -> RepositoryConfig {
         let p = ChunkerParameters.standard
-        return RepositoryConfig(format: currentFormat, id: (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined(),
+        return RepositoryConfig(format: currentFormat, id: hexString((0..<16).map { _ in UInt8.random(in: 0...255) }),
                                 created: ISO8601DateFormatter().string(from: Date()), cipher: "aes-256-gcm", compression: "zstd",
                                 chunkIDHash: "hmac-sha256", chunker: .init(algorithm: "fastcdc", min: p.min, avg: p.avg, max: p.max))
     }
@@ -99,7 +99,7 @@ public enum RepositoryAccess {
         let keyFile = KeyFile.create(keys: keys, password: password.value, n: kdfCost)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let keyID = String(SHA256.hash(data: Array(keyFile.salt.utf8)).map { String(format: "%02x", $0) }.joined().prefix(16))
+        let keyID = String(hexString(SHA256.hash(data: Array(keyFile.salt.utf8))).prefix(16))
         _ = try await storage.put([StoredObject(name: "keys/\(keyID)", bytes: Array(try! enc.encode(keyFile)))])
         _ = try await storage.put([StoredObject(name: "config", bytes: Array(try! enc.encode(config)))])
         return OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: true)
