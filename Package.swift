@@ -34,14 +34,14 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
         .target(name: "Coordinator", dependencies: [
-            "Topology", "AgentProtocol", "CLibSSH2", "Support", "Repository",
+            "Topology", "AgentProtocol", "CLibSSH2", "Support", "Repository", "Engines",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
         ]),
         // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
         // FoundationEssentials, not Foundation: no ICU, a smaller static binary.
         .executableTarget(name: "NodeAgent", dependencies: [
-            "CZstd", "AgentProtocol", "CAgentSys", "Repository",
+            "CZstd", "AgentProtocol", "CAgentSys", "Repository", "Engines",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "CAgentSys"),
@@ -54,6 +54,9 @@ let package = Package(
         ]),
         // The wire format shared by the agent and the coordinator.
         .target(name: "AgentProtocol"),
+        // What each engine's dump and restore look like, as pure values: tool arguments,
+        // credential files, the counts a dump carries, the restore filter, Redis RESP and slots.
+        .target(name: "Engines"),
         .executableTarget(name: "stowage", dependencies: [
             "Coordinator", "Topology", "AgentProtocol",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -63,6 +66,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Topology"], path: "Tests/TestSupport"),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
+        .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Topology", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -61,6 +61,11 @@ public struct AgentJob: Codable, Sendable, Equatable {
         /// each with the keys in `secrets` (dataKey, idKey, chunkerSeed), write them as
         /// object records; one `chunk` event per chunk, in stream order.
         case chunk
+        /// Database node: the input is a backup stream's sealed chunks as object records, in
+        /// order; each is authenticated, decrypted and checked against its keyed ID here, and
+        /// the plaintext applied to the database `database` (psql, mariadb, or for Redis a
+        /// private redis-server whose keys are copied with DUMP/RESTORE).
+        case restore
     }
 
     public var type: Kind
@@ -83,11 +88,15 @@ public struct AgentJob: Codable, Sendable, Equatable {
     /// For `chunk`: [min, avg, max] chunk sizes and the zstd level.
     public var chunkSizes: [Int]?
     public var zstdLevel: Int?
+    /// For `chunk` (then `command` is not needed) and `restore`: the database to dump or
+    /// restore; its password is `secrets["dbPassword"]`.
+    public var database: DatabaseAccess?
 
     public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
                 path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
                 names: [String]? = nil, prefix: String? = nil, owner: String? = nil,
-                chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, exclusive: Bool? = nil) {
+                chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, exclusive: Bool? = nil,
+                database: DatabaseAccess? = nil) {
         self.type = type
         self.bytes = bytes
         self.command = command
@@ -101,6 +110,7 @@ public struct AgentJob: Codable, Sendable, Equatable {
         self.chunkSizes = chunkSizes
         self.zstdLevel = zstdLevel
         self.exclusive = exclusive
+        self.database = database
     }
 }
 
@@ -134,6 +144,8 @@ public struct AgentEvent: Codable, Sendable, Equatable {
     public var tools: [String: String]?
     public var freeBytes: Int64?
     public var totalBytes: Int64?
+    // dump / restore: rows per database (SQL) or keys per database (Redis)
+    public var counts: [String: Int64]?
 
     public init(event: Kind) { self.event = event }
 

@@ -40,21 +40,45 @@ final class Child {
     private var reaped = false
     private(set) var status: Int32 = 0
 
-    /// Starts `argv` with stdin from /dev/null and stdout on a pipe; stderr is the agent's
-    /// own (the coordinator reads it as log lines only when they are not JSON).
-    init(_ argv: [String]) throws(IOFailure) {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw .errno(errno) }
+    /// The write end of the child's stdin, when it was started with `input`.
+    private(set) var stdin: Int32 = -1
+
+    /// Starts `argv`. stdin is /dev/null, or a pipe (`input`); stdout a pipe, or /dev/null
+    /// when `output` is false; stderr goes to the file `errorLog` (its tail explains a
+    /// failure) or /dev/null: never to the agent's stderr, which carries the events.
+    init(_ argv: [String], input: Bool = false, output: Bool = true, errorLog: String? = nil) throws(IOFailure) {
+        var fds: [Int32] = [-1, -1]
+        var ins: [Int32] = [-1, -1]
+        if output { guard pipe(&fds) == 0 else { throw .errno(errno) }
+            fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) } }
+        if input {
+            // Close-on-exec: a later child must not hold this pipe open (its reader would
+            // never see the end of its input).
+            guard pipe(&ins) == 0 else {
+                let e = errno
+                if output { close(fds[0]); close(fds[1]) }
+                throw .errno(e)
+            }
+            ins.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addclose(&actions, fds[1])
-        // Tool output on stderr would corrupt the events channel: send it to /dev/null for
-        // now; the dump issue gives tools a stderr pipe of their own.
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        if input {
+            posix_spawn_file_actions_adddup2(&actions, ins[0], 0)
+            posix_spawn_file_actions_addclose(&actions, ins[0])
+            posix_spawn_file_actions_addclose(&actions, ins[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
+        if output {
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+            posix_spawn_file_actions_addclose(&actions, fds[0])
+            posix_spawn_file_actions_addclose(&actions, fds[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        posix_spawn_file_actions_addopen(&actions, 2, errorLog ?? "/dev/null", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0o600)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -76,10 +100,21 @@ final class Child {
         defer { cenv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, selfExe, &actions, &attr, cargs, cenv)
-        close(fds[1])
-        guard rc == 0 else { close(fds[0]); throw .errno(rc) }
+        if output { close(fds[1]) }
+        if input { close(ins[0]) }
+        guard rc == 0 else {
+            if output { close(fds[0]) }
+            if input { close(ins[1]) }
+            throw .errno(rc)
+        }
         self.pid = pid
         self.stdout = fds[0]
+        self.stdin = ins[1]
+    }
+
+    /// Ends the child's input (it sees EOF).
+    func closeInput() {
+        if stdin >= 0 { close(stdin); stdin = -1 }
     }
 
     /// SIGTERM to the child's process group, SIGKILL if it is still there after `grace`.
@@ -113,7 +148,10 @@ final class Child {
         return st
     }
 
-    deinit { close(stdout) }
+    deinit {
+        if stdout >= 0 { close(stdout) }
+        closeInput()
+    }
 }
 
 func monotonicNow() -> Double {

@@ -13,9 +13,6 @@ import Glibc
 
 extension Session {
     func chunk(_ job: AgentJob) throws -> AgentEvent {
-        guard let command = job.command, !command.isEmpty else {
-            throw JobFailure(exit: .badJob, code: "bad-job", message: "a chunk job needs a command")
-        }
         guard let s = job.secrets, let dk = s["dataKey"].flatMap({ Data(base64Encoded: $0) }), dk.count == 32,
               let ik = s["idKey"].flatMap({ Data(base64Encoded: $0) }), ik.count == 32,
               let seed = s["chunkerSeed"].flatMap({ Data(base64Encoded: $0) }) else {
@@ -29,10 +26,9 @@ extension Session {
         let chunker = Chunker(seed: keys.chunkerSeed, parameters: ChunkerParameters(min: sizes[0], avg: sizes[1], max: sizes[2]))
         let level = Int32(job.zstdLevel ?? 3)
 
-        let child: Child
-        do { child = try Child(command) } catch {
-            throw JobFailure(exit: .jobFailed, code: "spawn-failed", message: "cannot start \(command[0]): \(error)")
-        }
+        var dir: PrivateDir?
+        let source = try dumpSource(job, dir: &dir)
+        defer { withExtendedLifetime(dir) {} }
         let readSize = 1 << 20
         var buf = [UInt8](repeating: 0, count: sizes[2] + readSize)
         var start = 0, end = 0, eof = false
@@ -40,7 +36,7 @@ extension Session {
         var streamHash = SHA256()
         var seen = Set<String>()
         var nextProgress = Self.progressEvery
-        var fds = [pollfd(fd: child.stdout, events: Int16(POLLIN), revents: 0), pollfd(fd: 0, events: Int16(POLLIN), revents: 0)]
+        var fds = [pollfd(fd: source.pollFD, events: Int16(POLLIN), revents: 0), pollfd(fd: 0, events: Int16(POLLIN), revents: 0)]
 
         func emit(_ piece: UnsafeRawBufferPointer) throws {
             let id = keys.chunkID(piece)
@@ -51,8 +47,8 @@ extension Session {
                 stored = sealed.count
                 let record = ObjectRecord.encode(name: "chunks/\(id.prefix(2))/\(id)", bytes: sealed)
                 guard writeAll(1, record) else {
-                    child.terminate()
-                    throw JobFailure(exit: .outputClosed, code: "output-closed", message: "stdout closed after \(chunks) chunks; \(command[0]) stopped")
+                    source.cancel()
+                    throw JobFailure(exit: .outputClosed, code: "output-closed", message: "stdout closed after \(chunks) chunks; \(source.label) stopped")
                 }
             }
             var e = AgentEvent(event: .chunk)
@@ -83,27 +79,28 @@ extension Session {
                 start = 0
             }
             for i in fds.indices { fds[i].revents = 0 }
-            if poll(&fds, 2, -1) < 0 { if errno == EINTR { continue }; break }
+            if poll(&fds, 2, source.hasBuffered ? 0 : -1) < 0 { if errno == EINTR { continue }; break }
             if fds[1].revents != 0 {
-                child.terminate()
-                throw JobFailure(exit: .inputCut, code: "cancelled", message: "the coordinator closed the session after \(total) bytes; \(command[0]) stopped")
+                source.cancel()
+                throw JobFailure(exit: .inputCut, code: "cancelled", message: "the coordinator closed the session after \(total) bytes; \(source.label) stopped")
             }
-            if fds[0].revents == 0 { continue }
+            if fds[0].revents == 0 && !source.hasBuffered { continue }
             let room = min(readSize, buf.count - end)
-            let n = buf.withUnsafeMutableBytes { read(child.stdout, $0.baseAddress! + end, room) }
-            if n < 0 { if errno == EINTR { continue }; eof = true; continue }
-            if n == 0 { eof = true; continue }
-            buf.withUnsafeBytes { streamHash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[end..<(end + n)])) }
+            let n = buf.withUnsafeMutableBytes { source.read($0.baseAddress! + end, room) }
+            if n <= 0 { eof = true; continue }
+            buf.withUnsafeBytes {
+                let got = UnsafeRawBufferPointer(rebasing: $0[end..<(end + n)])
+                streamHash.update(bufferPointer: got)
+                source.observe(got)
+            }
             end += n
             total += Int64(n)
             if total >= nextProgress { Events.progress(total); nextProgress += Self.progressEvery }
         }
-        let st = child.wait()
-        guard st == 0 else {
-            throw JobFailure(exit: .jobFailed, code: "command-failed", message: "\(command[0]) ended with \(describeStatus(st)) after \(total) bytes")
-        }
+        let counts = try source.finish(total: total)
         var e = Self.result(total, streamHash)
         e.stored = chunks
+        e.counts = counts
         return e
     }
 }

@@ -37,6 +37,7 @@ final class Session {
             case .delete: result = try Store(job).delete(job.names ?? [])
             case .lock: result = try Store(job).lock(job.names ?? [], exclusive: job.exclusive ?? false, owner: job.owner)
             case .chunk: result = try chunk(job)
+            case .restore: result = try restore(job)
             }
             Events.send(result)
             return .ok
@@ -65,7 +66,7 @@ final class Session {
         }
         guard AgentJob.Kind(rawValue: t.type) != nil else {
             throw JobFailure(exit: .badJob, code: "unknown-job",
-                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete, lock, chunk)")
+                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete, lock, chunk, restore)")
         }
         do { return try JSONDecoder().decode(AgentJob.self, from: data) } catch {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "malformed \(t.type) job: \(error)")

@@ -73,13 +73,24 @@ public struct ManifestStream: Codable, Sendable, Equatable {
     /// SHA-256 of the stream's plaintext, checked after a restore reassembles it.
     public var sha256: String
     public var chunks: [Chunk]
+    /// The node the stream was dumped on.
+    public var node: String?
+    /// Redis Cluster: the slots its master served at backup time.
+    public var slots: String?
+    /// What the dump held, counted as it streamed: rows per database (SQL engines, the
+    /// `mysql` schema left out) or keys per database (Redis); a restore is checked against it.
+    public var counts: [String: Int64]?
 
-    public init(name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk]) {
+    public init(name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk],
+                node: String? = nil, slots: String? = nil, counts: [String: Int64]? = nil) {
         self.name = name
         self.rawBytes = rawBytes
         self.storedBytes = storedBytes
         self.sha256 = sha256
         self.chunks = chunks
+        self.node = node
+        self.slots = slots
+        self.counts = counts
     }
 }
 

@@ -117,7 +117,17 @@ public enum AgentClient {
         }
         if let err = events.error {
             let how = exit.signal.map { "; the agent was killed by signal \($0)" } ?? ""
-            throw StowageError(.remoteFailed, "\(who): \(job.type.rawValue) job failed: \(err.message ?? err.code ?? "error")\(how)", retryable: true)
+            let text = "\(who): \(job.type.rawValue) job failed: \(err.message ?? err.code ?? "error")\(how)"
+            switch err.code {
+            case "auth-failed":
+                throw StowageError(.credentialsRejected, text, hint: "check the layer's credentials in the inventory")
+            case "damaged":
+                throw StowageError(.repositoryDamaged, text, hint: "stowage storage verify finds damaged copies; use another backup")
+            case "tool-missing":
+                throw StowageError(.toolsMissing, text, hint: "stowage agent check lists what each node lacks")
+            default:
+                throw StowageError(.remoteFailed, text, retryable: true)
+            }
         }
         if let sig = exit.signal {
             throw StowageError(.remoteFailed, "\(who): the agent (pid \(hello.pid ?? 0)) was killed by signal \(sig) during the \(job.type.rawValue) job, after \(received) bytes of output",

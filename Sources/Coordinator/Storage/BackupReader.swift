@@ -44,48 +44,10 @@ public enum BackupReader {
         let stream = manifest.streams[index]
         var bad: [BadCopy] = []
         var hash = SHA256Hasher()
-        var i = 0
-        while i < stream.chunks.count {
-            // A batch of at most 48 MiB stored, fetched with one session per node.
-            var batch: [ManifestStream.Chunk] = []
-            var size = 0
-            while i < stream.chunks.count && (batch.isEmpty || size + stream.chunks[i].stored <= 48 << 20) {
-                batch.append(stream.chunks[i])
-                size += stream.chunks[i].stored
-                i += 1
-            }
-            var plain: [String: [UInt8]] = [:]
-            var wanted = Set(batch.map(\.id))
-            for node in repo.storage.nodes where !wanted.isEmpty {
-                let names = wanted.sorted().map { "chunks/\($0.prefix(2))/\($0)" }
-                let got: (objects: [StoredObject], missing: [String])
-                do throws(StowageError) { got = try await node.get(names) } catch {
-                    bad.append(BadCopy(node: node.target.node, object: "\(wanted.count) chunks", problem: error.message))
-                    continue
-                }
-                for m in got.missing { bad.append(BadCopy(node: node.target.node, object: m, problem: "missing")) }
-                for obj in got.objects {
-                    let id = String(obj.name.split(separator: "/").last ?? "")
-                    do throws(RepositoryError) {
-                        let p = try Envelope.open(obj.bytes, key: repo.keys.data, aad: id)
-                        guard p.withUnsafeBytes({ repo.keys.chunkID($0) }) == id else {
-                            bad.append(BadCopy(node: node.target.node, object: obj.name, problem: "content does not match its ID"))
-                            continue
-                        }
-                        plain[id] = p
-                        wanted.remove(id)
-                    } catch {
-                        bad.append(BadCopy(node: node.target.node, object: obj.name, problem: error.description))
-                    }
-                }
-            }
-            if let lost = wanted.first {
-                throw StowageError(.repositoryDamaged,
-                                   "backup \(manifest.name) of \(manifest.environment)/\(manifest.layer): chunk \(lost) is missing or damaged on every node (\(bad.map(\.description).joined(separator: "; ")))",
-                                   hint: "this backup cannot be restored; use an earlier one (stowage backups)")
-            }
+        for batch in batches(stream) {
+            let got = try await fetch(repo, manifest, batch, keepPlain: true, bad: &bad)
             for c in batch {
-                let p = plain[c.id]!
+                let p = got[c.id]!.plain
                 p.withUnsafeBytes { hash.update($0); deliver($0) }
             }
         }
@@ -94,6 +56,62 @@ public enum BackupReader {
             throw StowageError(.repositoryDamaged, "backup \(manifest.name): the reassembled stream's SHA-256 is \(digest), the manifest says \(stream.sha256)")
         }
         return bad
+    }
+
+    /// The stream's chunks in batches of at most 48 MiB stored: one get session per node each.
+    static func batches(_ stream: ManifestStream) -> [[ManifestStream.Chunk]] {
+        var out: [[ManifestStream.Chunk]] = []
+        var batch: [ManifestStream.Chunk] = []
+        var size = 0
+        for c in stream.chunks {
+            if !batch.isEmpty && size + c.stored > 48 << 20 {
+                out.append(batch)
+                batch = []
+                size = 0
+            }
+            batch.append(c)
+            size += c.stored
+        }
+        if !batch.isEmpty { out.append(batch) }
+        return out
+    }
+
+    /// The sealed objects of `batch`, each authenticated and checked against its keyed ID,
+    /// from the first node with a good copy; bad copies are added to `bad`. The plaintext is
+    /// kept only when asked (a restore forwards the sealed bytes to the database node).
+    static func fetch(_ repo: OpenRepository, _ manifest: Manifest, _ batch: [ManifestStream.Chunk], keepPlain: Bool,
+                      bad: inout [BadCopy]) async throws(StowageError) -> [String: (sealed: [UInt8], plain: [UInt8])] {
+        var out: [String: (sealed: [UInt8], plain: [UInt8])] = [:]
+        var wanted = Set(batch.map(\.id))
+        for node in repo.storage.nodes where !wanted.isEmpty {
+            let names = wanted.sorted().map { "chunks/\($0.prefix(2))/\($0)" }
+            let got: (objects: [StoredObject], missing: [String])
+            do throws(StowageError) { got = try await node.get(names) } catch {
+                bad.append(BadCopy(node: node.target.node, object: "\(wanted.count) chunks", problem: error.message))
+                continue
+            }
+            for m in got.missing { bad.append(BadCopy(node: node.target.node, object: m, problem: "missing")) }
+            for obj in got.objects {
+                let id = String(obj.name.split(separator: "/").last ?? "")
+                do throws(RepositoryError) {
+                    let p = try Envelope.open(obj.bytes, key: repo.keys.data, aad: id)
+                    guard p.withUnsafeBytes({ repo.keys.chunkID($0) }) == id else {
+                        bad.append(BadCopy(node: node.target.node, object: obj.name, problem: "content does not match its ID"))
+                        continue
+                    }
+                    out[id] = (obj.bytes, keepPlain ? p : [])
+                    wanted.remove(id)
+                } catch {
+                    bad.append(BadCopy(node: node.target.node, object: obj.name, problem: error.description))
+                }
+            }
+        }
+        if let lost = wanted.first {
+            throw StowageError(.repositoryDamaged,
+                               "backup \(manifest.name) of \(manifest.environment)/\(manifest.layer): chunk \(lost) is missing or damaged on every node (\(bad.map(\.description).joined(separator: "; ")))",
+                               hint: "this backup cannot be restored; use an earlier one (stowage backups)")
+        }
+        return out
     }
 }
 

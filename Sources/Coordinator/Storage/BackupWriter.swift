@@ -44,6 +44,23 @@ public struct BackupMetadata: Sendable {
     }
 }
 
+/// One stream of a backup: the node whose agent produces it and the `chunk` job that does
+/// (a `command`, or a `database` to dump, with its password in `secrets`). The writer adds
+/// the repository's keys and chunking parameters.
+public struct BackupStreamSource: Sendable {
+    public var name: String
+    public var node: SSHTarget
+    public var job: AgentJob
+    public var slots: String?
+
+    public init(name: String, node: SSHTarget, job: AgentJob, slots: String? = nil) {
+        self.name = name
+        self.node = node
+        self.job = job
+        self.slots = slots
+    }
+}
+
 public struct BackupWriteResult: Sendable {
     public var manifest: Manifest
     /// Nodes holding the whole backup, and the ones that missed it (with why).
@@ -57,16 +74,32 @@ public enum BackupWriter {
     /// "chunks-done", "manifest".
     typealias PhaseHook = @Sendable (String) async -> Void
 
+    /// A backup of one command's output (tests, benchmarks).
     public static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
                              command: [String], streamName: String, metadata: BackupMetadata,
                              zstdLevel: Int = 3) async throws(StowageError) -> BackupWriteResult {
-        try await write(repo, layer: layer, name: name, source: source, agent: agent, command: command, streamName: streamName,
-                        metadata: metadata, zstdLevel: zstdLevel, phase: nil)
+        try await write(repo, layer: layer, name: name, streams: [BackupStreamSource(name: streamName, node: source, job: AgentJob(type: .chunk, command: command))],
+                        agent: agent, metadata: metadata, zstdLevel: zstdLevel, phase: nil)
     }
 
     static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
                       command: [String], streamName: String, metadata: BackupMetadata,
                       zstdLevel: Int = 3, phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
+        try await write(repo, layer: layer, name: name, streams: [BackupStreamSource(name: streamName, node: source, job: AgentJob(type: .chunk, command: command))],
+                        agent: agent, metadata: metadata, zstdLevel: zstdLevel, phase: phase)
+    }
+
+    /// A backup of one or more streams (one per Redis Cluster master), dumped at once.
+    public static func write(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
+                             metadata: BackupMetadata, zstdLevel: Int = 3,
+                             progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> BackupWriteResult {
+        try await write(repo, layer: layer, name: name, streams: streams, agent: agent, metadata: metadata, zstdLevel: zstdLevel,
+                        progress: progress, phase: nil)
+    }
+
+    static func write(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
+                      metadata: BackupMetadata, zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil,
+                      phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
         let started = Date()
         let storage = repo.storage
         var failures: [String: String] = [:]
@@ -96,8 +129,8 @@ public enum BackupWriter {
         }
         await phase?("locked")
         do throws(StowageError) {
-            let r = try await writeLocked(repo, layer: layer, name: name, source: source, agent: agent, command: command,
-                                          streamName: streamName, metadata: metadata, zstdLevel: zstdLevel, started: started,
+            let r = try await writeLocked(repo, layer: layer, name: name, streams: streams, agent: agent,
+                                          metadata: metadata, zstdLevel: zstdLevel, progress: progress, started: started,
                                           live: live, present: present, failures: failures, locks: locks, phase: phase)
             for l in locks { await l.release() }
             return r
@@ -107,8 +140,8 @@ public enum BackupWriter {
         }
     }
 
-    static func writeLocked(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
-                            command: [String], streamName: String, metadata: BackupMetadata, zstdLevel: Int, started: Date,
+    static func writeLocked(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
+                            metadata: BackupMetadata, zstdLevel: Int, progress: (@Sendable (Int64) -> Void)?, started: Date,
                             live: [StorageNodeClient], present: [String: Set<String>],
                             failures initialFailures: [String: String], locks: [LayerLock],
                             phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
@@ -131,45 +164,69 @@ public enum BackupWriter {
             }
         }
 
-        // The source: records out, forwarded to every node that lacks them.
-        let parser = RecordSplitter()
+        // The sources, all at once: records out, forwarded to every node that lacks them
+        // (a chunk two streams share is sent once).
         let presentSnapshot = present
         let newBytes = ByteTotal()
+        let dumped = ByteTotal()
+        let sent = SentChunks()
         let keys = repo.keys
-        let secrets = [
+        let keySecrets = [
             "dataKey": keys.data.withUnsafeBytes { Data($0).base64EncodedString() },
             "idKey": keys.id.withUnsafeBytes { Data($0).base64EncodedString() },
             "chunkerSeed": Data(keys.chunkerSeed).base64EncodedString(),
         ]
         let c = repo.config.chunker
-        let job = AgentJob(type: .chunk, command: command, secrets: secrets, chunkSizes: [c.min, c.avg, c.max], zstdLevel: zstdLevel)
-        let run: AgentRun
-        do throws(StowageError) {
-            run = try await AgentClient.run(source, agent: agent, job: job, framedInput: nil, output: { buf in
-                parser.feed(buf) { name, record, _ in
-                    var sentAnywhere = false
-                    for n in live where !presentSnapshot[n.target.node]!.contains(name) {
-                        fan.enqueue(record, to: n.target.node)
-                        sentAnywhere = true
+        let liveNames = live.map(\.target.node)
+        let runs = await withTaskGroup(of: (Int, Result<AgentRun, StowageError>, Bool).self) { group in
+            for (i, s) in streams.enumerated() {
+                var job = s.job
+                job.type = .chunk
+                job.secrets = (job.secrets ?? [:]).merging(keySecrets) { $1 }
+                job.chunkSizes = [c.min, c.avg, c.max]
+                job.zstdLevel = zstdLevel
+                group.addTask {
+                    let parser = RecordSplitter()
+                    do throws(StowageError) {
+                        let run = try await AgentClient.run(s.node, agent: agent, job: job, framedInput: nil, output: { buf in
+                            parser.feed(buf) { name, record, _ in
+                                guard sent.insert(name) else { return }
+                                var sentAnywhere = false
+                                for n in liveNames where !presentSnapshot[n]!.contains(name) {
+                                    fan.enqueue(record, to: n)
+                                    sentAnywhere = true
+                                }
+                                // Stored bytes are the envelope's, without the record's name and size header.
+                                if sentAnywhere { newBytes.add(record.count - 12 - name.utf8.count) }
+                            }
+                        }, progress: { b in progress?(dumped.set(i, b)) }, ready: nil)
+                        return (i, .success(run), parser.complete)
+                    } catch {
+                        return (i, .failure(error), parser.complete)
                     }
-                    // Stored bytes are the envelope's, without the record's name and size header.
-                    if sentAnywhere { newBytes.add(record.count - 12 - name.utf8.count) }
                 }
-            }, progress: nil, ready: nil)
-        } catch {
-            // Complete records already queued are complete objects; ending the sessions
-            // cleanly keeps them (unreferenced chunks are pruned later), and no manifest is written.
-            fan.finish()
-            for t in puts { _ = await t.value }
-            throw error
+            }
+            var out: [(Int, Result<AgentRun, StowageError>, Bool)] = []
+            for await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }
         }
+        // Complete records already queued are complete objects; ending the sessions cleanly
+        // keeps them (unreferenced chunks are pruned later), and no manifest is written.
         fan.finish()
         for t in puts {
             let (node, err) = await t.value
             if let err { failures[node] = err.message }
         }
-        guard parser.complete else {
-            throw StowageError(.remoteFailed, "\(source.node): the chunk stream ended inside a record", retryable: true)
+        var done: [(BackupStreamSource, AgentRun)] = []
+        for (i, r, complete) in runs {
+            switch r {
+            case .failure(let e): throw e
+            case .success(let run):
+                guard complete else {
+                    throw StowageError(.remoteFailed, "\(streams[i].node.node): the chunk stream ended inside a record", retryable: true)
+                }
+                done.append((streams[i], run))
+            }
         }
 
         let chunkOutcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.target.node), failures: failures, quorum: storage.quorum)
@@ -185,16 +242,19 @@ public enum BackupWriter {
             throw StowageError(.cancelled, "backup \(repo.environment)/\(layer) \(name) cancelled before its manifest; nothing was committed")
         }
 
-        let chunks = run.chunks.map { ManifestStream.Chunk(id: $0.id ?? "", size: Int($0.bytes ?? 0), stored: $0.stored ?? 0) }
-        let stream = ManifestStream(name: streamName, rawBytes: run.result.bytes ?? 0,
-                                    storedBytes: Int64(chunks.map(\.stored).reduce(0, +)),
-                                    sha256: run.result.sha256 ?? "", chunks: chunks)
+        let manifestStreams = done.map { s, run in
+            let chunks = run.chunks.map { ManifestStream.Chunk(id: $0.id ?? "", size: Int($0.bytes ?? 0), stored: $0.stored ?? 0) }
+            return ManifestStream(name: s.name, rawBytes: run.result.bytes ?? 0, storedBytes: Int64(chunks.map(\.stored).reduce(0, +)),
+                                  sha256: run.result.sha256 ?? "", chunks: chunks, node: s.node.node, slots: s.slots,
+                                  counts: run.result.counts)
+        }
         let fmt = ISO8601DateFormatter()
         let manifest = Manifest(format: 1, environment: repo.environment, layer: layer, name: name.description,
-                                engine: metadata.engine, engineVersion: metadata.engineVersion, sourceNode: source.node,
+                                engine: metadata.engine, engineVersion: metadata.engineVersion, sourceNode: streams[0].node.node,
                                 sourceRole: metadata.sourceRole, topology: metadata.topology,
-                                started: fmt.string(from: started), finished: fmt.string(from: Date()), streams: [stream],
-                                rawBytes: stream.rawBytes, storedBytes: stream.storedBytes, newBytes: newBytes.total)
+                                started: fmt.string(from: started), finished: fmt.string(from: Date()), streams: manifestStreams,
+                                rawBytes: manifestStreams.map(\.rawBytes).reduce(0, +),
+                                storedBytes: manifestStreams.map(\.storedBytes).reduce(0, +), newBytes: newBytes.total)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let objectName = manifestName(layer: layer, name: name)
@@ -240,8 +300,24 @@ public enum BackupWriter {
 final class ByteTotal: @unchecked Sendable {
     private let lock = NSLock()
     private var n: Int64 = 0
+    private var parts: [Int: Int64] = [:]
     func add(_ k: Int) { lock.lock(); n += Int64(k); lock.unlock() }
     var total: Int64 { lock.lock(); defer { lock.unlock() }; return n }
+    /// Sets part `i` (one stream's progress) and returns the sum of all parts.
+    func set(_ i: Int, _ v: Int64) -> Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        parts[i] = v
+        return parts.values.reduce(0, +)
+    }
+}
+
+/// Chunk names already forwarded during one backup.
+final class SentChunks: @unchecked Sendable {
+    private let lock = NSLock()
+    private var names = Set<String>()
+    /// True the first time a name is seen.
+    func insert(_ name: String) -> Bool { lock.lock(); defer { lock.unlock() }; return names.insert(name).inserted }
 }
 
 /// Bounded queues from one producer thread to several consumer threads. The producer blocks

@@ -28,6 +28,10 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case quorumNotReached = 12
     /// A repository's config or keys are unreadable, or of a newer format.
     case repositoryDamaged = 13
+    /// A restore ran, but the restored data does not match the counts the backup recorded.
+    case restoreCheckFailed = 14
+    /// The backup cannot go into this target: another engine, or a newer major version.
+    case incompatibleBackup = 15
     /// Interrupted by the operator (SIGINT) or cancelled.
     case cancelled = 130
     /// Bad command line: unknown option, unknown environment or layer.

@@ -8,11 +8,11 @@ final class PostgresConnection {
     private let conn: OpaquePointer
     private let queryTimeout: Double
 
-    init(_ t: ProbeTarget) throws(ProbeFailure) {
+    init(_ t: ProbeTarget, database: String = "postgres") throws(ProbeFailure) {
         // Parameters go in as arrays, not a conninfo string: nothing to quote, and the
         // password stays in this process's memory only.
         var params: [(String, String)] = [
-            ("host", t.endpoint.host), ("port", String(t.endpoint.port)), ("dbname", "postgres"),
+            ("host", t.endpoint.host), ("port", String(t.endpoint.port)), ("dbname", database),
             // libpq rounds connect_timeout down to whole seconds and treats 1 as 2.
             ("connect_timeout", String(max(2, Int(t.connectTimeout.rounded(.up))))),
             ("application_name", "stowage-probe"),

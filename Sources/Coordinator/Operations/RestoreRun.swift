@@ -1,0 +1,260 @@
+// `stowage restore ENV/LAYER --from ENV2[/LAYER2] --backup NAME`: the plan from the target's
+// topology and the backup's manifest (Plans.restore), then the restore itself: sealed chunks
+// read from the storage (verified, another node's copy on a bad one) and sent to the target
+// node's agent, which decrypts and applies them; last, the restored data is counted and
+// compared with what the backup recorded.
+import AgentProtocol
+import Foundation
+import Repository
+import Support
+import Topology
+
+public struct RestorePreview: Sendable {
+    public var layer: LayerSpec
+    public var sourceEnvironment: String
+    public var sourceLayer: String
+    public var manifest: Manifest
+    public var plan: RestorePlan
+    public var topology: LayerTopology
+    /// The repository the backup is read from.
+    var repo: OpenRepository
+}
+
+public struct CountCheck: Sendable, Equatable, Codable {
+    public var database: String
+    public var expected: Int64
+    public var found: Int64?
+    public var ok: Bool { found == expected }
+}
+
+public struct RestoreOutcome: Sendable {
+    public var preview: RestorePreview
+    public var checks: [CountCheck]
+    /// Databases on the target that the backup does not contain: left as they were.
+    public var untouched: [String]
+    public var badCopies: [BadCopy]
+    public var seconds: Double
+    public var checkPassed: Bool { checks.allSatisfy(\.ok) }
+}
+
+public enum RestoreRun {
+    /// Everything a restore decides before it changes anything (what `--dry-run` prints).
+    public static func prepare(inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
+                               fromEnvironment: String, fromLayer: String, backup: String,
+                               node: String?, allNodes: Bool) async throws(StowageError) -> RestorePreview {
+        let topology = try await TopologyCheck.run([layer], settings: inventory.probe)[0]
+        let password = try spec.resolvePassword()
+        let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: fromEnvironment)
+        guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: fromEnvironment, password: password) else {
+            throw StowageError(.usage, "storage \(spec.name) holds no backups of environment \(fromEnvironment)",
+                               hint: "stowage backups lists the environments there are")
+        }
+        let name = try await resolveName(repo, layer: fromLayer, backup: backup)
+        let (manifest, _) = try await BackupReader.manifest(repo, layer: fromLayer, name: name)
+        let plan = try Plans.restore(topology, manifest: manifest, node: node, allNodes: allNodes)
+        return RestorePreview(layer: layer, sourceEnvironment: fromEnvironment, sourceLayer: fromLayer, manifest: manifest,
+                              plan: plan, topology: topology, repo: repo)
+    }
+
+    static func resolveName(_ repo: OpenRepository, layer: String, backup: String) async throws(StowageError) -> BackupName {
+        if backup != "latest" {
+            guard let n = BackupName(backup) else {
+                throw StowageError(.usage, "'\(backup)' is not a backup name (like 2026-11-21T030000Z-manual)",
+                                   hint: "stowage backups \(repo.environment)/\(layer) lists them; or use --backup latest")
+            }
+            return n
+        }
+        var names = Set<BackupName>()
+        var reached = 0
+        for node in repo.storage.nodes {
+            guard let listed = try? await node.list(prefix: "backups/\(layer)") else { continue }
+            reached += 1
+            for o in listed { if let n = BackupName(String(o.name.split(separator: "/").last ?? "")) { names.insert(n) } }
+        }
+        guard reached > 0 else {
+            throw StowageError(.nodeUnreachable, "no node of storage \(repo.storage.name) answered", retryable: true)
+        }
+        guard let latest = names.max() else {
+            throw StowageError(.usage, "no backup of \(repo.environment)/\(layer) on storage \(repo.storage.name)",
+                               hint: "stowage backup \(repo.environment)/\(layer) makes one")
+        }
+        return latest
+    }
+
+    public static func execute(_ p: RestorePreview, inventory: Inventory, storage spec: StorageSpec, agent: AgentBinary,
+                               progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> RestoreOutcome {
+        let started = Date()
+        let layer = p.layer
+        let dbPassword = try layer.credentials?.resolvePassword(layer: layer.id)
+
+        // One restore or backup per layer at a time: the target layer's lock in its own
+        // environment's repository (when the storage has one), and the source repository's
+        // shared lock, which keeps prune from deleting chunks this restore is reading.
+        var locks: [LayerLock] = []
+        func releaseAll() async { for l in locks { await l.release() } }
+        do throws(StowageError) {
+            if p.sourceEnvironment == layer.environment {
+                locks += try await lockReachable(p.repo.storage, layer: layer.name, operation: "restore \(layer.id)")
+            } else {
+                let password = try spec.resolvePassword()
+                let own = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: layer.environment)
+                if try await RepositoryAccess.openIfPresent(own, environment: layer.environment, password: password) != nil {
+                    locks += try await lockReachable(own, layer: layer.name, operation: "restore \(layer.id)")
+                }
+                locks += try await lockReachable(p.repo.storage, layer: nil, operation: "restore \(layer.id) from \(p.sourceEnvironment)")
+            }
+        } catch {
+            await releaseAll()
+            throw error
+        }
+
+        var bad: [BadCopy] = []
+        do throws(StowageError) {
+            let cluster = p.topology.kind == .redisCluster
+            let done = ByteTotal()
+            for (i, stream) in p.manifest.streams.enumerated() {
+                // A cluster stream goes through its old master's node when that is still a
+                // master (the keys are routed by slot from there anyway).
+                let via = cluster ? (p.plan.targets.first { $0.node == stream.node } ?? p.plan.targets[0]) : nil
+                for target in via.map({ [$0] }) ?? p.plan.targets {
+                    guard let spec = layer.nodes.first(where: { $0.name == target.node }), let db = spec.db else {
+                        throw StowageError(.internalError, "\(layer.id): target \(target.node) is not in the inventory")
+                    }
+                    var access = DatabaseAccess(engine: layer.engine.rawValue, host: db.host, port: db.port,
+                                                user: layer.credentials?.user, cluster: cluster, flush: i == 0)
+                    if layer.engine == .postgresql {
+                        let user = layer.credentials?.user ?? "postgres"
+                        let bootstrap = await DataCounts.postgresBootstrapRole(probeTarget(spec, db, layer, inventory, dbPassword))
+                        access.keepRoles = Array(Set([user, bootstrap ?? "postgres"])).sorted()
+                    }
+                    var job = AgentJob(type: .restore, database: access)
+                    var secrets = [
+                        "dataKey": p.repo.keys.data.withUnsafeBytes { Data($0).base64EncodedString() },
+                        "idKey": p.repo.keys.id.withUnsafeBytes { Data($0).base64EncodedString() },
+                    ]
+                    if let dbPassword { secrets["dbPassword"] = dbPassword.value }
+                    job.secrets = secrets
+                    bad += try await restoreStream(p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
+                                                   progress: { b in progress?(done.set(i, b)) })
+                }
+            }
+        } catch {
+            await releaseAll()
+            throw error
+        }
+        await releaseAll()
+
+        let (checks, untouched) = try await check(p, inventory: inventory, password: dbPassword)
+        return RestoreOutcome(preview: p, checks: checks, untouched: untouched, badCopies: bad, seconds: Date().timeIntervalSince(started))
+    }
+
+    static func lockReachable(_ storage: ReplicatedStorage, layer: String?, operation: String) async throws(StowageError) -> [LayerLock] {
+        var locks: [LayerLock] = []
+        var lastError: StowageError?
+        for node in storage.nodes {
+            do throws(StowageError) {
+                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation))
+            } catch {
+                // A lock held elsewhere stops the restore; an unreachable node does not
+                // (reads fall back to the other copies).
+                if error.status == .locked {
+                    for l in locks { await l.release() }
+                    throw error
+                }
+                lastError = error
+            }
+        }
+        if locks.isEmpty, let lastError { throw lastError }
+        return locks
+    }
+
+    /// Streams one backup stream's sealed chunks to a `restore` job on `target`.
+    static func restoreStream(_ p: RestorePreview, stream index: Int, to target: SSHTarget, job: AgentJob, agent: AgentBinary,
+                              progress: @escaping @Sendable (Int64) -> Void) async throws(StowageError) -> [BadCopy] {
+        let stream = p.manifest.streams[index]
+        let fan = FanOut(names: ["agent"], capacity: 64 << 20)
+        let consumer = fan.consumer("agent")
+        let repo = p.repo
+        let manifest = p.manifest
+        // The reader: verified batches from the storage into the agent's queue.
+        let reader = Task { () async -> Result<[BadCopy], StowageError> in
+            var bad: [BadCopy] = []
+            do throws(StowageError) {
+                for batch in BackupReader.batches(stream) {
+                    if Task.isCancelled { throw StowageError(.cancelled, "restore cancelled") }
+                    let got = try await BackupReader.fetch(repo, manifest, batch, keepPlain: false, bad: &bad)
+                    let records = batch.map { c in ObjectRecord.encode(name: "chunks/\(c.id.prefix(2))/\(c.id)", bytes: got[c.id]!.sealed) }
+                    // The queue blocks while the agent is behind: on a thread of its own, not
+                    // the cooperative pool.
+                    await DedicatedThread.run("restore queue") { for r in records { fan.enqueue(r, to: "agent") } }
+                }
+                fan.finish()
+                return .success(bad)
+            } catch {
+                // The agent sees its input cut without the end frame and stops the tool.
+                consumer.kill()
+                return .failure(error)
+            }
+        }
+        let run: AgentRun
+        do throws(StowageError) {
+            run = try await AgentClient.run(target, agent: agent, job: job, framedInput: { consumer.next() }, output: nil,
+                                            progress: progress, ready: nil)
+        } catch {
+            consumer.kill()
+            reader.cancel()
+            // The storage's own error explains a cut input better than the agent's.
+            if case .failure(let readError) = await reader.value { throw readError }
+            throw error
+        }
+        let bad: [BadCopy]
+        switch await reader.value {
+        case .failure(let e): throw e
+        case .success(let b): bad = b
+        }
+        guard run.result.sha256 == stream.sha256 else {
+            throw StowageError(.repositoryDamaged, "backup \(manifest.name): the stream \(stream.name) applied on \(target.node) has SHA-256 \(run.result.sha256 ?? "?"), the manifest says \(stream.sha256)",
+                               hint: "the target holds whatever the tool applied; restore an earlier backup")
+        }
+        return bad
+    }
+
+    /// A probe target for one node with a long query timeout (counting a large table).
+    static func probeTarget(_ n: NodeSpec, _ db: Endpoint, _ layer: LayerSpec, _ inventory: Inventory, _ password: Secret?) -> ProbeTarget {
+        ProbeTarget(name: n.name, endpoint: db, engine: layer.engine, user: layer.credentials?.user, password: password,
+                    connectTimeout: inventory.probe.connectTimeout, queryTimeout: max(inventory.probe.queryTimeout, 600))
+    }
+
+    /// Counts the restored data and compares it with the backup's counts.
+    static func check(_ p: RestorePreview, inventory: Inventory, password: Secret?) async throws(StowageError) -> ([CountCheck], [String]) {
+        var expected: [String: Int64] = [:]
+        for s in p.manifest.streams { for (k, v) in s.counts ?? [:] { expected[k, default: 0] += v } }
+        let layer = p.layer
+        let nodes: [String] = p.topology.kind == .redisCluster ? p.plan.targets.map(\.node) : p.plan.targets.map(\.node)
+        var perNode: [[String: Int64]] = []
+        for n in nodes {
+            guard let spec = layer.nodes.first(where: { $0.name == n }), let db = spec.db else { continue }
+            switch await DataCounts.count(probeTarget(spec, db, layer, inventory, password)) {
+            case .success(let c): perNode.append(c)
+            case .failure(let f):
+                throw StowageError(.restoreCheckFailed, "\(layer.id): the restore finished but \(n) could not be counted: \(f.message)",
+                                   hint: "check the data by hand; the restore itself completed")
+            }
+        }
+        var checks: [CountCheck] = []
+        var untouched = Set<String>()
+        if p.topology.kind == .redisCluster {
+            // Every master holds its slots' keys: the cluster's total is the sum.
+            var total: [String: Int64] = [:]
+            for c in perNode { for (k, v) in c { total[k, default: 0] += v } }
+            perNode = [total]
+        }
+        for (i, found) in perNode.enumerated() {
+            for db in expected.keys.sorted() {
+                checks.append(CountCheck(database: perNode.count > 1 ? "\(nodes[i]):\(db)" : db, expected: expected[db]!, found: found[db] ?? 0))
+            }
+            for db in found.keys where expected[db] == nil && found[db]! > 0 { untouched.insert(db) }
+        }
+        return (checks, untouched.sorted())
+    }
+}

@@ -1,0 +1,158 @@
+// Counting what a dump holds while it streams through the agent, so a manifest records the
+// rows per database of exactly the data it stores, and a restore can be checked against
+// them (the same count taken on the restored server must match). No second pass over the
+// database, no snapshot skew between the count and the dump.
+
+/// Rows per database in a plain `pg_dumpall` script: the lines between `COPY ... FROM stdin;`
+/// and `\.`, attributed to the database of the last `\connect`.
+public struct PostgresDumpCounter: Sendable {
+    private var lines = LineSplitter(keep: 4096)
+    private var database = "postgres"
+    private var inCopy = false
+    public private(set) var counts: [String: Int64] = [:]
+
+    public init() {}
+
+    public mutating func feed(_ buf: UnsafeRawBufferPointer) {
+        var l = lines
+        l.feed(buf) { head, cut in self.line(head, cut) }
+        lines = l
+    }
+
+    public mutating func finish() -> [String: Int64] {
+        var l = lines
+        l.finish { head, cut in self.line(head, cut) }
+        lines = l
+        return counts
+    }
+
+    private mutating func line(_ head: [UInt8], _ cut: Bool) {
+        if inCopy {
+            // Text-format COPY escapes newlines in values: one row per line.
+            if !cut && head == [0x5C, 0x2E] { inCopy = false } else { counts[database, default: 0] += 1 }
+            return
+        }
+        if head.hasPrefix("\\connect ") {
+            if let db = Self.connectTarget(String(decoding: head, as: UTF8.self)) {
+                database = db
+                counts[db, default: 0] += 0
+            }
+        } else if head.hasPrefix("COPY ") && head.hasSuffix(" FROM stdin;") {
+            inCopy = true
+        }
+    }
+
+    /// The database a `\connect` line names: `\connect shop`, `\connect "Shop"`, or
+    /// `\connect -reuse-previous=on "dbname='it''s'"`.
+    public static func connectTarget(_ line: String) -> String? {
+        var rest = Substring(line.dropFirst("\\connect ".count))
+        if rest.hasPrefix("-reuse-previous=on ") { rest = rest.dropFirst("-reuse-previous=on ".count) }
+        if let r = rest.firstRange(of: "dbname='") {
+            var out = ""
+            var s = rest[r.upperBound...]
+            while let c = s.first {
+                s = s.dropFirst()
+                if c == "'" {
+                    if s.first == "'" { out.append("'"); s = s.dropFirst(); continue }
+                    return out
+                }
+                if c == "\\", let n = s.first { out.append(n); s = s.dropFirst(); continue }
+                out.append(c)
+            }
+            return nil
+        }
+        let t = rest.trimmingCharacters(in: " ")
+        if t.hasPrefix("\"") && t.hasSuffix("\"") && t.count >= 2 {
+            return String(t.dropFirst().dropLast()).replacing("\"\"", with: "\"")
+        }
+        return t.isEmpty ? nil : String(t)
+    }
+}
+
+/// Rows per database in a `mariadb-dump --all-databases` script: the tuples of every
+/// `INSERT INTO ... VALUES (...),(...);` line, attributed to the database of the last `USE`.
+/// The `mysql` system schema is left out: its statistics tables change on their own.
+public struct MySQLDumpCounter: Sendable {
+    private var lines = LineSplitter(keep: 4096)
+    private var database: String?
+    private var inInsert = false
+    // Scanner state inside an INSERT line.
+    private var quote: UInt8 = 0
+    private var escaped = false
+    private var depth = 0
+    private var rows: Int64 = 0
+    private var prefix: [UInt8] = []
+    private static let insertPrefix = Array("INSERT INTO ".utf8)
+    public private(set) var counts: [String: Int64] = [:]
+    public static let excludedSchemas: Set<String> = ["mysql", "information_schema", "performance_schema", "sys"]
+
+    public init() {}
+
+    public mutating func feed(_ buf: UnsafeRawBufferPointer) {
+        var l = lines
+        l.feed(buf, bytes: { seg, atStart in self.scan(seg, atStart) }, line: { head, _ in self.line(head) })
+        lines = l
+    }
+
+    public mutating func finish() -> [String: Int64] {
+        var l = lines
+        l.finish { head, _ in self.line(head) }
+        lines = l
+        return counts
+    }
+
+    private mutating func scan(_ seg: UnsafeRawBufferPointer, _ atStart: Bool) {
+        if atStart {
+            prefix.removeAll(keepingCapacity: true)
+            inInsert = false
+            quote = 0; escaped = false; depth = 0; rows = 0
+        }
+        var seg = seg[...]
+        // Whether the line is an INSERT is known after its first 12 bytes, which a buffer
+        // boundary may split.
+        if prefix.count < Self.insertPrefix.count {
+            let take = min(Self.insertPrefix.count - prefix.count, seg.count)
+            prefix += seg.prefix(take)
+            seg = seg.dropFirst(take)
+            guard prefix.count == Self.insertPrefix.count else { return }
+            inInsert = prefix == Self.insertPrefix
+        }
+        guard inInsert else { return }
+        for b in seg {
+            if quote != 0 {
+                if escaped { escaped = false } else if b == 0x5C && quote == 0x27 { escaped = true } else if b == quote { quote = 0 }
+                continue
+            }
+            switch b {
+            case 0x27, 0x60, 0x22: quote = b  // ' ` "
+            case 0x28:  // (
+                if depth == 0 { rows += 1 }
+                depth += 1
+            case 0x29: depth -= 1  // )
+            default: break
+            }
+        }
+    }
+
+    private mutating func line(_ head: [UInt8]) {
+        if inInsert {
+            if let db = database, !Self.excludedSchemas.contains(db) { counts[db, default: 0] += rows }
+            inInsert = false
+            return
+        }
+        if head.hasPrefix("USE `") && head.hasSuffix("`;") {
+            let name = String(decoding: head[5..<(head.count - 2)], as: UTF8.self).replacing("``", with: "`")
+            database = name
+            if !Self.excludedSchemas.contains(name) { counts[name, default: 0] += 0 }
+        }
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> Substring {
+        var s = self
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return s
+    }
+}

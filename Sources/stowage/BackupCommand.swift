@@ -1,0 +1,108 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Back up one layer now (the add-on's Backup Now): topology check, dump on the real primary, replicated storage, retention.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("The layer, as ENV/LAYER.", valueName: "env/layer"))
+    var layer: String
+
+    @Option(help: "Dump on the primary (default) or on a healthy replica within the lag limit.")
+    var from: String = "primary"
+
+    @Option(help: "After a successful backup, keep the newest N backups of the layer.")
+    var keep: Int?
+
+    @Option(help: "The storage (default: the inventory's only storage).")
+    var storage: String?
+
+    @Option(help: "zstd level of the chunks (1-19).")
+    var zstdLevel: Int = 3
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    @OptionGroup var agentOption: AgentBinaryOption
+
+    func run() async throws {
+        try await reportingErrors {
+            let inv = try global.loadInventory()
+            let spec = try requireLayer(layer, in: inv)
+            guard let pref = DumpPreference(rawValue: from) else {
+                throw StowageError(.usage, "--from \(from): expected primary or replica")
+            }
+            guard (1...19).contains(zstdLevel) else { throw StowageError(.usage, "--zstd-level \(zstdLevel): expected 1 to 19") }
+            if let keep, keep < 1 { throw StowageError(.usage, "--keep \(keep): keep at least 1") }
+            let storageSpec = try inv.requireStorage(storage)
+            let progress = ProgressLine(stage: "backup \(spec.id)")
+            let out = try await BackupRun.run(inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
+                                              from: pref, keep: keep, zstdLevel: zstdLevel, progress: { progress.update($0) })
+            progress.end()
+            if json {
+                printJSON(BackupSummary(out))
+            } else {
+                print(BackupSummary(out).text)
+            }
+            if let e = out.pruneError { printError(e) }
+            return out.replicas.missing.isEmpty && out.notes.isEmpty && out.pruneError == nil ? .ok : .warnings
+        }
+    }
+}
+
+/// What a backup reports when it ends.
+struct BackupSummary: Encodable {
+    var environment: String
+    var layer: String
+    var backup: String
+    var engine: String
+    var sourceNodes: [String]
+    var sourceRole: String?
+    var rawBytes: Int64
+    var storedBytes: Int64
+    var newBytes: Int64
+    var seconds: Double
+    var replicas: [String]
+    var missingReplicas: [String: String]
+    var counts: [String: Int64]
+    var notes: [String]
+    var pruned: [String]?
+
+    init(_ o: BackupOutcome) {
+        let m = o.manifest
+        environment = m.environment
+        layer = m.layer
+        backup = m.name
+        engine = m.engine
+        sourceNodes = m.streams.compactMap(\.node)
+        sourceRole = m.sourceRole
+        rawBytes = m.rawBytes
+        storedBytes = m.storedBytes
+        newBytes = m.newBytes
+        seconds = o.seconds
+        replicas = o.replicas.complete
+        missingReplicas = o.replicas.missing
+        counts = m.streams.reduce(into: [:]) { acc, s in for (k, v) in s.counts ?? [:] { acc[k, default: 0] += v } }
+        notes = o.notes
+        pruned = o.pruned?.removedBackups
+    }
+
+    var text: String {
+        var t = "backup \(environment)/\(layer) \(backup): committed\n"
+        t += "  source     \(sourceNodes.joined(separator: ", ")) (\(sourceRole ?? "?"))\n"
+        t += "  size       \(formatBytes(rawBytes)) raw, \(formatBytes(storedBytes)) stored, \(formatBytes(newBytes)) new\n"
+        t += "  duration   \(String(format: "%.1f", seconds)) s\n"
+        t += "  replicas   \(replicas.joined(separator: ", "))\(missingReplicas.isEmpty ? "" : "; missing on " + missingReplicas.keys.sorted().map { "\($0) (\(missingReplicas[$0]!))" }.joined(separator: ", ") + ": run stowage storage repair")\n"
+        if !counts.isEmpty {
+            let unit = engine == "redis" ? "keys" : "rows"
+            t += "  contents   " + counts.keys.sorted().map { "\($0) \(counts[$0]!) \(unit)" }.joined(separator: ", ") + "\n"
+        }
+        if let pruned { t += "  retention  \(pruned.isEmpty ? "nothing to remove" : "removed " + pruned.joined(separator: ", "))\n" }
+        for n in notes { t += "note: \(n)\n" }
+        return t.trimmingCharacters(in: .newlines)
+    }
+}

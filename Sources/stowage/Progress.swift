@@ -1,0 +1,48 @@
+import Coordinator
+import Foundation
+import Synchronization
+
+/// A progress line on a terminal (stderr): bytes, rate, elapsed, stage. Silent otherwise.
+final class ProgressLine: Sendable {
+    private let enabled = isatty(2) == 1
+    private let started = Date()
+    private let stage: Mutex<String>
+    private let last = Mutex<Double>(0)
+
+    init(stage: String) { self.stage = Mutex(stage) }
+
+    func set(stage s: String) { stage.withLock { $0 = s } }
+
+    func update(_ bytes: Int64) {
+        guard enabled else { return }
+        let now = Date().timeIntervalSince(started)
+        let due = last.withLock { l -> Bool in
+            if now - l < 0.5 { return false }
+            l = now
+            return true
+        }
+        guard due else { return }
+        let rate = now > 0 ? Int64(Double(bytes) / now) : 0
+        let text = "\r\u{1B}[K\(stage.withLock { $0 }): \(formatBytes(bytes)) at \(formatBytes(rate))/s, \(Int(now)) s"
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
+    func end() {
+        if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    }
+}
+
+/// One layer named ENV/LAYER, exactly.
+func requireLayer(_ s: String, in inv: Inventory) throws(StowageError) -> LayerSpec {
+    let sel = try LayerSelection(parsing: s)
+    guard sel.layer != nil else {
+        throw StowageError(.usage, "'\(s)' names an environment; name one layer as ENV/LAYER", hint: "e.g. shop/sqldb")
+    }
+    return try sel.layers(in: inv)[0]
+}
+
+func printJSON<T: Encodable>(_ v: T) {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: (try? enc.encode(v)) ?? Data(), as: UTF8.self))
+}
