@@ -1,0 +1,157 @@
+// The engines' pure parts: dump counting, the PostgreSQL restore filter, credential files,
+// tool arguments, RESP and Redis Cluster slots. Every streaming piece is fed the same input
+// in one buffer and in many small ones (a buffer boundary can fall anywhere in a line).
+import Engines
+import Testing
+
+private func feedAll<S>(_ text: String, pieces: Int, into state: inout S, _ feed: (inout S, UnsafeRawBufferPointer) -> Void) {
+    let bytes = Array(text.utf8)
+    let step = max(1, bytes.count / pieces)
+    var i = 0
+    while i < bytes.count {
+        let j = min(bytes.count, i + step)
+        bytes[i..<j].withUnsafeBytes { feed(&state, $0) }
+        i = j
+    }
+}
+
+private let pgDump = """
+--
+-- PostgreSQL database cluster dump
+--
+\\restrict abc
+DROP ROLE IF EXISTS app;
+DROP ROLE IF EXISTS webadmin;
+CREATE ROLE app;
+CREATE ROLE webadmin;
+ALTER ROLE webadmin WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$x';
+\\unrestrict abc
+\\connect template1
+\\connect -reuse-previous=on "dbname='shop''s data'"
+COPY public.items (id, name) FROM stdin;
+1\tapple
+2\tCOPY public.fake (x) FROM stdin;
+3\t\\\\.
+\\.
+COPY public.empty (id) FROM stdin;
+\\.
+\\connect crm
+COPY public.people (id) FROM stdin;
+7
+\\.
+
+"""
+
+@Suite struct DumpCountTests {
+    @Test(arguments: [1, 7, 50, 1000])
+    func postgresRowsPerDatabase(pieces: Int) {
+        var c = PostgresDumpCounter()
+        feedAll(pgDump, pieces: pieces, into: &c) { $0.feed($1) }
+        #expect(c.finish() == ["template1": 0, "shop's data": 3, "crm": 1])
+    }
+
+    @Test func connectTargets() {
+        #expect(PostgresDumpCounter.connectTarget("\\connect shop") == "shop")
+        #expect(PostgresDumpCounter.connectTarget("\\connect \"Shop\"") == "Shop")
+        #expect(PostgresDumpCounter.connectTarget("\\connect -reuse-previous=on \"dbname='a''b'\"") == "a'b")
+    }
+
+    @Test(arguments: [1, 5, 33, 1000])
+    func mysqlRowsPerDatabase(pieces: Int) {
+        let dump = """
+        CREATE DATABASE `shop`;
+        USE `shop`;
+        INSERT INTO `items` VALUES (1,'a(b'),(2,'it\\'s ),(x'),(3,NULL);
+        INSERT INTO `we(ird` VALUES (4,"q\\"(");
+        USE `mysql`;
+        INSERT INTO `global_priv` VALUES ('localhost','root','{}');
+        USE `crm`;
+        INSERT INTO `t` VALUES (1),(2);
+        USE `empty`;
+
+        """
+        var c = MySQLDumpCounter()
+        feedAll(dump, pieces: pieces, into: &c) { $0.feed($1) }
+        #expect(c.finish() == ["shop": 4, "crm": 2, "empty": 0])
+    }
+}
+
+@Suite struct RestoreFilterTests {
+    @Test(arguments: [1, 3, 17, 1000])
+    func dropsOnlyTheKeptRolesLines(pieces: Int) {
+        var f = PostgresRestoreFilter(keepRoles: ["webadmin", "postgres"])
+        var out: [UInt8] = []
+        feedAll(pgDump, pieces: pieces, into: &f) { f, b in f.feed(b) { out += $0 } }
+        f.finish { out += $0 }
+        let expected = pgDump.replacing("DROP ROLE IF EXISTS webadmin;\n", with: "").replacing("CREATE ROLE webadmin;\n", with: "")
+        #expect(String(decoding: out, as: UTF8.self) == expected)
+    }
+
+    @Test func lineWithoutNewlineAtTheEnd() {
+        var f = PostgresRestoreFilter(keepRoles: ["webadmin"])
+        var out: [UInt8] = []
+        Array("SELECT 1;\nCREATE ROLE webadmin;\nCREATE ROLE webadmin2;".utf8).withUnsafeBytes { f.feed($0) { out += $0 } }
+        f.finish { out += $0 }
+        #expect(String(decoding: out, as: UTF8.self) == "SELECT 1;\nCREATE ROLE webadmin2;")
+    }
+
+    @Test func quotedRoleNames() {
+        #expect(PostgresRestoreFilter.quoteIdent("webadmin") == "webadmin")
+        #expect(PostgresRestoreFilter.quoteIdent("Web Admin") == "\"Web Admin\"")
+        #expect(PostgresRestoreFilter.quoteIdent("a\"b") == "\"a\"\"b\"")
+    }
+}
+
+@Suite struct CredentialFileTests {
+    @Test func pgpassEscapesColonsAndBackslashes() throws {
+        #expect(try CredentialFiles.pgpass(password: "a:b\\c") == "*:*:*:*:a\\:b\\\\c\n")
+        #expect(throws: CredentialFiles.Problem.newline) { try CredentialFiles.pgpass(password: "a\nb") }
+    }
+
+    @Test func mysqlOptionFileQuotes() throws {
+        #expect(try CredentialFiles.mysqlOptions(user: "web", password: "p#w\\d") == "[client]\nuser=\"web\"\npassword=\"p#w\\\\d\"\n")
+        #expect(try CredentialFiles.mysqlOptions(user: nil, password: "say \"hi\"") == "[client]\npassword='say \"hi\"'\n")
+    }
+
+    @Test func secretsNeverInToolArguments() {
+        let pg = ToolCommands.pgDumpall(host: "10.0.0.1", port: 5432, user: "web", passfile: "/run/x/pgpass")
+        #expect(pg.contains("--clean") && pg.contains("--if-exists"))
+        #expect(pg[1].contains("passfile='/run/x/pgpass'") && !pg[1].contains("password"))
+        let my = ToolCommands.mysqlDump(program: "mariadb-dump", optionsFile: "/run/x/client.cnf", host: "h", port: 3306, fromReplica: true)
+        #expect(my[1] == "--defaults-extra-file=/run/x/client.cnf")
+        #expect(my.contains("--single-transaction") && my.contains("--flush-privileges") && my.contains("--dump-slave=2"))
+        #expect(!ToolCommands.mysqlDump(program: "mysqldump", optionsFile: "f", host: "h", port: 1, fromReplica: false).contains("--dump-slave=2"))
+        #expect(ToolCommands.conninfo([("host", "it's")]) == "host='it\\'s'")
+    }
+}
+
+@Suite struct RedisWireTests {
+    @Test func commandEncoding() {
+        #expect(RESP.command("SET", "k", "v") == Array("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n".utf8))
+    }
+
+    @Test func parsesRepliesAndWaitsForMore() throws {
+        let full = Array("*3\r\n+OK\r\n:42\r\n$5\r\nhe\r\no\r\n-ERR x\r\n".utf8)
+        let (v, end) = try full.withUnsafeBytes { try RESP.parse($0, from: 0) }!
+        #expect(v == .array([.simple("OK"), .integer(42), .bulk(Array("he\r\no".utf8))]))
+        let (e, _) = try full.withUnsafeBytes { try RESP.parse($0, from: end) }!
+        #expect(e == .error("ERR x"))
+        for cut in 1..<(end - 1) {
+            #expect(try full[0..<cut].withUnsafeBytes { try RESP.parse($0, from: 0) } == nil)
+        }
+        #expect(try Array("$-1\r\n".utf8).withUnsafeBytes { try RESP.parse($0, from: 0) }?.0 == .bulk(nil))
+    }
+
+    @Test func keyspaceFromInfo() {
+        #expect(RESP.keyspace("# Keyspace\r\ndb0:keys=12,expires=1,avg_ttl=0\r\ndb3:keys=1,expires=0,avg_ttl=0\r\n") == ["db0": 12, "db3": 1])
+    }
+
+    @Test func clusterSlots() {
+        // Values from the Redis Cluster specification.
+        #expect(RedisCluster.slot(Array("123456789".utf8)) == 0x31C3 & 16383)
+        #expect(RedisCluster.slot(Array("foo".utf8)) == 12182)
+        #expect(RedisCluster.slot(Array("{user1000}.following".utf8)) == RedisCluster.slot(Array("user1000".utf8)))
+        #expect(RedisCluster.slot(Array("foo{}{bar}".utf8)) == RedisCluster.slot(Array("foo{}{bar}".utf8)))
+        #expect(RedisCluster.slot(Array("foo{}{bar}".utf8)) != RedisCluster.slot(Array("bar".utf8)))
+    }
+}
