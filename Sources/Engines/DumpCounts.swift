@@ -70,18 +70,21 @@ public struct PostgresDumpCounter: Sendable {
 }
 
 /// Rows per database in a `mariadb-dump --all-databases` script: the tuples of every
-/// `INSERT INTO ... VALUES (...),(...);` line, attributed to the database of the last `USE`.
-/// The `mysql` system schema is left out: its statistics tables change on their own.
+/// `INSERT INTO ... VALUES (...),(...);` statement (on one line, or one tuple per line as
+/// MariaDB 10.11 writes them), attributed to the database of the last `USE`. The `mysql`
+/// system schema is left out: its statistics tables change on their own.
 public struct MySQLDumpCounter: Sendable {
     private var lines = LineSplitter(keep: 4096)
     private var database: String?
+    // Scanner state: whether the current line may start an INSERT (its first bytes), and
+    // inside an INSERT statement, quoting and parenthesis depth.
+    private var detecting = false
+    private var prefix: [UInt8] = []
     private var inInsert = false
-    // Scanner state inside an INSERT line.
     private var quote: UInt8 = 0
     private var escaped = false
     private var depth = 0
     private var rows: Int64 = 0
-    private var prefix: [UInt8] = []
     private static let insertPrefix = Array("INSERT INTO ".utf8)
     public private(set) var counts: [String: Int64] = [:]
     public static let excludedSchemas: Set<String> = ["mysql", "information_schema", "performance_schema", "sys"]
@@ -102,25 +105,28 @@ public struct MySQLDumpCounter: Sendable {
     }
 
     private mutating func scan(_ seg: UnsafeRawBufferPointer, _ atStart: Bool) {
-        if atStart {
-            prefix.removeAll(keepingCapacity: true)
-            inInsert = false
-            quote = 0; escaped = false; depth = 0; rows = 0
-        }
         var seg = seg[...]
+        if atStart && !inInsert {
+            detecting = true
+            prefix.removeAll(keepingCapacity: true)
+        }
         // Whether the line is an INSERT is known after its first 12 bytes, which a buffer
         // boundary may split.
-        if prefix.count < Self.insertPrefix.count {
+        if detecting {
             let take = min(Self.insertPrefix.count - prefix.count, seg.count)
             prefix += seg.prefix(take)
             seg = seg.dropFirst(take)
             guard prefix.count == Self.insertPrefix.count else { return }
-            inInsert = prefix == Self.insertPrefix
+            detecting = false
+            if prefix == Self.insertPrefix {
+                inInsert = true
+                quote = 0; escaped = false; depth = 0; rows = 0
+            }
         }
         guard inInsert else { return }
         for b in seg {
             if quote != 0 {
-                if escaped { escaped = false } else if b == 0x5C && quote == 0x27 { escaped = true } else if b == quote { quote = 0 }
+                if escaped { escaped = false } else if b == 0x5C && quote != 0x60 { escaped = true } else if b == quote { quote = 0 }
                 continue
             }
             switch b {
@@ -129,17 +135,18 @@ public struct MySQLDumpCounter: Sendable {
                 if depth == 0 { rows += 1 }
                 depth += 1
             case 0x29: depth -= 1  // )
+            case 0x3B where depth == 0:  // ; ends the statement
+                if let db = database, !Self.excludedSchemas.contains(db) { counts[db, default: 0] += rows }
+                inInsert = false
+                return
             default: break
             }
         }
     }
 
     private mutating func line(_ head: [UInt8]) {
-        if inInsert {
-            if let db = database, !Self.excludedSchemas.contains(db) { counts[db, default: 0] += rows }
-            inInsert = false
-            return
-        }
+        detecting = false
+        if inInsert { return }
         if head.hasPrefix("USE `") && head.hasSuffix("`;") {
             let name = String(decoding: head[5..<(head.count - 2)], as: UTF8.self).replacing("``", with: "`")
             database = name

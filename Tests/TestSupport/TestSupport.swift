@@ -68,8 +68,9 @@ public func runCommand(_ program: String, _ args: [String], env: [String: String
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     // WIFEXITED / WEXITSTATUS, and 128+signal for a killed child as shells report it.
     let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-    let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+    // Lossy: a tool's output may hold bytes that are not UTF-8 (a dump of binary columns).
+    let out = FileManager.default.contents(atPath: outPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    let err = FileManager.default.contents(atPath: errPath).map { String(decoding: $0, as: UTF8.self) } ?? ""
     return CommandResult(status: code, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start))
 }
 
@@ -165,5 +166,48 @@ public enum Procs {
     public static func sshdSessions(_ node: String) throws -> [Int32] {
         let l = try sshdListener(node)
         return matching { _, pid in parent(of: pid) == l }
+    }
+}
+
+/// Watches every process's /proc/PID/cmdline and environ, on a thread of its own, for any of
+/// `secrets`, until stopped: proof that no password or key reaches argv or an environment
+/// while a backup or restore runs (every lab node shares this machine's /proc).
+public final class SecretScan: @unchecked Sendable {
+    private let secrets: [(String, Data)]
+    private let lock = NSLock()
+    private var running = true
+    private var found: [String] = []
+    private var rounds = 0
+    private var thread: Thread?
+
+    public init(_ secrets: [String: String]) {
+        self.secrets = secrets.filter { !$0.value.isEmpty }.map { ($0.key, Data($0.value.utf8)) }
+        let t = Thread { [unowned self] in self.loop() }
+        thread = t
+        t.start()
+    }
+
+    private func loop() {
+        while lock.withLock({ running }) {
+            let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { Int32($0) != nil }
+            for pid in pids where Int32(pid) != getpid() {
+                for file in ["cmdline", "environ"] {
+                    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/\(file)"), !data.isEmpty else { continue }
+                    for (name, s) in secrets where data.range(of: s) != nil {
+                        let cmd = String(decoding: (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).prefix(80).map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+                        lock.withLock { found.append("\(name) in /proc/\(pid)/\(file) (\(cmd))") }
+                    }
+                }
+            }
+            lock.withLock { rounds += 1 }
+            usleep(5_000)
+        }
+    }
+
+    /// Stops the scan: what it found, and how many full passes over /proc it made.
+    public func stop() -> (found: [String], rounds: Int) {
+        lock.withLock { running = false }
+        while thread?.isFinished == false { usleep(1_000) }
+        return lock.withLock { (Array(Set(found)).sorted(), rounds) }
     }
 }
