@@ -134,8 +134,17 @@ public enum RestoreRun {
                     ]
                     if let dbPassword { secrets["dbPassword"] = dbPassword.value }
                     job.secrets = secrets
-                    bad += try await restoreStream(p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
-                                                   progress: { b in progress?(done.set(i, b)) })
+                    do throws(StowageError) {
+                        bad += try await restoreStream(p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
+                                                       progress: { b in progress?(done.set(i, b)) })
+                    } catch {
+                        // Whatever the tool applied before the failure stays applied.
+                        var e = error
+                        if e.hint == nil || e.status == .remoteFailed {
+                            e.hint = "\(target.node) may hold a partly applied restore; run the restore again once the cause is fixed"
+                        }
+                        throw e
+                    }
                 }
             }
         } catch {
