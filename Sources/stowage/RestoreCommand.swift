@@ -91,6 +91,7 @@ struct RestoreCommand: AsyncParsableCommand {
         t += "  targets    " + p.plan.targets.map { "\($0.node) (\($0.role.rawValue))" }.joined(separator: ", ") + "\n"
         t += "  replaces   " + (p.layer.engine == .redis ? "every key of the target (FLUSHALL, then the backup's keys)"
                                                         : "every database and role the backup contains (dropped and recreated)") + "\n"
+        for n in p.plan.notes { t += "note: \(n)\n" }
         for w in p.plan.warnings { t += "warning: \(w)\n" }
         return t.trimmingCharacters(in: .newlines)
     }

@@ -129,5 +129,7 @@ private func status<T>(_ body: () throws(StowageError) -> T) -> Coordinator.Exit
     @Test func clusterRestoreGoesToEveryCurrentMaster() throws {
         let p = try Plans.restore(try topology("healthy/shop-sessions.json"), manifest: manifest(engine: "redis", streams: 3), node: nil, allNodes: false)
         #expect(p.targets.map(\.node).sorted() == ["rc1", "rc2", "rc3"])
+        #expect(p.warnings.isEmpty)
+        #expect(p.notes.contains { $0.contains("routed by slot") })
     }
 }

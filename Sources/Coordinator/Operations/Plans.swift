@@ -28,6 +28,8 @@ public struct RestorePlan: Sendable, Equatable {
     /// by slot from the first).
     public var targets: [PlannedStream]
     public var warnings: [String]
+    /// What the operator should know that is not a risk (how a cluster restore routes keys).
+    public var notes: [String] = []
 }
 
 public enum Plans {
@@ -104,12 +106,13 @@ public enum Plans {
         }
         try refuseUnsafe(t, action: "restore")
         var warnings: [String] = []
+        var notes: [String] = []
         let targets: [PlannedStream]
         if t.kind == .redisCluster {
             guard let shards = t.shards, !shards.isEmpty else {
                 throw StowageError(.unsafeTopology, "\(id): no Redis Cluster master answered; restore refused", hint: "stowage topology \(id)")
             }
-            warnings.append("keys are routed by slot to the cluster's current masters (\(shards.map(\.master).joined(separator: ", ")))")
+            notes.append("keys are routed by slot to the cluster's current masters (\(shards.map(\.master).joined(separator: ", ")))")
             targets = shards.map { PlannedStream(node: $0.master, role: .clusterMaster, slots: $0.slots) }
         } else if let node {
             guard let n = t.node(node) else {
@@ -159,7 +162,7 @@ public enum Plans {
                                    hint: "restore into a server of version \(a.map(String.init).joined(separator: ".")) or newer")
             }
         }
-        return RestorePlan(targets: targets, warnings: warnings)
+        return RestorePlan(targets: targets, warnings: warnings, notes: notes)
     }
 
     /// The part of a version that decides compatibility: PostgreSQL's major ("15"),

@@ -53,7 +53,7 @@ public enum BackupCatalog {
                 let l = String(parts[1])
                 if let layer, l != layer { continue }
                 guard let (m, _) = try? await BackupReader.manifest(repo, layer: l, name: name) else { continue }
-                out.append(BackupEntry(environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNode,
+                out.append(BackupEntry(environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNodes,
                                        sourceRole: m.sourceRole, started: m.started, finished: m.finished, rawBytes: m.rawBytes,
                                        storedBytes: m.storedBytes, replicas: nodes.sorted(),
                                        missingOn: reachable.filter { !nodes.contains($0) }.sorted(), unreachable: unreachable.sorted()))

@@ -27,6 +27,12 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var rawBytes: Int64
     public var storedBytes: Int64
     public var newBytes: Int64
+
+    /// Every node a stream came from ("rc1,rc2,rc3" for a Redis Cluster).
+    public var sourceNodes: String {
+        let nodes = streams.compactMap(\.node)
+        return nodes.isEmpty ? sourceNode : nodes.joined(separator: ",")
+    }
 }
 
 /// Facts about a backup that the writer does not find out itself.
