@@ -21,8 +21,8 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(help: "The storage (default: the inventory's only storage).")
     var storage: String?
 
-    @Option(help: "zstd level of the chunks (1-19).")
-    var zstdLevel: Int = 3
+    @Option(help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).")
+    var zstdLevel: Int?
 
     @Flag(help: "Print the result as JSON.")
     var json = false
@@ -36,7 +36,7 @@ struct BackupCommand: AsyncParsableCommand {
             guard let pref = DumpPreference(rawValue: from) else {
                 throw StowageError(.usage, "--from \(from): expected primary or replica")
             }
-            guard (1...19).contains(zstdLevel) else { throw StowageError(.usage, "--zstd-level \(zstdLevel): expected 1 to 19") }
+            if let zstdLevel, !(1...19).contains(zstdLevel) { throw StowageError(.usage, "--zstd-level \(zstdLevel): expected 1 to 19") }
             if let keep, keep < 1 { throw StowageError(.usage, "--keep \(keep): keep at least 1") }
             let storageSpec = try inv.requireStorage(storage)
             let progress = ProgressLine(stage: "backup \(spec.id)")

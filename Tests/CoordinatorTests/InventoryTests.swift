@@ -63,6 +63,25 @@ private let minimal = """
         #expect(l.credentials?.password == .environment("SHOP_DB_PASSWORD"))
     }
 
+    @Test func storageZstdLevel() throws {
+        let storage = """
+
+            storages:
+              s:
+                password_env: P
+                zstd_level: LEVEL
+                nodes: [ { name: st1, ssh: root@10.0.9.1, root: /srv/stowage } ]
+            """
+        let inv = try Inventory.parse(minimal + storage.replacingOccurrences(of: "LEVEL", with: "9"), file: "inv.yaml")
+        #expect(inv.storages[0].zstdLevel == 9)
+        let dflt = try Inventory.parse(minimal + storage.replacingOccurrences(of: "    zstd_level: LEVEL\n", with: ""), file: "inv.yaml")
+        #expect(dflt.storages[0].zstdLevel == 3)
+        let e = parseError(minimal + storage.replacingOccurrences(of: "LEVEL", with: "22"))
+        #expect(e?.status == .invalidInventory)
+        #expect(e?.message.contains("zstd_level must be between 1 and 19") == true, "\(e?.message ?? "")")
+        #expect(e?.message.contains("inv.yaml:") == true)
+    }
+
     @Test func yamlSyntaxErrorHasLineAndColumn() throws {
         let e = try #require(parseError(try String(contentsOfFile: Repo.path("fixtures/inventories/bad-yaml-syntax.yaml"), encoding: .utf8)))
         #expect(e.status == .invalidInventory)

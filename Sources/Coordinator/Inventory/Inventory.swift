@@ -68,6 +68,8 @@ public struct StorageSpec: Sendable, Equatable {
     public var quorum: Int?
     /// The storage password (wraps every repository's keys): from a variable or a file.
     public var password: CredentialsSpec?
+    /// The zstd level backups to this storage are written with (1-19; default 3).
+    public var zstdLevel: Int = 3
 }
 
 public struct SSHSettings: Sendable, Equatable {
@@ -217,7 +219,7 @@ private struct InventoryParser {
 
     mutating func storage(_ name: String, _ v: YAMLValue) throws(StowageError) -> StorageSpec {
         try checkName(name, v, what: "storage")
-        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password"])
+        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password", "zstd_level"])
         if let p = f.fields["password"] {
             throw p.error("plain-text passwords are not accepted in the inventory (storage \(name))",
                           hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
@@ -248,7 +250,12 @@ private struct InventoryParser {
                 quorum = n
             }
         }
-        return StorageSpec(name: name, root: root, nodes: nodes, quorum: quorum, password: password)
+        var level = 3
+        if let z = f["zstd_level"] {
+            level = try z.int()
+            guard (1...19).contains(level) else { throw z.error("zstd_level must be between 1 and 19") }
+        }
+        return StorageSpec(name: name, root: root, nodes: nodes, quorum: quorum, password: password, zstdLevel: level)
     }
 
     mutating func layer(env: String, name: String, _ v: YAMLValue) throws(StowageError) -> LayerSpec {

@@ -19,7 +19,7 @@ public struct BackupOutcome: Sendable {
 public enum BackupRun {
     public static func run(inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
                            from: DumpPreference = .primary, keep: Int? = nil, kind: BackupName.Kind = .manual,
-                           zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> BackupOutcome {
+                           zstdLevel: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> BackupOutcome {
         let started = Date()
         // Credentials and topology before anything touches the storage.
         let topology = try await TopologyCheck.run([layer], settings: inventory.probe)[0]
@@ -45,7 +45,7 @@ public enum BackupRun {
                                       sourceRole: plan.streams[0].role.rawValue, topology: topology)
         let name = BackupName(date: started, kind: kind)
         let result = try await BackupWriter.write(repo, layer: layer.name, name: name, streams: streams, agent: agent,
-                                                  metadata: metadata, zstdLevel: zstdLevel, progress: progress)
+                                                  metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress)
         // Retention only after a committed backup: a failed one prunes nothing.
         var pruned: PruneReport?
         var pruneError: StowageError?
