@@ -46,6 +46,9 @@ extension LabSuites {
     }
 
     @Test func errorsAreOneLineWithTheirExitCodes() throws {
+        // A backup to name (the suite may run first on a fresh lab).
+        let made = try stowage("backup", "shop/sqldb")
+        #expect(made.status == 0, "\(made.stderr)")
         let replica = try stowage("restore", "shop/sqldb", "--backup", "latest", "--node", "pg2", "--yes")
         #expect(replica.status == 3)
         #expect(replica.stderr.contains("pg2 is a replica of pg1; restoring onto a replica is refused"))
