@@ -72,17 +72,23 @@ enum LabData {
     /// data are byte-identical). Left out: replication and statistics tables (node state)
     /// and mysql.event and mysql.proc, whose rows carry the time an event or routine was
     /// (re)created; the events and routines themselves are compared through their CREATE
-    /// EVENT / CREATE PROCEDURE statements. A replica shows a
+    /// EVENT / CREATE PROCEDURE statements. Routine grants are compared by query (below). A replica shows a
     /// replicated event as DISABLE ON SLAVE: normalised to the primary's DISABLE; and the
     /// server version a node stamps into an account's privileges (`version_id`, which a
     /// replica adds to mariadb.sys on its own) is dropped.
     static func mariadbDump(_ node: String) throws -> String {
-        try run("/usr/bin/mariadb-dump", ["--no-defaults", "-S", "\(Lab.dir)/run/\(node).sock", "-u", "root", "--all-databases",
-                                          "--skip-comments", "--routines", "--events", "--triggers", "--single-transaction", "--hex-blob",
-                                          "--ignore-table=mysql.gtid_slave_pos", "--ignore-table=mysql.innodb_index_stats",
-                                          "--ignore-table=mysql.innodb_table_stats", "--ignore-table=mysql.event", "--ignore-table=mysql.proc"])
+        let dump = try run("/usr/bin/mariadb-dump", ["--no-defaults", "-S", "\(Lab.dir)/run/\(node).sock", "-u", "root", "--all-databases",
+                                                     "--skip-comments", "--routines", "--events", "--triggers", "--single-transaction", "--hex-blob",
+                                                     "--ignore-table=mysql.gtid_slave_pos", "--ignore-table=mysql.innodb_index_stats",
+                                                     "--ignore-table=mysql.innodb_table_stats", "--ignore-table=mysql.event", "--ignore-table=mysql.proc",
+                                                     "--ignore-table=mysql.procs_priv"])
             .replacing(" DISABLE ON SLAVE ", with: " DISABLE ")
             .replacing(/,\\"version_id\\":\d+/, with: "")
+        // Routine grants, without those a replica adds on its own: replaying CREATE PROCEDURE
+        // of the system routines (definer mariadb.sys), its SQL thread grants the definer
+        // EXECUTE and ALTER ROUTINE (automatic_sp_privileges); the primary does not.
+        let grants = try mariadb(node, "SELECT Host, Db, User, Routine_name, Routine_type, Grantor, Proc_priv FROM mysql.procs_priv WHERE User <> 'mariadb.sys' ORDER BY 1, 2, 3, 4, 5")
+        return dump + "\n-- procs_priv\n" + grants
     }
 
     static func seedMariaDB(_ node: String) throws {
