@@ -18,8 +18,7 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(help: "After a successful backup, keep the newest N backups of the layer.")
     var keep: Int?
 
-    @Option(help: "The storage (default: the inventory's only storage).")
-    var storage: String?
+    @OptionGroup var storageOption: StorageOption
 
     @Option(help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).")
     var zstdLevel: Int?
@@ -38,7 +37,7 @@ struct BackupCommand: AsyncParsableCommand {
             }
             if let zstdLevel, !(1...19).contains(zstdLevel) { throw StowageError(.usage, "--zstd-level \(zstdLevel): expected 1 to 19") }
             if let keep, keep < 1 { throw StowageError(.usage, "--keep \(keep): keep at least 1") }
-            let storageSpec = try inv.requireStorage(storage)
+            let storageSpec = try storageOption.spec(in: inv)
             let progress = ProgressLine(stage: "backup \(spec.id)")
             let out = try await BackupRun.run(inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
                                               from: pref, keep: keep, zstdLevel: zstdLevel, progress: { progress.update($0) })

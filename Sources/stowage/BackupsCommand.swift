@@ -12,8 +12,7 @@ struct BackupsCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("ENV or ENV/LAYER (default: every environment of the inventory).", valueName: "env[/layer]"))
     var selection: String?
 
-    @Option(help: "The storage (default: the inventory's only storage).")
-    var storage: String?
+    @OptionGroup var storageOption: StorageOption
 
     @Flag(help: "Print JSON.")
     var json = false
@@ -24,7 +23,7 @@ struct BackupsCommand: AsyncParsableCommand {
         try await reportingErrors {
             let inv = try global.loadInventory()
             let sel = try LayerSelection(parsing: selection)
-            let spec = try inv.requireStorage(storage)
+            let spec = try storageOption.spec(in: inv)
             let entries = try await BackupCatalog.list(spec, inventory: inv, agent: try agentOption.locate(),
                                                       environment: sel.environment, layer: sel.layer)
             if json {

@@ -31,8 +31,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(help: "Do not ask for confirmation.")
     var yes = false
 
-    @Option(help: "The storage (default: the inventory's only storage).")
-    var storage: String?
+    @OptionGroup var storageOption: StorageOption
 
     @Flag(help: "Print the result as JSON.")
     var json = false
@@ -49,7 +48,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 fromEnv = sel.environment ?? fromEnv
                 fromLayer = sel.layer ?? fromLayer
             }
-            let storageSpec = try inv.requireStorage(storage)
+            let storageSpec = try storageOption.spec(in: inv)
             let agent = try agentOption.locate()
             let preview = try await RestoreRun.prepare(inventory: inv, layer: target, storage: storageSpec, agent: agent,
                                                        fromEnvironment: fromEnv, fromLayer: fromLayer, backup: backup,

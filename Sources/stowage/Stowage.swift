@@ -36,6 +36,14 @@ struct AgentBinaryOption: ParsableArguments {
     func locate() throws(StowageError) -> AgentBinary { try AgentBinary.locate(agentBinary) }
 }
 
+/// `--storage`, for the commands that read or write backups.
+struct StorageOption: ParsableArguments {
+    @Option(help: "The storage (default: the inventory's only storage).")
+    var storage: String?
+
+    func spec(in inv: Inventory) throws(StowageError) -> StorageSpec { try inv.requireStorage(storage) }
+}
+
 /// Runs a command body, turning a `StowageError` into its one-line message, hint and exit code.
 func reportingErrors(_ body: () async throws -> ExitStatus) async throws {
     let status: ExitStatus

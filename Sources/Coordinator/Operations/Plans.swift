@@ -47,6 +47,16 @@ public enum Plans {
         }
     }
 
+    /// The primary the topology found, or the refusal naming why there is none.
+    static func requirePrimary(_ t: LayerTopology, action: String) throws(StowageError) -> String {
+        guard let primary = t.primary else {
+            let id = "\(t.environment)/\(t.layer)"
+            let why = t.findings.first { $0.severity == .error }?.message ?? "no primary is reachable"
+            throw StowageError(.unsafeTopology, "\(id): \(why); \(action) refused", hint: "stowage topology \(id) shows the layer")
+        }
+        return primary
+    }
+
     public static func backup(_ t: LayerTopology, from: DumpPreference) throws(StowageError) -> BackupPlan {
         try refuseUnsafe(t, action: "backup")
         let id = "\(t.environment)/\(t.layer)"
@@ -69,10 +79,7 @@ public enum Plans {
             }
             return BackupPlan(streams: streams, notes: notes, fromReplica: from == .replica)
         }
-        guard let primary = t.primary else {
-            let why = t.findings.first { $0.severity == .error }?.message ?? "no primary is reachable"
-            throw StowageError(.unsafeTopology, "\(id): \(why); backup refused", hint: "stowage topology \(id) shows the layer")
-        }
+        let primary = try requirePrimary(t, action: "backup")
         if primary != t.masterNode && t.kind == .primarySecondary {
             notes.append("the master node \(t.masterNode) is a replica: dumping from the primary \(primary)")
         }
@@ -128,10 +135,7 @@ public enum Plans {
                 targets = [PlannedStream(node: node, role: n.role, slots: nil)]
             }
         } else {
-            guard let primary = t.primary else {
-                let why = t.findings.first { $0.severity == .error }?.message ?? "no primary is reachable"
-                throw StowageError(.unsafeTopology, "\(id): \(why); restore refused", hint: "stowage topology \(id) shows the layer")
-            }
+            let primary = try requirePrimary(t, action: "restore")
             if primary != t.masterNode && t.kind == .primarySecondary {
                 warnings.append("the master node \(t.masterNode) is a replica: restoring the primary \(primary) instead")
             }
