@@ -32,6 +32,9 @@ final class CommandSource: StreamSource {
     let dir: PrivateDir?
     private var pgCounter: PostgresDumpCounter?
     private var myCounter: MySQLDumpCounter?
+    /// Runs when the dump does not complete (cancelled, failed): undo what the tool would
+    /// have undone at its end.
+    var afterFailure: (() -> Void)?
 
     init(_ command: [String], dir: PrivateDir?, counting engine: String? = nil) throws {
         label = command[0]
@@ -58,11 +61,15 @@ final class CommandSource: StreamSource {
         myCounter?.feed(bytes)
     }
 
-    func cancel() { child.terminate() }
+    func cancel() {
+        child.terminate()
+        afterFailure?()
+    }
 
     func finish(total: Int64) throws -> [String: Int64]? {
         let st = child.wait()
         guard st == 0 else {
+            afterFailure?()
             let why = dir?.tail("stderr") ?? ""
             throw JobFailure(exit: .jobFailed, code: toolFailureCode(why),
                              message: "\(label) ended with \(describeStatus(st)) after \(total) bytes\(why.isEmpty ? "" : ": \(why)")")
@@ -156,9 +163,22 @@ extension Session {
             let d = try PrivateDir()
             dir = d
             let options = try d.write("client.cnf", try credentials { try CredentialFiles.mysqlOptions(user: db.user, password: password ?? "") })
-            return try CommandSource(ToolCommands.mysqlDump(program: tool, optionsFile: options, host: db.host, port: db.port,
-                                                            fromReplica: db.fromReplica ?? false),
-                                     dir: d, counting: "mysql")
+            let source = try CommandSource(ToolCommands.mysqlDump(program: tool, optionsFile: options, host: db.host, port: db.port,
+                                                                  fromReplica: db.fromReplica ?? false),
+                                           dir: d, counting: "mysql")
+            if db.fromReplica ?? false, let client = findTool(["mariadb", "mysql"]) {
+                // --dump-slave stops the replica's SQL thread for the dump and starts it at
+                // the end; a dump that does not reach its end leaves it stopped. The plan
+                // only dumps a replica that was replicating, so start it again.
+                source.afterFailure = {
+                    guard let c = try? Child(ToolCommands.mysqlApply(program: client, optionsFile: options, host: db.host, port: db.port)
+                                             + ["--execute=START SLAVE SQL_THREAD"], output: false) else { return }
+                    let deadline = monotonicNow() + 10
+                    while !c.tryReap() && monotonicNow() < deadline { usleep(20_000) }
+                    c.terminate(grace: 0.5)
+                }
+            }
+            return source
         case "redis":
             return try RedisSnapshotSource(db, password: password)
         default:

@@ -22,7 +22,7 @@ extension LabSuites {
         try Lab.require()
         inv = try Inventory.load(path: Lab.inventory)
         agent = try AgentBinary.locate()
-        for n in ["st1", "st2", "pg1", "pg2", "pg3", "pg4", "rd1", "rd2"] {
+        for n in ["st1", "st2", "pg1", "pg2", "pg3", "pg4", "rd1", "rd2", "my1", "my2"] {
             _ = try await AgentInstaller.install(try inv.agentNode(named: n), agent)
         }
     }
@@ -86,6 +86,54 @@ extension LabSuites {
         #expect(e?.message.contains("pg_dumpall ended with killed by signal KILL") == true, "\(e?.message ?? "")")
         // No new backup, and retention (keep 1) did not run: every earlier backup is there.
         #expect(backups("shop", "sqldb") == before)
+    }
+
+    @Test func fromReplicaDumpsTheReplicaAndRecordsThePrimarysPosition() async throws {
+        let out = try await BackupRun.run(inventory: inv, layer: try layer("shop/mariadb"), storage: spec, agent: agent, from: .replica)
+        #expect(out.manifest.sourceNode == "my2")
+        #expect(out.manifest.sourceRole == "replica")
+        #expect(out.notes.contains { $0.contains("dumping the replica my2") })
+        // The dump (read back and decrypted here) names the primary's binlog position and
+        // GTID, commented out so that a restore never repoints replication.
+        let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: "shop")
+        let repo = try await RepositoryAccess.open(storage, environment: "shop", password: try spec.resolvePassword(), create: false)
+        var text = Data()
+        _ = try await BackupReader.read(repo, out.manifest) { text.append(contentsOf: $0) }
+        let dump = String(decoding: text, as: UTF8.self)
+        let lines = dump.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("-- CHANGE MASTER '' TO MASTER_LOG_FILE='binlog.") }, "\(lines.prefix(20))")
+        #expect(lines.contains { $0.hasPrefix("-- CHANGE MASTER '' TO MASTER_USE_GTID=") })
+        #expect(!lines.contains { $0.hasPrefix("CHANGE MASTER") })
+        // The replica is replicating again afterwards (--dump-slave pauses its SQL thread).
+        let running = try LabData.eventually(seconds: 10) {
+            try LabData.mariadb("my2", "SHOW SLAVE STATUS").contains("\tYes\tYes\t")
+        }
+        #expect(running)
+    }
+
+    @Test func aReplicaDumpKilledMidStreamLeavesTheReplicaReplicating() async throws {
+        try LabData.seedMariaDB("my1")
+        defer { try? LabData.cleanMariaDB("my1") }
+        let killer = Task.detached { () -> Bool in
+            for _ in 0..<3000 {
+                if let pid = Procs.matching("--dump-slave=2").first(where: { Procs.matching("mariadb-dump").contains($0) }) {
+                    usleep(100_000)  // into the dump, the SQL thread stopped
+                    kill(pid, SIGKILL)
+                    return true
+                }
+                usleep(2_000)
+            }
+            return false
+        }
+        let e = await storageStatus { () async throws(StowageError) in
+            try await BackupRun.run(inventory: inv, layer: try! layer("shop/mariadb"), storage: spec, agent: agent, from: .replica)
+        }
+        #expect(await killer.value)
+        #expect(e?.status == .remoteFailed, "\(e?.message ?? "")")
+        let running = try LabData.eventually(seconds: 10) {
+            try LabData.mariadb("my2", "SHOW SLAVE STATUS").contains("\tYes\tYes\t")
+        }
+        #expect(running, "my2's SQL thread was left stopped")
     }
 
     @Test func unknownBackupAndAnotherEnginesBackupAreRefused() async throws {
