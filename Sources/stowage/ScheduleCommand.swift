@@ -6,7 +6,36 @@ struct ScheduleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "schedule",
         abstract: "Check schedules.",
-        subcommands: [Explain.self])
+        subcommands: [Explain.self, Bench.self])
+
+    /// bench/schedule.sh: the next run of N policies of mixed kinds, timed.
+    struct Bench: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Time the next-run computation of N policies.", shouldDisplay: false)
+
+        @Option var policies: Int = 10_000
+
+        func run() async throws {
+            let zones = ["Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC", "Australia/Sydney"]
+            let crons = ["hourly", "daily", "weekly", "monthly", "*/15 * * * *", "30 2 * * mon-fri", "0 0 13 * fri", "0 0 29 2 *", "5/20 8-18 * * *"]
+            var schedules: [Schedule] = []
+            let parseStart = Date()
+            for i in 0..<policies {
+                if i % 2 == 0 {
+                    schedules.append(try Schedule.parse(crons[i % crons.count]))
+                } else {
+                    schedules.append(try Schedule.custom(time: String(format: "%02d:%02d", i % 24, i % 60), days: i % 3 == 0 ? "mon,wed,fri" : "*",
+                                                         timeZone: zones[i % zones.count]))
+                }
+            }
+            let parsed = Date().timeIntervalSince(parseStart)
+            let now = Date()
+            let start = Date()
+            var latest = now
+            for s in schedules { if let n = s.next(after: now), n > latest { latest = n } }
+            let secs = Date().timeIntervalSince(start)
+            print("policies \(policies): parsed in \(String(format: "%.3f", parsed)) s, next runs in \(String(format: "%.3f", secs)) s (latest \(ISO8601DateFormatter().string(from: latest)))")
+        }
+    }
 
     struct Explain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
