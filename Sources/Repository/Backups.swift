@@ -31,16 +31,7 @@ public struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringC
     public init(date: Date, kind: Kind) {
         let t = Int(date.timeIntervalSince1970)
         let days = t / 86400, secs = t % 86400
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = days + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        let (y, m, d) = CivilDate.fromDays(days)
         func two(_ v: Int) -> String { v < 10 ? "0\(v)" : "\(v)" }
         stamp = "\(y)-\(two(m))-\(two(d))T\(two(secs / 3600))\(two(secs % 3600 / 60))\(two(secs % 60))Z"
         self.kind = kind
@@ -135,5 +126,21 @@ public struct QuorumOutcome: Sendable, Equatable {
         let complete = nodes.filter { failures[$0] == nil }
         let needed = quorum ?? nodes.count
         return QuorumOutcome(committed: complete.count >= needed && !complete.isEmpty, complete: complete, missing: failures)
+    }
+}
+
+/// Days since 1970-01-01 → civil date (proleptic Gregorian; Howard Hinnant's algorithm): backup
+/// names and schedules.
+public enum CivilDate {
+    public static func fromDays(_ days: Int) -> (Int, Int, Int) {
+        let z = days + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
     }
 }

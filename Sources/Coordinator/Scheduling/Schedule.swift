@@ -2,6 +2,7 @@
 // weekly, monthly, in UTC), custom (a time of day on some days of the week in an IANA time
 // zone), or five-field cron in UTC. Pure: parsing and next-run computation, no clock read.
 import Foundation
+import Repository
 
 public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
     public let minutes: Set<Int>
@@ -122,30 +123,6 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
             minuteOfDay = 0
         }
         return nil
-    }
-}
-
-/// Days since 1970-01-01 ↔ civil dates (proleptic Gregorian).
-enum CivilDate {
-    static func fromDays(_ days: Int) -> (Int, Int, Int) {
-        let z = days + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
-    }
-
-    static func toDays(_ y: Int, _ m: Int, _ d: Int) -> Int {
-        let y2 = m <= 2 ? y - 1 : y
-        let era = (y2 >= 0 ? y2 : y2 - 399) / 400
-        let yoe = y2 - era * 400
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
     }
 }
 
