@@ -239,7 +239,7 @@ public enum RestoreRun {
         var expected: [String: Int64] = [:]
         for s in p.manifest.streams { for (k, v) in s.counts ?? [:] { expected[k, default: 0] += v } }
         let layer = p.layer
-        let nodes: [String] = p.topology.kind == .redisCluster ? p.plan.targets.map(\.node) : p.plan.targets.map(\.node)
+        let nodes = p.plan.targets.map(\.node)
         var perNode: [[String: Int64]] = []
         for n in nodes {
             guard let spec = layer.nodes.first(where: { $0.name == n }), let db = spec.db else { continue }
