@@ -16,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
@@ -37,6 +38,7 @@ let package = Package(
             "Topology", "AgentProtocol", "CLibSSH2", "Support", "Repository", "Engines",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
         // FoundationEssentials, not Foundation: no ICU, a smaller static binary.
@@ -58,7 +60,7 @@ let package = Package(
         // credential files, the counts a dump carries, the restore filter, Redis RESP and slots.
         .target(name: "Engines"),
         .executableTarget(name: "stowage", dependencies: [
-            "Coordinator", "Topology", "AgentProtocol",
+            "Coordinator", "Topology", "AgentProtocol", "CAgentSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -39,6 +39,14 @@ public struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringC
 
     public var description: String { "\(stamp)-\(kind.rawValue)" }
 
+    /// The start time the name records (to the second).
+    public var date: Date {
+        let c = Array(stamp.utf8).map { Int($0) - 48 }
+        func n(_ r: Range<Int>) -> Int { r.reduce(0) { $0 * 10 + c[$1] } }
+        let days = CivilDate.toDays(n(0..<4), n(5..<7), n(8..<10))
+        return Date(timeIntervalSince1970: Double(days * 86400 + n(11..<13) * 3600 + n(13..<15) * 60 + n(15..<17)))
+    }
+
     /// Time order; at the same second, auto before manual (arbitrary but fixed).
     public static func < (a: BackupName, b: BackupName) -> Bool {
         a.stamp != b.stamp ? a.stamp < b.stamp : a.kind.rawValue < b.kind.rawValue
@@ -142,5 +150,15 @@ public enum CivilDate {
         let d = doy - (153 * mp + 2) / 5 + 1
         let m = mp < 10 ? mp + 3 : mp - 9
         return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    /// Civil date → days since 1970-01-01 (the inverse of `fromDays`).
+    public static func toDays(_ year: Int, _ month: Int, _ day: Int) -> Int {
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CAgentSys
 import Coordinator
 import Foundation
 
@@ -26,21 +27,43 @@ struct BackupCommand: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
+    /// Set by the scheduler: the layer's policy gives storage, keep and source; the backup is
+    /// named `auto`; the run dies with the scheduler that started it.
+    @Flag(help: .hidden)
+    var policy = false
+
     @OptionGroup var agentOption: AgentBinaryOption
 
     func run() async throws {
         try await reportingErrors {
+            if policy {
+                // A scheduler killed outright (SIGKILL) takes its runs with it: an interrupted
+                // backup commits nothing, and the restarted scheduler makes the slot up.
+                _ = stowage_set_parent_death_signal(SIGTERM)
+                if getppid() == 1 { throw StowageError(.cancelled, "the scheduler that started this run is gone") }
+            }
             let inv = try global.loadInventory()
             let spec = try requireLayer(layer, in: inv)
-            guard let pref = DumpPreference(rawValue: from) else {
-                throw StowageError(.usage, "--from \(from): expected primary or replica")
+            var pref = DumpPreference(rawValue: from)
+            var keep = self.keep
+            var storageSpec: StorageSpec
+            if policy {
+                guard let p = inv.policy(for: spec.id) else {
+                    throw StowageError(.usage, "\(spec.id) has no policy", hint: "stowage addon install \(spec.id)")
+                }
+                pref = p.source
+                keep = p.keep
+                storageSpec = try inv.requireStorage(p.storage)
+            } else {
+                storageSpec = try storageOption.spec(in: inv)
             }
+            guard let pref else { throw StowageError(.usage, "--from \(from): expected primary or replica") }
             if let zstdLevel, !(1...19).contains(zstdLevel) { throw StowageError(.usage, "--zstd-level \(zstdLevel): expected 1 to 19") }
             if let keep, keep < 1 { throw StowageError(.usage, "--keep \(keep): keep at least 1") }
-            let storageSpec = try storageOption.spec(in: inv)
             let progress = ProgressLine(stage: "backup \(spec.id)")
             let out = try await BackupRun.run(inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
-                                              from: pref, keep: keep, zstdLevel: zstdLevel, progress: { progress.update($0) })
+                                              from: pref, keep: keep, kind: policy ? .auto : .manual, zstdLevel: zstdLevel,
+                                              progress: { progress.update($0) })
             progress.end()
             if json {
                 printJSON(BackupSummary(out))
@@ -70,6 +93,7 @@ struct BackupSummary: Encodable {
     var counts: [String: Int64]
     var notes: [String]
     var pruned: [String]?
+    var reclaimDeferred: String?
 
     init(_ o: BackupOutcome) {
         let m = o.manifest
@@ -88,6 +112,7 @@ struct BackupSummary: Encodable {
         counts = m.streams.reduce(into: [:]) { acc, s in for (k, v) in s.counts ?? [:] { acc[k, default: 0] += v } }
         notes = o.notes
         pruned = o.pruned?.removedBackups
+        reclaimDeferred = o.pruned?.reclaimDeferred
     }
 
     var text: String {
@@ -100,7 +125,7 @@ struct BackupSummary: Encodable {
             let unit = engine == "redis" ? "keys" : "rows"
             t += "  contents   " + counts.keys.sorted().map { "\($0) \(counts[$0]!) \(unit)" }.joined(separator: ", ") + "\n"
         }
-        if let pruned { t += "  retention  \(pruned.isEmpty ? "nothing to remove" : "removed " + pruned.joined(separator: ", "))\n" }
+        if let pruned { t += "  retention  \(pruned.isEmpty ? "nothing to remove" : "removed " + pruned.joined(separator: ", "))\(reclaimDeferred.map { " (\($0))" } ?? "")\n" }
         for n in notes { t += "note: \(n)\n" }
         return t.trimmingCharacters(in: .newlines)
     }

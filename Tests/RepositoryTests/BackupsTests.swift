@@ -12,6 +12,15 @@ import Testing
         #expect(BackupName(date: Date(timeIntervalSince1970: 0), kind: .auto).description == "1970-01-01T000000Z-auto")
     }
 
+    @Test func readsTheStartTimeBack() throws {
+        // Leap day, year ends, the epoch, and a time after 2038.
+        for t in [1_795_230_000, 951_782_400, 0, 1_703_980_799, 1_704_067_200, 2_240_611_199] {
+            let d = Date(timeIntervalSince1970: Double(t))
+            #expect(BackupName(date: d, kind: .manual).date == d)
+        }
+        #expect(BackupName("2024-02-29T235959Z-auto")?.date == Date(timeIntervalSince1970: 1_709_251_199))
+    }
+
     @Test(arguments: ["", "2026-11-21T030000Z", "2026-11-21T030000Z-weekly", "2026-11-21 030000Z-auto", "20261121T030000Z-auto", "2026-11-21T03000Z-auto", "../2026-11-21T030000Z-auto"])
     func rejectsForeignNames(_ s: String) {
         #expect(BackupName(s) == nil)

@@ -1,4 +1,5 @@
-// Linux calls the agent needs that Swift's Glibc module does not expose.
+// Linux calls that Swift's Glibc module does not expose (the agent's, and `stowage backup
+// --policy`'s, which the scheduler starts).
 #pragma once
 /// Asks the kernel to send `sig` to the calling process when its parent dies (prctl).
 int stowage_set_parent_death_signal(int sig);

@@ -89,6 +89,12 @@ public struct Inventory: Sendable, Equatable {
     public var probe: ProbeSettings
     public var storages: [StorageSpec]
     public var environments: [EnvironmentSpec]
+    /// The policies file (`policies:` in the inventory, else beside it: stowage.yaml →
+    /// stowage.policies.yaml) and the policies read from it.
+    public var policiesPath: String = ""
+    public var policies: [Policy] = []
+    public var scheduler = SchedulerSettings()
+    public var notifications = NotificationSettings()
 
     public var layers: [LayerSpec] { environments.flatMap(\.layers) }
 }
@@ -104,6 +110,13 @@ extension Inventory {
     }
 
     public static func load(path: String) throws(StowageError) -> Inventory {
+        var inv = try loadWithoutPolicies(path: path)
+        try inv.apply(try PolicyStore.read(inv.policiesPath))
+        return inv
+    }
+
+    /// The inventory alone: what `addon install` starts from (the policies are its to write).
+    static func loadWithoutPolicies(path: String) throws(StowageError) -> Inventory {
         guard FileManager.default.fileExists(atPath: path) else {
             throw StowageError(.noInventory, "no inventory at \(path)",
                                hint: "write one (docs/inventory.md, fixtures/inventories/example.yaml) or point --config or STOWAGE_CONFIG at it")
@@ -114,10 +127,37 @@ extension Inventory {
         guard let text = String(data: data, encoding: .utf8) else {
             throw StowageError(.invalidInventory, "\(path) is not UTF-8 text", hint: "save the inventory as UTF-8")
         }
-        return try parse(text, file: path)
+        return try parseWithoutPolicies(text, file: path)
     }
 
-    public static func parse(_ text: String, file: String) throws(StowageError) -> Inventory {
+    /// Parses an inventory and applies the given policies (the policies file's contents).
+    public static func parse(_ text: String, file: String, policies: [Policy] = []) throws(StowageError) -> Inventory {
+        var inv = try parseWithoutPolicies(text, file: file)
+        try inv.apply(policies)
+        return inv
+    }
+
+    /// Checks the policies against the inventory and lets each one's credentials stand for its
+    /// layer's; then every SQL layer must have credentials from one or the other.
+    mutating func apply(_ policies: [Policy]) throws(StowageError) {
+        try PolicyFile.validate(policies, against: self)
+        self.policies = policies
+        for e in environments.indices {
+            for l in environments[e].layers.indices {
+                let id = environments[e].layers[l].id
+                if let c = policies.first(where: { $0.layer == id })?.credentials { environments[e].layers[l].credentials = c }
+                let layer = environments[e].layers[l]
+                if layer.credentials == nil && layer.engine != .redis {
+                    throw StowageError(.invalidInventory, "\(layer.location): layer \(id) has no credentials",
+                                       hint: "add credentials: { user: ..., password_env: VAR } or password_file, or install a policy with --db-user")
+                }
+            }
+        }
+    }
+
+    public func policy(for layer: String) -> Policy? { policies.first { $0.layer == layer } }
+
+    static func parseWithoutPolicies(_ text: String, file: String) throws(StowageError) -> Inventory {
         let root: Yams.Node
         do {
             guard let n = try Yams.compose(yaml: text) else {
@@ -174,7 +214,7 @@ private struct InventoryParser {
     init(file: String) { self.file = file }
 
     mutating func parse(_ root: YAMLValue) throws(StowageError) -> Inventory {
-        let top = try YAMLFields(root, allowed: ["ssh", "probe", "storages", "environments"])
+        let top = try YAMLFields(root, allowed: ["ssh", "probe", "storages", "environments", "policies", "scheduler", "notifications"])
         var ssh = SSHSettings()
         if let s = top["ssh"] {
             let f = try YAMLFields(s, allowed: ["identity", "known_hosts"])
@@ -200,7 +240,45 @@ private struct InventoryParser {
             for (lname, lv) in try f.required("layers").mapping() { layers.append(try layer(env: name, name: lname, lv)) }
             envs.append(EnvironmentSpec(name: name, layers: layers))
         }
-        return Inventory(path: file, ssh: ssh, probe: probe, storages: storages, environments: envs)
+        var inv = Inventory(path: file, ssh: ssh, probe: probe, storages: storages, environments: envs)
+        inv.policiesPath = try top["policies"]?.string() ?? PolicyStore.defaultPath(forInventory: file)
+        if let s = top["scheduler"] { inv.scheduler = try scheduler(s, inventory: file) }
+        if let n = top["notifications"] { inv.notifications = try notifications(n) }
+        return inv
+    }
+
+    func scheduler(_ v: YAMLValue, inventory: String) throws(StowageError) -> SchedulerSettings {
+        let f = try YAMLFields(v, allowed: ["concurrency", "per_storage", "start_delay", "retries", "retry_delay", "grace", "catalog"])
+        var s = SchedulerSettings()
+        func count(_ key: String, min: Int) throws(StowageError) -> Int? {
+            guard let x = f[key] else { return nil }
+            let n = try x.int()
+            guard n >= min else { throw x.error("scheduler.\(key) must be at least \(min)") }
+            return n
+        }
+        s.concurrency = try count("concurrency", min: 1) ?? s.concurrency
+        s.perStorage = try count("per_storage", min: 1) ?? s.perStorage
+        s.retries = try count("retries", min: 0) ?? s.retries
+        if let x = f["start_delay"] { s.startDelay = try x.seconds() }
+        if let x = f["retry_delay"] { s.retryDelay = try positive(x) }
+        if let x = f["grace"] { s.grace = try x.seconds() }
+        s.catalog = try f["catalog"]?.string()
+        return s
+    }
+
+    func notifications(_ v: YAMLValue) throws(StowageError) -> NotificationSettings {
+        let f = try YAMLFields(v, allowed: ["webhook", "command", "timeout"])
+        var n = NotificationSettings()
+        if let w = f["webhook"] {
+            let s = try w.string()
+            guard let u = URL(string: s), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
+                throw w.error("notifications.webhook must be an http:// or https:// URL, not '\(s)'")
+            }
+            n.webhook = s
+        }
+        n.command = try f["command"]?.string()
+        if let t = f["timeout"] { n.timeout = try positive(t) }
+        return n
     }
 
     func positive(_ v: YAMLValue) throws(StowageError) -> Double {
@@ -283,10 +361,6 @@ private struct InventoryParser {
         }
         var creds: CredentialsSpec?
         if let cv = f["credentials"] { creds = try credentials(cv, engine: engine, layer: "\(env)/\(name)") }
-        if creds == nil && engine != .redis {
-            throw v.error("layer \(env)/\(name) has no credentials",
-                          hint: "add credentials: { user: ..., password_env: VAR } or password_file")
-        }
         let maxLag = try f["max_lag"]?.seconds() ?? probe.maxLagSeconds
         return LayerSpec(environment: env, name: name, engine: engine, nodes: nodes,
                          masterNode: masters.first ?? nodes[0].name, credentials: creds,

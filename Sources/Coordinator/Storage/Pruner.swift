@@ -1,7 +1,12 @@
-// Retention: keep the newest N backups of a layer, then remove the chunks no remaining
-// backup references. Prune holds the repository's exclusive lock on every node it touches,
-// so no backup or restore is running and none is about to reference a chunk it deletes.
-// It never deletes anything while some remaining manifest cannot be read.
+// Retention, in two steps as restic does (forget, then prune):
+// 1. forget: the layer's backups beyond the newest N lose their manifests, under the layer's
+//    own lock on every reachable node (no backup or restore of this layer runs meanwhile);
+// 2. reclaim: the chunks no remaining backup references are deleted, under the repository's
+//    exclusive lock, so that no backup of any layer is about to reference one it deletes.
+//    When another layer's backup holds the repository, reclaiming waits for the next
+//    retention that finds it idle: a fleet backing up many layers of one environment at
+//    once would otherwise fail its retention all the time. Nothing is lost by waiting.
+// Neither step deletes anything while some remaining manifest cannot be read.
 import Foundation
 import Repository
 import Support
@@ -13,17 +18,18 @@ public struct PruneReport: Sendable, Equatable {
     public var removedChunks: [String: Int]
     /// Nodes skipped (unreachable), with why: they keep extra data until the next prune.
     public var skipped: [String: String]
+    /// Why unreferenced chunks were left for a later prune (the repository was busy).
+    public var reclaimDeferred: String?
 }
 
 public enum Pruner {
     public static func prune(_ repo: OpenRepository, layer: String, keep: Int) async throws(StowageError) -> PruneReport {
         let storage = repo.storage
         var skipped: [String: String] = [:]
-        var manifests: [String: Set<String>] = [:] // node → manifest object names
         var live: [StorageNodeClient] = []
         for node in storage.nodes {
             do throws(StowageError) {
-                manifests[node.target.node] = Set(try await node.list(prefix: "backups").map(\.name))
+                _ = try await node.list(prefix: "keys")
                 live.append(node)
             } catch {
                 skipped[node.target.node] = error.message
@@ -32,17 +38,42 @@ public enum Pruner {
         guard !live.isEmpty else {
             throw StowageError(.nodeUnreachable, "storage \(storage.name): no node reachable for prune", retryable: true)
         }
+        // Manifests are listed again under each lock: what committed before the lock was held
+        // must count (a chunk a just-committed backup references is never reclaimed).
+        let removed = try await withLocks(live, layer: layer, operation: "forget \(repo.environment)/\(layer)", exclusive: false) { () async throws(StowageError) in
+            try await forget(repo, layer: layer, keep: keep, live: live, manifests: try await listManifests(live))
+        }
+        var report = PruneReport(removedBackups: removed.removed, keptBackups: removed.kept, removedChunks: [:], skipped: skipped)
+        do throws(StowageError) {
+            report.removedChunks = try await withLocks(live, layer: nil, operation: "prune \(repo.environment)", exclusive: true) { () async throws(StowageError) in
+                try await reclaim(repo, live: live, manifests: try await listManifests(live))
+            }
+        } catch {
+            guard error.status == .locked else { throw error }
+            report.reclaimDeferred = "another backup or restore of \(repo.environment) is running; unreferenced chunks are reclaimed by a later prune"
+        }
+        return report
+    }
+
+    static func listManifests(_ live: [StorageNodeClient]) async throws(StowageError) -> [String: Set<String>] {
+        var out: [String: Set<String>] = [:]
+        for node in live { out[node.target.node] = Set(try await node.list(prefix: "backups").map(\.name)) }
+        return out
+    }
+
+    static func withLocks<T>(_ nodes: [StorageNodeClient], layer: String?, operation: String, exclusive: Bool,
+                             _ body: () async throws(StowageError) -> T) async throws(StowageError) -> T {
         var locks: [LayerLock] = []
-        for node in live {
+        for node in nodes {
             do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: nil, operation: "prune \(repo.environment)", exclusive: true))
+                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation, exclusive: exclusive))
             } catch {
                 for l in locks { await l.release() }
                 throw error
             }
         }
         do throws(StowageError) {
-            let r = try await pruneLocked(repo, layer: layer, keep: keep, live: live, manifests: manifests, skipped: skipped)
+            let r = try await body()
             for l in locks { await l.release() }
             return r
         } catch {
@@ -51,26 +82,35 @@ public enum Pruner {
         }
     }
 
-    static func pruneLocked(_ repo: OpenRepository, layer: String, keep: Int, live: [StorageNodeClient],
-                            manifests: [String: Set<String>], skipped: [String: String]) async throws(StowageError) -> PruneReport {
-        // Every backup on any node, with the chunks it references.
+    /// Step 1: the layer's expired manifests, on every live node.
+    static func forget(_ repo: OpenRepository, layer: String, keep: Int, live: [StorageNodeClient],
+                       manifests: [String: Set<String>]) async throws(StowageError) -> (removed: [String], kept: [String]) {
         var refs: [BackupRef] = []
         for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
             let parts = object.split(separator: "/")
-            guard parts.count == 3, let name = BackupName(String(parts[2])) else { continue }
-            let l = String(parts[1])
-            let (m, _) = try await BackupReader.manifest(repo, layer: l, name: name)
-            refs.append(BackupRef(layer: l, name: name, chunks: Set(m.streams.flatMap { $0.chunks.map(\.id) })))
+            guard parts.count == 3, String(parts[1]) == layer, let name = BackupName(String(parts[2])) else { continue }
+            refs.append(BackupRef(layer: layer, name: name, chunks: []))
         }
         let expired = Retention.expired(refs, layer: layer, keep: keep)
-        let remaining = refs.filter { r in !expired.contains(r) }
-        let referenced = remaining.reduce(into: Set<String>()) { $0.formUnion($1.chunks) }
-
-        // Manifests first: once they are gone, their chunks are unreferenced.
-        var removedChunks: [String: Int] = [:]
         for node in live {
             let names = expired.map { BackupWriter.manifestName(layer: $0.layer, name: $0.name) }.filter { manifests[node.target.node]?.contains($0) == true }
             if !names.isEmpty { _ = try await node.delete(names) }
+        }
+        let remaining = refs.filter { r in !expired.contains(r) }
+        return (expired.map { "\($0.layer)/\($0.name)" }, remaining.map { "\($0.layer)/\($0.name)" })
+    }
+
+    /// Step 2: chunks no manifest on any node references, per live node.
+    static func reclaim(_ repo: OpenRepository, live: [StorageNodeClient], manifests: [String: Set<String>]) async throws(StowageError) -> [String: Int] {
+        var referenced = Set<String>()
+        for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
+            let parts = object.split(separator: "/")
+            guard parts.count == 3, let name = BackupName(String(parts[2])) else { continue }
+            let (m, _) = try await BackupReader.manifest(repo, layer: String(parts[1]), name: name)
+            for s in m.streams { for c in s.chunks { referenced.insert(c.id) } }
+        }
+        var removedChunks: [String: Int] = [:]
+        for node in live {
             let chunks = try await node.list(prefix: "chunks").map(\.name)
             let unreferenced = chunks.filter { !referenced.contains(String($0.split(separator: "/").last ?? "")) }
             var removed = 0
@@ -79,8 +119,6 @@ public enum Pruner {
             }
             removedChunks[node.target.node] = removed
         }
-        return PruneReport(removedBackups: expired.map { "\($0.layer)/\($0.name)" },
-                           keptBackups: remaining.filter { $0.layer == layer }.map { "\($0.layer)/\($0.name)" },
-                           removedChunks: removedChunks, skipped: skipped)
+        return removedChunks
     }
 }

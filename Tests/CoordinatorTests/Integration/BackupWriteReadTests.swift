@@ -279,17 +279,35 @@ extension LabSuites.BackupWriteRead {
         let repo = try await f.repo()
         let dump = "\(f.dir)/d.sql"
         try writeDump(dump, rows: 5_000, seed: 1)
-        // A backup of any layer running: prune must wait (it could delete a chunk the backup is about to reference).
-        let backupLock = try await LayerLock.acquire(repo.storage.nodes[0], layer: "orders", operation: "backup \(f.env)/orders")
+        _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-19T030000Z-auto")!, source: try f.source(), agent: f.agent,
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        try writeDump(dump, rows: 5_000, seed: 2)
+        _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(), agent: f.agent,
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+        let chunksBefore = try await repo.storage.nodes[0].list(prefix: "chunks").count
+        // A backup of the same layer running: retention waits for it.
+        let sameLayer = try await LayerLock.acquire(repo.storage.nodes[0], layer: "sqldb", operation: "backup \(f.env)/sqldb")
         do throws(StowageError) {
             _ = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
-            Issue.record("pruned during a backup")
+            Issue.record("retention ran during a backup of its layer")
         } catch {
             #expect(error.status == .locked)
-            #expect(error.message.contains("the repository is busy: locked by"))
-            #expect(error.message.contains("backup \(f.env)/orders"))
+            #expect(error.message.contains("backup \(f.env)/sqldb"))
         }
+        await sameLayer.release()
+        // Another layer's backup running: the old backup is forgotten, but no chunk is deleted
+        // (the backup could be about to reference one); a later prune reclaims them.
+        let backupLock = try await LayerLock.acquire(repo.storage.nodes[0], layer: "orders", operation: "backup \(f.env)/orders")
+        let report = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
+        #expect(report.removedBackups == ["sqldb/2026-11-19T030000Z-auto"])
+        #expect(report.removedChunks.isEmpty)
+        #expect(report.reclaimDeferred?.contains("reclaimed by a later prune") == true)
+        #expect(try await repo.storage.nodes[0].list(prefix: "chunks").count == chunksBefore)
         await backupLock.release()
+        let later = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
+        #expect(later.reclaimDeferred == nil)
+        #expect((later.removedChunks["st1"] ?? 0) > 0)
+        #expect(try await repo.storage.nodes[0].list(prefix: "chunks").count == chunksBefore - later.removedChunks["st1"]!)
         // Prune running: a backup must wait.
         let pruneLock = try await LayerLock.acquire(repo.storage.nodes[1], layer: nil, operation: "prune \(f.env)", exclusive: true)
         let src = try f.source()

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Coordinator
+import Dispatch
+import Foundation
+
+/// `stowage scheduler`: the daemon that runs every enabled policy when due (docs/scheduler.md).
+struct SchedulerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scheduler",
+        abstract: "Run every layer's backup policy on schedule (a long-running daemon).",
+        discussion: "SIGHUP reloads the inventory and policies; SIGTERM or SIGINT starts no more runs, lets running ones finish within scheduler.grace, then cancels them.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var agentOption: AgentBinaryOption
+
+    @Option(help: ArgumentHelp("Where runs keep their output while they go on (default: a private folder under $TMPDIR).", valueName: "dir"))
+    var workDir: String?
+
+    func run() async throws {
+        try await reportingErrors {
+            let path = Inventory.resolvePath(option: global.config)
+            let work = try workDir ?? makePrivateDir()
+            let log: @Sendable (String) -> Void = { line in
+                FileHandle.standardOutput.write(Data("\(ISO8601DateFormatter().string(from: Date())) \(line)\n".utf8))
+            }
+            let scheduler = try Scheduler(options: SchedulerOptions(inventoryPath: absolute(path), executable: try selfExecutable(),
+                                                                    agentBinary: agentOption.agentBinary.map(absolute), workDir: work),
+                                          log: log)
+            // Signals arrive on a dispatch source (not a C handler), so the actor is told on
+            // an ordinary queue.
+            var sources: [DispatchSourceSignal] = []
+            for (sig, action) in [(SIGTERM, "stop"), (SIGINT, "stop"), (SIGHUP, "reload")] {
+                signal(sig, SIG_IGN)
+                let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+                s.setEventHandler {
+                    Task { if action == "stop" { await scheduler.stop() } else { await scheduler.reload() } }
+                }
+                s.resume()
+                sources.append(s)
+            }
+            signal(SIGPIPE, SIG_IGN)
+            try await scheduler.run()
+            sources.forEach { $0.cancel() }
+            if workDir == nil { try? FileManager.default.removeItem(atPath: work) }
+            return .ok
+        }
+    }
+
+    func makePrivateDir() throws(StowageError) -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        var template = Array("\(base)/stowage-scheduler.XXXXXX".utf8CString)
+        guard let p = mkdtemp(&template) else {
+            throw StowageError(.internalError, "cannot create a work folder under \(base): \(String(cString: strerror(errno)))", hint: "set --work-dir")
+        }
+        return String(cString: p)
+    }
+
+    func selfExecutable() throws(StowageError) -> String {
+        guard let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else {
+            throw StowageError(.internalError, "cannot find this stowage executable (/proc/self/exe)")
+        }
+        return p
+    }
+
+    func absolute(_ p: String) -> String {
+        p.hasPrefix("/") ? p : FileManager.default.currentDirectoryPath + "/" + p
+    }
+}
