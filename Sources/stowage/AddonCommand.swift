@@ -175,12 +175,3 @@ struct AddonCommand: AsyncParsableCommand {
         return checked.warnings.isEmpty ? .ok : .warnings
     }
 }
-
-extension Policy {
-    var withoutLocation: Policy {
-        var p = self
-        p.location = ""
-        p.credentials?.location = ""
-        return p
-    }
-}

@@ -11,7 +11,7 @@ struct Stowage: AsyncParsableCommand {
         abstract: "Cluster-aware backup coordinator for PostgreSQL, MySQL/MariaDB and Redis fleets.",
         discussion: "Exit codes: docs/exit-codes.md. Inventory format: docs/inventory.md.",
         version: StowageVersion.string,
-        subcommands: [TopologyCommand.self, BackupCommand.self, RestoreCommand.self, BackupsCommand.self, AgentCommand.self, SSHCommand.self, StorageCommand.self, ScheduleCommand.self, AddonCommand.self, SchedulerCommand.self])
+        subcommands: [TopologyCommand.self, BackupCommand.self, RestoreCommand.self, BackupsCommand.self, AgentCommand.self, SSHCommand.self, StorageCommand.self, ScheduleCommand.self, AddonCommand.self, SchedulerCommand.self, StatusCommand.self])
 }
 
 enum StowageVersion {

@@ -211,3 +211,53 @@ public final class SecretScan: @unchecked Sendable {
         return lock.withLock { (Array(Set(found)).sorted(), rounds) }
     }
 }
+
+/// A program running in the background (a daemon under test), its output in a file.
+public final class BackgroundProcess: @unchecked Sendable {
+    public let pid: pid_t
+    public let outputPath: String
+    private var reaped: Int32?
+
+    public init(_ program: String, _ args: [String], env: [String: String?] = [:], output: String) throws {
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env { e[k] = v }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([program] + args).map { strdup($0) } + [nil]
+        let envp = e.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, program, &actions, nil, argv, envp)
+        guard rc == 0 else { throw SpawnError(description: "cannot run \(program): \(String(cString: strerror(rc)))") }
+        self.pid = pid
+        outputPath = output
+    }
+
+    public var output: String { FileManager.default.contents(atPath: outputPath).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+
+    public func signal(_ s: Int32) { kill(pid, s) }
+
+    /// The exit status (128+signal when killed), or nil if still running after `timeout` s.
+    public func wait(timeout: Double) -> Int32? {
+        if let reaped { return reaped }
+        let end = Date().addingTimeInterval(timeout)
+        repeat {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid {
+                reaped = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                return reaped
+            }
+            usleep(100_000)
+        } while Date() < end
+        return nil
+    }
+
+    deinit {
+        if reaped == nil { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0) }
+    }
+}

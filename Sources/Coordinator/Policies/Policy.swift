@@ -56,6 +56,16 @@ public struct Policy: Sendable, Equatable {
     }
 }
 
+extension Policy {
+    /// The policy's settings alone (for comparing a policy read back with one written).
+    public var withoutLocation: Policy {
+        var p = self
+        p.location = ""
+        p.credentials?.location = ""
+        return p
+    }
+}
+
 public enum PolicyFile {
     static let header = """
         # Stowage policies: the add-on's settings, one entry per layer (docs/policies.md).

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Coordinator
+import Foundation
+
+/// `stowage status [ENV[/LAYER]]`: the fleet at a glance, failures first.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Per layer: policy, last run, next run, backups stored and topology findings; failures first.",
+        discussion: "Exit status 0 when every selected layer is healthy, 2 when something needs a look.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: ArgumentHelp("ENV or ENV/LAYER (default: every layer).", valueName: "selection"))
+    var selection: String?
+
+    @Flag(help: "Skip the topology probe (faster; the topology column stays empty).")
+    var noProbe = false
+
+    @Flag(help: "Print the status as JSON.")
+    var json = false
+
+    @OptionGroup var agentOption: AgentBinaryOption
+
+    func run() async throws {
+        try await reportingErrors {
+            let inv = try global.loadInventory()
+            let layers = try LayerSelection(parsing: selection).layers(in: inv)
+            let all = try await FleetStatus.gather(layers, inventory: inv, agent: try agentOption.locate(), probe: !noProbe)
+            if json { printJSON(all) } else { print(FleetStatus.text(all), terminator: "") }
+            return all.allSatisfy { $0.health == "ok" } ? .ok : .warnings
+        }
+    }
+}
