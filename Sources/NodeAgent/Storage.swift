@@ -299,9 +299,16 @@ struct Store {
             fsync(fd)
         }
         Events.send(AgentEvent(event: .ready))
-        // Hold until the coordinator closes the session (or sends anything).
+        // Hold until the coordinator closes the session (or sends anything). A heartbeat every
+        // 15 s: the coordinator gives up on a session silent for its I/O timeout (60 s), and a
+        // backup may hold its lock for hours.
         var p = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
-        while poll(&p, 1, -1) < 0 && errno == EINTR {}
+        while true {
+            let n = poll(&p, 1, 15_000)
+            if n < 0 && errno == EINTR { continue }
+            if n == 0 { Events.send(AgentEvent(event: .progress)); continue }
+            break
+        }
         for fd in owned { ftruncate(fd, 0) }
         return AgentEvent(event: .result)
     }

@@ -162,7 +162,7 @@ public enum RestoreRun {
         var lastError: StowageError?
         for node in storage.nodes {
             do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation))
+                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation, waitWhileRepositoryBusy: LayerLock.repositoryPatience))
             } catch {
                 // A lock held elsewhere stops the restore; an unreachable node does not
                 // (reads fall back to the other copies).

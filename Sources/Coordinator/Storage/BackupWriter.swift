@@ -110,9 +110,28 @@ public enum BackupWriter {
         let storage = repo.storage
         var failures: [String: String] = [:]
 
+        // The layer's lock, and the repository's shared lock that keeps prune away, on every
+        // reachable node for the whole write — taken before the chunks are listed: a chunk
+        // listed before the lock could be reclaimed by a prune before the lock, and the
+        // backup would then reference a chunk it did not send. A repository held by a prune
+        // (seconds) is waited for; a layer held by another backup or restore is not.
+        var locks: [LayerLock] = []
+        for node in storage.nodes {
+            do throws(StowageError) {
+                locks.append(try await LayerLock.acquire(node, layer: layer, operation: "backup \(repo.environment)/\(layer) \(name)",
+                                                         waitWhileRepositoryBusy: LayerLock.repositoryPatience))
+            } catch {
+                if error.status == .locked {
+                    for l in locks { await l.release() }
+                    throw error
+                }
+                failures[node.target.node] = error.message
+            }
+        }
+        await phase?("locked")
         // What each node already holds: those chunks are not sent to it again.
         var present: [String: Set<String>] = [:]
-        for node in storage.nodes {
+        for node in storage.nodes where failures[node.target.node] == nil {
             do throws(StowageError) {
                 present[node.target.node] = Set(try await node.list(prefix: "chunks").map(\.name))
             } catch {
@@ -121,19 +140,6 @@ public enum BackupWriter {
         }
         let live = storage.nodes.filter { present[$0.target.node] != nil }
         await phase?("listed")
-
-        // The layer's lock, and the repository's shared lock that keeps prune away, on every
-        // live node for the whole write.
-        var locks: [LayerLock] = []
-        for node in live {
-            do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: layer, operation: "backup \(repo.environment)/\(layer) \(name)"))
-            } catch {
-                for l in locks { await l.release() }
-                throw error
-            }
-        }
-        await phase?("locked")
         do throws(StowageError) {
             let r = try await writeLocked(repo, layer: layer, name: name, streams: streams, agent: agent,
                                           metadata: metadata, zstdLevel: zstdLevel, progress: progress, started: started,

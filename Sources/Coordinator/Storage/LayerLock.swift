@@ -55,6 +55,26 @@ public final class LayerLock: Sendable {
         return LayerLock(node: client.target.node, layer: layer ?? "*", task: task, ended: ended)
     }
 
+    /// How long a backup or restore waits for a repository held by a prune or a repository
+    /// creation (those hold it for seconds); a layer held by another backup is not waited for.
+    public static let repositoryPatience: Double = 120
+
+    /// `acquire`, but while the whole repository is busy (not the layer), tries again every
+    /// half second for up to `patience` seconds.
+    public static func acquire(_ client: StorageNodeClient, layer: String?, operation: String, exclusive: Bool = false,
+                               waitWhileRepositoryBusy patience: Double) async throws(StowageError) -> LayerLock {
+        let deadline = Date().addingTimeInterval(patience)
+        while true {
+            do throws(StowageError) {
+                return try await acquire(client, layer: layer, operation: operation, exclusive: exclusive)
+            } catch {
+                let repositoryBusy = error.status == .locked && error.message.contains("the repository is busy")
+                guard repositoryBusy, Date() < deadline else { throw error }
+                try? await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
     /// Releases the lock (ends the agent's session).
     public func release() async {
         task.cancel()

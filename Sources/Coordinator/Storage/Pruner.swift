@@ -26,12 +26,17 @@ public enum Pruner {
     public static func prune(_ repo: OpenRepository, layer: String, keep: Int) async throws(StowageError) -> PruneReport {
         let storage = repo.storage
         var skipped: [String: String] = [:]
+        // Every node is tried; the ones that cannot be locked (unreachable) are skipped and
+        // keep extra data until a later prune.
         var live: [StorageNodeClient] = []
         for node in storage.nodes {
             do throws(StowageError) {
-                _ = try await node.list(prefix: "keys")
+                let l = try await LayerLock.acquire(node, layer: layer, operation: "forget \(repo.environment)/\(layer)",
+                                                    waitWhileRepositoryBusy: LayerLock.repositoryPatience)
+                await l.release()
                 live.append(node)
             } catch {
+                if error.status == .locked { throw error }
                 skipped[node.target.node] = error.message
             }
         }
@@ -40,10 +45,14 @@ public enum Pruner {
         }
         // Manifests are listed again under each lock: what committed before the lock was held
         // must count (a chunk a just-committed backup references is never reclaimed).
-        let removed = try await withLocks(live, layer: layer, operation: "forget \(repo.environment)/\(layer)", exclusive: false) { () async throws(StowageError) in
+        let removed = try await withLocks(live, layer: layer, operation: "forget \(repo.environment)/\(layer)", exclusive: false,
+                                          patience: LayerLock.repositoryPatience) { () async throws(StowageError) in
             try await forget(repo, layer: layer, keep: keep, live: live, manifests: try await listManifests(live))
         }
         var report = PruneReport(removedBackups: removed.removed, keptBackups: removed.kept, removedChunks: [:], skipped: skipped)
+        // Nothing forgotten, nothing (much) to reclaim: chunks left by interrupted backups wait
+        // for the next retention that removes a backup, and the repository is not held.
+        guard !removed.removed.isEmpty else { return report }
         do throws(StowageError) {
             report.removedChunks = try await withLocks(live, layer: nil, operation: "prune \(repo.environment)", exclusive: true) { () async throws(StowageError) in
                 try await reclaim(repo, live: live, manifests: try await listManifests(live))
@@ -61,12 +70,13 @@ public enum Pruner {
         return out
     }
 
-    static func withLocks<T>(_ nodes: [StorageNodeClient], layer: String?, operation: String, exclusive: Bool,
+    static func withLocks<T>(_ nodes: [StorageNodeClient], layer: String?, operation: String, exclusive: Bool, patience: Double = 0,
                              _ body: () async throws(StowageError) -> T) async throws(StowageError) -> T {
         var locks: [LayerLock] = []
         for node in nodes {
             do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation, exclusive: exclusive))
+                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation, exclusive: exclusive,
+                                                         waitWhileRepositoryBusy: patience))
             } catch {
                 for l in locks { await l.release() }
                 throw error

@@ -47,6 +47,44 @@ public enum RepositoryAccess {
     public static func open(_ storage: ReplicatedStorage, environment: String, password: Secret,
                             create: Bool, kdfCost: Int = 32768) async throws(StowageError) -> OpenRepository {
         let label = "repository \(environment) on storage \(storage.name)"
+        let (found, reached) = try await find(storage, environment: environment, password: password)
+        if let found { return found }
+        guard create else {
+            throw StowageError(.usage, "no \(label)", hint: "no backup of environment \(environment) has been written to this storage yet")
+        }
+        // Two coordinators (or two scheduled runs) creating one repository at once would each
+        // write a key file of their own and encrypt with their own keys: the second config
+        // wins and the first one's backups become unreadable. So a repository is created under
+        // the exclusive repository lock of every reachable node, after looking again.
+        var locks: [LayerLock] = []
+        for node in reached {
+            do throws(StowageError) {
+                locks.append(try await LayerLock.acquire(node, layer: nil, operation: "create repository \(environment)", exclusive: true,
+                                                         waitWhileRepositoryBusy: LayerLock.repositoryPatience))
+            } catch {
+                for l in locks { await l.release() }
+                throw error
+            }
+        }
+        do throws(StowageError) {
+            let r: OpenRepository
+            if let other = try await find(storage, environment: environment, password: password).found {
+                r = other
+            } else {
+                r = try await createLocked(storage, environment: environment, password: password, kdfCost: kdfCost)
+            }
+            for l in locks { await l.release() }
+            return r
+        } catch {
+            for l in locks { await l.release() }
+            throw error
+        }
+    }
+
+    /// The repository if a reached node holds its config; the nodes that answered.
+    static func find(_ storage: ReplicatedStorage, environment: String, password: Secret) async throws(StowageError) -> (found: OpenRepository?, reached: [StorageNodeClient]) {
+        let label = "repository \(environment) on storage \(storage.name)"
+        var reachedNodes: [StorageNodeClient] = []
         var reached = 0
         var lastError: StowageError?
         for node in storage.nodes {
@@ -55,6 +93,7 @@ public enum RepositoryAccess {
                 let listing = try await node.list(prefix: "keys")
                 let got = try await node.get(["config"] + listing.map(\.name))
                 reached += 1
+                reachedNodes.append(node)
                 found = (got.objects.first { $0.name == "config" }?.bytes, got.objects.filter { $0.name != "config" }.map(\.bytes))
             } catch {
                 lastError = error
@@ -75,7 +114,7 @@ public enum RepositoryAccess {
                 sawKey = true
                 do throws(RepositoryError) {
                     let keys = try file.unlock(password: password.value)
-                    return OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: false)
+                    return (OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: false), reachedNodes)
                 } catch .wrongPassword {
                     continue
                 } catch {
@@ -90,9 +129,10 @@ public enum RepositoryAccess {
                                hint: "stowage storage repair \(storage.name) copies key files from another node")
         }
         if reached == 0, let lastError { throw lastError }
-        guard create else {
-            throw StowageError(.usage, "no \(label)", hint: "no backup of environment \(environment) has been written to this storage yet")
-        }
+        return (nil, reachedNodes)
+    }
+
+    static func createLocked(_ storage: ReplicatedStorage, environment: String, password: Secret, kdfCost: Int) async throws(StowageError) -> OpenRepository {
         // A new repository: key files first, config last (its presence marks a repository).
         let keys = RepositoryKeys.generate()
         let config = RepositoryConfig.fresh()
