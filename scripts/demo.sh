@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the local lab: install, build, start the lab, then the whole story:
 # topology of every layer, agents installed and checked, a backup of every lab layer, the
-# list of backups, a restore of each shop layer after its data is damaged, and the check
-# that the data came back.
+# list of backups, a restore of each shop layer after its data is damaged, the check that
+# the data came back, the add-on installed on the shop layers and the scheduler running
+# them, and the fleet's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -70,5 +71,24 @@ step "after the restore"
 echo "PostgreSQL demo_shop.orders on pg1: $(runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h "$lab/run/pg1" -U postgres -d demo_shop -c 'SELECT count(*) FROM orders') rows, on the replica pg2: $(runuser -u postgres -- /usr/lib/postgresql/15/bin/psql -X -At -h "$lab/run/pg2" -U postgres -d demo_shop -c 'SELECT count(*) FROM orders')"
 echo "MariaDB demo_shop.orders on my1: $(mariadb --no-defaults -S "$lab/run/my1.sock" -u root -N -e 'SELECT count(*) FROM demo_shop.orders') rows"
 echo "Redis shop/cache on rd1: $(REDISCLI_AUTH=$(cat "$lab/secrets/redis-password") redis-cli -h 127.0.3.10 DBSIZE) keys"
+
+# The add-on's Install, then the scheduler running every policy.
+for layer in shop/sqldb shop/mariadb shop/cache shop/sessions; do
+    step "stowage addon install $layer --schedule '* * * * *' --keep 3"
+    run addon install "$layer" --schedule "* * * * *" --keep 3
+done
+step "stowage scheduler   (until every shop layer has had a scheduled run; then SIGTERM)"
+"$stowage" scheduler >"$lab/log/scheduler.log" 2>&1 &
+scheduler=$!
+for _ in $(seq 1 150); do
+    ok=$("$stowage" status shop --no-probe --json 2>/dev/null | grep -c '"outcome" : "ok"' || true)
+    [ "$ok" -ge 4 ] && break
+    sleep 1
+done
+kill -TERM "$scheduler"
+wait "$scheduler" || { echo "demo: the scheduler exited $?"; cat "$lab/log/scheduler.log"; exit 1; }
+cat "$lab/log/scheduler.log"
+step "stowage status"
+run status
 echo
 echo "demo: done; the lab keeps running (stop it with: bash fixtures/lab/lab.sh down)"

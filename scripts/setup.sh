@@ -11,6 +11,8 @@ PACKAGES=(
     # the lab's servers and the engines' client and dump tools
     postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server redis-tools
     openssh-server openssh-client iproute2 procps
+    # webhooks (FoundationNetworking uses libcurl); the tests' webhook receiver
+    libcurl4 python3
 )
 
 [ "$(id -u)" = 0 ] || { echo "setup: run as root (apt-get, and the lab starts servers as their own users)" >&2; exit 1; }

@@ -37,6 +37,7 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
         for code: Int32 in [1, 3, 4, 6, 7, 8, 10, 13, 64, 66, 78] { #expect(j(code) == .permanent, "exit \(code)") }
         #expect(j(nil, signal: 9) == .transient)
         #expect(j(nil, signal: 15, cancelled: true) == .cancelled)
+        #expect(j(0, cancelled: true) == .ok)  // committed before the cancel reached it
         #expect(j(99) == .permanent)
     }
 

@@ -57,6 +57,9 @@ public enum SchedulerLogic {
     /// How a `stowage backup` exit status is judged (docs/exit-codes.md). A child killed by a
     /// signal (`signal` non-nil) is transient unless the scheduler cancelled it.
     public static func judge(exitStatus: Int32?, signal: Int32?, cancelledByScheduler: Bool) -> RunJudgement {
+        // A run that committed before the cancel reached it is a backup like any other.
+        if signal == nil, exitStatus == ExitStatus.ok.rawValue { return .ok }
+        if signal == nil, exitStatus == ExitStatus.warnings.rawValue { return .warnings }
         if cancelledByScheduler { return .cancelled }
         guard let exitStatus, signal == nil else { return .transient }
         guard let s = ExitStatus(rawValue: exitStatus) else { return .permanent }

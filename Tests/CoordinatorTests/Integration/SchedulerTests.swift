@@ -243,7 +243,7 @@ extension LabSuites {
         defer { lab.cleanup() }
         // Enough data that the dump is still streaming when the scheduler is killed.
         _ = try FleetLab.redis("fl01", ["CONFIG", "SET", "maxmemory", "0"])
-        _ = try FleetLab.redis("fl01", ["DEBUG", "POPULATE", "400000", "kill", "600"])
+        _ = try FleetLab.redis("fl01", ["DEBUG", "POPULATE", "800000", "kill", "600"])
         defer {
             _ = try? FleetLab.redis("fl01", ["FLUSHALL"])
             _ = try? FleetLab.redis("fl01", ["CONFIG", "SET", "maxmemory", "64mb"])
@@ -339,10 +339,10 @@ extension LabSuites {
 
 extension LabSuites.SchedulerDaemon {
     @Test func sigtermLetsRunsFinishWithinGraceThenCancelsThem() async throws {
-        let lab = try FleetLab(fleet: ["fl03"], shop: false, scheduler: "start_delay: 0s, grace: 1s")
+        let lab = try FleetLab(fleet: ["fl03"], shop: false, scheduler: "start_delay: 0s, grace: 0s")
         defer { lab.cleanup() }
         _ = try FleetLab.redis("fl03", ["CONFIG", "SET", "maxmemory", "0"])
-        _ = try FleetLab.redis("fl03", ["DEBUG", "POPULATE", "400000", "grace", "600"])
+        _ = try FleetLab.redis("fl03", ["DEBUG", "POPULATE", "800000", "grace", "600"])
         defer {
             _ = try? FleetLab.redis("fl03", ["FLUSHALL"])
             _ = try? FleetLab.redis("fl03", ["CONFIG", "SET", "maxmemory", "64mb"])
