@@ -298,18 +298,8 @@ private struct InventoryParser {
     mutating func storage(_ name: String, _ v: YAMLValue) throws(StowageError) -> StorageSpec {
         try checkName(name, v, what: "storage")
         let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password", "zstd_level"])
-        if let p = f.fields["password"] {
-            throw p.error("plain-text passwords are not accepted in the inventory (storage \(name))",
-                          hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
-        }
-        let pwEnv = try f["password_env"]?.string(), pwFile = try f["password_file"]?.string()
-        var password: CredentialsSpec?
-        switch (pwEnv, pwFile) {
-        case (let e?, nil): password = CredentialsSpec(user: nil, password: .environment(e), location: v.location)
-        case (nil, let p?): password = CredentialsSpec(user: nil, password: .file(p), location: v.location)
-        case (nil, nil): password = nil
-        case (_?, _?): throw v.error("storage \(name) gives both password_env and password_file", hint: "keep one")
-        }
+        let source = try f.passwordSource(owner: "storage \(name)", file: "inventory")
+        let password = source == .none ? nil : CredentialsSpec(user: nil, password: source, location: v.location)
         let root = try f["root"]?.string()
         var nodes: [NodeSpec] = []
         for n in try f.required("nodes").sequence() {
@@ -374,21 +364,10 @@ private struct InventoryParser {
     func credentials(_ v: YAMLValue, engine: Engine, layer: String) throws(StowageError) -> CredentialsSpec {
         // `password` is listed so that its use gets a clear refusal instead of "unknown key".
         let f = try YAMLFields(v, allowed: ["user", "password_env", "password_file", "password"])
-        if let p = f.fields["password"] {
-            throw p.error("plain-text passwords are not accepted in the inventory (\(layer))",
-                          hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
-        }
+        let source = try f.passwordSource(owner: "credentials of \(layer)", file: "inventory")
         let user = try f["user"]?.string()
         if user == nil && engine != .redis {
             throw v.error("credentials of \(layer) have no user", hint: "add user: the database user the add-on would use")
-        }
-        let env = try f["password_env"]?.string(), file = try f["password_file"]?.string()
-        let source: CredentialsSpec.PasswordSource
-        switch (env, file) {
-        case (let e?, nil): source = .environment(e)
-        case (nil, let p?): source = .file(p)
-        case (nil, nil): source = .none
-        case (_?, _?): throw v.error("credentials of \(layer) give both password_env and password_file", hint: "keep one")
         }
         return CredentialsSpec(user: user, password: source, location: v.location)
     }

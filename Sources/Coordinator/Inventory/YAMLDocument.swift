@@ -112,6 +112,24 @@ struct YAMLFields {
     }
 }
 
+extension YAMLFields {
+    /// Where a password is: `password_env` or `password_file`, at most one of them. A plain
+    /// `password` key (listed in `allowed` so it is recognised) is refused with a hint: the
+    /// inventory and the policies file never hold a secret. `owner` names it in messages.
+    func passwordSource(owner: String, file: String) throws(StowageError) -> CredentialsSpec.PasswordSource {
+        if let p = fields["password"] {
+            throw p.error("plain-text passwords are not accepted in the \(file) (\(owner))",
+                          hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
+        }
+        switch (try self["password_env"]?.string(), try self["password_file"]?.string()) {
+        case (let e?, nil): return .environment(e)
+        case (nil, let p?): return .file(p)
+        case (nil, nil): return .none
+        case (_?, _?): throw self.owner.error("\(owner) gives both password_env and password_file", hint: "keep one")
+        }
+    }
+}
+
 func editDistance(_ a: String, _ b: String) -> Int {
     let a = Array(a), b = Array(b)
     if a.isEmpty || b.isEmpty { return max(a.count, b.count) }

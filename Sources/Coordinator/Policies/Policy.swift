@@ -123,18 +123,7 @@ public enum PolicyFile {
         var creds: CredentialsSpec?
         if let c = f["credentials"] {
             let cf = try YAMLFields(c, allowed: ["user", "password_env", "password_file", "password"])
-            if let p = cf.fields["password"] {
-                throw p.error("plain-text passwords are not accepted in the policies (\(layer))",
-                              hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
-            }
-            let env = try cf["password_env"]?.string(), pf = try cf["password_file"]?.string()
-            let pw: CredentialsSpec.PasswordSource
-            switch (env, pf) {
-            case (let e?, nil): pw = .environment(e)
-            case (nil, let p?): pw = .file(p)
-            case (nil, nil): pw = .none
-            case (_?, _?): throw c.error("credentials of policy \(layer) give both password_env and password_file", hint: "keep one")
-            }
+            let pw = try cf.passwordSource(owner: "credentials of policy \(layer)", file: "policies")
             creds = CredentialsSpec(user: try cf["user"]?.string(), password: pw, location: c.location)
         }
         var installed = Date(timeIntervalSince1970: 0)
