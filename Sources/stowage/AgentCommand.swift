@@ -31,9 +31,7 @@ struct AgentCommand: AsyncParsableCommand {
                 let agent = try options.agentOption.locate()
                 let results = await withTaskGroup(of: (Int, Result<AgentInstallOutcome, StowageError>).self) { group in
                     for (i, n) in nodes.enumerated() {
-                        group.addTask {
-                            do throws(StowageError) { return (i, .success(try await AgentInstaller.install(n, agent))) } catch { return (i, .failure(error)) }
-                        }
+                        group.addTask { (i, await captured { try await AgentInstaller.install(n, agent) }) }
                     }
                     var out: [(Int, Result<AgentInstallOutcome, StowageError>)] = []
                     for await r in group { out.append(r) }

@@ -252,7 +252,11 @@ public actor Scheduler {
         record.storedBytes = summary?.storedBytes
         let lines = result.stderr.split(whereSeparator: \.isNewline).map(String.init)
         let message = lines.last { $0.hasPrefix("stowage: error: ") }.map { String($0.dropFirst("stowage: error: ".count)) }
-            ?? result.signal.map { "the run was killed by signal \($0)" }
+            ?? result.signal.map { sig in
+                // A crash report (Swift's backtracer writes one to stderr) is worth keeping whole.
+                if !lines.isEmpty { log("\(layer): the run's stderr:\n" + lines.prefix(50).joined(separator: "\n")) }
+                return "the run was killed by signal \(sig)"
+            }
             ?? (judgement == .ok ? nil : lines.last)
         let hint = lines.last { $0.hasPrefix("hint: ") }.map { String($0.dropFirst(6)) }
         switch judgement {

@@ -48,9 +48,7 @@ public struct ReplicatedStorage: Sendable {
     public func put(_ objects: [StoredObject]) async throws(StowageError) -> ReplicatedWrite {
         let results = await withTaskGroup(of: (String, Result<PutResult, StowageError>).self) { group in
             for c in nodes {
-                group.addTask {
-                    do throws(StowageError) { return (c.target.node, .success(try await c.put(objects))) } catch { return (c.target.node, .failure(error)) }
-                }
+                group.addTask { (c.target.node, await captured { try await c.put(objects) }) }
             }
             var out: [String: Result<PutResult, StowageError>] = [:]
             for await (n, r) in group { out[n] = r }
@@ -78,9 +76,7 @@ public struct ReplicatedStorage: Sendable {
     public func repair() async -> RepairReport {
         let listings = await withTaskGroup(of: (String, Result<[(name: String, size: Int64)], StowageError>).self) { group in
             for c in nodes {
-                group.addTask {
-                    do throws(StowageError) { return (c.target.node, .success(try await c.list())) } catch { return (c.target.node, .failure(error)) }
-                }
+                group.addTask { (c.target.node, await captured { try await c.list() }) }
             }
             var out: [String: Result<[(name: String, size: Int64)], StowageError>] = [:]
             for await (n, r) in group { out[n] = r }

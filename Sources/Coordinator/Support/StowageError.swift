@@ -61,3 +61,17 @@ public struct StowageError: Error, Sendable, Equatable, CustomStringConvertible 
 
     public var description: String { message + (hint.map { " (hint: \($0))" } ?? "") }
 }
+
+/// The outcome of `body` as a value, for task-group children that report failures per node.
+/// (A `do throws(StowageError)` block inside a task-group child closure was miscompiled in
+/// release builds by Swift 6.3.1: the group read a garbage result and crashed. Untyped
+/// throws in a plain function avoid the pattern.)
+public func captured<T>(_ body: () async throws -> T) async -> Result<T, StowageError> {
+    do {
+        return .success(try await body())
+    } catch let e as StowageError {
+        return .failure(e)
+    } catch {
+        return .failure(StowageError(.internalError, "\(error)"))
+    }
+}
