@@ -474,3 +474,28 @@ extension LabSuites {
     }
 }
 }
+
+extension LabSuites.SchedulerDaemon {
+    @Test func fourFirstBackupsAtOnceCreateOneRepository() async throws {
+        // The scheduler starts a fleet's first backups together: without the creation lock
+        // each wrote a key of its own and some backups became unreadable.
+        let nodes = ["fl06", "fl07", "fl08", "fl09"]
+        let lab = try FleetLab(fleet: nodes, shop: false, scheduler: "start_delay: 0s")
+        defer { lab.cleanup() }
+        let results = await withTaskGroup(of: CommandResult?.self) { group in
+            for n in nodes {
+                group.addTask { try? runCommand(Repo.stowage, ["backup", "fleet/r\(n.dropFirst(2))", "--config", lab.inventory, "--json"]) }
+            }
+            var out: [CommandResult?] = []
+            for await r in group { out.append(r) }
+            return out
+        }
+        #expect(results.allSatisfy { $0?.status == 0 }, "\(results.map { $0?.stderr ?? "spawn failed" })")
+        for st in ["st1", "st2"] {
+            #expect(try FileManager.default.contentsOfDirectory(atPath: "\(lab.dir)/\(st)/fleet/keys").count == 1)
+        }
+        // Every backup reads back with the repository's one key.
+        let listed = try lab.backups("fleet")
+        #expect(listed.count == 4 && Set(listed.map(\.layer)) == Set(nodes.map { "r\($0.dropFirst(2))" }))
+    }
+}
