@@ -139,24 +139,30 @@ public actor Scheduler {
             guard let spec = inventory.storage(storageName) else { continue }
             for env in envs.sorted() {
                 do throws(StowageError) {
-                    let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-                    var newest: [String: Date] = [:]
-                    for node in storage.nodes {
-                        guard let names = try? await node.list(prefix: "backups") else { continue }
-                        for object in names {
-                            let parts = object.name.split(separator: "/")
-                            guard parts.count == 3, let b = BackupName(String(parts[2])) else { continue }
-                            let id = "\(env)/\(parts[1])"
-                            newest[id] = max(newest[id] ?? b.date, b.date)
-                        }
-                    }
-                    for (id, d) in newest { refs[id] = max(refs[id] ?? d, d) }
+                    for (id, d) in try await newestBackups(spec, environment: env, agent: agent) { refs[id] = max(refs[id] ?? d.0, d.0) }
                 } catch {
                     log("storage \(storageName): cannot list backups of \(env) (\(error.message)); make-up runs use the catalog only")
                 }
             }
         }
         return refs
+    }
+
+    /// The newest backup of each layer of `env` on the storage, from the backup names (the
+    /// start times they hold), as any reachable node lists them.
+    func newestBackups(_ spec: StorageSpec, environment env: String, agent: AgentBinary) async throws(StowageError) -> [String: (Date, String)] {
+        let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
+        var newest: [String: (Date, String)] = [:]
+        for node in storage.nodes {
+            guard let names = try? await node.list(prefix: "backups") else { continue }
+            for object in names {
+                let parts = object.name.split(separator: "/")
+                guard parts.count == 3, let b = BackupName(String(parts[2])) else { continue }
+                let id = "\(env)/\(parts[1])"
+                if b.date >= (newest[id]?.0 ?? .distantPast) { newest[id] = (b.date, b.description) }
+            }
+        }
+        return newest
     }
 
     // MARK: - The tick
@@ -185,7 +191,7 @@ public actor Scheduler {
                 skipped.outcome = .skipped
                 skipped.ended = now
                 if queue[layer] != nil {
-                    skipped.error = "replaced by the run due at \(stamp(due)) before it could start (concurrency limit reached)"
+                    skipped.error = "replaced by the run due at \(stamp(due)) before it started (waiting for a concurrency slot or a retry)"
                     _ = try? await catalog.start(skipped)
                 }
                 log("\(layer): due at \(stamp(due)) while the previous run \(queue[layer] != nil ? "still waits" : "still runs"); one run follows")
@@ -204,6 +210,9 @@ public actor Scheduler {
     func delay() -> Double { SchedulerLogic.startDelay(window: inventory.scheduler.startDelay, random: Double.random(in: 0...1)) }
 
     func start(_ q: QueuedRun, now: Date) async {
+        // The actor is re-entered at every await of the tick: a SIGTERM or another start of
+        // this layer may have come in between.
+        guard stopDeadline == nil, running[q.layer] == nil else { return }
         queue[q.layer] = nil
         var argv = [options.executable, "backup", q.layer, "--policy", "--json", "--config", options.inventoryPath]
         if let a = options.agentBinary { argv += ["--agent-binary", a] }
@@ -244,7 +253,7 @@ public actor Scheduler {
         var record = r.record
         record.ended = now
         record.exitCode = result.exitStatus.map(Int.init)
-        let judgement = SchedulerLogic.judge(exitStatus: result.exitStatus, signal: result.signal, cancelledByScheduler: r.cancelled)
+        var judgement = SchedulerLogic.judge(exitStatus: result.exitStatus, signal: result.signal, cancelledByScheduler: r.cancelled)
         let summary = try? JSONDecoder().decode(Summary.self, from: Data(result.stdout.utf8))
         record.backup = summary?.backup
         record.sourceNode = summary?.sourceNodes.joined(separator: ",")
@@ -266,6 +275,16 @@ public actor Scheduler {
         case .transient, .permanent: record.outcome = .failed
         }
         if record.outcome != .ok { record.error = message ?? lines.last }
+        // A run stopped by a signal may have committed just before it: the storage says.
+        if record.backup == nil, result.signal != nil, let spec = inventory.storage(r.storage),
+           let agent = try? AgentBinary.locate(options.agentBinary),
+           let newest = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],
+           newest.0 >= record.started.addingTimeInterval(-1) {
+            record.outcome = .warnings
+            record.backup = newest.1
+            record.error = "committed, then stopped by signal \(result.signal!) before it ended (retention may not have run)"
+            judgement = .warnings
+        }
         try? await catalog.finish(record)
         let took = String(format: "%.1f", now.timeIntervalSince(record.started))
         log("\(layer): run \(record.id ?? 0) \(record.outcome.rawValue) in \(took) s\(record.backup.map { ": \($0)" } ?? "")\(record.error.map { ": \($0)" } ?? "")")
