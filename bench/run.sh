@@ -90,7 +90,7 @@ backup_addon() {
     R check --read-data-subset=5% >/dev/null
 }
 backup_stowage() { "$stowage" backup shop/sqldb --keep 7 --json >"$work/stowage-backup.json"; }
-restore_limit() { "${PSQL_ADMIN[@]}" -d postgres -f "$work/plain.sql" >/dev/null 2>&1; }
+restore_limit() { "${PSQL_ADMIN[@]}" -d postgres <"$work/plain.sql" >/dev/null 2>&1; }
 restore_addon() {
     rm -rf "$work/restored"
     R restore latest --target "$work/restored" >/dev/null

@@ -11,6 +11,8 @@ import json, os, sys, time
 
 stop, storage = sys.argv[1], set(sys.argv[2].split(","))
 tick = os.sysconf("SC_CLK_TCK")
+# Only processes started while sampling: the lab's servers and listeners are not the variant's.
+since = float(open("/proc/uptime").read().split()[0]) * tick - tick
 page = os.sysconf("SC_PAGE_SIZE")
 seen = {}  # pid -> {role, rss, cpu}
 
@@ -39,6 +41,9 @@ while not os.path.exists(stop):
         try:
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace").strip()
             if pid not in seen:
+                stat = open(f"/proc/{pid}/stat").read()
+                if int(stat[stat.rindex(")") + 2:].split()[19]) < since:
+                    continue
                 r = role(pid, cmd)
                 if r is None:
                     continue
