@@ -77,6 +77,39 @@ struct FleetLab {
 
     func cleanup() { try? FileManager.default.removeItem(atPath: dir) }
 
+    /// Fills a fleet node so that its dump streams for seconds (800,000 keys of 600 bytes).
+    static func fill(_ node: String) throws {
+        _ = try redis(node, ["CONFIG", "SET", "maxmemory", "0"])
+        _ = try redis(node, ["DEBUG", "POPULATE", "800000", "big", "600"])
+    }
+
+    static func empty(_ node: String) {
+        _ = try? redis(node, ["FLUSHALL"])
+        _ = try? redis(node, ["CONFIG", "SET", "maxmemory", "64mb"])
+    }
+
+    /// Waits (up to 30 s) until chunks are landing on st1: a backup is mid-stream.
+    func waitForChunks() async throws -> Bool {
+        let chunks = "\(dir)/st1/fleet/chunks"
+        for _ in 0..<600 {
+            if (FileManager.default.enumerator(atPath: chunks)?.allObjects.count ?? 0) >= 3 { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
+
+    /// The scheduled runs of this lab and the agent sessions on `node` still alive after up
+    /// to 10 s.
+    func leftovers(on node: String) async throws -> [Int32] {
+        var left: [Int32] = []
+        for _ in 0..<100 {
+            left = Procs.matching("--policy --json --config \(inventory)") + (try Procs.agentSessions(on: node))
+            if left.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return left
+    }
+
     static func redis(_ node: String, _ args: [String]) throws -> String {
         let i = Int(node.dropFirst(2))!
         let r = try runCommand("/usr/bin/redis-cli", ["-h", "127.0.5.\(i)", "-p", "6379"] + args, env: ["REDISCLI_AUTH": try Lab.secret("redis-password")])
@@ -242,39 +275,24 @@ extension LabSuites {
         let lab = try FleetLab(fleet: ["fl01"], shop: false, scheduler: "concurrency: 2, start_delay: 0s, retries: 2, retry_delay: 2s, grace: 30s")
         defer { lab.cleanup() }
         // Enough data that the dump is still streaming when the scheduler is killed.
-        _ = try FleetLab.redis("fl01", ["CONFIG", "SET", "maxmemory", "0"])
-        _ = try FleetLab.redis("fl01", ["DEBUG", "POPULATE", "800000", "kill", "600"])
-        defer {
-            _ = try? FleetLab.redis("fl01", ["FLUSHALL"])
-            _ = try? FleetLab.redis("fl01", ["CONFIG", "SET", "maxmemory", "64mb"])
-        }
+        try FleetLab.fill("fl01")
+        defer { FleetLab.empty("fl01") }
         // Installed three hours ago, hourly: the last slot was missed, so it runs at once.
         let installed = Date().addingTimeInterval(-3 * 3600)
         try lab.writePolicies([Policy(layer: "fleet/r01", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
                                       credentials: nil, installed: installed)])
         let slot = try #require(SchedulerLogic.missedSlot(try Schedule.parse("hourly"), since: installed, now: Date()))
-        let chunksDir = "\(lab.dir)/st1/fleet/chunks"
-        func chunkCount() -> Int {
-            (FileManager.default.enumerator(atPath: chunksDir)?.allObjects as? [String])?.filter { $0.count > 3 }.count ?? 0
-        }
 
         let daemon = try lab.startScheduler()
         // Mid-run: the dump is streaming and chunks are landing on the storage.
-        var waited = 0
-        while chunkCount() < 3 && waited < 600 { try await Task.sleep(for: .milliseconds(50)); waited += 1 }
-        #expect(chunkCount() >= 3, "no chunks arrived: \(daemon.output)")
+        #expect(try await lab.waitForChunks(), "no chunks arrived: \(daemon.output)")
         let agents = try Procs.agentSessions(on: "fl01")
         #expect(!agents.isEmpty, "no agent running on fl01")
         daemon.signal(SIGKILL)
         #expect(daemon.wait(timeout: 10) == 128 + SIGKILL)
 
         // The run dies with its scheduler, its agents end, and nothing was committed.
-        var left: [Int32] = []
-        for _ in 0..<100 {
-            left = Procs.matching("--policy --json --config \(lab.inventory)") + (try Procs.agentSessions(on: "fl01"))
-            if left.isEmpty { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        let left = try await lab.leftovers(on: "fl01")
         #expect(left.isEmpty, "still running: \(left)")
         #expect(try lab.backups("fleet").isEmpty)
         let before = try await lab.runs()
@@ -341,20 +359,12 @@ extension LabSuites.SchedulerDaemon {
     @Test func sigtermLetsRunsFinishWithinGraceThenCancelsThem() async throws {
         let lab = try FleetLab(fleet: ["fl03"], shop: false, scheduler: "start_delay: 0s, grace: 0s")
         defer { lab.cleanup() }
-        _ = try FleetLab.redis("fl03", ["CONFIG", "SET", "maxmemory", "0"])
-        _ = try FleetLab.redis("fl03", ["DEBUG", "POPULATE", "800000", "grace", "600"])
-        defer {
-            _ = try? FleetLab.redis("fl03", ["FLUSHALL"])
-            _ = try? FleetLab.redis("fl03", ["CONFIG", "SET", "maxmemory", "64mb"])
-        }
+        try FleetLab.fill("fl03")
+        defer { FleetLab.empty("fl03") }
         try lab.writePolicies([Policy(layer: "fleet/r03", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
                                       credentials: nil, installed: Date().addingTimeInterval(-3 * 3600))])
         let daemon = try lab.startScheduler()
-        let chunksDir = "\(lab.dir)/st1/fleet/chunks"
-        var waited = 0
-        while ((FileManager.default.enumerator(atPath: chunksDir)?.allObjects.count) ?? 0) < 3 && waited < 600 {
-            try await Task.sleep(for: .milliseconds(50)); waited += 1
-        }
+        #expect(try await lab.waitForChunks(), "no chunks arrived: \(daemon.output)")
         daemon.signal(SIGTERM)
         let exit = daemon.wait(timeout: 30)
         #expect(exit == 0, "\(daemon.output)")
@@ -370,12 +380,7 @@ extension LabSuites.SchedulerDaemon {
         } else {
             #expect(stored.count == 1 && rows.first?.outcome == .warnings && rows.first?.backup == stored[0].name, "\(rows.map { "\($0.outcome) \($0.error ?? "")" })")
         }
-        var left: [Int32] = []
-        for _ in 0..<100 {
-            left = Procs.matching("--policy --json --config \(lab.inventory)") + (try Procs.agentSessions(on: "fl03"))
-            if left.isEmpty { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+        let left = try await lab.leftovers(on: "fl03")
         #expect(left.isEmpty)
     }
 
