@@ -46,6 +46,8 @@ public actor Scheduler {
     let log: @Sendable (String) -> Void
     var inventory: Inventory
     let catalog: RunCatalog
+    /// Located (and hashed: tens of MB) once, not per listing.
+    let agent: AgentBinary
     var states: [String: PolicyState] = [:]
     var queue: [String: QueuedRun] = [:]
     var running: [String: Running] = [:]
@@ -59,6 +61,7 @@ public actor Scheduler {
         self.log = log
         inventory = try Inventory.load(path: options.inventoryPath)
         catalog = try RunCatalog(path: inventory.catalogPath)
+        agent = try AgentBinary.locate(options.agentBinary)
     }
 
     var notifier: Notifier { Notifier(settings: inventory.notifications, workDir: options.workDir, log: log) }
@@ -132,7 +135,6 @@ public actor Scheduler {
         var refs = try await catalog.lastAttemptedSlots()
         let policies = inventory.policies.filter(\.enabled)
         guard !policies.isEmpty else { return refs }
-        let agent = try AgentBinary.locate(options.agentBinary)
         var pairs: [String: Set<String>] = [:]  // storage → environments
         for p in policies { pairs[p.storage, default: []].insert(String(p.layer.split(separator: "/")[0])) }
         for (storageName, envs) in pairs {
@@ -277,7 +279,6 @@ public actor Scheduler {
         if record.outcome != .ok { record.error = message ?? lines.last }
         // A run stopped by a signal may have committed just before it: the storage says.
         if record.backup == nil, result.signal != nil, let spec = inventory.storage(r.storage),
-           let agent = try? AgentBinary.locate(options.agentBinary),
            let newest = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],
            newest.0 >= record.started.addingTimeInterval(-1) {
             record.outcome = .warnings
