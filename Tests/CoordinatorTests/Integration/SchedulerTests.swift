@@ -188,7 +188,14 @@ extension LabSuites {
         while Date() < second.addingTimeInterval(-3) { try await Task.sleep(for: .milliseconds(200)) }
         let storage = try ReplicatedStorage(try inv.requireStorage(nil), inventory: inv, agent: try AgentBinary.locate(nil), environment: "fleet")
         let held = try await LayerLock.acquire(storage.nodes[0], layer: "r02", operation: "another coordinator's backup")
-        try await Task.sleep(for: .seconds(18))
+        // Held until r02's run for the second slot has failed on it (its start depends on the
+        // random delay and on how fast the wave ahead of it drains), at most 60 s.
+        let holdUntil = Date().addingTimeInterval(60)
+        while Date() < holdUntil {
+            let r02 = try await lab.runs().filter { $0.layer == "fleet/r02" && $0.scheduledFor == second }
+            if r02.contains(where: { $0.outcome == .failed }) { break }
+            try await Task.sleep(for: .milliseconds(300))
+        }
         await held.release()
 
         // Every good layer has a successful run for both slots, or the test waits up to 60 s for it.
