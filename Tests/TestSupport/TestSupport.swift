@@ -241,6 +241,17 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     public func signal(_ s: Int32) { kill(pid, s) }
 
+    /// Whether `text` appeared in the output within `timeout` s (polls; a loaded machine may
+    /// take its time, a fixed sleep would make the test flaky).
+    public func waitForOutput(_ text: String, timeout: Double = 30) async throws -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if output.contains(text) { return true }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return output.contains(text)
+    }
+
     /// The exit status (128+signal when killed), or nil if still running after `timeout` s.
     public func wait(timeout: Double) -> Int32? {
         if let reaped { return reaped }

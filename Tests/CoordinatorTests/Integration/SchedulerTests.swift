@@ -136,10 +136,24 @@ final class WebhookReceiver: @unchecked Sendable {
             http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
             """
         process = try BackgroundProcess("/usr/bin/python3", ["-c", script, String(port), log], output: "/dev/null")
-        usleep(500_000)
+        // Listening before the test goes on (python may take a while to start on a busy machine).
+        for _ in 0..<100 where !Self.listening(port) { usleep(100_000) }
     }
 
     deinit { process.signal(SIGKILL) }
+
+    static func listening(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
 }
 
 /// The highest number of intervals open at one instant.
@@ -352,7 +366,9 @@ extension LabSuites {
         #expect(rows.filter { $0.outcome == .ok }.count == 1)
         for suffix in ["", "-wal", "-shm"] { unlink(lab.catalog + suffix) }
         let d2 = try lab.startScheduler(log: "restarted")
-        try await Task.sleep(for: .seconds(4))
+        // Started (its make-up decisions are taken at start), then a few seconds for any run.
+        #expect(try await d2.waitForOutput("scheduler started"), "\(d2.output)")
+        try await Task.sleep(for: .seconds(3))
         d2.signal(SIGTERM)
         #expect(d2.wait(timeout: 20) == 0)
         #expect(try await lab.runs().isEmpty, "\(d2.output)")
@@ -397,18 +413,15 @@ extension LabSuites.SchedulerDaemon {
         let installed = Date()
         try lab.writePolicies([Policy(layer: "fleet/r04", schedule: .expression("daily"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed)])
         let daemon = try lab.startScheduler()
-        try await Task.sleep(for: .seconds(2))
-        #expect(daemon.output.contains("1 enabled policy of 1"))
+        #expect(try await daemon.waitForOutput("1 enabled policy of 1"), "\(daemon.output)")
         try lab.writePolicies([Policy(layer: "fleet/r04", schedule: .expression("daily"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed),
                                Policy(layer: "fleet/r05", schedule: .expression("weekly"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed)])
         daemon.signal(SIGHUP)
-        try await Task.sleep(for: .seconds(2))
-        #expect(daemon.output.contains("reloaded \(lab.inventory): 2 enabled policies"), "\(daemon.output)")
+        #expect(try await daemon.waitForOutput("reloaded \(lab.inventory): 2 enabled policies"), "\(daemon.output)")
         try "policies:\n  fleet/r04: { schedule: '0 0 31 2 *', storage: fleet-storage, keep: 2 }\n"
             .write(toFile: PolicyStore.defaultPath(forInventory: lab.inventory), atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
-        try await Task.sleep(for: .seconds(2))
-        #expect(daemon.output.contains("reload failed, keeping the previous policies:"), "\(daemon.output)")
+        #expect(try await daemon.waitForOutput("reload failed, keeping the previous policies:"), "\(daemon.output)")
         #expect(daemon.output.contains("never runs"))
         daemon.signal(SIGTERM)
         #expect(daemon.wait(timeout: 20) == 0)
