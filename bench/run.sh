@@ -1,33 +1,46 @@
 #!/usr/bin/env bash
 # Stowage against the add-on's own pipeline and against the physical limit (issue 7).
 #
-#   bash bench/run.sh [--scale N] [--rounds R] [--engines postgresql,mysql]
+#   bash bench/run.sh [--scale N] [--rounds R] [--redis-keys K] [--days D]
+#                     [--engines postgresql,mysql,redis,rediscluster]
 #
 # Builds in release mode, starts the lab, loads the data sets, runs the variants alternately
 # (A B C, A B C, ...), reports median and spread, saves Markdown and JSON under
-# bench/results/, and stops the lab. Engines so far: PostgreSQL (pgbench tables at --scale
-# plus a text table of mixed random and repetitive values, on pg1) and MariaDB (the same
-# shapes generated with the sequence engine, on my1). Redis: not yet.
+# bench/results/, and stops the lab. Data sets: PostgreSQL (pgbench tables at --scale plus
+# a text table of mixed random and repetitive values, on pg1; scale 30 is about 400 MB of
+# dump); MariaDB (the same shapes generated with the sequence engine, on my1); Redis
+# (--redis-keys keys of mixed types and sizes, bench/redis_data.py, on rd1) and the same
+# keys spread over the 3-master cluster rc1-rc3 by slot.
 #
 # Variants, each on the same data:
-#   limit    backup: the dump tool to /dev/null; restore: the plain dump applied from local disk
-#   addon    the add-on's script: dump | gzip > file, restic check --read-data-subset=5%,
-#            restic backup (compression off) over SFTP to storage node st1, restic forget
-#            --keep-last 7 --prune, restic check again; restore: restic restore, gunzip, apply
+#   limit    backup: the dump tool to /dev/null (Redis: redis-cli --rdb, each master at once);
+#            restore: the plain dump applied from local disk (Redis: a redis-server loading
+#            the RDB from local disk, until it answers)
+#   addon    the add-on's script: dump | gzip > file (Redis: redis-cli --rdb, then gzip),
+#            restic check --read-data-subset=5%, restic backup (compression off) over SFTP to
+#            storage node st1, restic forget --keep-last 7 --prune, restic check again;
+#            restore: restic restore, gunzip, apply (Redis: the RDB loaded as above)
 #   stowage  stowage backup / stowage restore (2-node replicated storage)
+# Then --days daily backups of PostgreSQL with 2% of the accounts changed between them,
+# into a fresh Stowage repository and fresh restic repositories (restic's own compression on
+# the plain dump, and the add-on's gzip + restic): bytes stored after each day.
 # Per variant: wall time, CPU time and peak RSS per process role (sampled from /proc:
 # coordinator, db agent, storage agents, dump tool, gzip, restic, psql), bytes stored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCALE=20
+SCALE=30
 ROUNDS=3
-ENGINES=postgresql,mysql
+REDIS_KEYS=1000000
+DAYS=10
+ENGINES=postgresql,mysql,redis,rediscluster
 while [ $# -gt 0 ]; do
     case $1 in
         --scale) SCALE=$2; shift 2 ;;
         --rounds) ROUNDS=$2; shift 2 ;;
+        --redis-keys) REDIS_KEYS=$2; shift 2 ;;
+        --days) DAYS=$2; shift 2 ;;
         --engines) ENGINES=$2; shift 2 ;;
-        *) echo "usage: bench/run.sh [--scale N] [--rounds R] [--engines postgresql,mysql]" >&2; exit 64 ;;
+        *) echo "usage: bench/run.sh [--scale N] [--rounds R] [--redis-keys K] [--days D] [--engines postgresql,mysql,redis,rediscluster]" >&2; exit 64 ;;
     esac
 done
 
@@ -53,7 +66,25 @@ cp "$lab/secrets/storage-password" "$work/restic-password"
 export RESTIC_PASSWORD_FILE=$work/restic-password
 restic_ssh="ssh -i $lab/ssh/id_ed25519 -o UserKnownHostsFile=$lab/ssh/known_hosts -o BatchMode=yes root@127.0.9.1 -s sftp"
 
-# Per engine: load, dump (the add-on's dump command), apply (a plain dump on stdin), layer.
+# Per engine: load_E (the data set), plain_E (the plain dump into $work/plain, its bytes on
+# stdout), limit_backup_E, addon_dump_E DIR (the add-on's dump files into DIR),
+# limit_restore_E (from $work/plain), addon_restore_E DIR (from the files restic restored),
+# and the layer.
+sql_apply_postgresql() { "${PSQL_ADMIN[@]}" -d postgres >/dev/null 2>&1; }
+sql_apply_mysql() { "${MY_ADMIN[@]}" --binary-mode >/dev/null 2>&1; }
+sql_dump_postgresql() { pg_dumpall -h 127.0.1.10 -U webadmin --clean --if-exists; }
+sql_dump_mysql() {
+    mariadb-dump --defaults-extra-file="$work/my.cnf" -h 127.0.2.10 --single-transaction --all-databases \
+        --routines --events --triggers --hex-blob
+}
+for e in postgresql mysql; do
+    eval "plain_$e() { mkdir -p \"\$work/plain\"; sql_dump_$e >\"\$work/plain/dump.sql\"; stat -c %s \"\$work/plain/dump.sql\"; }"
+    eval "limit_backup_$e() { sql_dump_$e >/dev/null; }"
+    eval "addon_dump_$e() { sql_dump_$e | gzip >\"\$1/db_backup.sql.gz\"; }"
+    eval "limit_restore_$e() { sql_apply_$e <\"\$work/plain/dump.sql\"; }"
+    eval "addon_restore_$e() { gunzip -c \"\$1/db_backup.sql.gz\" | sql_apply_$e; }"
+done
+
 load_postgresql() {
     "${PSQL_ADMIN[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench OWNER webadmin"
     runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -q -i -s "$SCALE" -h "$lab/run/pg1" -U postgres bench >/dev/null 2>&1
@@ -62,8 +93,6 @@ load_postgresql() {
              ELSE repeat('order shipped to customer ', 3) || (g % 977) END AS note
         FROM generate_series(1, $((SCALE * 50000))) g"
 }
-dump_postgresql() { pg_dumpall -h 127.0.1.10 -U webadmin --clean --if-exists; }
-apply_postgresql() { "${PSQL_ADMIN[@]}" -d postgres >/dev/null 2>&1; }
 layer_postgresql=shop/sqldb
 
 load_mysql() {
@@ -74,14 +103,79 @@ load_mysql() {
         INSERT INTO bench.notes SELECT seq, IF(seq % 3 = 0, CONCAT(MD5(RAND()), MD5(RAND())),
             CONCAT(REPEAT('order shipped to customer ', 3), seq % 977)) FROM seq_1_to_$((SCALE * 50000));"
 }
-dump_mysql() {
-    mariadb-dump --defaults-extra-file="$work/my.cnf" -h 127.0.2.10 --single-transaction --all-databases \
-        --routines --events --triggers --hex-blob
-}
-apply_mysql() { "${MY_ADMIN[@]}" --binary-mode >/dev/null 2>&1; }
 layer_mysql=shop/mariadb
 
-# Runs one variant under the sampler# Runs one variant under the sampler; writes "wall_s json_of_roles" to $work/measured.
+# Redis: the password through REDISCLI_AUTH (never argv); the RDB from the replication
+# handshake, as the add-on's `redis-cli --rdb` gets it.
+export REDISCLI_AUTH
+REDISCLI_AUTH=$(cat "$lab/secrets/redis-password")
+rdb() { redis-cli -h "$1" -p 6379 --rdb "$2" >/dev/null 2>&1; }
+# A redis-server loading DIR/dump.rdb from local disk, timed until it answers PING (the
+# add-on's restore puts the file in place and restarts the server); then stopped.
+rdb_load() {
+    local dir=$1 sock
+    sock="$dir/scratch.sock"
+    redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$dir" --dbfilename dump.rdb \
+        --save '' --appendonly no --daemonize no --logfile "$dir/scratch.log" &
+    local pid=$! i
+    for ((i = 0; i < 6000; i++)); do
+        [ "$(redis-cli -s "$sock" PING 2>/dev/null)" = PONG ] && break
+        sleep 0.05
+    done
+    redis-cli -s "$sock" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
+    wait "$pid" || true
+}
+masters_rediscluster() { redis-cli -h 127.0.4.1 CLUSTER NODES | awk '$3 ~ /master/ { split($2, a, ":"); print a[1] }' | sort; }
+
+load_redis() {
+    redis-cli -h 127.0.3.10 FLUSHALL >/dev/null
+    mkdir -p "$work/gen"
+    python3 bench/redis_data.py "$REDIS_KEYS" "$work/gen"
+    redis-cli -h 127.0.3.10 --pipe <"$work/gen/all.resp" >/dev/null
+    rm -f "$work/gen/all.resp"
+}
+plain_redis() { mkdir -p "$work/plain"; rdb 127.0.3.10 "$work/plain/dump.rdb"; stat -c %s "$work/plain/dump.rdb"; }
+limit_backup_redis() { rdb 127.0.3.10 /dev/null; }
+addon_dump_redis() { rdb 127.0.3.10 "$1/dump.rdb" && gzip "$1/dump.rdb"; }
+limit_restore_redis() { rdb_load "$work/plain"; }
+addon_restore_redis() { gunzip "$1/dump.rdb.gz" && rdb_load "$1"; }
+layer_redis=shop/cache
+
+load_rediscluster() {
+    local m slots=()
+    for m in $(masters_rediscluster); do
+        redis-cli -h "$m" FLUSHALL >/dev/null
+        slots+=("$(redis-cli -h 127.0.4.1 CLUSTER NODES | awk -v m="$m" '$3 ~ /master/ && index($2, m ":") == 1 { s = ""; for (i = 9; i <= NF; i++) s = s (s ? "," : "") $i; print s }')")
+    done
+    mkdir -p "$work/gen"
+    python3 bench/redis_data.py "$REDIS_KEYS" "$work/gen" "${slots[@]}"
+    local i=0
+    for m in $(masters_rediscluster); do redis-cli -h "$m" --pipe <"$work/gen/$i.resp" >/dev/null & i=$((i + 1)); done
+    wait
+    rm -f "$work"/gen/*.resp
+}
+plain_rediscluster() {
+    local m total=0
+    for m in $(masters_rediscluster); do mkdir -p "$work/plain/$m"; rdb "$m" "$work/plain/$m/dump.rdb" & done
+    wait
+    for m in $(masters_rediscluster); do total=$((total + $(stat -c %s "$work/plain/$m/dump.rdb"))); done
+    echo "$total"
+}
+limit_backup_rediscluster() { local m; for m in $(masters_rediscluster); do rdb "$m" /dev/null & done; wait; }
+addon_dump_rediscluster() {
+    local m
+    for m in $(masters_rediscluster); do mkdir -p "$1/$m"; (rdb "$m" "$1/$m/dump.rdb" && gzip "$1/$m/dump.rdb") & done
+    wait
+}
+limit_restore_rediscluster() { local m; for m in $(masters_rediscluster); do rdb_load "$work/plain/$m" & done; wait; }
+addon_restore_rediscluster() {
+    local m
+    for m in $(masters_rediscluster); do (gunzip "$1/$m/dump.rdb.gz" && rdb_load "$1/$m") & done
+    wait
+}
+layer_rediscluster=shop/sessions
+
+# Runs one variant under the sampler; writes "wall_s json_of_roles" to $work/measured.
 measure() {
     local stop="$work/stop.$$" out="$work/sample.json" t0 t1
     rm -f "$stop"
@@ -96,38 +190,44 @@ measure() {
     echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $(cat "$out")" >"$work/measured"
 }
 
-backup_limit() { "dump_$engine" >/dev/null; }
+backup_limit() { "limit_backup_$engine"; }
 backup_addon() {
-    "dump_$engine" | gzip >"$work/db_backup.sql.gz"
+    rm -rf "$work/addon" && mkdir -p "$work/addon"
+    "addon_dump_$engine" "$work/addon"
     R check --read-data-subset=5% >/dev/null
-    R backup --compression off "$work/db_backup.sql.gz" >/dev/null
+    R backup --compression off "$work/addon" >/dev/null
     R forget --keep-last 7 --prune >/dev/null
     R check --read-data-subset=5% >/dev/null
 }
-backup_stowage() { "$stowage" backup "$layer" --keep 7 --json >"$work/stowage-backup.json"; }
-restore_limit() { "apply_$engine" <"$work/plain.sql"; }
+# Trace lines (STOWAGE_TRACE) go to the variant's log: the profile of where the time went.
+backup_stowage() { STOWAGE_TRACE=1 "$stowage" backup "$layer" --keep 7 --json >"$work/stowage-backup.json"; }
+restore_limit() { "limit_restore_$engine"; }
 restore_addon() {
     rm -rf "$work/restored"
     R restore latest --target "$work/restored" >/dev/null
-    gunzip -c "$work/restored$work/db_backup.sql.gz" | "apply_$engine"
+    "addon_restore_$engine" "$work/restored$work/addon"
 }
-restore_stowage() { "$stowage" restore "$layer" --backup latest --yes >/dev/null; }
+restore_stowage() { STOWAGE_TRACE=1 "$stowage" restore "$layer" --backup latest --yes >/dev/null; }
+repo_bytes() { du -sb "$lab/storage/st1/$1" 2>/dev/null | cut -f1 || echo 0; }
 
 results="$work/results.jsonl"
 : >"$results"
 for engine in ${ENGINES//,/ }; do
     layer_var="layer_$engine"
     layer=${!layer_var}
-    echo "bench: loading the $engine data set (scale $SCALE)" >&2
+    echo "bench: loading the $engine data set" >&2
     "load_$engine"
     sleep 2  # replicas catch up before anything is measured
     restic_repo="sftp:root@127.0.9.1:$work/restic-$engine"
     R() { restic -q -o sftp.command="$restic_ssh" -r "$restic_repo" "$@"; }
     R init --repository-version 2 >/dev/null
-    # The plain dump applied by the restore limit, made once.
-    "dump_$engine" >"$work/plain.sql"
-    dump_bytes=$(stat -c %s "$work/plain.sql")
+    # The plain dump the restore limit applies, made once.
+    rm -rf "$work/plain"
+    dump_bytes=$("plain_$engine")
     echo "bench: $engine dump is $((dump_bytes / 1048576)) MiB" >&2
+    # Stowage's repository is the environment's, shared by its layers: this engine's share
+    # is what its backups added.
+    stowage_base=$(repo_bytes "${layer%%/*}")
     for round in $(seq 1 "$ROUNDS"); do
         for op in backup restore; do
             for v in limit addon stowage; do
@@ -137,31 +237,97 @@ for engine in ${ENGINES//,/ }; do
                 case "$op/$v" in
                     backup/limit) stored=$dump_bytes ;;
                     backup/addon) stored=$(du -sb "$work/restic-$engine" | cut -f1) ;;
-                    backup/stowage) stored=$(du -sb "$lab/storage/st1/${layer%%/*}" | cut -f1) ;;
+                    backup/stowage)
+                        stored=$(($(repo_bytes "${layer%%/*}") - stowage_base))
+                        grep '^trace ' "$work/variant.log" >"$work/trace-$engine-backup-$round.txt" || true ;;
+                    restore/stowage) grep '^trace ' "$work/variant.log" >"$work/trace-$engine-restore-$round.txt" || true ;;
                 esac
                 echo "{\"engine\": \"$engine\", \"dump_bytes\": $dump_bytes, \"round\": $round, \"op\": \"$op\", \"variant\": \"$v\", \"wall_s\": $wall, \"stored_bytes\": $stored, \"roles\": $roles}" >>"$results"
                 echo "bench: $engine round $round $op $v: $(printf '%.1f' "$wall") s" >&2
             done
         done
     done
+    # Free the memory this data set holds before the next one loads.
+    case $engine in
+        redis) redis-cli -h 127.0.3.10 FLUSHALL >/dev/null ;;
+        rediscluster) for m in $(masters_rediscluster); do redis-cli -h "$m" FLUSHALL >/dev/null; done ;;
+    esac
+    rm -rf "$work/plain" "$work/addon" "$work/restored"
 done
+
+# Ten dailies: PostgreSQL with 2% of the accounts changed between backups, each stored by
+# Stowage (a fresh environment, so nothing from the rounds above dedups it), by restic with
+# its own compression on the plain dump, and by the add-on's gzip + restic.
+dailies="$work/dailies.jsonl"
+: >"$dailies"
+if [ "$DAYS" -gt 0 ] && [[ ,$ENGINES, == *,postgresql,* ]]; then
+    inv="$work/dailies.yaml"
+    python3 - "$STOWAGE_CONFIG" "$inv" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+# The shop's PostgreSQL layer again, as environment "daily" (its own repository); node
+# names are unique in an inventory, so its nodes get names of their own.
+start = text.index("      sqldb:\n")
+end = text.index("      mariadb:\n", start)
+layer = text[start:end].replace("name: pg", "name: daily-pg")
+text = text.replace("environments:\n", "environments:\n  daily:\n    layers:\n" + layer, 1)
+open(sys.argv[2], "w").write(text)
+PY
+    restic_daily="sftp:root@127.0.9.1:$work/restic-daily"
+    restic_addon="sftp:root@127.0.9.1:$work/restic-daily-addon"
+    RD() { restic -q -o sftp.command="$restic_ssh" -r "$1" "${@:2}"; }
+    RD "$restic_daily" init --repository-version 2 >/dev/null
+    RD "$restic_addon" init --repository-version 2 >/dev/null
+    accounts=$("${PSQL_ADMIN[@]}" -d bench -tAc "SELECT count(*) FROM pgbench_accounts")
+    for day in $(seq 1 "$DAYS"); do
+        if [ "$day" -gt 1 ]; then
+            # 2% of the accounts, spread over the table, get a new balance.
+            "${PSQL_ADMIN[@]}" -d bench -c "UPDATE pgbench_accounts SET abalance = abalance + $day
+                WHERE aid IN (SELECT (random() * $accounts)::int + 1 FROM generate_series(1, $((accounts / 50))))" >/dev/null
+            sleep 1
+        fi
+        "$stowage" backup daily/sqldb --config "$inv" --keep 100 >/dev/null
+        sql_dump_postgresql >"$work/daily.sql"
+        dump=$(stat -c %s "$work/daily.sql")
+        RD "$restic_daily" backup --stdin --stdin-filename db_backup.sql <"$work/daily.sql" >/dev/null
+        gzip -c "$work/daily.sql" >"$work/db_backup.sql.gz"
+        RD "$restic_addon" backup --compression off "$work/db_backup.sql.gz" >/dev/null
+        echo "{\"day\": $day, \"dump_bytes\": $dump, \"stowage\": $(repo_bytes daily), \"restic\": $(du -sb "$work/restic-daily" | cut -f1), \"addon\": $(du -sb "$work/restic-daily-addon" | cut -f1)}" >>"$dailies"
+        echo "bench: daily $day stored" >&2
+    done
+fi
 
 stamp=$(date -u +%Y-%m-%dT%H%M%SZ)
 mkdir -p bench/results
-python3 - "$results" "bench/results/run-$stamp" "$SCALE" "$ROUNDS" <<'PY'
-import json, statistics, subprocess, sys, os
+python3 - "$results" "bench/results/run-$stamp" "$SCALE" "$ROUNDS" "$REDIS_KEYS" "$dailies" "$work" <<'PY'
+import json, statistics, subprocess, sys, os, re
 rows = [json.loads(l) for l in open(sys.argv[1])]
-base, scale, rounds = sys.argv[2], sys.argv[3], sys.argv[4]
+base, scale, rounds, redis_keys, work = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[7]
+dailies = [json.loads(l) for l in open(sys.argv[6])]
 def ver(cmd):
     try: return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
     except Exception: return "?"
 machine = {"cores": os.cpu_count(), "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
            "postgresql": ver(["pg_dumpall", "--version"]), "mariadb": ver(["mariadb-dump", "--version"]),
-           "restic": ver(["restic", "version"]), "gzip": ver(["gzip", "--version"])}
+           "redis": ver(["redis-server", "--version"]), "restic": ver(["restic", "version"]), "gzip": ver(["gzip", "--version"]),
+           "stowage": ver([os.environ.get("STOWAGE_BIN", ".build/release/stowage"), "--version"])}
+MiB = 2**20
+def mib(b): return f"{b / MiB:.1f} MiB"
 engines = {}
 md = ["# Stowage vs the add-on's pipeline vs the limit", "",
-      f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB; {machine['postgresql']}; {machine['mariadb']}; {machine['restic']}; {machine['gzip']}.",
-      f"Data: scale {scale} (pgbench-shaped accounts plus a notes table of mixed random and repetitive text). {rounds} rounds, variants alternating; median (min-max)."]
+      f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB; stowage {machine['stowage']}; {machine['postgresql']}; {machine['mariadb']}; {machine['redis']}; {machine['restic']}; {machine['gzip']}.",
+      f"Data: PostgreSQL and MariaDB at scale {scale} (pgbench-shaped accounts plus a notes table of mixed random and repetitive text); "
+      f"Redis {int(redis_keys):,} keys of mixed types and sizes (bench/redis_data.py), on rd1 and spread by slot over the 3-master cluster. "
+      f"{rounds} rounds, variants alternating; median (min-max)."]
+def trace_profile(path):
+    """Trace lines of Stowage's last run: the steps that took longest, and the agent calls."""
+    if not os.path.exists(path): return None
+    lines = [l.rstrip("\n") for l in open(path)]
+    jobs = [l for l in lines if re.search(r"\): channel \d+ ms", l) or "channel" in l and "connection), job" in l]
+    new = sum(1 for l in jobs if "(new connection)" in l)
+    reused = sum(1 for l in jobs if "(reused connection)" in l)
+    spans = [l.split(" ", 2)[2] for l in lines if re.search(r": \d+ ms$", l)]
+    return {"agent_calls": len(jobs), "new_connections": new, "reused_connections": reused, "steps": spans, "lines": lines}
 for engine in dict.fromkeys(r["engine"] for r in rows):
     summary = {}
     for op in ("backup", "restore"):
@@ -182,19 +348,34 @@ for engine in dict.fromkeys(r["engine"] for r in rows):
     ratios = {"backup stowage/limit": ratio("backup/stowage", "backup/limit"), "backup stowage/addon": ratio("backup/stowage", "backup/addon"),
               "restore stowage/limit": ratio("restore/stowage", "restore/limit"), "restore stowage/addon": ratio("restore/stowage", "restore/addon")}
     dump_bytes = next(r["dump_bytes"] for r in rows if r["engine"] == engine)
-    engines[engine] = {"dump_bytes": dump_bytes, "variants": summary, "ratios": ratios}
-    md += ["", f"## {engine}: dump {dump_bytes / 2**20:.0f} MiB", "",
+    last = max(r["round"] for r in rows if r["engine"] == engine)
+    profile = {op: trace_profile(f"{work}/trace-{engine}-{op}-{last}.txt") for op in ("backup", "restore")}
+    engines[engine] = {"dump_bytes": dump_bytes, "variants": summary, "ratios": ratios, "stowage_trace": profile}
+    md += ["", f"## {engine}: dump {dump_bytes / MiB:.0f} MiB", "",
            "| variant | wall s | stored | CPU s by process (median) | peak RSS MiB by process |", "|---|---|---|---|---|"]
     for k, s in summary.items():
         cpu = ", ".join(f"{n} {o['cpu_median_s']}" for n, o in s["roles"].items())
         rss = ", ".join(f"{n} {o['peak_rss_mib']}" for n, o in s["roles"].items())
-        stored = f"{s['stored_bytes'] / 2**20:.1f} MiB" if k.startswith("backup") else ""
+        stored = mib(s["stored_bytes"]) if k.startswith("backup") else ""
         md.append(f"| {k} | {s['wall_median_s']} ({s['wall_min_s']}-{s['wall_max_s']}) | {stored} | {cpu} | {rss} |")
     md += ["", "Ratios of medians: " + ", ".join(f"{k} {v}" for k, v in ratios.items()) + "."]
-md += ["", "Targets: backup stowage/limit at most 1.3 and stowage/addon at most 0.25; restore stowage/limit at most 1.15; agent and coordinator under 256 MiB.",
-       "Stored: limit = the plain dump; addon = restic's repository on st1 after the rounds; stowage = the environment's repository on st1 (one copy of two) after the rounds (all engines of the environment so far)."]
-json.dump({"machine": machine, "scale": int(scale), "rounds": int(rounds), "engines": engines, "runs": rows},
-          open(base + ".json", "w"), indent=1, sort_keys=True)
+    for op, p in profile.items():
+        if p:
+            md += [f"Stowage {op} profile (STOWAGE_TRACE, last round): {p['agent_calls']} agent calls "
+                   f"({p['new_connections']} on new SSH connections, {p['reused_connections']} reused); "
+                   + "; ".join(p["steps"]) + "."]
+if dailies:
+    md += ["", f"## Ten daily backups: PostgreSQL, 2% of the accounts changed between them", "",
+           "| day | dump | Stowage repository | restic (v2, compression auto) | add-on (gzip, restic without compression) |", "|---|---|---|---|---|"]
+    for d in dailies:
+        md.append(f"| {d['day']} | {mib(d['dump_bytes'])} | {mib(d['stowage'])} | {mib(d['restic'])} | {mib(d['addon'])} |")
+    last = dailies[-1]
+    md += ["", f"After {last['day']} days: Stowage {last['stowage']} bytes (one copy of two), restic {last['restic']}, the add-on {last['addon']}."]
+md += ["", "Targets: backup stowage/limit at most 1.3 and stowage/addon at most 0.25; restore stowage/limit at most 1.15; agent and coordinator under 256 MiB; ten dailies in no more than restic's bytes.",
+       "Stored: limit = the plain dump; addon = restic's repository on st1 after the rounds; stowage = what this engine's backups added to the environment's repository on st1 (one copy of two) over the rounds.",
+       "Redis limit: backup = redis-cli --rdb to /dev/null (each master at once); restore = a redis-server loading the RDB from local disk until it answers. Stowage's Redis restore also copies every key into the live server (DUMP/RESTORE), which the limit does not."]
+json.dump({"machine": machine, "scale": int(scale), "rounds": int(rounds), "redis_keys": int(redis_keys), "engines": engines,
+           "dailies": dailies, "runs": rows}, open(base + ".json", "w"), indent=1, sort_keys=True)
 open(base + ".md", "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY

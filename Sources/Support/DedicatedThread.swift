@@ -60,3 +60,39 @@ public struct Handoff<T>: @unchecked Sendable {
     public let value: T
     public init(value: T) { self.value = value }
 }
+
+/// A flag that another thread waits on with poll: set once, and `fd` (a pipe's reading end)
+/// turns readable, so a loop sleeping in poll (an SSH channel waiting for data) wakes at
+/// once instead of at its next timeout.
+public final class Wakeup: @unchecked Sendable {
+    private let flag = Atomic<Bool>(false)
+    /// Readable once `set` was called; -1 if the system gave no pipe (then waiters notice
+    /// at their next timeout).
+    public let fd: Int32
+    private let writeEnd: Int32
+
+    public init() {
+        var p: [Int32] = [-1, -1]
+        if pipe(&p) == 0 {
+            for d in p {
+                _ = fcntl(d, F_SETFL, fcntl(d, F_GETFL) | O_NONBLOCK)
+                _ = fcntl(d, F_SETFD, FD_CLOEXEC)
+            }
+        }
+        fd = p[0]
+        writeEnd = p[1]
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+        if writeEnd >= 0 { close(writeEnd) }
+    }
+
+    public func set() {
+        flag.store(true, ordering: .sequentiallyConsistent)
+        var one: UInt8 = 1
+        if writeEnd >= 0 { _ = write(writeEnd, &one, 1) }
+    }
+
+    public var isSet: Bool { flag.load(ordering: .sequentiallyConsistent) }
+}

@@ -50,12 +50,13 @@ public enum AgentClient {
                     framedInput: (() -> ExecChannel.Input)?,
                     output: ((UnsafeRawBufferPointer) -> Void)?,
                     progress: ((Int64) -> Void)?,
-                    ready: (@Sendable () -> Void)?) async throws(StowageError) -> AgentRun {
+                    ready: (@Sendable () -> Void)?,
+                    until: Wakeup? = nil) async throws(StowageError) -> AgentRun {
         let call = Handoff(value: (framedInput, output, progress))
         do {
             return try await DedicatedThread.run("agent \(target.node)") { flag in
                 try runBlocking(target, agent: agent, job: job, input: call.value.0, output: call.value.1,
-                                progress: call.value.2, ready: ready, cancel: flag)
+                                progress: call.value.2, ready: ready, cancel: flag, until: until)
             }
         } catch let e as StowageError {
             throw e
@@ -66,7 +67,10 @@ public enum AgentClient {
 
     static func runBlocking(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> ExecChannel.Input)?,
                             output: ((UnsafeRawBufferPointer) -> Void)?, progress: ((Int64) -> Void)?,
-                            ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag) throws(StowageError) -> AgentRun {
+                            ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag, until: Wakeup? = nil) throws(StowageError) -> AgentRun {
+        // A job that holds something (a lock) until told: its input stays open until
+        // `until` is set, then ends, and the agent finishes the job cleanly.
+        let input = until.map { w in { w.isSet ? ExecChannel.Input.end : .hold } } ?? input
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var jobLine = Array((try? enc.encode(job)) ?? Data())
@@ -75,30 +79,44 @@ public enum AgentClient {
         var events = EventReader()
         var lineSent = false, received: Int64 = 0
         let exit: RemoteExit
+        let started = Deadline.now()
+        var how = "new"
         do {
-            let conn = try SSHConnection(target)
-            let channel = try ExecChannel(conn, command: "\(shellQuote(agent.remotePath)) serve", deadline: Deadline(seconds: target.connectTimeout))
-            exit = try channel.pump(
-                input: {
-                    if !lineSent { lineSent = true; return .bytes(jobLine) }
-                    guard let input else { return .hold }
-                    return input()
-                },
-                stdout: { buf in
-                    received += Int64(buf.count)
-                    output?(buf)
-                },
-                stderr: { buf in
-                    events.feed(buf)
-                    if let p = events.takeProgress() { progress?(p) }
-                    if events.takeReady() { ready?() }
-                },
-                cancelled: { cancel.isSet || events.mismatch != nil })
+            var opened = started
+            // The channel lives only inside this closure: it is freed (libssh2_channel_free
+            // touches the session) before its connection is parked for another thread.
+            let (conn, remoteExit, clean) = try { () throws -> (SSHConnection, RemoteExit, Bool) in
+                let (conn, channel) = try open(target, command: "\(shellQuote(agent.remotePath)) serve", how: &how)
+                opened = Deadline.now()
+                let r = try channel.pump(
+                    input: {
+                        if !lineSent { lineSent = true; return .bytes(jobLine) }
+                        guard let input else { return .hold }
+                        return input()
+                    },
+                    stdout: { buf in
+                        received += Int64(buf.count)
+                        output?(buf)
+                    },
+                    stderr: { buf in
+                        events.feed(buf)
+                        if let p = events.takeProgress() { progress?(p) }
+                        if events.takeReady() { ready?() }
+                    },
+                    cancelled: { cancel.isSet || events.mismatch != nil },
+                    wake: until?.fd ?? -1)
+                return (conn, r, channel.closedCleanly)
+            }()
+            exit = remoteExit
+            // Closed on both ends: the connection can carry the next job to this node.
+            if clean { SSHConnectionPool.shared.park(conn) }
+            Trace.log("\(target.node) \(job.type.rawValue): channel \(Int((opened - started) * 1000)) ms (\(how) connection), job \(Int((Deadline.now() - opened) * 1000)) ms, \(received) bytes out")
         } catch let e as SSHError {
             if case .cancelled = e, let hello = events.mismatch {
                 throw mismatchError(target, hello, agent)
             }
             if case .cancelled = e { throw StowageError(.cancelled, "\(target.node): job \(job.type.rawValue) cancelled; the agent was stopped") }
+            SSHConnectionPool.shared.noteFailure(target)
             throw StowageError.ssh(e, target)
         } catch let e as StowageError {
             throw e
@@ -141,6 +159,28 @@ public enum AgentClient {
             throw StowageError(.remoteFailed, "\(who): the agent sent \(sent) bytes but \(received) arrived", retryable: true)
         }
         return AgentRun(node: target.node, hello: hello, result: result, messages: events.messages, received: received, chunks: events.chunks)
+    }
+
+    /// A channel running `command`, on a parked connection to the node when one answers
+    /// quickly, else on a new one. A parked connection that fails to open a channel (the
+    /// node went away, a firewall now drops its packets) costs at most 2 s (a third of the
+    /// connect timeout when that is shorter) before the new connection, which then reports
+    /// the node's real state.
+    static func open(_ target: SSHTarget, command: String, how: inout String) throws -> (SSHConnection, ExecChannel) {
+        if let parked = SSHConnectionPool.shared.take(target) {
+            do {
+                let ch = try ExecChannel(parked, command: command, deadline: Deadline(seconds: min(2, target.connectTimeout / 3)))
+                how = "reused"
+                SSHConnectionPool.shared.noteReuse()
+                return (parked, ch)
+            } catch {
+                SSHConnectionPool.shared.noteFailure(target)
+                Trace.log("\(target.node): a parked connection failed (\(error)); connecting anew")
+            }
+        }
+        let conn = try SSHConnection(target)
+        how = "new"
+        return (conn, try ExecChannel(conn, command: command, deadline: Deadline(seconds: target.connectTimeout)))
     }
 
     static func mismatchError(_ t: SSHTarget, _ hello: AgentEvent, _ agent: AgentBinary) -> StowageError {

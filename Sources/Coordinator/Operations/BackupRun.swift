@@ -3,6 +3,7 @@
 import AgentProtocol
 import Foundation
 import Repository
+import Support
 import Topology
 
 public struct BackupOutcome: Sendable {
@@ -22,13 +23,21 @@ public enum BackupRun {
                            zstdLevel: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> BackupOutcome {
         let started = Date()
         // Credentials and topology before anything touches the storage.
-        let topology = try await TopologyCheck.run([layer], settings: inventory.probe)[0]
+        let topology = try await Trace.span("topology check of \(layer.id)") { () async throws(StowageError) in
+            try await TopologyCheck.run([layer], settings: inventory.probe)[0]
+        }
         let plan = try Plans.backup(topology, from: from)
         let dbPassword = try layer.credentials?.resolvePassword(layer: layer.id)
         let storagePassword = try spec.resolvePassword()
 
         let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: layer.environment)
-        let repo = try await RepositoryAccess.open(storage, environment: layer.environment, password: storagePassword, create: true)
+        // Each storage node carries a lock session and a listing or a stream at once; each
+        // dumped node one stream. Connected while the repository's key is derived.
+        SSHConnectionPool.shared.prewarm(storage.nodes.map(\.target), count: 2)
+        SSHConnectionPool.shared.prewarm(plan.streams.compactMap { s in layer.nodes.first { $0.name == s.node }.flatMap { try? inventory.sshTarget($0) } }, count: 1)
+        let repo = try await Trace.span("repository open") { () async throws(StowageError) in
+            try await RepositoryAccess.open(storage, environment: layer.environment, password: storagePassword, create: true)
+        }
 
         var streams: [BackupStreamSource] = []
         for (i, s) in plan.streams.enumerated() {
@@ -44,6 +53,7 @@ public enum BackupRun {
         let metadata = BackupMetadata(engine: layer.engine.rawValue, engineVersion: topology.node(plan.streams[0].node)?.version,
                                       sourceRole: plan.streams[0].role.rawValue, topology: topology)
         let name = BackupName(date: started, kind: kind)
+        Trace.log("backup \(name) of \(layer.id) starts")
         let result = try await BackupWriter.write(repo, layer: layer.name, name: name, streams: streams, agent: agent,
                                                   metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress)
         // Retention only after a committed backup: a failed one prunes nothing.
@@ -51,7 +61,7 @@ public enum BackupRun {
         var pruneError: StowageError?
         if let keep {
             do throws(StowageError) {
-                pruned = try await Pruner.prune(repo, layer: layer.name, keep: keep)
+                pruned = try await Trace.span("retention") { () async throws(StowageError) in try await Pruner.prune(repo, layer: layer.name, keep: keep) }
             } catch {
                 pruneError = error
             }

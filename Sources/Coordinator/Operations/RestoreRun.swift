@@ -42,10 +42,15 @@ public enum RestoreRun {
     public static func prepare(inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
                                fromEnvironment: String, fromLayer: String, backup: String,
                                node: String?, allNodes: Bool) async throws(StowageError) -> RestorePreview {
-        let topology = try await TopologyCheck.run([layer], settings: inventory.probe)[0]
+        let topology = try await Trace.span("topology check of \(layer.id)") { () async throws(StowageError) in
+            try await TopologyCheck.run([layer], settings: inventory.probe)[0]
+        }
         let password = try spec.resolvePassword()
         let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: fromEnvironment)
-        guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: fromEnvironment, password: password) else {
+        let opened = try await Trace.span("repository open") { () async throws(StowageError) in
+            try await RepositoryAccess.openIfPresent(storage, environment: fromEnvironment, password: password)
+        }
+        guard let repo = opened else {
             throw StowageError(.usage, "storage \(spec.name) holds no backups of environment \(fromEnvironment)",
                                hint: "stowage backups lists the environments there are")
         }
@@ -91,7 +96,7 @@ public enum RestoreRun {
         // environment's repository (when the storage has one), and the source repository's
         // shared lock, which keeps prune from deleting chunks this restore is reading.
         var locks: [LayerLock] = []
-        func releaseAll() async { for l in locks { await l.release() } }
+        func releaseAll() async { await LayerLock.release(locks) }
         do throws(StowageError) {
             if p.sourceEnvironment == layer.environment {
                 locks += try await lockReachable(p.repo.storage, layer: layer.name, operation: "restore \(layer.id)")
@@ -153,28 +158,18 @@ public enum RestoreRun {
         }
         await releaseAll()
 
-        let (checks, untouched) = try await check(p, inventory: inventory, password: dbPassword)
+        let (checks, untouched) = try await Trace.span("restored data check") { () async throws(StowageError) in
+            try await check(p, inventory: inventory, password: dbPassword)
+        }
         return RestoreOutcome(preview: p, checks: checks, untouched: untouched, badCopies: bad, seconds: Date().timeIntervalSince(started))
     }
 
     static func lockReachable(_ storage: ReplicatedStorage, layer: String?, operation: String) async throws(StowageError) -> [LayerLock] {
-        var locks: [LayerLock] = []
-        var lastError: StowageError?
-        for node in storage.nodes {
-            do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation, waitWhileRepositoryBusy: LayerLock.repositoryPatience))
-            } catch {
-                // A lock held elsewhere stops the restore; an unreachable node does not
-                // (reads fall back to the other copies).
-                if error.status == .locked {
-                    for l in locks { await l.release() }
-                    throw error
-                }
-                lastError = error
-            }
-        }
-        if locks.isEmpty, let lastError { throw lastError }
-        return locks
+        // A lock held elsewhere stops the restore; an unreachable node does not (reads fall
+        // back to the other copies), unless no node can be locked at all.
+        let held = try await LayerLock.acquireAll(storage.nodes, layer: layer, operation: operation, patience: LayerLock.repositoryPatience)
+        if held.locks.isEmpty, let failure = storage.nodes.lazy.compactMap({ held.failed[$0.target.node] }).last { throw failure }
+        return held.locks
     }
 
     /// Streams one backup stream's sealed chunks to a `restore` job on `target`.

@@ -2,8 +2,8 @@
 // drives them in non-blocking mode with poll(), and turns return codes into `SSHError`s.
 //
 // libssh2 blocks and is not thread-safe per session: every `SSHConnection` and its
-// channels are used from one thread only (the thread `SSHWorker` gives each job), never
-// from Swift's cooperative pool.
+// channels are used from one thread at a time (the thread of the job that holds it; between
+// jobs a connection waits in `SSHConnectionPool`), never from Swift's cooperative pool.
 import CLibSSH2
 import Crypto
 import Foundation
@@ -170,6 +170,13 @@ final class SSHConnection {
         return HostKey(type: name, blob: blob)
     }
 
+    /// Whether the key this connection was made with is still the one known_hosts names
+    /// (before a parked connection is reused: an operator may have removed or replaced it).
+    func hostKeyStillTrusted() -> Bool {
+        guard let hostKey else { return false }
+        return (try? checkHostKey(hostKey)) != nil
+    }
+
     private func checkHostKey(_ key: HostKey) throws(SSHError) {
         guard let hosts = libssh2_knownhost_init(session) else { throw .protocolError("libssh2 could not allocate known hosts") }
         defer { libssh2_knownhost_free(hosts) }
@@ -239,14 +246,22 @@ final class SSHConnection {
     }
 
     /// Waits until the socket is ready in the direction libssh2 is blocked on.
-    func waitSocket(_ deadline: Deadline, _ what: String, maxMilliseconds: Int32 = Int32.max) throws(SSHError) {
+    /// `wake`: another descriptor that ends the wait when readable (a `Wakeup`'s eventfd).
+    func waitSocket(_ deadline: Deadline, _ what: String, maxMilliseconds: Int32 = Int32.max, wake: Int32 = -1) throws(SSHError) {
         let dir = libssh2_session_block_directions(session)
         var events: Int16 = 0
         if dir & LIBSSH2_SESSION_BLOCK_INBOUND != 0 { events |= Int16(POLLIN) }
         if dir & LIBSSH2_SESSION_BLOCK_OUTBOUND != 0 { events |= Int16(POLLOUT) }
         if events == 0 { events = Int16(POLLIN) }
-        var p = pollfd(fd: fd, events: events, revents: 0)
-        let n = poll(&p, 1, min(deadline.remainingMilliseconds, maxMilliseconds))
+        // A negative fd is ignored by poll.
+        var p = [pollfd(fd: fd, events: events, revents: 0), pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+        let n = poll(&p, 2, min(deadline.remainingMilliseconds, maxMilliseconds))
+        if wake >= 0 && p[1].revents & Int16(POLLIN) != 0 {
+            // Consumed: the caller learns what changed from its own state, and the next
+            // wait sleeps again.
+            var v: UInt64 = 0
+            _ = read(wake, &v, 8)
+        }
         if n == 0 && deadline.expired { throw .timeout("\(what): no answer within the time limit") }
         if n < 0 && errno != EINTR { throw .unreachable("poll: \(String(cString: strerror(errno)))") }
     }
@@ -301,6 +316,8 @@ final class ExecChannel {
 
     let conn: SSHConnection
     let channel: OpaquePointer
+    /// Both ends closed the channel: its connection can carry another one.
+    private(set) var closedCleanly = false
 
     init(_ conn: SSHConnection, command: String, deadline: Deadline) throws(SSHError) {
         self.conn = conn
@@ -340,8 +357,10 @@ final class ExecChannel {
 
     deinit { libssh2_channel_free(channel) }
 
+    /// `wake`: a descriptor (a `Wakeup`'s eventfd) that turns readable when `input` has
+    /// something new to say (the end of a held lock's input), so the loop asks at once.
     func pump(input: () -> Input, stdout: (UnsafeRawBufferPointer) throws -> Void,
-              stderr: (UnsafeRawBufferPointer) throws -> Void, cancelled: () -> Bool) throws -> RemoteExit {
+              stderr: (UnsafeRawBufferPointer) throws -> Void, cancelled: () -> Bool, wake: Int32 = -1) throws -> RemoteExit {
         let ioTimeout = conn.target.ioTimeout
         var pending: [UInt8] = []
         var pendingOffset = 0
@@ -409,13 +428,13 @@ final class ExecChannel {
             // Wait for the socket; briefly when a producer may have more input by then.
             // and at most 200 ms otherwise, so that cancellation is noticed promptly.
             let cap: Int32 = waitingForProducer ? 5 : min(200, max(1, next) * 1000)
-            try conn.waitSocket(Deadline(seconds: ioTimeout), "waiting for the node", maxMilliseconds: cap)
+            try conn.waitSocket(Deadline(seconds: ioTimeout), "waiting for the node", maxMilliseconds: cap, wake: wake)
         }
 
         // Drain and close.
         let deadline = Deadline(seconds: 10)
-        try? conn.retry(deadline, "closing the channel") { libssh2_channel_close(channel) }
-        try? conn.retry(deadline, "closing the channel") { libssh2_channel_wait_closed(channel) }
+        let closed = (try? conn.retry(deadline, "closing the channel") { libssh2_channel_close(channel) }) != nil
+        closedCleanly = closed && (try? conn.retry(deadline, "closing the channel") { libssh2_channel_wait_closed(channel) }) != nil
         var sig: UnsafeMutablePointer<CChar>?
         var sigLen = 0
         libssh2_channel_get_exit_signal(channel, &sig, &sigLen, nil, nil, nil, nil)

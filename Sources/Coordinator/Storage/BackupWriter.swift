@@ -115,27 +115,26 @@ public enum BackupWriter {
         // listed before the lock could be reclaimed by a prune before the lock, and the
         // backup would then reference a chunk it did not send. A repository held by a prune
         // (seconds) is waited for; a layer held by another backup or restore is not.
-        var locks: [LayerLock] = []
-        for node in storage.nodes {
-            do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: layer, operation: "backup \(repo.environment)/\(layer) \(name)",
-                                                         waitWhileRepositoryBusy: LayerLock.repositoryPatience))
-            } catch {
-                if error.status == .locked {
-                    for l in locks { await l.release() }
-                    throw error
-                }
-                failures[node.target.node] = error.message
-            }
-        }
+        let held = try await LayerLock.acquireAll(storage.nodes, layer: layer, operation: "backup \(repo.environment)/\(layer) \(name)",
+                                                  patience: LayerLock.repositoryPatience)
+        for (node, error) in held.failed { failures[node] = error.message }
+        let locks = held.locks
         await phase?("locked")
-        // What each node already holds: those chunks are not sent to it again.
+        // What each node already holds: those chunks are not sent to it again (all nodes
+        // asked at once).
         var present: [String: Set<String>] = [:]
-        for node in storage.nodes where failures[node.target.node] == nil {
-            do throws(StowageError) {
-                present[node.target.node] = Set(try await node.list(prefix: "chunks").map(\.name))
-            } catch {
-                failures[node.target.node] = error.message
+        let listed = await withTaskGroup(of: (String, Result<[String], StowageError>).self) { g in
+            for node in storage.nodes where failures[node.target.node] == nil {
+                g.addTask { (node.target.node, await captured { try await node.list(prefix: "chunks").map(\.name) }) }
+            }
+            var out: [(String, Result<[String], StowageError>)] = []
+            for await r in g { out.append(r) }
+            return out
+        }
+        for (node, result) in listed {
+            switch result {
+            case .success(let names): present[node] = Set(names)
+            case .failure(let error): failures[node] = error.message
             }
         }
         let live = storage.nodes.filter { present[$0.target.node] != nil }
@@ -144,10 +143,10 @@ public enum BackupWriter {
             let r = try await writeLocked(repo, layer: layer, name: name, streams: streams, agent: agent,
                                           metadata: metadata, zstdLevel: zstdLevel, progress: progress, started: started,
                                           live: live, present: present, failures: failures, locks: locks, phase: phase)
-            for l in locks { await l.release() }
+            await held.release()
             return r
         } catch {
-            for l in locks { await l.release() }
+            await held.release()
             throw error
         }
     }
@@ -367,7 +366,7 @@ final class FanOut: @unchecked Sendable {
         func enqueue(_ r: [UInt8]) {
             cond.lock()
             defer { cond.unlock() }
-            while bytes + r.count > capacity && !dead && bytes > 0 { cond.wait(until: Date().addingTimeInterval(1)) }
+            while bytes + r.count > capacity && !dead && bytes > 0 { _ = cond.wait(until: Date().addingTimeInterval(1)) }
             if dead { return }
             queue.append(r)
             bytes += r.count

@@ -12,12 +12,18 @@ public final class LayerLock: Sendable {
     public let layer: String
     private let task: Task<AgentRun, Error>
     private let ended: OnceSignal
+    private let releasing: Wakeup
+    private let target: SSHTarget
+    private let acquired: Double
 
-    init(node: String, layer: String, task: Task<AgentRun, Error>, ended: OnceSignal) {
-        self.node = node
+    init(target: SSHTarget, layer: String, task: Task<AgentRun, Error>, ended: OnceSignal, releasing: Wakeup) {
+        self.node = target.node
+        self.target = target
         self.layer = layer
         self.task = task
         self.ended = ended
+        self.releasing = releasing
+        acquired = Deadline.now()
     }
 
     /// False once the holding session has ended (agent killed, connection dropped).
@@ -30,13 +36,15 @@ public final class LayerLock: Sendable {
         let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) (\(operation), since \(ISO8601DateFormatter().string(from: Date())))"
         let signal = OnceSignal()
         let ended = OnceSignal()
+        let releasing = Wakeup()
         let task = Task { () async throws -> AgentRun in
             defer { ended.finish(nil) }
             do throws(StowageError) {
                 let run = try await AgentClient.run(client.target, agent: client.agent,
                                                     job: AgentJob(type: .lock, root: client.repository, names: layer.map { [$0] } ?? [],
                                                                   owner: owner, exclusive: exclusive),
-                                                    ready: { signal.finish(nil) })
+                                                    framedInput: nil, output: nil, progress: nil,
+                                                    ready: { signal.finish(nil) }, until: releasing)
                 signal.finish(StowageError(.remoteFailed, "\(client.target.node): the lock session ended before the lock was held"))
                 return run
             } catch {
@@ -44,7 +52,10 @@ public final class LayerLock: Sendable {
                 throw error
             }
         }
-        if let failure = await signal.wait() {
+        let started = Deadline.now()
+        let failure = await signal.wait()
+        Trace.log("\(client.target.node) lock \(layer ?? "*")\(exclusive ? " exclusive" : ""): \(failure == nil ? "held" : "refused") after \(Int((Deadline.now() - started) * 1000)) ms")
+        if let failure {
             _ = try? await task.value
             if failure.message.contains(" is busy: locked by") {
                 throw StowageError(.locked, "\(client.target.node): \(failure.message.components(separatedBy: "lock job failed: ").last ?? failure.message)",
@@ -52,7 +63,7 @@ public final class LayerLock: Sendable {
             }
             throw failure
         }
-        return LayerLock(node: client.target.node, layer: layer ?? "*", task: task, ended: ended)
+        return LayerLock(target: client.target, layer: layer ?? "*", task: task, ended: ended, releasing: releasing)
     }
 
     /// How long a backup or restore waits for a repository held by a prune or a repository
@@ -75,10 +86,78 @@ public final class LayerLock: Sendable {
         }
     }
 
-    /// Releases the lock (ends the agent's session).
+    /// Releases the lock: the job's input ends, the agent unlocks and finishes, and the
+    /// connection is free for the next job. Cancelling the job (closing the channel) would
+    /// release it as well, but the connection would be lost with it.
+    ///
+    /// A node that failed another job since the lock was taken, or does not answer within
+    /// `releaseGrace` (its address blocked, its sshd frozen), gets the hard way at once: the
+    /// channel and its connection are closed, and the node's kernel drops the lock as soon as
+    /// it learns the connection is gone (the sooner the close is sent, the sooner that is).
     public func release() async {
-        task.cancel()
-        _ = try? await task.value
+        let started = Deadline.now()
+        let task = task
+        if SSHConnectionPool.shared.failed(target, since: acquired) {
+            task.cancel()
+            _ = try? await task.value
+            Trace.log("\(node) lock \(layer) released (connection closed, the node failed meanwhile) in \(Int((Deadline.now() - started) * 1000)) ms")
+            return
+        }
+        releasing.set()
+        let clean = await withTaskGroup(of: Bool.self) { g in
+            g.addTask { _ = try? await task.value; return true }
+            g.addTask { try? await Task.sleep(for: .seconds(LayerLock.releaseGrace)); return false }
+            let first = await g.next() ?? false
+            // Cancelling the job ends the first child; cancelling the group ends the sleep.
+            if !first { task.cancel() }
+            g.cancelAll()
+            return first
+        }
+        Trace.log("\(node) lock \(layer) released \(clean ? "" : "(connection closed) ")in \(Int((Deadline.now() - started) * 1000)) ms")
+    }
+
+    static let releaseGrace: Double = 2
+
+    /// Releases every lock at once.
+    public static func release(_ locks: [LayerLock]) async {
+        await withTaskGroup(of: Void.self) { g in
+            for l in locks { g.addTask { await l.release() } }
+        }
+    }
+}
+
+/// Locks held on several nodes of one storage.
+public struct HeldLocks: Sendable {
+    public var locks: [LayerLock]
+    /// Nodes that could not be locked for another reason than a holder (unreachable,
+    /// no agent), with the error.
+    public var failed: [String: StowageError]
+
+    /// Releases every lock at once.
+    public func release() async { await LayerLock.release(locks) }
+}
+
+extension LayerLock {
+    /// The lock on each node, one node after the other in the storage's order: two
+    /// coordinators racing for a layer meet on the first node, and one of them wins
+    /// outright instead of each holding half. A lock held elsewhere releases what was taken
+    /// and throws (`locked`); a node that fails otherwise is listed in `failed`.
+    public static func acquireAll(_ nodes: [StorageNodeClient], layer: String?, operation: String, exclusive: Bool = false,
+                                  patience: Double) async throws(StowageError) -> HeldLocks {
+        var held = HeldLocks(locks: [], failed: [:])
+        for node in nodes {
+            do throws(StowageError) {
+                held.locks.append(try await acquire(node, layer: layer, operation: operation, exclusive: exclusive,
+                                                    waitWhileRepositoryBusy: patience))
+            } catch {
+                if error.status == .locked {
+                    await held.release()
+                    throw error
+                }
+                held.failed[node.target.node] = error
+            }
+        }
+        return held
     }
 }
 

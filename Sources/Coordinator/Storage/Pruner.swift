@@ -25,37 +25,39 @@ public struct PruneReport: Sendable, Equatable {
 public enum Pruner {
     public static func prune(_ repo: OpenRepository, layer: String, keep: Int) async throws(StowageError) -> PruneReport {
         let storage = repo.storage
-        var skipped: [String: String] = [:]
         // Every node is tried; the ones that cannot be locked (unreachable) are skipped and
-        // keep extra data until a later prune.
-        var live: [StorageNodeClient] = []
-        for node in storage.nodes {
-            do throws(StowageError) {
-                let l = try await LayerLock.acquire(node, layer: layer, operation: "forget \(repo.environment)/\(layer)",
-                                                    waitWhileRepositoryBusy: LayerLock.repositoryPatience)
-                await l.release()
-                live.append(node)
-            } catch {
-                if error.status == .locked { throw error }
-                skipped[node.target.node] = error.message
-            }
-        }
+        // keep extra data until a later prune. Manifests are listed under the locks: what
+        // committed before the lock was held must count (a chunk a just-committed backup
+        // references is never reclaimed).
+        let forgetting = try await LayerLock.acquireAll(storage.nodes, layer: layer, operation: "forget \(repo.environment)/\(layer)",
+                                                        patience: LayerLock.repositoryPatience)
+        let skipped = forgetting.failed.mapValues(\.message)
+        let live = storage.nodes.filter { skipped[$0.target.node] == nil }
         guard !live.isEmpty else {
             throw StowageError(.nodeUnreachable, "storage \(storage.name): no node reachable for prune", retryable: true)
         }
-        // Manifests are listed again under each lock: what committed before the lock was held
-        // must count (a chunk a just-committed backup references is never reclaimed).
-        let removed = try await withLocks(live, layer: layer, operation: "forget \(repo.environment)/\(layer)", exclusive: false,
-                                          patience: LayerLock.repositoryPatience) { () async throws(StowageError) in
-            try await forget(repo, layer: layer, keep: keep, live: live, manifests: try await listManifests(live))
+        let removed: (removed: [String], kept: [String])
+        do throws(StowageError) {
+            removed = try await forget(repo, layer: layer, keep: keep, live: live, manifests: try await listManifests(live))
+            await forgetting.release()
+        } catch {
+            await forgetting.release()
+            throw error
         }
         var report = PruneReport(removedBackups: removed.removed, keptBackups: removed.kept, removedChunks: [:], skipped: skipped)
         // Nothing forgotten, nothing (much) to reclaim: chunks left by interrupted backups wait
         // for the next retention that removes a backup, and the repository is not held.
         guard !removed.removed.isEmpty else { return report }
         do throws(StowageError) {
-            report.removedChunks = try await withLocks(live, layer: nil, operation: "prune \(repo.environment)", exclusive: true) { () async throws(StowageError) in
-                try await reclaim(repo, live: live, manifests: try await listManifests(live))
+            let reclaiming = try await LayerLock.acquireAll(live, layer: nil, operation: "prune \(repo.environment)", exclusive: true, patience: 0)
+            do throws(StowageError) {
+                // Chunks are reclaimed only with every live node's manifests in view.
+                if let failure = reclaiming.failed.values.first { throw failure }
+                report.removedChunks = try await reclaim(repo, live: live, manifests: try await listManifests(live))
+                await reclaiming.release()
+            } catch {
+                await reclaiming.release()
+                throw error
             }
         } catch {
             guard error.status == .locked else { throw error }
@@ -68,28 +70,6 @@ public enum Pruner {
         var out: [String: Set<String>] = [:]
         for node in live { out[node.target.node] = Set(try await node.list(prefix: "backups").map(\.name)) }
         return out
-    }
-
-    static func withLocks<T>(_ nodes: [StorageNodeClient], layer: String?, operation: String, exclusive: Bool, patience: Double = 0,
-                             _ body: () async throws(StowageError) -> T) async throws(StowageError) -> T {
-        var locks: [LayerLock] = []
-        for node in nodes {
-            do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: layer, operation: operation, exclusive: exclusive,
-                                                         waitWhileRepositoryBusy: patience))
-            } catch {
-                for l in locks { await l.release() }
-                throw error
-            }
-        }
-        do throws(StowageError) {
-            let r = try await body()
-            for l in locks { await l.release() }
-            return r
-        } catch {
-            for l in locks { await l.release() }
-            throw error
-        }
     }
 
     /// Step 1: the layer's expired manifests, on every live node.

@@ -56,27 +56,21 @@ public enum RepositoryAccess {
         // write a key file of their own and encrypt with their own keys: the second config
         // wins and the first one's backups become unreadable. So a repository is created under
         // the exclusive repository lock of every reachable node, after looking again.
-        var locks: [LayerLock] = []
-        for node in reached {
-            do throws(StowageError) {
-                locks.append(try await LayerLock.acquire(node, layer: nil, operation: "create repository \(environment)", exclusive: true,
-                                                         waitWhileRepositoryBusy: LayerLock.repositoryPatience))
-            } catch {
-                for l in locks { await l.release() }
-                throw error
-            }
-        }
+        let held = try await LayerLock.acquireAll(reached, layer: nil, operation: "create repository \(environment)", exclusive: true,
+                                                  patience: LayerLock.repositoryPatience)
         do throws(StowageError) {
+            // Every node that answered a moment ago must be held, or a creator there could be missed.
+            if let failure = held.failed.values.first { throw failure }
             let r: OpenRepository
             if let other = try await find(storage, environment: environment, password: password).found {
                 r = other
             } else {
                 r = try await createLocked(storage, environment: environment, password: password, kdfCost: kdfCost)
             }
-            for l in locks { await l.release() }
+            await held.release()
             return r
         } catch {
-            for l in locks { await l.release() }
+            await held.release()
             throw error
         }
     }
