@@ -110,16 +110,20 @@ layer_mysql=shop/mariadb
 export REDISCLI_AUTH
 REDISCLI_AUTH=$(cat "$lab/secrets/redis-password")
 rdb() { redis-cli -h "$1" -p 6379 --rdb "$2" >/dev/null 2>&1; }
+# To /dev/null through stdout (redis-cli fsyncs a named target, which /dev/null refuses).
+rdb_null() { redis-cli -h "$1" -p 6379 --rdb - 2>/dev/null >/dev/null; }
 # A redis-server loading DIR/dump.rdb from local disk, timed until it answers PING (the
 # add-on's restore puts the file in place and restarts the server); then stopped.
 rdb_load() {
     local dir=$1 sock
-    sock="$dir/scratch.sock"
+    # A short path: a unix socket's name is limited to 107 bytes.
+    sock=$(mktemp -u /tmp/bench-rdb.XXXXXX.sock)
     redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$dir" --dbfilename dump.rdb \
         --save '' --appendonly no --daemonize no --logfile "$dir/scratch.log" &
     local pid=$! i
     for ((i = 0; i < 6000; i++)); do
         [ "$(redis-cli -s "$sock" PING 2>/dev/null)" = PONG ] && break
+        kill -0 "$pid" 2>/dev/null || { echo "bench: redis-server could not load $dir/dump.rdb: $(tail -2 "$dir/scratch.log")" >&2; return 1; }
         sleep 0.05
     done
     redis-cli -s "$sock" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
@@ -135,7 +139,7 @@ load_redis() {
     rm -f "$work/gen/all.resp"
 }
 plain_redis() { mkdir -p "$work/plain"; rdb 127.0.3.10 "$work/plain/dump.rdb"; stat -c %s "$work/plain/dump.rdb"; }
-limit_backup_redis() { rdb 127.0.3.10 /dev/null; }
+limit_backup_redis() { rdb_null 127.0.3.10; }
 addon_dump_redis() { rdb 127.0.3.10 "$1/dump.rdb" && gzip "$1/dump.rdb"; }
 limit_restore_redis() { rdb_load "$work/plain"; }
 addon_restore_redis() { gunzip "$1/dump.rdb.gz" && rdb_load "$1"; }
@@ -149,29 +153,30 @@ load_rediscluster() {
     done
     mkdir -p "$work/gen"
     python3 bench/redis_data.py "$REDIS_KEYS" "$work/gen" "${slots[@]}"
-    local i=0
-    for m in $(masters_rediscluster); do redis-cli -h "$m" --pipe <"$work/gen/$i.resp" >/dev/null & i=$((i + 1)); done
-    wait
+    local i=0 pids=()
+    for m in $(masters_rediscluster); do redis-cli -h "$m" --pipe <"$work/gen/$i.resp" >/dev/null & pids+=($!); i=$((i + 1)); done
+    wait "${pids[@]}"
     rm -f "$work"/gen/*.resp
 }
 plain_rediscluster() {
-    local m total=0
-    for m in $(masters_rediscluster); do mkdir -p "$work/plain/$m"; rdb "$m" "$work/plain/$m/dump.rdb" & done
-    wait
+    local m total=0 pids=()
+    for m in $(masters_rediscluster); do mkdir -p "$work/plain/$m"; rdb "$m" "$work/plain/$m/dump.rdb" & pids+=($!); done
+    wait "${pids[@]}"
     for m in $(masters_rediscluster); do total=$((total + $(stat -c %s "$work/plain/$m/dump.rdb"))); done
     echo "$total"
 }
-limit_backup_rediscluster() { local m; for m in $(masters_rediscluster); do rdb "$m" /dev/null & done; wait; }
+# Background jobs are waited for by PID: a bare `wait` would also wait for the sampler.
+limit_backup_rediscluster() { local m pids=(); for m in $(masters_rediscluster); do rdb_null "$m" & pids+=($!); done; wait "${pids[@]}"; }
 addon_dump_rediscluster() {
-    local m
-    for m in $(masters_rediscluster); do mkdir -p "$1/$m"; (rdb "$m" "$1/$m/dump.rdb" && gzip "$1/$m/dump.rdb") & done
-    wait
+    local m pids=()
+    for m in $(masters_rediscluster); do mkdir -p "$1/$m"; (rdb "$m" "$1/$m/dump.rdb" && gzip "$1/$m/dump.rdb") & pids+=($!); done
+    wait "${pids[@]}"
 }
-limit_restore_rediscluster() { local m; for m in $(masters_rediscluster); do rdb_load "$work/plain/$m" & done; wait; }
+limit_restore_rediscluster() { local m pids=(); for m in $(masters_rediscluster); do rdb_load "$work/plain/$m" & pids+=($!); done; wait "${pids[@]}"; }
 addon_restore_rediscluster() {
-    local m
-    for m in $(masters_rediscluster); do (gunzip "$1/$m/dump.rdb.gz" && rdb_load "$1/$m") & done
-    wait
+    local m pids=()
+    for m in $(masters_rediscluster); do (gunzip "$1/$m/dump.rdb.gz" && rdb_load "$1/$m") & pids+=($!); done
+    wait "${pids[@]}"
 }
 layer_rediscluster=shop/sessions
 

@@ -47,6 +47,10 @@ public enum RestoreRun {
         }
         let password = try spec.resolvePassword()
         let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: fromEnvironment)
+        // Connected while the key is derived and the manifest read: a lock session and a
+        // reader per storage node, and the layer's nodes (the restore's targets among them).
+        SSHConnectionPool.shared.prewarm(storage.nodes.map(\.target), count: 2)
+        SSHConnectionPool.shared.prewarm(layer.nodes.compactMap { try? inventory.sshTarget($0) }, count: 1)
         let opened = try await Trace.span("repository open") { () async throws(StowageError) in
             try await RepositoryAccess.openIfPresent(storage, environment: fromEnvironment, password: password)
         }
