@@ -25,7 +25,10 @@ def role(pid, cmd):
             return "storage agent" if len(conn) == 4 and conn[2] in storage else "db agent"
         except OSError:
             return None
-    for r in ("pg_dumpall", "pg_dump", "mariadb-dump", "gzip", "gunzip", "restic", "psql", "mariadb", "redis-server"):
+    # The fork in which a Redis server writes a snapshot names itself redis-rdb-*.
+    if cmd.startswith("redis-rdb"):
+        return "redis snapshot"
+    for r in ("pg_dumpall", "pg_dump", "mariadb-dump", "gzip", "gunzip", "restic", "psql", "mariadb", "redis-server", "redis-cli"):
         if cmd.split(" ")[0].endswith(r):
             return r
     if "stowage " in cmd or cmd.startswith("stowage") or "/stowage " in cmd:
