@@ -103,7 +103,7 @@ final class SSHConnectionPool: @unchecked Sendable {
         }
     }
 
-    /// Closes every parked connection now (a daemon between runs, a test that takes a node down).
+    /// Closes every parked connection now (tests that need to start without any).
     func closeAll() {
         // Swapped out under the lock, closed after it.
         var all: [String: [Parked]] = [:]

@@ -116,24 +116,14 @@ public enum FleetStatus {
         for spec in inv.storages {
             for env in envs.sorted() {
                 let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: env)
-                var holders: [String: [String: Set<String>]] = [:]  // layer → backup → nodes
-                var reachable: [String] = [], unreachable: [String] = []
-                for node in storage.nodes {
-                    guard let names = try? await node.list(prefix: "backups") else { unreachable.append(node.target.node); continue }
-                    reachable.append(node.target.node)
-                    for o in names {
-                        let p = o.name.split(separator: "/")
-                        guard p.count == 3, BackupName(String(p[2])) != nil else { continue }
-                        holders["\(env)/\(p[1])", default: [:]][String(p[2]), default: []].insert(node.target.node)
-                    }
-                }
+                let held = await storage.listBackups()
                 for l in layers where l.environment == env {
-                    let mine = holders[l.id] ?? [:]
-                    let newest = mine.keys.compactMap(BackupName.init).max()?.description
+                    let mine = held.holders[l.name] ?? [:]
+                    let newest = held.newest(l.name)
                     guard !mine.isEmpty || inv.policy(for: l.id)?.storage == spec.name else { continue }
-                    let missing = newest.map { n in reachable.filter { !(mine[n]?.contains($0) ?? false) } } ?? []
-                    stored[l.id, default: []].append(.init(storage: spec.name, count: mine.count, newest: newest, newestMissingOn: missing,
-                                                           unreachable: unreachable))
+                    let missing = newest.map { n in held.reachable.filter { !(mine[n]?.contains($0) ?? false) } } ?? []
+                    stored[l.id, default: []].append(.init(storage: spec.name, count: mine.count, newest: newest?.description,
+                                                           newestMissingOn: missing, unreachable: held.unreachable))
                 }
             }
         }

@@ -154,14 +154,12 @@ public actor Scheduler {
     /// start times they hold), as any reachable node lists them.
     func newestBackups(_ spec: StorageSpec, environment env: String, agent: AgentBinary) async throws(StowageError) -> [String: (Date, String)] {
         let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
+        let held = await storage.listBackups()
         var newest: [String: (Date, String)] = [:]
-        for node in storage.nodes {
-            guard let names = try? await node.list(prefix: "backups") else { continue }
-            for object in names {
-                let parts = object.name.split(separator: "/")
-                guard parts.count == 3, let b = BackupName(String(parts[2])) else { continue }
-                let id = "\(env)/\(parts[1])"
-                if b.date >= (newest[id]?.0 ?? .distantPast) { newest[id] = (b.date, b.description) }
+        for layer in held.holders.keys {
+            // The newest by time: names of one instant differ only in their kind.
+            if let b = held.holders[layer]!.keys.max(by: { ($0.date, $0.description) < ($1.date, $1.description) }) {
+                newest["\(env)/\(layer)"] = (b.date, b.description)
             }
         }
         return newest

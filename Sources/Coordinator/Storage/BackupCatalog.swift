@@ -35,28 +35,15 @@ public enum BackupCatalog {
             let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
             // No repository for this environment yet: nothing to do there.
             guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
-            var holders: [String: [String]] = [:]
-            var reachable: [String] = [], unreachable: [String] = []
-            for node in storage.nodes {
-                do throws(StowageError) {
-                    let names = try await node.list(prefix: "backups").map(\.name)
-                    reachable.append(node.target.node)
-                    for n in names { holders[n, default: []].append(node.target.node) }
-                } catch {
-                    unreachable.append(node.target.node)
+            let stored = await storage.listBackups()
+            for (l, backups) in stored.holders where layer == nil || l == layer {
+                for (name, nodes) in backups {
+                    guard let (m, _) = try? await BackupReader.manifest(repo, layer: l, name: name) else { continue }
+                    out.append(BackupEntry(environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNodes,
+                                           sourceRole: m.sourceRole, started: m.started, finished: m.finished, rawBytes: m.rawBytes,
+                                           storedBytes: m.storedBytes, replicas: nodes.sorted(),
+                                           missingOn: stored.reachable.filter { !nodes.contains($0) }.sorted(), unreachable: stored.unreachable.sorted()))
                 }
-            }
-            for (object, nodes) in holders {
-                // backups/<layer>/<name>; anything else in there is foreign and ignored.
-                let parts = object.split(separator: "/")
-                guard parts.count == 3, let name = BackupName(String(parts[2])) else { continue }
-                let l = String(parts[1])
-                if let layer, l != layer { continue }
-                guard let (m, _) = try? await BackupReader.manifest(repo, layer: l, name: name) else { continue }
-                out.append(BackupEntry(environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNodes,
-                                       sourceRole: m.sourceRole, started: m.started, finished: m.finished, rawBytes: m.rawBytes,
-                                       storedBytes: m.storedBytes, replicas: nodes.sorted(),
-                                       missingOn: reachable.filter { !nodes.contains($0) }.sorted(), unreachable: unreachable.sorted()))
             }
         }
         return out.sorted { ($0.environment, $0.layer, $0.name) < ($1.environment, $1.layer, $1.name) }

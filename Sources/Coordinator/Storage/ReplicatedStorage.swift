@@ -131,3 +131,42 @@ public struct ReplicatedStorage: Sendable {
         return RepairReport(copied: copied, unreachable: unreachable)
     }
 }
+
+/// The backups a storage's nodes hold, by manifest name only (nothing read or decrypted).
+public struct StoredBackups: Sendable {
+    /// layer → backup → the nodes holding its manifest.
+    public var holders: [String: [BackupName: Set<String>]] = [:]
+    /// Nodes that answered and nodes that could not be asked, in the storage's order.
+    public var reachable: [String] = []
+    public var unreachable: [String] = []
+
+    /// The newest backup of a layer, by name.
+    public func newest(_ layer: String) -> BackupName? { holders[layer]?.keys.max() }
+}
+
+extension ReplicatedStorage {
+    /// Which backups each node holds (every node asked at once). Names under `backups/`
+    /// that are not `<layer>/<backup name>` are foreign and left out.
+    public func listBackups() async -> StoredBackups {
+        let listings = await withTaskGroup(of: (Int, Result<[String], StowageError>).self) { group in
+            for (i, c) in nodes.enumerated() {
+                group.addTask { (i, await captured { try await c.list(prefix: "backups").map(\.name) }) }
+            }
+            var out: [(Int, Result<[String], StowageError>)] = []
+            for await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }
+        }
+        var stored = StoredBackups()
+        for (i, result) in listings {
+            let node = nodes[i].target.node
+            guard case .success(let names) = result else { stored.unreachable.append(node); continue }
+            stored.reachable.append(node)
+            for object in names {
+                let parts = object.split(separator: "/")
+                guard parts.count == 3, let name = BackupName(String(parts[2])) else { continue }
+                stored.holders[String(parts[1]), default: [:]][name, default: []].insert(node)
+            }
+        }
+        return stored
+    }
+}
