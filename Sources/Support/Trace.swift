@@ -13,7 +13,7 @@ public enum Trace {
     private static let lock = NSLock()
 
     /// Seconds since the first use in this process.
-    public static var now: Double { Deadline.now() - origin }
+    static var now: Double { Deadline.now() - origin }
 
     /// Writes "trace +SECONDS MESSAGE" on stderr (one write, so lines from threads do not mix).
     public static func log(_ message: @autoclosure () -> String) {
@@ -23,13 +23,6 @@ public enum Trace {
     }
 
     /// Times `body` and logs "what: N ms".
-    public static func span<T, E: Error>(_ what: @autoclosure () -> String, _ body: () throws(E) -> T) throws(E) -> T {
-        guard enabled else { return try body() }
-        let start = Deadline.now()
-        defer { log("\(what()): \(Int((Deadline.now() - start) * 1000)) ms") }
-        return try body()
-    }
-
     public static func span<T, E: Error>(_ what: @autoclosure () -> String, _ body: () async throws(E) -> T) async throws(E) -> T {
         guard enabled else { return try await body() }
         let start = Deadline.now()

@@ -157,10 +157,7 @@ public actor Scheduler {
         let held = await storage.listBackups()
         var newest: [String: (Date, String)] = [:]
         for layer in held.holders.keys {
-            // The newest by time: names of one instant differ only in their kind.
-            if let b = held.holders[layer]!.keys.max(by: { ($0.date, $0.description) < ($1.date, $1.description) }) {
-                newest["\(env)/\(layer)"] = (b.date, b.description)
-            }
+            if let b = held.newest(layer) { newest["\(env)/\(layer)"] = (b.date, b.description) }
         }
         return newest
     }
