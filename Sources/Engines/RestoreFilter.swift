@@ -73,3 +73,122 @@ public struct PostgresRestoreFilter: Sendable {
         pending.removeAll()
     }
 }
+
+/// A filter between a restored script and the tool applying it.
+public protocol ScriptFilter: Sendable {
+    mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void)
+    mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void)
+}
+
+extension PostgresRestoreFilter: ScriptFilter {}
+
+/// What a `mariadb-dump --all-databases --routines` script needs to keep its routine-level
+/// grants. The dump goes database by database in name order: `mysql` (with its
+/// `procs_priv` rows) comes before, say, `shop`, whose `DROP PROCEDURE IF EXISTS` then
+/// revokes every grant on that procedure again (automatic_sp_privileges, on by default; it
+/// cannot be set per session). So the `procs_priv` rows are held back and applied at the
+/// end, after every routine exists again, as `REPLACE` (the server may have re-created
+/// some rows itself for the routines' creator), followed by `FLUSH PRIVILEGES`. Restoring
+/// an old backup gets its grants back the same way. Every other byte passes unchanged.
+public struct MySQLRestoreFilter: ScriptFilter {
+    private enum LineState { case undecided, passing, holding }
+    private var state = LineState.undecided
+    /// The current line's first bytes while undecided (not yet sent anywhere).
+    private var head: [UInt8] = []
+    private var inMySQLSchema = false
+    /// Inside a held `INSERT INTO procs_priv` statement (it ends with the line ending in ';').
+    private var inHeldStatement = false
+    private var lastByte: UInt8 = 0
+    private var held: [UInt8] = []
+
+    static let insert = Array("INSERT INTO `procs_priv` VALUES".utf8)
+    static let replace = Array("REPLACE INTO `mysql`.`procs_priv` VALUES".utf8)
+    static let useMySQL = Array("USE `mysql`;".utf8)
+    static let use = Array("USE ".utf8)
+    /// Enough of a line to tell every case apart.
+    static let decideAt = 40
+
+    public init() {}
+
+    /// The rows held back, as they will be applied (tests, and the restore's own note).
+    public var heldStatements: String { String(decoding: held, as: UTF8.self) }
+
+    public mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
+        let n = buf.count
+        var i = 0
+        while i < n {
+            switch state {
+            case .undecided:
+                // A line's first bytes wait (a few dozen at most) until they tell its fate.
+                let b = buf[i]
+                i += 1
+                if b == 0x0A {
+                    decide(complete: true)
+                    let last = head.last ?? 0
+                    head.append(0x0A)
+                    emitHead(out)
+                    lineEnded(lastNonNewline: last)
+                } else {
+                    head.append(b)
+                    if head.count >= Self.decideAt {
+                        decide(complete: false)
+                        lastByte = b
+                        emitHead(out)
+                    }
+                }
+            case .passing, .holding:
+                // The rest of a decided line, in one piece.
+                var j = i
+                while j < n && buf[j] != 0x0A { j += 1 }
+                let end = j < n ? j + 1 : n
+                let piece = UnsafeRawBufferPointer(rebasing: buf[i..<end])
+                if state == .holding { held.append(contentsOf: piece) } else { out(piece) }
+                if j > i { lastByte = buf[j - 1] }
+                if j < n { lineEnded(lastNonNewline: lastByte) }
+                i = end
+            }
+        }
+    }
+
+    /// Chooses what happens to the current line from its head.
+    private mutating func decide(complete: Bool) {
+        if inHeldStatement {
+            state = .holding
+            return
+        }
+        if head.starts(with: Self.use) {
+            inMySQLSchema = complete && head == Self.useMySQL
+            state = .passing
+        } else if inMySQLSchema && head.starts(with: Self.insert) {
+            head.replaceSubrange(0..<Self.insert.count, with: Self.replace)
+            inHeldStatement = true
+            state = .holding
+        } else {
+            state = .passing
+        }
+    }
+
+    private mutating func emitHead(_ out: (UnsafeRawBufferPointer) -> Void) {
+        if !head.isEmpty {
+            if state == .holding { held.append(contentsOf: head) } else { head.withUnsafeBytes { out($0) } }
+        }
+        head.removeAll(keepingCapacity: true)
+    }
+
+    /// A line ended (its newline consumed); `last` is its final byte before the newline.
+    private mutating func lineEnded(lastNonNewline last: UInt8) {
+        if state == .holding && last == UInt8(ascii: ";") { inHeldStatement = false }
+        state = .undecided
+    }
+
+    public mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void) {
+        if state == .undecided && !head.isEmpty {
+            decide(complete: true)
+            emitHead(out)
+        }
+        guard !held.isEmpty else { return }
+        // On a line of its own, whatever the script's last line was.
+        if held.last != 0x0A { held.append(0x0A) }
+        ([0x0A] + held + Array("FLUSH PRIVILEGES;\n".utf8)).withUnsafeBytes { out($0) }
+    }
+}

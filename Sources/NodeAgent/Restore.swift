@@ -26,11 +26,11 @@ final class ToolSink: RestoreSink {
     private let child: Child
     private let label: String
     private let dir: PrivateDir
-    private var filter: PostgresRestoreFilter?
+    private var filter: (any ScriptFilter)?
     private var out: [UInt8] = []
     private var done = false
 
-    init(_ command: [String], dir: PrivateDir, filter: PostgresRestoreFilter?) throws {
+    init(_ command: [String], dir: PrivateDir, filter: (any ScriptFilter)?) throws {
         label = command[0]
         self.dir = dir
         self.filter = filter
@@ -241,7 +241,8 @@ extension Session {
                 throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "neither mariadb nor mysql is installed on this node")
             }
             let options = try dir.write("client.cnf", try credentials { try CredentialFiles.mysqlOptions(user: db.user, password: password ?? "") })
-            sink = try ToolSink(ToolCommands.mysqlApply(program: tool, optionsFile: options, host: db.host, port: db.port), dir: dir, filter: nil)
+            sink = try ToolSink(ToolCommands.mysqlApply(program: tool, optionsFile: options, host: db.host, port: db.port), dir: dir,
+                                filter: MySQLRestoreFilter())
         case "redis":
             sink = try RedisSink(db, password: password, dir: dir)
         default:

@@ -285,7 +285,10 @@ struct Store {
             fds.append(fd)
             if flock(fd, op | LOCK_NB) != 0 {
                 guard errno == EWOULDBLOCK else { throw fail("cannot lock", "locks/\(name) in", errno) }
-                throw JobFailure(exit: .jobFailed, code: "locked", message: "\(name == ".repository" ? "the repository" : "layer \(name)") is busy: locked by \(holders())")
+                // A layer is held by the one owner of its own lock file; the repository (wanted
+                // exclusively) by every session holding a lock in it.
+                let who = name == ".repository" ? holders() : holders(of: [name])
+                throw JobFailure(exit: .jobFailed, code: "locked", message: "\(name == ".repository" ? "the repository" : "layer \(name)") is busy: locked by \(who)")
             }
             return fd
         }
@@ -313,19 +316,26 @@ struct Store {
         return AgentEvent(event: .result)
     }
 
-    /// Who holds locks in this repository, from the owner texts the holders wrote.
-    func holders() -> String {
-        guard let d = opendir("\(root)/locks") else { return "another process" }
-        defer { closedir(d) }
+    /// Who holds the lock files `names` (every lock file of the repository when nil), from
+    /// the owner texts the holders wrote. A file nobody holds any more (its holder was killed
+    /// before it could clear its text) is left out: the kernel lets us lock it.
+    func holders(of names: [String]? = nil) -> String {
+        var files = names ?? []
+        if names == nil, let d = opendir("\(root)/locks") {
+            while let e = readdir(d) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != "." && name != ".." { files.append(name) }
+            }
+            closedir(d)
+        }
         var out: [String] = []
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name == "." || name == ".." { continue }
+        for name in files {
             let fd = open("\(root)/locks/\(name)", O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { continue }
+            defer { close(fd) }
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { flock(fd, LOCK_UN); continue }
             var buf = [UInt8](repeating: 0, count: 512)
             let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, 0) }
-            close(fd)
             if n > 0 { out.append(String(decoding: buf[0..<n], as: UTF8.self)) }
         }
         return out.isEmpty ? "another process" : out.sorted().joined(separator: "; ")

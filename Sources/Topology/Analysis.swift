@@ -213,6 +213,10 @@ private struct Analyzer {
             else if let only = reachable.first {
                 findings.append(Finding(.error, .noPrimary, node: only,
                                         "the layer's only node \(only) is a replica: there is no primary in this layer to back up or restore"))
+            } else if let only = obs.nodes.first, let failure = only.failure, failure.kind == .unreachable || failure.kind == .timeout {
+                // Nothing else could stand in for it: the layer cannot be backed up or restored.
+                findings.append(Finding(.error, .noPrimary, node: only.name,
+                                        "the layer's only node \(only.name) (\(only.endpoint)) is unreachable: \(failure.message); there is no primary to back up or restore"))
             }
         case .nonClustered:
             primary = masterNode

@@ -22,7 +22,8 @@ struct AddonCommand: AsyncParsableCommand {
         var tz: String?
         @Option(help: "The storage backups go to (default: the inventory's only storage).")
         var storage: String?
-        @Option(help: "How many backups of the layer to keep.")
+        @Option(parsing: .unconditional, help: "How many backups of the layer to keep.",
+                transform: { try wholeNumber($0, option: "--keep") })
         var keep: Int?
         @Option(help: "The database user the backups connect as.")
         var dbUser: String?
@@ -32,6 +33,10 @@ struct AddonCommand: AsyncParsableCommand {
         var dbPasswordFile: String?
         @Option(help: "Dump on the primary or on a healthy replica.")
         var source: String?
+
+        func validate() throws {
+            if let keep, keep < 1 { throw ValidationError("--keep \(keep): keep at least 1 backup") }
+        }
 
         func scheduleValue() throws(StowageError) -> PolicySchedule? {
             if time != nil || tz != nil || days != nil {
@@ -47,7 +52,7 @@ struct AddonCommand: AsyncParsableCommand {
             if let s = try scheduleValue() { p.schedule = s; _ = try s.schedule() }
             if let storage { p.storage = try inv.requireStorage(storage).name }
             if let keep {
-                guard keep >= 1 else { throw StowageError(.usage, "--keep \(keep): keep at least 1") }
+                guard keep >= 1 else { throw StowageError(.usage, "--keep \(keep): keep at least 1 backup", hint: "e.g. --keep 7 keeps a week of dailies") }
                 p.keep = keep
             }
             if let source {

@@ -16,12 +16,15 @@ struct BackupCommand: AsyncParsableCommand {
     @Option(help: "Dump on the primary (default) or on a healthy replica within the lag limit.")
     var from: String = "primary"
 
-    @Option(help: "After a successful backup, keep the newest N backups of the layer.")
+    // `.unconditional`: "--keep -1" is a value to refuse, not a missing one.
+    @Option(parsing: .unconditional, help: "After a successful backup, keep the newest N backups of the layer.",
+            transform: { try wholeNumber($0, option: "--keep") })
     var keep: Int?
 
     @OptionGroup var storageOption: StorageOption
 
-    @Option(help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).")
+    @Option(parsing: .unconditional, help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).",
+            transform: { try wholeNumber($0, option: "--zstd-level") })
     var zstdLevel: Int?
 
     @Flag(help: "Print the result as JSON.")
@@ -33,6 +36,12 @@ struct BackupCommand: AsyncParsableCommand {
     var policy = false
 
     @OptionGroup var agentOption: AgentBinaryOption
+
+    func validate() throws {
+        if let keep, keep < 1 { throw ValidationError("--keep \(keep): keep at least 1 backup") }
+        if let zstdLevel, !(1...19).contains(zstdLevel) { throw ValidationError("--zstd-level \(zstdLevel): expected 1 to 19") }
+        guard DumpPreference(rawValue: from) != nil else { throw ValidationError("--from '\(from)': expected primary or replica") }
+    }
 
     func run() async throws {
         try await reportingErrors {

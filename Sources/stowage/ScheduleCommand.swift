@@ -54,7 +54,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Custom schedule: IANA time zone.", valueName: "zone"))
         var tz: String = "UTC"
 
-        @Option(help: "How many runs to print.")
+        @Option(parsing: .unconditional, help: "How many runs to print.", transform: { try wholeNumber($0, option: "--count") })
         var count: Int = 5
 
         func run() async throws {

@@ -12,6 +12,41 @@ struct Stowage: AsyncParsableCommand {
         discussion: "Exit codes: docs/exit-codes.md. Inventory format: docs/inventory.md.",
         version: StowageVersion.string,
         subcommands: [TopologyCommand.self, BackupCommand.self, RestoreCommand.self, BackupsCommand.self, AgentCommand.self, SSHCommand.self, StorageCommand.self, ScheduleCommand.self, AddonCommand.self, SchedulerCommand.self, StatusCommand.self])
+
+    /// Parses and runs; a command-line error becomes the same one-line error and hint as
+    /// every other error (docs/exit-codes.md), exit 64, instead of the parser's usage block.
+    /// Help and version requests print as the parser prints them.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let command: ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            let code = exitCode(for: error)
+            guard code != .success else { exit(withError: error) }
+            printError(usageError(message(for: error), arguments: arguments))
+            exit(withError: ExitCode(ExitStatus.usage.rawValue))
+        }
+        do {
+            if var c = command as? AsyncParsableCommand { try await c.run() } else { var c = command; try c.run() }
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    /// The parser's message as a `StowageError`, with a hint naming the subcommand's help.
+    static func usageError(_ message: String, arguments: [String]) -> StowageError {
+        var path: [String] = []
+        var commands: [ParsableCommand.Type] = configuration.subcommands
+        for a in arguments {
+            guard let sub = commands.first(where: { $0._commandName == a }) else { break }
+            path.append(a)
+            commands = sub.configuration.subcommands
+        }
+        let line = message.split(separator: "\n").first.map(String.init) ?? message
+        let text = line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line
+        return StowageError(.usage, text, hint: "stowage \((path + ["--help"]).joined(separator: " ")) lists the arguments and options")
+    }
 }
 
 enum StowageVersion {
@@ -60,4 +95,10 @@ func printError(_ e: StowageError) {
     var text = "stowage: error: \(e.message)\n"
     if let hint = e.hint { text += "hint: \(hint)\n" }
     FileHandle.standardError.write(Data(text.utf8))
+}
+
+/// A whole number option's value, or an error saying what is wrong with the one given.
+func wholeNumber(_ s: String, option: String) throws -> Int {
+    guard let n = Int(s) else { throw ValidationError("not a whole number") }
+    return n
 }

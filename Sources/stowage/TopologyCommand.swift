@@ -26,12 +26,30 @@ struct TopologyCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let inventory = try global.loadInventory()
-            let layers = try LayerSelection(parsing: selection).layers(in: inventory)
+            let selected = try LayerSelection(parsing: selection).layers(in: inventory)
+            // A layer whose secret cannot be read is reported on its own line; the others are
+            // still probed and shown.
+            var layers: [LayerSpec] = []
+            var unreadable: [StowageError] = []
+            for l in selected {
+                do throws(StowageError) {
+                    _ = try TopologyCheck.members(of: l, settings: inventory.probe)
+                    layers.append(l)
+                } catch {
+                    unreadable.append(error)
+                }
+            }
             let observations = try await TopologyCheck.observe(layers, settings: inventory.probe)
             if let record { try Self.record(observations, into: record) }
             let topologies = zip(observations, layers).map { TopologyCheck.analyze($0, layer: $1) }
-            print(json ? TopologyReport.json(topologies) : TopologyReport.text(topologies), terminator: json ? "\n" : "")
-            return TopologyCheck.exitStatus(topologies)
+            if !topologies.isEmpty || unreadable.isEmpty {
+                print(json ? TopologyReport.json(topologies) : TopologyReport.text(topologies), terminator: json ? "\n" : "")
+            }
+            unreadable.forEach(printError)
+            let status = TopologyCheck.exitStatus(topologies)
+            // Rejected credentials and unsafe layers outrank an unreadable secret; warnings do not.
+            if !unreadable.isEmpty && ![.credentialsRejected, .unsafeTopology].contains(status) { return unreadable[0].status }
+            return status
         }
     }
 

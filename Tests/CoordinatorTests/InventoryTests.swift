@@ -179,6 +179,29 @@ private let minimal = """
         #expect("\(secret!)" == "<redacted>")
     }
 
+    @Test func aStoragePasswordFileIsNamedAsTheStoragesField() throws {
+        let inv = try Inventory.parse("""
+            environments:
+              shop:
+                layers:
+                  cache:
+                    engine: redis
+                    nodes: [{ name: r1, ssh: root@10.0.1.10, db: 10.0.1.10 }]
+            storages:
+              vault:
+                root: /srv/stowage
+                password_file: /nonexistent/stowage-storage-password
+                nodes: [{ name: st1, ssh: root@10.0.2.10 }]
+            """, file: "inv.yaml")
+        let spec = try inv.requireStorage("vault")
+        do { _ = try spec.resolvePassword(); Issue.record("accepted") } catch {
+            #expect(error.status == .invalidInventory)
+            #expect(error.message.contains("(storages.vault.password_file at inv.yaml:"), "\(error.message)")
+            #expect(!error.message.contains("credentials."), "\(error.message)")
+            #expect(error.hint != nil)
+        }
+    }
+
     @Test func passwordFileTrailingNewlineAndMissingFile() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UInt32.random(in: 0...UInt32.max))").path
         try "s3cret\n".write(toFile: path, atomically: true, encoding: .utf8)

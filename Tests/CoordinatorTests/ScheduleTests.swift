@@ -45,6 +45,11 @@ private func message(_ body: () throws(StowageError) -> Schedule) -> String? {
         Case(expr: "30 2 * * mon-fri", after: "2026-11-20T03:00:00Z", expect: ["2026-11-23T02:30:00Z", "2026-11-24T02:30:00Z"]),  // Fri → Mon
         Case(expr: "0 12 * jan,jul sun", after: "2026-11-21T00:00:00Z", expect: ["2027-01-03T12:00:00Z", "2027-01-10T12:00:00Z"]),
         Case(expr: "0 0 * * 7", after: "2026-11-21T00:00:00Z", expect: ["2026-11-22T00:00:00Z"]),  // 7 is Sunday too
+        // 7 is Sunday only where it is written: steps and '*' stop at 6 (croniter agrees).
+        Case(expr: "0 0 * * 2/5", after: "2026-11-21T00:00:00Z", expect: ["2026-11-24T00:00:00Z", "2026-12-01T00:00:00Z"]),
+        Case(expr: "0 0 * * 6/1", after: "2026-11-21T00:00:00Z", expect: ["2026-11-28T00:00:00Z", "2026-12-05T00:00:00Z"]),
+        Case(expr: "0 0 * * */3", after: "2026-11-21T00:00:00Z", expect: ["2026-11-22T00:00:00Z", "2026-11-25T00:00:00Z", "2026-11-28T00:00:00Z"]),
+        Case(expr: "0 0 * * 5-7", after: "2026-11-21T00:00:00Z", expect: ["2026-11-22T00:00:00Z", "2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z"]),
         // Day of month OR day of week when both are restricted.
         Case(expr: "0 0 13 * fri", after: "2026-11-10T00:00:00Z", expect: ["2026-11-13T00:00:00Z", "2026-11-20T00:00:00Z", "2026-11-27T00:00:00Z", "2026-12-04T00:00:00Z"]),
         // Month ends and leap days.

@@ -105,6 +105,69 @@ COPY public.people (id) FROM stdin;
     }
 }
 
+/// A `mariadb-dump --all-databases --routines` script as MariaDB 10.11 writes it: `mysql`
+/// before `shop`, whose routine section drops and re-creates the procedure.
+private let myDump = """
+    USE `app`;
+    INSERT INTO `procs_priv` VALUES (1,'not the system table');
+    USE `mysql`;
+    DROP TABLE IF EXISTS `procs_priv`;
+    LOCK TABLES `procs_priv` WRITE;
+    /*!40000 ALTER TABLE `procs_priv` DISABLE KEYS */;
+    INSERT INTO `procs_priv` VALUES
+    ('%','shop','reporter','add_order','PROCEDURE','root@localhost','Execute','0000-00-00 00:00:00'),
+    ('%','shop','auditor','add_order','PROCEDURE','root@localhost','Execute,Alter Routine','0000-00-00 00:00:00');
+    /*!40000 ALTER TABLE `procs_priv` ENABLE KEYS */;
+    UNLOCK TABLES;
+    INSERT INTO `tables_priv` VALUES ('%','shop','reporter','orders','root@localhost','0000-00-00 00:00:00','Select','');
+    /*! FLUSH PRIVILEGES */;
+    USE `shop`;
+    /*!50003 DROP PROCEDURE IF EXISTS `add_order` */;
+    CREATE DEFINER=`root`@`localhost` PROCEDURE `add_order`()
+    SELECT 1 ;;
+    USE `mysql`;
+    /*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+
+    """
+
+@Suite struct MySQLRestoreFilterTests {
+    @Test(arguments: [1, 2, 5, 39, 40, 41, 4096])
+    func procsPrivRowsGoLastAsReplace(pieces: Int) {
+        var f = MySQLRestoreFilter()
+        var out: [UInt8] = []
+        feedAll(myDump, pieces: pieces, into: &f) { f, b in f.feed(b) { out += $0 } }
+        f.finish { out += $0 }
+        let rows = """
+            REPLACE INTO `mysql`.`procs_priv` VALUES
+            ('%','shop','reporter','add_order','PROCEDURE','root@localhost','Execute','0000-00-00 00:00:00'),
+            ('%','shop','auditor','add_order','PROCEDURE','root@localhost','Execute,Alter Routine','0000-00-00 00:00:00');
+
+            """
+        let held = "INSERT INTO `procs_priv` VALUES\n" + rows.split(separator: "\n").dropFirst().joined(separator: "\n") + "\n"
+        let expected = myDump.replacing(held, with: "") + "\n" + rows + "FLUSH PRIVILEGES;\n"
+        #expect(String(decoding: out, as: UTF8.self) == expected)
+    }
+
+    @Test func otherDatabasesTablesOfTheSameNamePass() {
+        var f = MySQLRestoreFilter()
+        var out: [UInt8] = []
+        let script = "USE `app`;\nINSERT INTO `procs_priv` VALUES (1);\nUSE `mysqlx`;\nINSERT INTO `procs_priv` VALUES (2);\n"
+        Array(script.utf8).withUnsafeBytes { f.feed($0) { out += $0 } }
+        f.finish { out += $0 }
+        #expect(String(decoding: out, as: UTF8.self) == script)
+    }
+
+    @Test func oneLineInsertAndNoTrailingNewline() {
+        var f = MySQLRestoreFilter()
+        var out: [UInt8] = []
+        let script = "USE `mysql`;\nINSERT INTO `procs_priv` VALUES ('%','a','b','c','PROCEDURE','g','Execute','t');\nSELECT 1;"
+        Array(script.utf8).withUnsafeBytes { f.feed($0) { out += $0 } }
+        f.finish { out += $0 }
+        #expect(String(decoding: out, as: UTF8.self)
+                == "USE `mysql`;\nSELECT 1;\nREPLACE INTO `mysql`.`procs_priv` VALUES ('%','a','b','c','PROCEDURE','g','Execute','t');\nFLUSH PRIVILEGES;\n")
+    }
+}
+
 @Suite struct CredentialFileTests {
     @Test func pgpassEscapesColonsAndBackslashes() throws {
         #expect(try CredentialFiles.pgpass(password: "a:b\\c") == "*:*:*:*:a\\:b\\\\c\n")

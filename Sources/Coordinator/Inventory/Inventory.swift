@@ -33,11 +33,15 @@ public struct CredentialsSpec: Sendable, Equatable {
     public var user: String?
     public var password: PasswordSource
     public var location: String
+    /// The YAML mapping the password keys are in, as errors name it ("credentials",
+    /// "storages.lab-storage").
+    public var field: String
 
-    public init(user: String?, password: PasswordSource, location: String) {
+    public init(user: String?, password: PasswordSource, location: String, field: String = "credentials") {
         self.user = user
         self.password = password
         self.location = location
+        self.field = field
     }
 }
 
@@ -299,7 +303,7 @@ private struct InventoryParser {
         try checkName(name, v, what: "storage")
         let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password", "zstd_level"])
         let source = try f.passwordSource(owner: "storage \(name)", file: "inventory")
-        let password = source == .none ? nil : CredentialsSpec(user: nil, password: source, location: v.location)
+        let password = source == .none ? nil : CredentialsSpec(user: nil, password: source, location: v.location, field: "storages.\(name)")
         let root = try f["root"]?.string()
         var nodes: [NodeSpec] = []
         for n in try f.required("nodes").sequence() {

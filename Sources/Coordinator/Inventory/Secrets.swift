@@ -14,7 +14,7 @@ extension CredentialsSpec {
         case .environment(let variable):
             guard let value = environment[variable], !value.isEmpty else {
                 throw StowageError(.invalidInventory,
-                                   "\(layer): environment variable \(variable) (credentials.password_env at \(location)) is not set",
+                                   "\(layer): environment variable \(variable) (\(field).password_env at \(location)) is not set",
                                    hint: "export \(variable) before running stowage, or use password_file")
             }
             return Secret(value)
@@ -22,7 +22,7 @@ extension CredentialsSpec {
             guard let data = FileManager.default.contents(atPath: path) else {
                 let exists = FileManager.default.fileExists(atPath: path)
                 throw StowageError(.invalidInventory,
-                                   "\(layer): cannot read password file \(path) (credentials.password_file at \(location)): \(exists ? "permission denied" : "no such file")",
+                                   "\(layer): cannot read password file \(path) (\(field).password_file at \(location)): \(exists ? "permission denied" : "no such file")",
                                    hint: exists ? "make it readable by the user running stowage (mode 600)" : "create it, holding the password on one line")
             }
             // One trailing newline is the file's, not the password's.

@@ -51,7 +51,10 @@ public enum Plans {
     static func requirePrimary(_ t: LayerTopology, action: String) throws(StowageError) -> String {
         guard let primary = t.primary else {
             let id = "\(t.environment)/\(t.layer)"
-            let why = t.findings.first { $0.severity == .error }?.message ?? "no primary is reachable"
+            // Name the nodes and why they could not be asked, not only that no primary answered.
+            let unreachable = t.findings(.nodeUnreachable).map(\.message)
+            let why = t.findings.first { $0.severity == .error }?.message
+                ?? (unreachable.isEmpty ? "no primary is reachable" : "no primary is reachable (\(unreachable.joined(separator: "; ")))")
             throw StowageError(.unsafeTopology, "\(id): \(why); \(action) refused", hint: "stowage topology \(id) shows the layer")
         }
         return primary

@@ -261,7 +261,8 @@ public enum RestoreRun {
             for db in expected.keys.sorted() {
                 checks.append(CountCheck(database: perNode.count > 1 ? "\(nodes[i]):\(db)" : db, expected: expected[db]!, found: found[db] ?? 0))
             }
-            for db in found.keys where expected[db] == nil && found[db]! > 0 { untouched.insert(db) }
+            // Empty ones too: a database created after the backup is left as it is, rows or not.
+            for db in found.keys where expected[db] == nil { untouched.insert(db) }
         }
         return (checks, untouched.sorted())
     }

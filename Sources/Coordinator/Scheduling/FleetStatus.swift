@@ -139,7 +139,7 @@ public enum FleetStatus {
         }
         return ordered(layers.map { l in
             judge(layer: l, policy: inv.policy(for: l.id), last: lastRuns[l.id], stored: stored[l.id] ?? [], topology: topologies[l.id],
-                  topologyError: topologyErrors[l.id] ?? (probe ? nil : "not probed (--no-probe)"), now: now)
+                  topologyError: topologyErrors[l.id], now: now)
         })
     }
 

@@ -37,7 +37,7 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         hours = try Self.field(f[1], "hour", 0...23, names: [], text: text)
         daysOfMonth = try Self.field(f[2], "day of month", 1...31, names: [], text: text)
         months = try Self.field(f[3], "month", 1...12, names: Self.monthNames, nameBase: 1, text: text)
-        daysOfWeek = Set(try Self.field(f[4], "day of week", 0...7, names: Self.dayNames, text: text).map { $0 % 7 })
+        daysOfWeek = Set(try Self.field(f[4], "day of week", 0...7, openEnd: 6, names: Self.dayNames, text: text).map { $0 % 7 })
         domStar = f[2] == "*" || f[2] == "?"
         dowStar = f[4] == "*" || f[4] == "?"
         description = trimmed
@@ -53,8 +53,12 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    static func field(_ s: String, _ what: String, _ range: ClosedRange<Int>, names: [String], nameBase: Int = 0,
+    /// `openEnd` is where `*` and `a/n` stop when it is below the range's top: the day of
+    /// week accepts 7 for Sunday where it is written, but `*/2` or `2/5` never reach it
+    /// (croniter and Vixie cron agree: `2/5` is Tuesday only).
+    static func field(_ s: String, _ what: String, _ range: ClosedRange<Int>, openEnd: Int? = nil, names: [String], nameBase: Int = 0,
                       text: String) throws(StowageError) -> Set<Int> {
+        let top = openEnd ?? range.upperBound
         func bad(_ why: String) -> StowageError {
             StowageError(.usage, "cron '\(text)': \(what) '\(s)': \(why)", hint: "\(what) takes \(range.lowerBound)-\(range.upperBound), lists (a,b), ranges (a-b) and steps (*/n, a-b/n)")
         }
@@ -79,7 +83,7 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
             let base = pieces[0]
             var lo: Int, hi: Int
             if base == "*" || base == "?" {
-                lo = range.lowerBound; hi = range.upperBound
+                lo = range.lowerBound; hi = top
             } else if let dash = base.firstIndex(of: "-") {
                 lo = try value(base[..<dash])
                 hi = try value(base[base.index(after: dash)...])
@@ -87,7 +91,7 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
             } else {
                 lo = try value(base)
                 // "a/n" is "a-max/n".
-                hi = pieces.count == 2 ? range.upperBound : lo
+                hi = pieces.count == 2 ? max(lo, top) : lo
             }
             for v in stride(from: lo, through: hi, by: step) { out.insert(v) }
         }
@@ -150,7 +154,7 @@ public enum Schedule: Sendable, Equatable, CustomStringConvertible {
         guard let zone = TimeZone(identifier: tz), tz.contains("/") || tz == "UTC" || tz == "GMT" else {
             throw StowageError(.usage, "unknown time zone '\(tz)'", hint: "an IANA name such as Europe/Berlin, America/New_York or UTC")
         }
-        let set = try CronExpression.field(days, "days", 0...7, names: CronExpression.dayNames, text: days).map { $0 % 7 }
+        let set = try CronExpression.field(days, "days", 0...7, openEnd: 6, names: CronExpression.dayNames, text: days).map { $0 % 7 }
         return .custom(hour: h, minute: m, days: Set(set), timeZone: zone)
     }
 

@@ -44,6 +44,24 @@ extension LabSuites {
         await again.release()
     }
 
+    @Test func aBusyLayerNamesOnlyItsOwnHolder() async throws {
+        defer { try? FileManager.default.removeItem(atPath: repo) }
+        let c = try st2Client(repo)
+        let sqldb = try await LayerLock.acquire(c, layer: "sqldb", operation: "backup shop/sqldb")
+        let cache = try await LayerLock.acquire(c, layer: "cache", operation: "backup shop/cache")
+        do throws(StowageError) {
+            let second = try await LayerLock.acquire(c, layer: "sqldb", operation: "restore shop/sqldb")
+            await second.release()
+            Issue.record("two holders of one layer's lock")
+        } catch {
+            #expect(error.status == .locked)
+            #expect(error.message.contains("(backup shop/sqldb"), "\(error.message)")
+            #expect(!error.message.contains("shop/cache"), "\(error.message)")
+        }
+        await cache.release()
+        await sqldb.release()
+    }
+
     @Test func aKilledHolderReleasesTheLockAtOnce() async throws {
         defer { try? FileManager.default.removeItem(atPath: repo) }
         let c = try st2Client(repo)
