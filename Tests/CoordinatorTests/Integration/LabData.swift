@@ -88,12 +88,27 @@ enum LabData {
         // of the system routines (definer mariadb.sys), its SQL thread grants the definer
         // EXECUTE and ALTER ROUTINE (automatic_sp_privileges); the primary does not.
         let grants = try mariadb(node, "SELECT Host, Db, User, Routine_name, Routine_type, Grantor, Proc_priv FROM mysql.procs_priv WHERE User <> 'mariadb.sys' ORDER BY 1, 2, 3, 4, 5")
-        return dump + "\n-- procs_priv\n" + grants
+        return dump + "\n-- procs_priv\n" + grants + "\n-- grants\n" + (try mariadbGrants(node))
+    }
+
+    /// SHOW GRANTS of every account, as the server itself states them (global, database,
+    /// table, column and routine level). mariadb.sys's routine-level grants are left out
+    /// for the reason above; the rest of its grants count.
+    static func mariadbGrants(_ node: String) throws -> String {
+        let accounts = try mariadb(node, "SELECT CONCAT(QUOTE(User), '@', QUOTE(Host)) FROM mysql.global_priv ORDER BY User, Host")
+            .split(separator: "\n").map(String.init)
+        var out = ""
+        for a in accounts {
+            let lines = try mariadb(node, "SHOW GRANTS FOR \(a)").split(separator: "\n").map(String.init)
+            let kept = a.hasPrefix("'mariadb.sys'") ? lines.filter { !$0.contains(" ON PROCEDURE ") && !$0.contains(" ON FUNCTION ") } : lines
+            out += "\(a):\n" + kept.sorted().joined(separator: "\n") + "\n"
+        }
+        return out
     }
 
     static func seedMariaDB(_ node: String) throws {
         try mariadb(node, """
-            DROP DATABASE IF EXISTS rt_shop; DROP DATABASE IF EXISTS rt_crm; DROP USER IF EXISTS 'rt_reader'@'%';
+            DROP DATABASE IF EXISTS rt_shop; DROP DATABASE IF EXISTS rt_crm; DROP USER IF EXISTS 'rt_reader'@'%'; DROP USER IF EXISTS 'rt_reporter'@'%';
             CREATE DATABASE rt_shop; CREATE DATABASE rt_crm;
             CREATE TABLE rt_shop.items (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2), note TEXT, data BLOB);
             INSERT INTO rt_shop.items SELECT seq, CONCAT('item ', seq), (seq % 1000) / 10, IF(seq % 3 = 0, MD5(seq), REPEAT('lorem ipsum ', seq % 7)),
@@ -107,6 +122,10 @@ enum LabData {
             INSERT INTO rt_crm.people SELECT seq, CONCAT('person ', seq) FROM rt_crm.seq_1_to_1000;
             CREATE USER 'rt_reader'@'%' IDENTIFIED BY 'rt-reader-pw';
             GRANT SELECT ON rt_shop.* TO 'rt_reader'@'%';
+            CREATE USER 'rt_reporter'@'%' IDENTIFIED BY 'rt-reporter-pw';
+            GRANT EXECUTE ON PROCEDURE rt_shop.total TO 'rt_reporter'@'%';
+            GRANT SELECT (name, price) ON rt_shop.items TO 'rt_reporter'@'%';
+            GRANT INSERT ON rt_crm.people TO 'rt_reporter'@'%';
             """)
     }
 
@@ -114,11 +133,12 @@ enum LabData {
         try mariadb(node, """
             DROP DATABASE rt_crm; DELETE FROM rt_shop.items WHERE id % 2 = 0; DROP PROCEDURE rt_shop.total;
             DROP USER 'rt_reader'@'%'; UPDATE rt_shop.items SET name = 'x' WHERE id < 10;
+            REVOKE SELECT (name, price) ON rt_shop.items FROM 'rt_reporter'@'%';
             """)
     }
 
     static func cleanMariaDB(_ node: String) throws {
-        try mariadb(node, "DROP DATABASE IF EXISTS rt_shop; DROP DATABASE IF EXISTS rt_crm; DROP USER IF EXISTS 'rt_reader'@'%'")
+        try mariadb(node, "DROP DATABASE IF EXISTS rt_shop; DROP DATABASE IF EXISTS rt_crm; DROP USER IF EXISTS 'rt_reader'@'%'; DROP USER IF EXISTS 'rt_reporter'@'%'")
     }
 
     // MARK: Redis
