@@ -91,12 +91,15 @@ public struct AgentJob: Codable, Sendable, Equatable {
     /// For `chunk` (then `command` is not needed) and `restore`: the database to dump or
     /// restore; its password is `secrets["dbPassword"]`.
     public var database: DatabaseAccess?
+    /// For `put`: every object of the input replaces the file of its name, if any (repair
+    /// puts only copies it has authenticated over copies it found damaged).
+    public var replace: Bool?
 
     public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
                 path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
                 names: [String]? = nil, prefix: String? = nil, owner: String? = nil,
                 chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, exclusive: Bool? = nil,
-                database: DatabaseAccess? = nil) {
+                database: DatabaseAccess? = nil, replace: Bool? = nil) {
         self.type = type
         self.bytes = bytes
         self.command = command
@@ -111,6 +114,7 @@ public struct AgentJob: Codable, Sendable, Equatable {
         self.zstdLevel = zstdLevel
         self.exclusive = exclusive
         self.database = database
+        self.replace = replace
     }
 }
 

@@ -45,7 +45,7 @@ extension Session {
                 seen.insert(id)
                 let sealed = Envelope.seal(piece, key: keys.data, aad: id, zstdLevel: level)
                 stored = sealed.count
-                let record = ObjectRecord.encode(name: "chunks/\(id.prefix(2))/\(id)", bytes: sealed)
+                let record = ObjectRecord.encode(name: RepositoryLayout.chunk(id), bytes: sealed)
                 guard writeAll(1, record) else {
                     source.cancel()
                     throw JobFailure(exit: .outputClosed, code: "output-closed", message: "stdout closed after \(chunks) chunks; \(source.label) stopped")

@@ -31,7 +31,7 @@ final class Session {
             case .source: result = try source(job)
             case .put:
                 var input = InputBytes()
-                result = try Store(job).put(&input)
+                result = try Store(job).put(&input, replace: job.replace ?? false)
             case .get: result = try Store(job).get(job.names ?? [])
             case .list: result = try Store(job).list(job.prefix)
             case .delete: result = try Store(job).delete(job.names ?? [])

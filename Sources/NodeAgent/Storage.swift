@@ -2,6 +2,7 @@
 // tmp/<random>, fsynced, renamed to its name, and its folder fsynced before the job reports
 // success, so a file under a final name is always complete and a crash leaves only tmp/
 // leftovers. Names are validated (relative, no "..") before anything touches the disk.
+import Repository
 import AgentProtocol
 import FoundationEssentials
 
@@ -102,7 +103,7 @@ struct Store {
         }
     }
 
-    func put(_ input: inout InputBytes) throws -> AgentEvent {
+    func put(_ input: inout InputBytes, replace: Bool = false) throws -> AgentEvent {
         var dirsToSync = Set<String>()
         for d in try makeDirectories("\(root)/tmp") { dirsToSync.insert(parent(d)) }
         cleanTemporaries()
@@ -119,10 +120,10 @@ struct Store {
             let size = sb.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
             let final = "\(root)/\(name)"
             var st = stat()
-            if stat(final, &st) == 0 {
+            if !replace && stat(final, &st) == 0 {
                 // A chunk is named by its content: one of the same size is the same chunk.
                 // A manifest is never replaced: a backup, once committed, does not change.
-                if name.hasPrefix("backups/") {
+                if name.hasPrefix(RepositoryLayout.backupsPrefix + "/") {
                     throw JobFailure(exit: .jobFailed, code: "exists", message: "\(final) exists already; a committed backup is never overwritten")
                 }
                 if UInt64(st.st_size) == size {

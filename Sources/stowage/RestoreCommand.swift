@@ -56,7 +56,7 @@ struct RestoreCommand: AsyncParsableCommand {
             let plan = planText(preview)
             if dryRun {
                 if json { printJSON(PlanJSON(preview)) } else { print(plan) }
-                return preview.plan.warnings.isEmpty ? .ok : .warnings
+                return preview.plan.warnings.isEmpty && preview.manifestBadCopies.isEmpty ? .ok : .warnings
             }
             if !yes {
                 guard isatty(0) == 1 else {
@@ -87,11 +87,13 @@ struct RestoreCommand: AsyncParsableCommand {
         let m = p.manifest
         var t = "restore \(p.layer.id) from \(m.environment)/\(m.layer) backup \(m.name)\n"
         t += "  backup     \(m.engine) \(m.engineVersion ?? ""), \(formatBytes(m.rawBytes)) raw, taken on \(m.sourceNode) (\(m.sourceRole ?? "?")) at \(m.started)\n"
+        t += "  manifest   read from \(p.manifestSource)\n"
         t += "  targets    " + p.plan.targets.map { "\($0.node) (\($0.role.rawValue))" }.joined(separator: ", ") + "\n"
         t += "  replaces   " + (p.layer.engine == .redis ? "every key of the target (FLUSHALL, then the backup's keys)"
                                                         : "every database and role the backup contains (dropped and recreated)") + "\n"
         for n in p.plan.notes { t += "note: \(n)\n" }
         for w in p.plan.warnings { t += "warning: \(w)\n" }
+        for b in p.manifestBadCopies { t += "warning: bad copy \(b.description) (the manifest was read from \(p.manifestSource); stowage storage repair)\n" }
         return t.trimmingCharacters(in: .newlines)
     }
 
@@ -114,6 +116,9 @@ struct PlanJSON: Encodable {
     var targets: [[String: String]]
     var warnings: [String]
     var rawBytes: Int64
+    /// The storage node whose manifest copy is used, and the bad copies found.
+    var manifestSource: String
+    var manifestBadCopies: [String]
     init(_ p: RestorePreview) {
         layer = p.layer.id
         backup = p.manifest.name
@@ -121,6 +126,8 @@ struct PlanJSON: Encodable {
         targets = p.plan.targets.map { ["node": $0.node, "role": $0.role.rawValue] }
         warnings = p.plan.warnings
         rawBytes = p.manifest.rawBytes
+        manifestSource = p.manifestSource
+        manifestBadCopies = p.manifestBadCopies.map(\.description)
     }
 }
 

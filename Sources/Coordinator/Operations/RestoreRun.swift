@@ -16,6 +16,10 @@ public struct RestorePreview: Sendable {
     public var manifest: Manifest
     public var plan: RestorePlan
     public var topology: LayerTopology
+    /// The storage node whose manifest copy the restore uses, and the copies found bad
+    /// (every node's copy is read and authenticated).
+    public var manifestSource: String
+    public var manifestBadCopies: [BadCopy]
     /// The repository the backup is read from.
     var repo: OpenRepository
 }
@@ -59,10 +63,11 @@ public enum RestoreRun {
                                hint: "stowage backups lists the environments there are")
         }
         let name = try await resolveName(repo, layer: fromLayer, backup: backup)
-        let (manifest, _) = try await BackupReader.manifest(repo, layer: fromLayer, name: name)
+        let read = try await BackupReader.manifestWithSource(repo, layer: fromLayer, name: name, allCopies: true).get()
+        let manifest = read.manifest
         let plan = try Plans.restore(topology, manifest: manifest, node: node, allNodes: allNodes)
         return RestorePreview(layer: layer, sourceEnvironment: fromEnvironment, sourceLayer: fromLayer, manifest: manifest,
-                              plan: plan, topology: topology, repo: repo)
+                              plan: plan, topology: topology, manifestSource: read.source, manifestBadCopies: read.bad, repo: repo)
     }
 
     static func resolveName(_ repo: OpenRepository, layer: String, backup: String) async throws(StowageError) -> BackupName {
@@ -76,7 +81,7 @@ public enum RestoreRun {
         var names = Set<BackupName>()
         var reached = 0
         for node in repo.storage.nodes {
-            guard let listed = try? await node.list(prefix: "backups/\(layer)") else { continue }
+            guard let listed = try? await node.list(prefix: "\(RepositoryLayout.backupsPrefix)/\(layer)") else { continue }
             reached += 1
             for o in listed { if let n = BackupName(String(o.name.split(separator: "/").last ?? "")) { names.insert(n) } }
         }
@@ -165,7 +170,8 @@ public enum RestoreRun {
         let (checks, untouched) = try await Trace.span("restored data check") { () async throws(StowageError) in
             try await check(p, inventory: inventory, password: dbPassword)
         }
-        return RestoreOutcome(preview: p, checks: checks, untouched: untouched, badCopies: bad, seconds: Date().timeIntervalSince(started))
+        return RestoreOutcome(preview: p, checks: checks, untouched: untouched, badCopies: p.manifestBadCopies + bad,
+                              seconds: Date().timeIntervalSince(started))
     }
 
     static func lockReachable(_ storage: ReplicatedStorage, layer: String?, operation: String) async throws(StowageError) -> [LayerLock] {
@@ -191,7 +197,7 @@ public enum RestoreRun {
                 for batch in BackupReader.batches(stream) {
                     if Task.isCancelled { throw StowageError(.cancelled, "restore cancelled") }
                     let got = try await BackupReader.fetch(repo, manifest, batch, keepPlain: false, bad: &bad)
-                    let records = batch.map { c in ObjectRecord.encode(name: "chunks/\(c.id.prefix(2))/\(c.id)", bytes: got[c.id]!.sealed) }
+                    let records = batch.map { c in ObjectRecord.encode(name: RepositoryLayout.chunk(c.id), bytes: got[c.id]!.sealed) }
                     // The queue blocks while the agent is behind: on a thread of its own, not
                     // the cooperative pool.
                     await DedicatedThread.run("restore queue") { for r in records { fan.enqueue(r, to: "agent") } }

@@ -1,6 +1,7 @@
 // The add-on's Install, Configure and Uninstall for one layer: a policy is checked the way
 // the add-on checks its form (the storage answers and opens with its password, the database
 // accepts the credentials) before it is written; nothing is written when a check fails.
+import Repository
 import Foundation
 import Topology
 
@@ -35,7 +36,7 @@ public enum Addon {
         let storage = try ReplicatedStorage(storageSpec, inventory: inv, agent: agent, environment: layer.environment)
         var unreachable: [String] = []
         for node in storage.nodes {
-            do throws(StowageError) { _ = try await node.list(prefix: "keys") } catch { unreachable.append("\(node.target.node) (\(error.message))") }
+            do throws(StowageError) { _ = try await node.list(prefix: RepositoryLayout.keysPrefix) } catch { unreachable.append("\(node.target.node) (\(error.message))") }
         }
         let needed = storageSpec.quorum ?? storage.nodes.count
         if storage.nodes.count - unreachable.count < needed {

@@ -33,6 +33,8 @@ public struct LayerStatus: Codable, Sendable, Equatable {
         /// Reachable storage nodes without the newest backup's manifest.
         public var newestMissingOn: [String]
         public var unreachable: [String]
+        /// A node this coordinator is not set up for (host key refused...): an error, not "down".
+        public var setupFault: String? = nil
     }
 
     public struct Problem: Codable, Sendable, Equatable {
@@ -74,7 +76,11 @@ public enum FleetStatus {
         }
         for s in stored {
             if !s.newestMissingOn.isEmpty { problems.append((.warning, "storage \(s.storage) degraded: newest backup missing on \(s.newestMissingOn.joined(separator: ", ")) (stowage storage repair \(s.storage))")) }
-            if !s.unreachable.isEmpty { problems.append((.warning, "storage \(s.storage): \(s.unreachable.joined(separator: ", ")) unreachable")) }
+            if let fault = s.setupFault {
+                problems.append((.error, "storage \(s.storage): \(fault)"))
+            } else if !s.unreachable.isEmpty {
+                problems.append((.warning, "storage \(s.storage): \(s.unreachable.joined(separator: ", ")) unreachable"))
+            }
         }
         if let policy, policy.enabled, stored.first(where: { $0.storage == policy.storage })?.count == 0,
            let first = (try? policy.schedule.schedule())?.next(after: policy.installed), first < now.addingTimeInterval(-3600) {
@@ -123,7 +129,8 @@ public enum FleetStatus {
                     guard !mine.isEmpty || inv.policy(for: l.id)?.storage == spec.name else { continue }
                     let missing = newest.map { n in held.reachable.filter { !(mine[n]?.contains($0) ?? false) } } ?? []
                     stored[l.id, default: []].append(.init(storage: spec.name, count: mine.count, newest: newest?.description,
-                                                           newestMissingOn: missing, unreachable: held.unreachable))
+                                                           newestMissingOn: missing, unreachable: held.unreachable,
+                                                           setupFault: held.setupFault?.message))
                 }
             }
         }

@@ -36,6 +36,8 @@ public enum BackupCatalog {
             // No repository for this environment yet: nothing to do there.
             guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
             let stored = await storage.listBackups()
+            // A refused host key (or SSH key, or agent) is the command's error, not a node that is down.
+            if let fault = stored.setupFault { throw fault }
             for (l, backups) in stored.holders where layer == nil || l == layer {
                 for (name, nodes) in backups {
                     guard let (m, _) = try? await BackupReader.manifest(repo, layer: l, name: name) else { continue }

@@ -13,29 +13,83 @@ public struct BadCopy: Sendable, Equatable, CustomStringConvertible {
 }
 
 public enum BackupReader {
-    /// The manifest, from the first node whose copy authenticates.
-    public static func manifest(_ repo: OpenRepository, layer: String, name: BackupName) async throws(StowageError) -> (Manifest, [BadCopy]) {
-        let objectName = BackupWriter.manifestName(layer: layer, name: name)
-        var bad: [BadCopy] = []
-        for node in repo.storage.nodes {
-            guard let got = try? await node.get([objectName]) else {
-                bad.append(BadCopy(node: node.target.node, object: objectName, problem: "unreachable"))
-                continue
-            }
-            guard let obj = got.objects.first else { continue }
-            do throws(RepositoryError) {
-                let plain = try Envelope.open(obj.bytes, key: repo.keys.data, aad: objectName)
-                guard let m = try? JSONDecoder().decode(Manifest.self, from: Data(plain)) else {
-                    bad.append(BadCopy(node: node.target.node, object: objectName, problem: "authenticated but not a manifest"))
-                    continue
-                }
-                return (m, bad)
-            } catch {
-                bad.append(BadCopy(node: node.target.node, object: objectName, problem: error.description))
-            }
+    /// One copy of a manifest: its content, or what is wrong with it.
+    enum Copy: Sendable {
+        case good(Manifest)
+        case bad(String)
+    }
+
+    static func openManifest(_ sealed: [UInt8], repo: OpenRepository, objectName: String) -> Copy {
+        do throws(RepositoryError) {
+            let plain = try Envelope.open(sealed, key: repo.keys.data, aad: objectName)
+            guard let m = try? JSONDecoder().decode(Manifest.self, from: Data(plain)) else { return .bad("authenticated but not a manifest") }
+            return .good(m)
+        } catch {
+            return .bad(error.description)
         }
-        throw StowageError(.usage, "no backup \(name) of \(repo.environment)/\(layer) on storage \(repo.storage.name)\(bad.isEmpty ? "" : " (\(bad.map(\.description).joined(separator: "; ")))")",
-                           hint: "stowage backups \(repo.environment)/\(layer) lists the backups there are")
+    }
+
+    /// The manifest, from the first node (in the storage's order) whose copy authenticates.
+    /// With `allCopies`, every node's copy is fetched and checked (all at once), so a bad
+    /// copy is reported even when a good one comes first: what a restore does, since it
+    /// says which copy it used and which it found bad.
+    public static func manifest(_ repo: OpenRepository, layer: String, name: BackupName,
+                                allCopies: Bool = false) async throws(StowageError) -> (Manifest, [BadCopy]) {
+        try await manifestWithSource(repo, layer: layer, name: name, allCopies: allCopies).map { ($0.manifest, $0.bad) }.get()
+    }
+
+    public struct ManifestRead: Sendable {
+        public var manifest: Manifest
+        /// The node whose copy was used.
+        public var source: String
+        public var bad: [BadCopy]
+    }
+
+    public static func manifestWithSource(_ repo: OpenRepository, layer: String, name: BackupName,
+                                          allCopies: Bool) async -> Result<ManifestRead, StowageError> {
+        let objectName = BackupWriter.manifestName(layer: layer, name: name)
+        let nodes = repo.storage.nodes
+        // Each node's copy: nil when the node has none, else its content or its problem.
+        var copies: [Int: Copy?] = [:]
+        if allCopies {
+            let got = await withTaskGroup(of: (Int, Copy?).self) { g in
+                for (i, node) in nodes.enumerated() {
+                    g.addTask { (i, await copy(repo, node, objectName)) }
+                }
+                var out: [(Int, Copy?)] = []
+                for await r in g { out.append(r) }
+                return out
+            }
+            for (i, r) in got { copies[i] = r }
+        }
+        var bad: [BadCopy] = []
+        var found: (Manifest, String)?
+        for (i, node) in nodes.enumerated() {
+            let c = allCopies ? copies[i]! : await copy(repo, node, objectName)
+            switch c {
+            case .none: continue
+            case .good(let m)?: if found == nil { found = (m, node.target.node) }
+            case .bad(let problem)?: bad.append(BadCopy(node: node.target.node, object: objectName, problem: problem))
+            }
+            if found != nil && !allCopies { break }
+        }
+        if let (m, source) = found { return .success(ManifestRead(manifest: m, source: source, bad: bad)) }
+        if !bad.isEmpty && bad.contains(where: { $0.problem != "unreachable" }) {
+            return .failure(StowageError(.repositoryDamaged, "backup \(name) of \(repo.environment)/\(layer): no good copy of its manifest on storage \(repo.storage.name) (\(bad.map(\.description).joined(separator: "; ")))",
+                                         hint: "this backup cannot be restored; use an earlier one (stowage backups)"))
+        }
+        return .failure(StowageError(.usage, "no backup \(name) of \(repo.environment)/\(layer) on storage \(repo.storage.name)\(bad.isEmpty ? "" : " (\(bad.map(\.description).joined(separator: "; ")))")",
+                                     hint: "stowage backups \(repo.environment)/\(layer) lists the backups there are"))
+    }
+
+    /// One node's copy of a manifest: nil when it has none.
+    private static func copy(_ repo: OpenRepository, _ node: StorageNodeClient, _ objectName: String) async -> Copy? {
+        switch await captured({ try await node.get([objectName]) }) {
+        case .failure(let e): return .bad(e.isSetupFault ? e.message : "unreachable")
+        case .success(let got):
+            guard let obj = got.objects.first else { return nil }
+            return openManifest(obj.bytes, repo: repo, objectName: objectName)
+        }
     }
 
     /// Streams the plaintext of the manifest's stream `index` to `deliver`, in order.
@@ -84,7 +138,7 @@ public enum BackupReader {
         var out: [String: (sealed: [UInt8], plain: [UInt8])] = [:]
         var wanted = Set(batch.map(\.id))
         for node in repo.storage.nodes where !wanted.isEmpty {
-            let names = wanted.sorted().map { "chunks/\($0.prefix(2))/\($0)" }
+            let names = wanted.sorted().map(RepositoryLayout.chunk)
             let got: (objects: [StoredObject], missing: [String])
             do throws(StowageError) { got = try await node.get(names) } catch {
                 bad.append(BadCopy(node: node.target.node, object: "\(wanted.count) chunks", problem: error.message))

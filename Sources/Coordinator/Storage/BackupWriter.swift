@@ -74,7 +74,7 @@ public struct BackupWriteResult: Sendable {
 }
 
 public enum BackupWriter {
-    public static func manifestName(layer: String, name: BackupName) -> String { "backups/\(layer)/\(name)" }
+    public static func manifestName(layer: String, name: BackupName) -> String { RepositoryLayout.manifest(layer: layer, name: name) }
 
     /// Phases a test can act at (kill an agent, cancel the task): "listed", "locked",
     /// "chunks-done", "manifest".
@@ -125,7 +125,7 @@ public enum BackupWriter {
         var present: [String: Set<String>] = [:]
         let listed = await withTaskGroup(of: (String, Result<[String], StowageError>).self) { g in
             for node in storage.nodes where failures[node.target.node] == nil {
-                g.addTask { (node.target.node, await captured { try await node.list(prefix: "chunks").map(\.name) }) }
+                g.addTask { (node.target.node, await captured { try await node.list(prefix: RepositoryLayout.chunksPrefix).map(\.name) }) }
             }
             var out: [(String, Result<[String], StowageError>)] = []
             for await r in g { out.append(r) }
@@ -147,8 +147,31 @@ public enum BackupWriter {
             return r
         } catch {
             await held.release()
-            throw error
+            throw await reclaimingLeftovers(of: error, repo: repo, layer: layer, name: name)
         }
+    }
+
+    /// A failed write may have left chunks on some nodes that no backup references (87 MB of
+    /// them filled a node once, and every later backup failed on the full disk). They go at
+    /// once, under the repository's exclusive lock, taken without waiting: while another
+    /// backup holds the repository, they stay for the next prune (`stowage storage prune`, or
+    /// the next retention that removes a backup), since that backup may be about to
+    /// reference the very same chunks. The run's own error is what is reported.
+    static func reclaimingLeftovers(of error: StowageError, repo: OpenRepository, layer: String, name: BackupName) async -> StowageError {
+        guard ![.cancelled, .locked, .hostKeyRefused, .sshAuthFailed, .agentMismatch].contains(error.status), !Task.isCancelled else { return error }
+        var e = error
+        switch await captured({ try await Pruner.reclaimUnreferenced(repo, dryRun: false, patience: 0,
+                                                                     operation: "clean up after backup \(repo.environment)/\(layer) \(name)") }) {
+        case .success(let r):
+            let removed = r.removed.values.reduce(0, +)
+            if removed > 0 {
+                e.message += "; the \(removed) chunk files it left unreferenced were removed (\(formatBytes(r.bytes.values.reduce(0, +))))"
+            }
+            Trace.log("backup \(name) failed; leftovers removed: \(r.removed)")
+        case .failure(let why):
+            Trace.log("backup \(name) failed; leftovers left for the next prune: \(why.message)")
+        }
+        return e
     }
 
     static func writeLocked(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,

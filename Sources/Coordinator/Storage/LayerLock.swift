@@ -150,7 +150,9 @@ extension LayerLock {
                 held.locks.append(try await acquire(node, layer: layer, operation: operation, exclusive: exclusive,
                                                     waitWhileRepositoryBusy: patience))
             } catch {
-                if error.status == .locked {
+                // A lock held elsewhere, or a node this coordinator is not set up to trust
+                // or log into: nothing goes ahead on the other nodes alone.
+                if error.status == .locked || error.isSetupFault {
                     await held.release()
                     throw error
                 }

@@ -18,14 +18,14 @@ public enum PasswordChange {
             // Old key file names, from every reachable node.
             var oldKeys = Set<String>()
             for node in storage.nodes {
-                if let l = try? await node.list(prefix: "keys") { oldKeys.formUnion(l.map(\.name)) }
+                if let l = try? await node.list(prefix: RepositoryLayout.keysPrefix) { oldKeys.formUnion(l.map(\.name)) }
             }
             let file = KeyFile.create(keys: repo.keys, password: new.value, n: kdfCost)
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .prettyPrinted]
             let id = "k" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
             // The new key first, on the quorum; only then the old ones go.
-            _ = try await storage.put([StoredObject(name: "keys/\(id)", bytes: Array(try! enc.encode(file)))])
+            _ = try await storage.put([StoredObject(name: RepositoryLayout.key(id), bytes: Array(try! enc.encode(file)))])
             for node in storage.nodes { _ = try? await node.delete(oldKeys.sorted()) }
             changed.append(env)
         }

@@ -68,7 +68,7 @@ public enum Pruner {
 
     static func listManifests(_ live: [StorageNodeClient]) async throws(StowageError) -> [String: Set<String>] {
         var out: [String: Set<String>] = [:]
-        for node in live { out[node.target.node] = Set(try await node.list(prefix: "backups").map(\.name)) }
+        for node in live { out[node.target.node] = Set(try await node.list(prefix: RepositoryLayout.backupsPrefix).map(\.name)) }
         return out
     }
 
@@ -92,23 +92,71 @@ public enum Pruner {
 
     /// Step 2: chunks no manifest on any node references, per live node.
     static func reclaim(_ repo: OpenRepository, live: [StorageNodeClient], manifests: [String: Set<String>]) async throws(StowageError) -> [String: Int] {
+        try await reclaim(repo, live: live, manifests: manifests, dryRun: false).mapValues(\.count)
+    }
+
+    /// The chunks no manifest on any live node references, per node (name and size); deleted
+    /// unless `dryRun`. The caller holds the repository's exclusive lock on every live node.
+    static func reclaim(_ repo: OpenRepository, live: [StorageNodeClient], manifests: [String: Set<String>],
+                        dryRun: Bool) async throws(StowageError) -> [String: [(name: String, size: Int64)]] {
         var referenced = Set<String>()
         for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
-            let parts = object.split(separator: "/")
-            guard parts.count == 3, let name = BackupName(String(parts[2])) else { continue }
-            let (m, _) = try await BackupReader.manifest(repo, layer: String(parts[1]), name: name)
+            guard let (layer, name) = RepositoryLayout.manifest(object) else { continue }
+            // A manifest no node holds a good copy of stops everything: its chunks are unknown.
+            let (m, _) = try await BackupReader.manifest(repo, layer: layer, name: name)
             for s in m.streams { for c in s.chunks { referenced.insert(c.id) } }
         }
-        var removedChunks: [String: Int] = [:]
+        var out: [String: [(name: String, size: Int64)]] = [:]
         for node in live {
-            let chunks = try await node.list(prefix: "chunks").map(\.name)
-            let unreferenced = chunks.filter { !referenced.contains(String($0.split(separator: "/").last ?? "")) }
-            var removed = 0
-            for start in stride(from: 0, to: unreferenced.count, by: 1000) {
-                removed += try await node.delete(Array(unreferenced[start..<min(start + 1000, unreferenced.count)]))
+            let chunks = try await node.list(prefix: RepositoryLayout.chunksPrefix)
+            let unreferenced = chunks.filter { RepositoryLayout.chunkID($0.name).map { !referenced.contains($0) } ?? false }
+            if !dryRun {
+                for start in stride(from: 0, to: unreferenced.count, by: 1000) {
+                    _ = try await node.delete(unreferenced[start..<min(start + 1000, unreferenced.count)].map(\.name))
+                }
             }
-            removedChunks[node.target.node] = removed
+            out[node.target.node] = unreferenced
         }
-        return removedChunks
+        return out
+    }
+}
+
+/// What `storage prune` (or the clean-up after a failed backup) found unreferenced.
+public struct ReclaimReport: Sendable, Equatable, Codable {
+    public var environment: String
+    /// Per node: unreferenced chunks removed (or, in a dry run, that would be), and their bytes.
+    public var removed: [String: Int] = [:]
+    public var bytes: [String: Int64] = [:]
+    /// Nodes not pruned (unreachable), with why: they keep their leftovers until the next prune.
+    public var skipped: [String: String] = [:]
+    public var dryRun = false
+}
+
+extension Pruner {
+    /// Removes every chunk no committed backup references, on every reachable node, under
+    /// the repository's exclusive lock: no backup is running, so none is about to reference
+    /// what goes. `patience`: how long to wait for backups holding the repository (0: fail
+    /// at once with `locked`).
+    public static func reclaimUnreferenced(_ repo: OpenRepository, dryRun: Bool, patience: Double,
+                                           operation: String) async throws(StowageError) -> ReclaimReport {
+        let held = try await LayerLock.acquireAll(repo.storage.nodes, layer: nil, operation: operation, exclusive: true, patience: patience)
+        var report = ReclaimReport(environment: repo.environment, skipped: held.failed.mapValues(\.message), dryRun: dryRun)
+        let live = repo.storage.nodes.filter { held.failed[$0.target.node] == nil }
+        do throws(StowageError) {
+            guard !live.isEmpty else {
+                throw StowageError(.nodeUnreachable, "storage \(repo.storage.name): no node reachable to prune", retryable: true)
+            }
+            // Unreferenced is judged with every live node's manifests in view.
+            let found = try await reclaim(repo, live: live, manifests: try await listManifests(live), dryRun: dryRun)
+            for (node, objs) in found {
+                report.removed[node] = objs.count
+                report.bytes[node] = objs.map(\.size).reduce(0, +)
+            }
+            await held.release()
+        } catch {
+            await held.release()
+            throw error
+        }
+        return report
     }
 }

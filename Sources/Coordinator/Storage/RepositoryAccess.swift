@@ -40,6 +40,8 @@ public struct OpenRepository: Sendable {
     public var keys: RepositoryKeys
     /// True when this call created it.
     public var created: Bool
+    /// The storage password it was opened with (verify and repair unlock key files with it).
+    var password: Secret? = nil
 }
 
 public enum RepositoryAccess {
@@ -84,12 +86,13 @@ public enum RepositoryAccess {
         for node in storage.nodes {
             let found: (config: [UInt8]?, keys: [[UInt8]])
             do throws(StowageError) {
-                let listing = try await node.list(prefix: "keys")
-                let got = try await node.get(["config"] + listing.map(\.name))
+                let listing = try await node.list(prefix: RepositoryLayout.keysPrefix)
+                let got = try await node.get([RepositoryLayout.config] + listing.map(\.name))
                 reached += 1
                 reachedNodes.append(node)
-                found = (got.objects.first { $0.name == "config" }?.bytes, got.objects.filter { $0.name != "config" }.map(\.bytes))
+                found = (got.objects.first { $0.name == RepositoryLayout.config }?.bytes, got.objects.filter { $0.name != RepositoryLayout.config }.map(\.bytes))
             } catch {
+                if error.isSetupFault { throw error }
                 lastError = error
                 continue
             }
@@ -108,7 +111,8 @@ public enum RepositoryAccess {
                 sawKey = true
                 do throws(RepositoryError) {
                     let keys = try file.unlock(password: password.value)
-                    return (OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: false), reachedNodes)
+                    return (OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: false,
+                                           password: password), reachedNodes)
                 } catch .wrongPassword {
                     continue
                 } catch {
@@ -134,9 +138,9 @@ public enum RepositoryAccess {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]
         let keyID = String(hexString(SHA256.hash(data: Array(keyFile.salt.utf8))).prefix(16))
-        _ = try await storage.put([StoredObject(name: "keys/\(keyID)", bytes: Array(try! enc.encode(keyFile)))])
-        _ = try await storage.put([StoredObject(name: "config", bytes: Array(try! enc.encode(config)))])
-        return OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: true)
+        _ = try await storage.put([StoredObject(name: RepositoryLayout.key(keyID), bytes: Array(try! enc.encode(keyFile)))])
+        _ = try await storage.put([StoredObject(name: RepositoryLayout.config, bytes: Array(try! enc.encode(config)))])
+        return OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: true, password: password)
     }
 }
 

@@ -32,13 +32,14 @@ public struct StorageNodeClient: Sendable {
         self.repository = repository
     }
 
-    /// Writes the objects (each atomically); objects already present are not written again.
-    public func put(_ objects: [StoredObject]) async throws(StowageError) -> PutResult {
+    /// Writes the objects (each atomically); objects already present are not written again,
+    /// unless `replace` (repair, with copies it has authenticated).
+    public func put(_ objects: [StoredObject], replace: Bool = false) async throws(StowageError) -> PutResult {
         for o in objects where !ObjectRecord.isValidName(o.name) {
             throw StowageError(.internalError, "refusing to store an object named '\(o.name)'")
         }
         let queue = ObjectQueue(objects)
-        let run = try await AgentClient.run(target, agent: agent, job: AgentJob(type: .put, root: repository),
+        let run = try await AgentClient.run(target, agent: agent, job: AgentJob(type: .put, root: repository, replace: replace ? true : nil),
                                             input: { queue.next() })
         return PutResult(stored: run.result.stored ?? 0, existed: run.result.existed ?? 0, bytes: run.result.bytes ?? 0)
     }

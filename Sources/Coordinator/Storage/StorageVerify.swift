@@ -1,7 +1,7 @@
 // `stowage storage verify STORAGE`: per environment repository and per node, check the
-// structure (every backup's chunks present with their recorded sizes, manifests on every
-// node, no foreign files) and, for a share of the chunks, the data itself (authentication
-// and keyed hash). Reports; changes nothing.
+// structure (every manifest copy authenticated, every backup's chunks present with their
+// recorded sizes, no foreign files) and, for a share of the chunks, the data itself
+// (authentication and keyed hash). Reports; changes nothing (StorageScan does the reading).
 import Foundation
 import Repository
 import Support
@@ -12,13 +12,21 @@ public struct NodeVerifyReport: Codable, Sendable, Equatable {
     public var backups: Int = 0
     public var chunksChecked: Int = 0
     public var chunksRead: Int = 0
+    /// Whether every referenced chunk copy on the node was read (a 100% subset); otherwise
+    /// chunk data was only sampled (or not read at all) and "ok" means structure only.
+    public var dataRead: Bool = false
     public var missing: [String] = []
     public var wrongSize: [String] = []
+    /// Copies that fail authentication (manifests always checked, chunks as sampled), with why.
     public var damaged: [String] = []
+    /// Backups no node holds a good manifest copy of: lost unless an older copy turns up.
+    public var lost: [String] = []
     public var foreign: [String] = []
+    /// What is wrong with each damaged or wrong-sized copy.
+    public var details: [String: String] = [:]
     public var unreachable: String?
 
-    public var ok: Bool { missing.isEmpty && wrongSize.isEmpty && damaged.isEmpty && unreachable == nil }
+    public var ok: Bool { missing.isEmpty && wrongSize.isEmpty && damaged.isEmpty && lost.isEmpty && unreachable == nil }
 }
 
 public enum StorageVerify {
@@ -30,77 +38,32 @@ public enum StorageVerify {
             let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
             // No repository for this environment yet: nothing to do there.
             guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
-            // Each node's files.
-            var files: [String: [String: Int64]] = [:]
-            var reports: [String: NodeVerifyReport] = [:]
-            for node in storage.nodes {
-                var r = NodeVerifyReport(environment: env, node: node.target.node)
-                do throws(StowageError) {
-                    files[node.target.node] = Dictionary(try await node.list().map { ($0.name, $0.size) }, uniquingKeysWith: { a, _ in a })
-                } catch {
-                    r.unreachable = error.message
-                }
-                reports[node.target.node] = r
-            }
-            // Every manifest any node has.
-            var manifests: [String: Manifest] = [:]
-            for name in Set(files.values.flatMap { $0.keys }).filter({ $0.hasPrefix("backups/") }).sorted() {
-                let parts = name.split(separator: "/")
-                guard parts.count == 3, let bn = BackupName(String(parts[2])) else { continue }
-                if let (m, _) = try? await BackupReader.manifest(repo, layer: String(parts[1]), name: bn) { manifests[name] = m }
-            }
-            for node in storage.nodes {
-                guard let have = files[node.target.node], var r = reports[node.target.node] else { continue }
-                var referenced: [String: Int] = [:]
-                for (name, m) in manifests {
-                    if have[name] == nil { r.missing.append(name); continue }
-                    r.backups += 1
-                    for c in m.streams.flatMap(\.chunks) { referenced["chunks/\(c.id.prefix(2))/\(c.id)"] = c.stored }
-                }
-                for (name, stored) in referenced.sorted(by: { $0.key < $1.key }) {
-                    r.chunksChecked += 1
-                    guard let size = have[name] else { r.missing.append(name); continue }
-                    if size != Int64(stored) { r.wrongSize.append(name) }
-                }
-                r.foreign = have.keys.filter { !isKnown($0) }.sorted()
-                // Data: a deterministic share of the referenced chunks present on this node.
-                let present = referenced.keys.filter { have[$0] != nil }.sorted()
-                let sample = present.filter { stableFraction($0) < readDataPercent / 100 }
-                for start in stride(from: 0, to: sample.count, by: 16) {
-                    let batch = Array(sample[start..<min(start + 16, sample.count)])
-                    guard let got = try? await node.get(batch) else { r.unreachable = "could not read chunks"; break }
-                    for obj in got.objects {
-                        r.chunksRead += 1
-                        let id = String(obj.name.split(separator: "/").last ?? "")
-                        let ok = (try? Envelope.open(obj.bytes, key: repo.keys.data, aad: id)).map { p in p.withUnsafeBytes { repo.keys.chunkID($0) } == id } ?? false
-                        if !ok { r.damaged.append(obj.name) }
-                    }
-                }
-                reports[node.target.node] = r
-            }
-            out += storage.nodes.compactMap { reports[$0.target.node] }
+            out += report(try await StorageScan.scan(repo, readPercent: readDataPercent), environment: env)
         }
         return out
     }
 
-    /// Names the format defines: config, keys/*, chunks/xx/<64 hex>, backups/<layer>/<name>, locks/, tmp/.
-    static func isKnown(_ name: String) -> Bool {
-        let p = name.split(separator: "/").map(String.init)
-        switch p.first {
-        case "config": return p.count == 1
-        case "keys": return p.count == 2
-        case "chunks":
-            return p.count == 3 && p[2].count == 64 && p[2].hasPrefix(p[1]) && p[2].allSatisfy { $0.isHexDigit && !$0.isUppercase }
-        case "backups": return p.count == 3 && BackupName(p[2]) != nil
-        default: return false
+    /// The scan as one report per node (pure).
+    static func report(_ scan: RepositoryScan, environment: String) -> [NodeVerifyReport] {
+        scan.nodes.map { n in
+            var r = NodeVerifyReport(environment: environment, node: n.node)
+            if let u = n.unreachable { r.unreachable = u.message; return r }
+            r.backups = n.backups
+            r.chunksChecked = n.chunksChecked
+            r.chunksRead = n.chunksRead
+            r.dataRead = scan.readAll
+            for (name, p) in n.problems.sorted(by: { $0.key < $1.key }) {
+                switch p.kind {
+                case .missing: r.missing.append(name)
+                case .wrongSize: r.wrongSize.append(name)
+                case .damaged: r.damaged.append(name)
+                }
+                if let d = p.detail { r.details[name] = d }
+            }
+            r.lost = scan.lost.keys.filter { n.files[$0] != nil }.sorted()
+            r.foreign = n.foreign
+            return r
         }
-    }
-
-    /// A number in [0, 1) from a name, the same on every run and every node.
-    static func stableFraction(_ s: String) -> Double {
-        var h: UInt64 = 1469598103934665603
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 1099511628211 }
-        return Double(h % 10_000) / 10_000
     }
 
     public static func text(_ reports: [NodeVerifyReport]) -> String {
@@ -108,10 +71,13 @@ public enum StorageVerify {
         var out = ""
         for r in reports {
             if let u = r.unreachable { out += "\(r.environment) \(r.node): unreachable: \(u)\n"; continue }
-            out += "\(r.environment) \(r.node): \(r.ok ? "ok" : "DAMAGED"): \(r.backups) backups, \(r.chunksChecked) chunks present-checked, \(r.chunksRead) read\n"
+            // "ok" only when the data was read; else say what was and was not checked.
+            let verdict = !r.ok ? "DAMAGED" : r.dataRead ? "ok" : r.chunksRead > 0 ? "structure ok, data sampled" : "structure ok, data not read"
+            out += "\(r.environment) \(r.node): \(verdict): \(r.backups) backups (manifests authenticated), \(r.chunksChecked) chunks present-checked, \(r.chunksRead) read\n"
+            for m in r.lost { out += "  lost: \(m): no node holds a good copy\n" }
             for m in r.missing { out += "  missing: \(m)\n" }
-            for m in r.wrongSize { out += "  wrong size: \(m)\n" }
-            for m in r.damaged { out += "  damaged: \(m)\n" }
+            for m in r.wrongSize { out += "  wrong size: \(m)\(r.details[m].map { " (\($0))" } ?? "")\n" }
+            for m in r.damaged { out += "  damaged: \(m)\(r.details[m].map { " (\($0))" } ?? "")\n" }
             for m in r.foreign { out += "  foreign file (ignored): \(m)\n" }
         }
         return out

@@ -60,6 +60,14 @@ public struct StowageError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     public var description: String { message + (hint.map { " (hint: \($0))" } ?? "") }
+
+    /// A fault of this coordinator's own setup for a node: its host key refused, the SSH
+    /// key rejected or unusable, no agent of this build, an unreadable known_hosts or
+    /// identity. Unlike a node that is down, waiting or a lower quorum does not help, and
+    /// writing to the other nodes only hides it: the operation fails at once with it.
+    public var isSetupFault: Bool {
+        [.hostKeyRefused, .sshAuthFailed, .agentMismatch, .invalidInventory].contains(status)
+    }
 }
 
 /// The outcome of `body` as a value, for task-group children that report failures per node.

@@ -14,7 +14,7 @@ private func sha256Hex(_ path: String) throws -> String {
 }
 
 /// About `rows` lines of SQL-dump-like text, deterministic for a seed.
-private func writeDump(_ path: String, rows: Int, seed: UInt64, insertAt: Int? = nil) throws {
+func writeDump(_ path: String, rows: Int, seed: UInt64, insertAt: Int? = nil) throws {
     var x = seed | 1
     var s = "COPY public.accounts (id, branch, balance, note) FROM stdin;\n"
     s.reserveCapacity(rows * 80)
@@ -26,7 +26,8 @@ private func writeDump(_ path: String, rows: Int, seed: UInt64, insertAt: Int? =
     try s.write(toFile: path, atomically: true, encoding: .utf8)
 }
 
-private struct Fixture {
+/// A fresh environment on the lab's storage, removed by `cleanup`.
+struct StorageFixture {
     let env = "bktest-\(UUID().uuidString.prefix(8))"
     let dir: String
     let inv: Inventory
@@ -54,7 +55,9 @@ private struct Fixture {
     }
 }
 
-private let meta = BackupMetadata(engine: "postgresql", engineVersion: "PostgreSQL 15", sourceRole: "primary")
+private typealias Fixture = StorageFixture
+
+let dumpMeta = BackupMetadata(engine: "postgresql", engineVersion: "PostgreSQL 15", sourceRole: "primary")
 
 extension LabSuites {
 @Suite struct BackupWriteRead {
@@ -72,7 +75,7 @@ extension LabSuites {
         let repo = try await f.repo()
         let name = BackupName("2026-11-21T030000Z-manual")!
         let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let m = w.manifest
         #expect(w.replicas.complete.sorted() == ["st1", "st2"])
         #expect(m.rawBytes == Int64(try Data(contentsOf: URL(fileURLWithPath: dump)).count))
@@ -107,10 +110,10 @@ extension LabSuites {
         try writeDump(dump, rows: 400_000, seed: 2)
         let repo = try await f.repo()
         let first = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(),
-                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         try writeDump(dump, rows: 400_000, seed: 2, insertAt: 100)
         let second = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
-                                                  agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                                  agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         #expect(first.manifest.newBytes == first.manifest.storedBytes)
         // One row inserted near the start: one or two chunks are new, the rest deduplicated.
         #expect(second.manifest.newBytes < second.manifest.storedBytes / 3,
@@ -127,7 +130,7 @@ extension LabSuites {
         let repo = try await f.repo()
         let name = BackupName("2026-11-21T030000Z-auto")!
         let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let victim = w.manifest.streams[0].chunks[1].id
         let path = "\(Lab.dir)/storage/st1/\(f.env)/chunks/\(victim.prefix(2))/\(victim)"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -153,7 +156,7 @@ extension LabSuites {
         try await Lab.with("block", "st2") {
             do throws(StowageError) {
                 _ = try await BackupWriter.write(strict, layer: "sqldb", name: BackupName("2026-11-21T010000Z-auto")!, source: src,
-                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
                 Issue.record("committed without st2 under quorum all")
             } catch {
                 #expect(error.status == .quorumNotReached)
@@ -165,12 +168,14 @@ extension LabSuites {
         let name = BackupName("2026-11-21T020000Z-auto")!
         let w = try await Lab.with("block", "st2") {
             try await BackupWriter.write(lenient, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         }
         #expect(w.replicas.complete == ["st1"])
         #expect(w.replicas.missing["st2"] != nil)
         #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
-        _ = await lenient.storage.repair()
+        let repaired = try await StorageRepair.repair(lenient)
+        #expect(repaired.ok, "\(repaired)")
+        #expect(repaired.copied["st2"]?.contains(BackupWriter.manifestName(layer: "sqldb", name: name)) == true)
         #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
         let st2Only = ReplicatedStorage(name: "lab-storage", nodes: [lenient.storage.nodes[1]], quorum: nil)
         var only = lenient
@@ -188,7 +193,7 @@ extension LabSuites {
         do throws(StowageError) {
             _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src,
                                              agent: f.agent, command: ["sh", "-c", "head -c 3000000 /dev/urandom; exit 3"],
-                                             streamName: "pg_dumpall", metadata: meta)
+                                             streamName: "pg_dumpall", metadata: dumpMeta)
             Issue.record("a failed dump was committed")
         } catch {
             #expect(error.status == .remoteFailed)
@@ -210,7 +215,7 @@ extension LabSuites.BackupWriteRead {
         let repo = try await f.repo()
         for stamp in ["2026-11-21T030000Z-auto", "2026-11-20T030000Z-manual"] {
             _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         }
         let ok = try runCommand(Repo.stowage, ["backups", f.env, "--config", Lab.inventory])
         #expect(ok.status == 0, "\(ok.stderr)")
@@ -244,13 +249,13 @@ extension LabSuites.BackupWriteRead {
             try writeDump(dump, rows: 60_000, seed: 10 + UInt64(i))
             files[stamp] = dump
             _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         }
         let cacheDump = "\(f.dir)/cache.rdb"
         try writeDump(cacheDump, rows: 30_000, seed: 99)
         let cacheName = BackupName("2026-11-18T040000Z-auto")!
         _ = try await BackupWriter.write(repo, layer: "cache", name: cacheName, source: try f.source(), agent: f.agent,
-                                         command: ["cat", cacheDump], streamName: "rdb", metadata: meta)
+                                         command: ["cat", cacheDump], streamName: "rdb", metadata: dumpMeta)
         let chunksBefore = try await repo.storage.nodes[0].list(prefix: "chunks").count
 
         let report = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
@@ -280,10 +285,10 @@ extension LabSuites.BackupWriteRead {
         let dump = "\(f.dir)/d.sql"
         try writeDump(dump, rows: 5_000, seed: 1)
         _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-19T030000Z-auto")!, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         try writeDump(dump, rows: 5_000, seed: 2)
         _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let chunksBefore = try await repo.storage.nodes[0].list(prefix: "chunks").count
         // A backup of the same layer running: retention waits for it.
         let sameLayer = try await LayerLock.acquire(repo.storage.nodes[0], layer: "sqldb", operation: "backup \(f.env)/sqldb")
@@ -307,7 +312,7 @@ extension LabSuites.BackupWriteRead {
         // The next retention that removes a backup, with the repository idle, reclaims them.
         try writeDump(dump, rows: 5_000, seed: 3)
         _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T040000Z-auto")!, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let chunksNow = try await repo.storage.nodes[0].list(prefix: "chunks").count
         let later = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
         #expect(later.removedBackups == ["sqldb/2026-11-20T030000Z-auto"])
@@ -322,7 +327,7 @@ extension LabSuites.BackupWriteRead {
         let started = Date()
         let backup = Task { () async throws -> Date in
             _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src, agent: agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
             return Date()
         }
         try await Task.sleep(for: .seconds(3))
@@ -342,7 +347,7 @@ extension LabSuites.BackupWriteRead {
         try writeDump(dump, rows: 150_000, seed: 21)
         let repo = try await f.repo()
         let w = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
-                                             agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                             agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let args = ["storage", "verify", "lab-storage", "--environment", f.env, "--read-data-subset", "100%", "--config", Lab.inventory]
         let clean = try runCommand(Repo.stowage, args)
         #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
@@ -382,7 +387,7 @@ extension LabSuites.BackupWriteRead {
         let repo = try await f.repo()
         let name = BackupName("2026-11-21T030000Z-auto")!
         let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: meta)
+                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let chunkPath = "\(Lab.dir)/storage/st1/\(f.env)/chunks/\(w.manifest.streams[0].chunks[0].id.prefix(2))/\(w.manifest.streams[0].chunks[0].id)"
         let chunkBefore = try Data(contentsOf: URL(fileURLWithPath: chunkPath))
         let spec = f.inv.storage("lab-storage")!

@@ -1,5 +1,5 @@
 // The lab's two storage nodes as replicas: parallel writes, the write quorum, a node down
-// during a write, and repair.
+// during a write. (Repair, on real repositories: StorageRepairTests.)
 import Foundation
 import Repository
 import Testing
@@ -46,7 +46,7 @@ extension LabSuites {
         #expect(again.stored.values.allSatisfy { $0.stored == 0 && $0.existed == 5 })
     }
 
-    @Test func nodeDownWithQuorumOneCommitsDegradedAndRepairCatchesUp() async throws {
+    @Test func nodeDownWithQuorumOneCommitsDegraded() async throws {
         let (s, env) = try storage(quorum: 1)
         defer { cleanup(env) }
         let first = objects("bb", 3)
@@ -57,17 +57,7 @@ extension LabSuites {
         #expect(degraded.outcome.complete == ["st1"])
         #expect(degraded.outcome.missing["st2"]?.contains("unreachable") == true)
         #expect(try await s.nodes[1].list().count == 3)
-
-        let report = await s.repair()
-        #expect(report.unreachable.isEmpty, "\(report.unreachable)")
-        #expect(report.copied["st2"] == 5)
-        #expect(report.copied["st1"] == 0)
-        let l1 = try await s.nodes[0].list(), l2 = try await s.nodes[1].list()
-        #expect(l1.map(\.name) == l2.map(\.name))
-        #expect(l1.map(\.size) == l2.map(\.size))
-        #expect(try await s.nodes[1].get(["backups/sqldb/2026-11-21T030000Z-auto"]).objects.first?.bytes == [1, 2, 3])
-        // Nothing left to do.
-        #expect(await s.repair().copied.values.allSatisfy { $0 == 0 })
+        // (storage repair completing st2 with real backups: StorageRepairTests.)
     }
 
     @Test func nodeDownWithQuorumAllFailsCleanly() async throws {
@@ -85,32 +75,5 @@ extension LabSuites {
             }
         }
     }
-
-    @Test func aDeletedCopyIsRepairedFromTheOtherNode() async throws {
-        let (s, env) = try storage(quorum: nil)
-        defer { cleanup(env) }
-        let objs = objects("ee", 3)
-        _ = try await s.put(objs)
-        try FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/st1/\(env)/chunks/ee/c1")
-        let report = await s.repair()
-        #expect(report.copied["st1"] == 1)
-        #expect(try await s.nodes[0].get(["chunks/ee/c1"]).objects == [objs[1]])
-    }
 }
-}
-
-extension LabSuites.Replication {
-    @Test func repairCommandFindsEveryRepositoryAndFixesIt() async throws {
-        let (s, env) = try storage(quorum: nil)
-        defer { cleanup(env) }
-        _ = try await s.put(objects("ff", 2))
-        try FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/st2/\(env)/chunks/ff/c0")
-        let r = try runCommand(Repo.stowage, ["storage", "repair", "lab-storage", "--config", Lab.inventory])
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("lab-storage/\(env): st1: 0 copied, st2: 1 copied"), "\(r.stdout)")
-        #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(env)/chunks/ff/c0"))
-        let unknown = try runCommand(Repo.stowage, ["storage", "repair", "nosuch", "--config", Lab.inventory])
-        #expect(unknown.status == ExitStatus.usage.rawValue)
-        #expect(unknown.stderr.contains("hint: storages: lab-storage"))
-    }
 }
