@@ -40,8 +40,8 @@ struct AddonCommand: AsyncParsableCommand {
 
         func scheduleValue() throws(StowageError) -> PolicySchedule? {
             if time != nil || tz != nil || days != nil {
-                guard schedule == nil else { throw StowageError(.usage, "give --schedule or --time/--days/--tz, not both") }
-                guard let time, let tz else { throw StowageError(.usage, "a custom schedule needs --time and --tz (and --days, default every day)") }
+                guard schedule == nil else { throw StowageError(.usage, "give --schedule or --time/--days/--tz, not both", hint: "--schedule takes hourly, daily, weekly, monthly or cron in UTC; --time/--days/--tz a local time") }
+                guard let time, let tz else { throw StowageError(.usage, "a custom schedule needs --time and --tz (and --days, default every day)", hint: "e.g. --time 03:30 --days mon-fri --tz Europe/Berlin") }
                 return .custom(time: time, days: days ?? "*", timeZone: tz)
             }
             return schedule.map { .expression($0) }
@@ -56,11 +56,11 @@ struct AddonCommand: AsyncParsableCommand {
                 p.keep = keep
             }
             if let source {
-                guard let s = DumpPreference(rawValue: source) else { throw StowageError(.usage, "--source \(source): expected primary or replica") }
+                guard let s = DumpPreference(rawValue: source) else { throw StowageError(.usage, "--source \(source): expected primary or replica", hint: "replica dumps on a healthy replica within the lag limit") }
                 p.source = s
             }
             if dbPasswordEnv != nil && dbPasswordFile != nil {
-                throw StowageError(.usage, "give --db-password-env or --db-password-file, not both")
+                throw StowageError(.usage, "give --db-password-env or --db-password-file, not both", hint: "the password itself never goes on the command line")
             }
             if dbUser != nil || dbPasswordEnv != nil || dbPasswordFile != nil {
                 var c = p.credentials ?? layer.credentials ?? CredentialsSpec(user: nil, password: .none, location: "")

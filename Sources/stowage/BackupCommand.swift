@@ -66,9 +66,8 @@ struct BackupCommand: AsyncParsableCommand {
             } else {
                 storageSpec = try storageOption.spec(in: inv)
             }
-            guard let pref else { throw StowageError(.usage, "--from \(from): expected primary or replica") }
-            if let zstdLevel, !(1...19).contains(zstdLevel) { throw StowageError(.usage, "--zstd-level \(zstdLevel): expected 1 to 19") }
-            if let keep, keep < 1 { throw StowageError(.usage, "--keep \(keep): keep at least 1") }
+            // (--from, --zstd-level and --keep were checked by validate(); a policy's by its file's parser.)
+            guard let pref else { throw StowageError(.internalError, "no dump preference") }
             let progress = ProgressLine(stage: "backup \(spec.id)")
             let out = try await BackupRun.run(inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
                                               from: pref, keep: keep, kind: policy ? .auto : .manual, zstdLevel: zstdLevel,

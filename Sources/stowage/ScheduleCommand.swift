@@ -63,7 +63,7 @@ struct ScheduleCommand: AsyncParsableCommand {
                 switch (expression, time) {
                 case (let e?, nil): schedule = try Schedule.parse(e)
                 case (nil, let t?): schedule = try Schedule.custom(time: t, days: days, timeZone: tz)
-                default: throw StowageError(.usage, "give either a schedule expression or --time (with --days and --tz)")
+                default: throw StowageError(.usage, "give either a schedule expression or --time (with --days and --tz)", hint: "e.g. stowage schedule explain '30 2 * * mon-fri', or --time 03:30 --days mon-fri --tz Europe/Berlin")
                 }
                 print("\(schedule):")
                 let f = ISO8601DateFormatter()

@@ -87,7 +87,7 @@ struct StorageCommand: AsyncParsableCommand {
                 let spec = try inv.requireStorage(storage)
                 let source: CredentialsSpec.PasswordSource = newPasswordEnv.map { .environment($0) } ?? .file(newPasswordFile!)
                 guard let new = try CredentialsSpec(user: nil, password: source, location: "the command line").resolvePassword(layer: "new password of storage \(storage)") else {
-                    throw StowageError(.usage, "no new password")
+                    throw StowageError(.usage, "no new password", hint: "the variable or file named holds an empty value; put the new password there")
                 }
                 let changed = try await PasswordChange.run(spec, inventory: inv, agent: try agentOption.locate(),
                                                            old: try spec.resolvePassword(), new: new, environments: inv.environments.map(\.name))

@@ -48,7 +48,7 @@ public enum AgentInstaller {
             let tmp = "\(dir)/.stowage-agent.tmp.\(UInt64.random(in: 0...UInt64.max))"
             // Streamed in 1 MiB reads: the binary is tens of MB.
             guard let file = FileHandle(forReadingAtPath: agent.localPath) else {
-                throw StowageError(.usage, "cannot read the agent binary \(agent.localPath)")
+                throw StowageError(.usage, "cannot read the agent binary \(agent.localPath)", hint: "check the file and its permissions, or point --agent-binary at a readable one")
             }
             defer { try? file.close() }
             let scp = try ExecChannel(scpTo: tmp, mode: 0o700, size: agent.size, conn, deadline: Deadline(seconds: t.connectTimeout))

@@ -24,7 +24,7 @@ public enum Addon {
         try inv.apply(others)
         _ = try policy.schedule.schedule()
         guard let layer = inv.layers.first(where: { $0.id == policy.layer }) else {
-            throw StowageError(.usage, "unknown layer \(policy.layer) in \(inv.path)")
+            throw StowageError(.usage, "unknown layer \(policy.layer) in \(inv.path)", hint: "name one layer of the inventory as ENV/LAYER")
         }
         guard let storageSpec = inv.storage(policy.storage) else {
             throw StowageError(.usage, "unknown storage '\(policy.storage)' in \(inv.path)",

@@ -149,7 +149,7 @@ public enum Schedule: Sendable, Equatable, CustomStringConvertible {
     public static func custom(time: String, days: String, timeZone tz: String) throws(StowageError) -> Schedule {
         let p = time.split(separator: ":")
         guard p.count == 2, let h = Int(p[0]), let m = Int(p[1]), (0...23).contains(h), (0...59).contains(m), p[1].count == 2 else {
-            throw StowageError(.usage, "time '\(time)': expected HH:MM (00:00 to 23:59)")
+            throw StowageError(.usage, "time '\(time)': expected HH:MM (00:00 to 23:59)", hint: "e.g. --time 03:30")
         }
         guard let zone = TimeZone(identifier: tz), tz.contains("/") || tz == "UTC" || tz == "GMT" else {
             throw StowageError(.usage, "unknown time zone '\(tz)'", hint: "an IANA name such as Europe/Berlin, America/New_York or UTC")
