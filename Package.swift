@@ -9,8 +9,6 @@ let package = Package(
     products: [
         .executable(name: "stowage", targets: ["stowage"]),
         .executable(name: "stowage-agent", targets: ["NodeAgent"]),
-        .library(name: "Topology", targets: ["Topology"]),
-        .library(name: "Coordinator", targets: ["Coordinator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -31,21 +29,48 @@ let package = Package(
         .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
 
-        // Threads for blocking C calls, deadlines.
+        // The house along the data path (docs/architecture.md). Each target depends only on
+        // the ones above it, so a wrong arrow does not compile:
+        //   Support → Repository (the storage format), AgentProtocol (the wire), Engines,
+        //   Topology → Fleet (the inventory) → Remote (SSH, agents) → Storage → Operations
+        //   → Scheduling → stowage (the CLI and all its rendering).
+        // Threads for blocking C calls, deadlines, trace, the operator error and exit codes, text.
         .target(name: "Support"),
         .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
-        .target(name: "Coordinator", dependencies: [
-            "Topology", "AgentProtocol", "CLibSSH2", "Support", "Repository", "Engines",
-            .product(name: "Crypto", package: "swift-crypto"),
+        // The inventory: model, YAML, selection, secrets, every settings type, policies and schedules.
+        .target(name: "Fleet", dependencies: [
+            "Topology", "Repository", "Support",
             .product(name: "Yams", package: "Yams"),
+        ]),
+        // SSH (libssh2, the connection pool, known_hosts) and the agent client, installer and check.
+        .target(name: "Remote", dependencies: [
+            "Fleet", "Topology", "AgentProtocol", "Repository", "CLibSSH2", "Support",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Storage nodes, replicated storage, locks, repositories; backups written and read;
+        // verify, repair, prune.
+        .target(name: "Storage", dependencies: [
+            "Remote", "Fleet", "Topology", "AgentProtocol", "Repository", "Support",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Backup, restore, the topology check and the add-on's lifecycle, with their pure plans.
+        .target(name: "Operations", dependencies: [
+            "Storage", "Remote", "Fleet", "Topology", "AgentProtocol", "Repository", "Engines", "Support",
+        ]),
+        // The scheduler daemon, its pure decisions, the run catalog (GRDB), notifications, status.
+        .target(name: "Scheduling", dependencies: [
+            "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "Support",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
         // FoundationEssentials, not Foundation: no ICU, a smaller static binary.
-        .executableTarget(name: "NodeAgent", dependencies: [
+        // The agent's jobs, one file each (dump and chunk, restore and its sinks, the storage
+        // jobs), as a library so they are tested without a node; NodeAgent is its thin main.
+        .target(name: "AgentJobs", dependencies: [
             "CZstd", "AgentProtocol", "CAgentSys", "Repository", "Engines",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        .executableTarget(name: "NodeAgent", dependencies: ["AgentJobs", "AgentProtocol"]),
         .target(name: "CAgentSys"),
         // The storage format's building blocks (docs/storage-format.md): chunking, the
         // envelope, keys. Pure and Foundation-light: the agent links it too.
@@ -60,7 +85,7 @@ let package = Package(
         // credential files, the counts a dump carries, the restore filter, Redis RESP and slots.
         .target(name: "Engines"),
         .executableTarget(name: "stowage", dependencies: [
-            "Coordinator", "Topology", "AgentProtocol", "CAgentSys",
+            "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "CAgentSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -69,7 +94,18 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Topology", "TestSupport"]),
+        // Unit tests, one target per library, none needing the lab (under a minute).
+        .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Topology", "Support", "TestSupport"]),
+        .testTarget(name: "OperationsTests", dependencies: ["Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport"]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport"]),
+        // The CLI's parsing and error format (runs the built binary; no lab).
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        // Everything on the lab's real servers (fixtures/lab/lab.sh up first); never skips.
+        .testTarget(name: "LabTests", dependencies: [
+            "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "TestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,19 +10,19 @@
 // Secrets travel only inside the job line, on stdin.
 import FoundationEssentials
 
-public enum AgentWire {
-    public static let agentName = "stowage-agent"
+package enum AgentWire {
+    package static let agentName = "stowage-agent"
     /// Bumped on any incompatible change of jobs, events or framing.
-    public static let protocolVersion = 1
-    public static let version = "0.1.0"
+    package static let protocolVersion = 1
+    package static let version = "0.1.0"
     /// Largest input frame either side accepts.
-    public static let maxFrame = 1 << 20
+    package static let maxFrame = 1 << 20
     /// Largest job line.
-    public static let maxJobLine = 1 << 20
+    package static let maxJobLine = 1 << 20
 }
 
 /// Exit statuses of `stowage-agent`.
-public enum AgentExit: Int32, Sendable {
+package enum AgentExit: Int32, Sendable {
     case ok = 0
     case usage = 2
     /// The job line was not valid JSON, or named a job this agent does not know.
@@ -36,8 +36,8 @@ public enum AgentExit: Int32, Sendable {
 }
 
 /// A job description. Unknown fields are ignored; an unknown `type` is refused.
-public struct AgentJob: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+package struct AgentJob: Codable, Sendable, Equatable {
+    package enum Kind: String, Codable, Sendable {
         /// Report tool versions and free space.
         case check
         /// Read the input frames, report their size and SHA-256.
@@ -68,34 +68,34 @@ public struct AgentJob: Codable, Sendable, Equatable {
         case restore
     }
 
-    public var type: Kind
-    public var bytes: Int64?
+    package var type: Kind
+    package var bytes: Int64?
     /// For `source`: the program and arguments whose stdout is the stream.
-    public var command: [String]?
+    package var command: [String]?
     /// For `check`: tools to look for; a path whose free space to report.
-    public var tools: [String]?
-    public var path: String?
+    package var tools: [String]?
+    package var path: String?
     /// Secrets a job needs (database passwords, later keys): kept out of argv and environment.
-    public var secrets: [String: String]?
+    package var secrets: [String: String]?
     /// Storage jobs: the repository folder (absolute), object names relative to it, a prefix.
-    public var root: String?
-    public var names: [String]?
-    public var prefix: String?
+    package var root: String?
+    package var names: [String]?
+    package var prefix: String?
     /// For `lock`: who holds it (coordinator host, pid, operation), shown to whoever waits,
     /// and whether the repository lock is exclusive (prune) or shared (backup, restore).
-    public var owner: String?
-    public var exclusive: Bool?
+    package var owner: String?
+    package var exclusive: Bool?
     /// For `chunk`: [min, avg, max] chunk sizes and the zstd level.
-    public var chunkSizes: [Int]?
-    public var zstdLevel: Int?
+    package var chunkSizes: [Int]?
+    package var zstdLevel: Int?
     /// For `chunk` (then `command` is not needed) and `restore`: the database to dump or
     /// restore; its password is `secrets["dbPassword"]`.
-    public var database: DatabaseAccess?
+    package var database: DatabaseAccess?
     /// For `put`: every object of the input replaces the file of its name, if any (repair
     /// puts only copies it has authenticated over copies it found damaged).
-    public var replace: Bool?
+    package var replace: Bool?
 
-    public init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
+    package init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
                 path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
                 names: [String]? = nil, prefix: String? = nil, owner: String? = nil,
                 chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, exclusive: Bool? = nil,
@@ -119,41 +119,41 @@ public struct AgentJob: Codable, Sendable, Equatable {
 }
 
 /// One line on the agent's stderr.
-public struct AgentEvent: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+package struct AgentEvent: Codable, Sendable, Equatable {
+    package enum Kind: String, Codable, Sendable {
         /// The job reached the state it holds until the session ends (a lock is held).
         /// `chunk` job: one chunk of the stream (`id`, `bytes` raw, `stored`).
         case hello, progress, log, warning, ready, chunk, result, error
     }
 
-    public var event: Kind
+    package var event: Kind
     // hello
-    public var agent: String?
-    public var `protocol`: Int?
-    public var version: String?
-    public var pid: Int32?
+    package var agent: String?
+    package var `protocol`: Int?
+    package var version: String?
+    package var pid: Int32?
     // progress / result
-    public var bytes: Int64?
-    public var sha256: String?
+    package var bytes: Int64?
+    package var sha256: String?
     // log / warning / error
-    public var message: String?
-    public var code: String?
+    package var message: String?
+    package var code: String?
     // chunk
-    public var id: String?
+    package var id: String?
     // storage jobs
-    public var stored: Int?
-    public var existed: Int?
-    public var missing: [String]?
+    package var stored: Int?
+    package var existed: Int?
+    package var missing: [String]?
     // check
-    public var tools: [String: String]?
-    public var freeBytes: Int64?
-    public var totalBytes: Int64?
+    package var tools: [String: String]?
+    package var freeBytes: Int64?
+    package var totalBytes: Int64?
     // dump / restore: rows per database (SQL) or keys per database (Redis)
-    public var counts: [String: Int64]?
+    package var counts: [String: Int64]?
 
-    public init(event: Kind) { self.event = event }
+    package init(event: Kind) { self.event = event }
 
-    public static func hello(pid: Int32) -> AgentEvent {
+    package static func hello(pid: Int32) -> AgentEvent {
         var e = AgentEvent(event: .hello)
         e.agent = AgentWire.agentName
         e.protocol = AgentWire.protocolVersion
@@ -162,14 +162,14 @@ public struct AgentEvent: Codable, Sendable, Equatable {
         return e
     }
 
-    public static func error(_ code: String, _ message: String) -> AgentEvent {
+    package static func error(_ code: String, _ message: String) -> AgentEvent {
         var e = AgentEvent(event: .error)
         e.code = code
         e.message = message
         return e
     }
 
-    public func line() -> [UInt8] {
+    package func line() -> [UInt8] {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Plain values: encoding cannot fail.
@@ -177,32 +177,32 @@ public struct AgentEvent: Codable, Sendable, Equatable {
     }
 }
 
-public enum Frame {
+package enum Frame {
     /// The 4-byte big-endian header of a frame of `length` bytes.
-    public static func header(_ length: Int) -> [UInt8] {
+    package static func header(_ length: Int) -> [UInt8] {
         let n = UInt32(length)
         return [UInt8(n >> 24), UInt8((n >> 16) & 0xff), UInt8((n >> 8) & 0xff), UInt8(n & 0xff)]
     }
 
-    public static let end: [UInt8] = header(0)
+    package static let end: [UInt8] = header(0)
 }
 
 /// Objects on the wire (put input, get output): a 4-byte big-endian name length, the name
 /// (UTF-8), an 8-byte big-endian size, then that many bytes.
-public enum ObjectRecord {
-    public static let maxName = 1024
+package enum ObjectRecord {
+    package static let maxName = 1024
 
-    public static func header(name: String, size: Int) -> [UInt8] {
+    package static func header(name: String, size: Int) -> [UInt8] {
         let n = Array(name.utf8)
         var out = Frame.header(n.count) + n
         for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8((UInt64(size) >> UInt64(shift)) & 0xff)) }
         return out
     }
 
-    public static func encode(name: String, bytes: [UInt8]) -> [UInt8] { header(name: name, size: bytes.count) + bytes }
+    package static func encode(name: String, bytes: [UInt8]) -> [UInt8] { header(name: name, size: bytes.count) + bytes }
 
     /// A relative object name with no empty, "." or ".." parts and only safe characters.
-    public static func isValidName(_ name: String) -> Bool {
+    package static func isValidName(_ name: String) -> Bool {
         guard !name.isEmpty, name.utf8.count <= maxName, !name.hasPrefix("/") else { return false }
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
         return parts.allSatisfy { p in

@@ -5,21 +5,21 @@
 
 /// Rows per database in a plain `pg_dumpall` script: the lines between `COPY ... FROM stdin;`
 /// and `\.`, attributed to the database of the last `\connect`.
-public struct PostgresDumpCounter: Sendable {
+package struct PostgresDumpCounter: Sendable {
     private var lines = LineSplitter(keep: 4096)
     private var database = "postgres"
     private var inCopy = false
-    public private(set) var counts: [String: Int64] = [:]
+    package private(set) var counts: [String: Int64] = [:]
 
-    public init() {}
+    package init() {}
 
-    public mutating func feed(_ buf: UnsafeRawBufferPointer) {
+    package mutating func feed(_ buf: UnsafeRawBufferPointer) {
         var l = lines
         l.feed(buf) { head, cut in self.line(head, cut) }
         lines = l
     }
 
-    public mutating func finish() -> [String: Int64] {
+    package mutating func finish() -> [String: Int64] {
         var l = lines
         l.finish { head, cut in self.line(head, cut) }
         lines = l
@@ -44,7 +44,7 @@ public struct PostgresDumpCounter: Sendable {
 
     /// The database a `\connect` line names: `\connect shop`, `\connect "Shop"`, or
     /// `\connect -reuse-previous=on "dbname='it''s'"`.
-    public static func connectTarget(_ line: String) -> String? {
+    package static func connectTarget(_ line: String) -> String? {
         var rest = Substring(line.dropFirst("\\connect ".count))
         if rest.hasPrefix("-reuse-previous=on ") { rest = rest.dropFirst("-reuse-previous=on ".count) }
         if let r = rest.firstRange(of: "dbname='") {
@@ -73,7 +73,7 @@ public struct PostgresDumpCounter: Sendable {
 /// `INSERT INTO ... VALUES (...),(...);` statement (on one line, or one tuple per line as
 /// MariaDB 10.11 writes them), attributed to the database of the last `USE`. The `mysql`
 /// system schema is left out: its statistics tables change on their own.
-public struct MySQLDumpCounter: Sendable {
+package struct MySQLDumpCounter: Sendable {
     private var lines = LineSplitter(keep: 4096)
     private var database: String?
     // Scanner state: whether the current line may start an INSERT (its first bytes), and
@@ -86,18 +86,18 @@ public struct MySQLDumpCounter: Sendable {
     private var depth = 0
     private var rows: Int64 = 0
     private static let insertPrefix = Array("INSERT INTO ".utf8)
-    public private(set) var counts: [String: Int64] = [:]
-    public static let excludedSchemas: Set<String> = ["mysql", "information_schema", "performance_schema", "sys"]
+    package private(set) var counts: [String: Int64] = [:]
+    package static let excludedSchemas: Set<String> = ["mysql", "information_schema", "performance_schema", "sys"]
 
-    public init() {}
+    package init() {}
 
-    public mutating func feed(_ buf: UnsafeRawBufferPointer) {
+    package mutating func feed(_ buf: UnsafeRawBufferPointer) {
         var l = lines
         l.feed(buf, bytes: { seg, atStart in self.scan(seg, atStart) }, line: { head, _ in self.line(head) })
         lines = l
     }
 
-    public mutating func finish() -> [String: Int64] {
+    package mutating func finish() -> [String: Int64] {
         var l = lines
         l.finish { head, _ in self.line(head) }
         lines = l

@@ -5,16 +5,16 @@
 /// Cuts a byte stream into lines. For every line, `line` gets its head (at most `keep`
 /// bytes, without the newline) and whether it was cut; bytes of the line are also handed
 /// to `bytes` as they arrive, for callers that scan whole lines.
-public struct LineSplitter: Sendable {
-    public let keep: Int
+package struct LineSplitter: Sendable {
+    package let keep: Int
     private var head: [UInt8] = []
     private var cut = false
 
-    public init(keep: Int = 64 << 10) { self.keep = keep }
+    package init(keep: Int = 64 << 10) { self.keep = keep }
 
     /// `bytes(segment, atLineStart)` sees every byte of the stream (newlines excluded);
     /// `line(head, wasCut)` runs at every newline.
-    public mutating func feed(_ buf: UnsafeRawBufferPointer,
+    package mutating func feed(_ buf: UnsafeRawBufferPointer,
                               bytes: (UnsafeRawBufferPointer, Bool) -> Void = { _, _ in },
                               line: ([UInt8], Bool) -> Void) {
         var i = 0
@@ -43,7 +43,7 @@ public struct LineSplitter: Sendable {
     }
 
     /// The last line, when the stream does not end with a newline.
-    public mutating func finish(line: ([UInt8], Bool) -> Void) {
+    package mutating func finish(line: ([UInt8], Bool) -> Void) {
         if !head.isEmpty || cut { line(head, cut) }
         head.removeAll()
         cut = false

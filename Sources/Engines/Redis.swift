@@ -1,14 +1,14 @@
 // Redis wire pieces the agent needs without hiredis (it is a static binary that must run on
 // any node): RESP encoding, an incremental reply parser, INFO keyspace, cluster key slots.
 
-public indirect enum RESPValue: Sendable, Equatable {
+package indirect enum RESPValue: Sendable, Equatable {
     case simple(String)
     case error(String)
     case integer(Int64)
     case bulk([UInt8]?)
     case array([RESPValue]?)
 
-    public var text: String? {
+    package var text: String? {
         switch self {
         case .simple(let s): s
         case .bulk(let b?): String(decoding: b, as: UTF8.self)
@@ -17,9 +17,9 @@ public indirect enum RESPValue: Sendable, Equatable {
     }
 }
 
-public enum RESP {
+package enum RESP {
     /// A command as an array of bulk strings.
-    public static func command(_ args: [[UInt8]]) -> [UInt8] {
+    package static func command(_ args: [[UInt8]]) -> [UInt8] {
         var out = Array("*\(args.count)\r\n".utf8)
         for a in args {
             out += Array("$\(a.count)\r\n".utf8)
@@ -29,13 +29,13 @@ public enum RESP {
         return out
     }
 
-    public static func command(_ args: String...) -> [UInt8] { command(args.map { Array($0.utf8) }) }
+    package static func command(_ args: String...) -> [UInt8] { command(args.map { Array($0.utf8) }) }
 
-    public enum ParseError: Error, Equatable { case malformed(String) }
+    package enum ParseError: Error, Equatable { case malformed(String) }
 
     /// Parses one reply from `buf[start...]`: the value and where it ends, or nil when the
     /// buffer does not hold all of it yet.
-    public static func parse(_ buf: UnsafeRawBufferPointer, from start: Int) throws(ParseError) -> (RESPValue, Int)? {
+    package static func parse(_ buf: UnsafeRawBufferPointer, from start: Int) throws(ParseError) -> (RESPValue, Int)? {
         guard start < buf.count else { return nil }
         guard let (line, next) = readLine(buf, start + 1) else { return nil }
         switch buf[start] {
@@ -78,7 +78,7 @@ public enum RESP {
     }
 
     /// `INFO keyspace` → keys per database ("db0": 12).
-    public static func keyspace(_ info: String) -> [String: Int64] {
+    package static func keyspace(_ info: String) -> [String: Int64] {
         var out: [String: Int64] = [:]
         for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("db") {
             let parts = line.split(separator: ":", maxSplits: 1)
@@ -91,10 +91,10 @@ public enum RESP {
     }
 }
 
-public enum RedisCluster {
+package enum RedisCluster {
     /// The hash slot of a key: CRC16 (XMODEM) of the key, or of its `{hash tag}` when it has
     /// a non-empty one, modulo 16384.
-    public static func slot<C: Collection>(_ key: C) -> Int where C.Element == UInt8 {
+    package static func slot<C: Collection>(_ key: C) -> Int where C.Element == UInt8 {
         let bytes = Array(key)
         var part = bytes[...]
         if let open = bytes.firstIndex(of: UInt8(ascii: "{")),
@@ -110,7 +110,7 @@ public enum RedisCluster {
     }
 
     /// `CLUSTER SLOTS` → (first, last, host, port) of every range.
-    public static func slotRanges(_ reply: RESPValue) -> [(Int, Int, String, Int)] {
+    package static func slotRanges(_ reply: RESPValue) -> [(Int, Int, String, Int)] {
         guard case .array(let ranges?) = reply else { return [] }
         var out: [(Int, Int, String, Int)] = []
         for r in ranges {

@@ -3,13 +3,13 @@
 /// superuser, which can never be dropped) make `DROP ROLE IF EXISTS x;` fail, and then
 /// `CREATE ROLE x;` too. Exactly those two lines per role go; their `ALTER ROLE`
 /// (attributes, password) still applies.
-public struct PostgresRestoreFilter: Sendable {
+package struct PostgresRestoreFilter: Sendable {
     private let drop: Set<[UInt8]>
     private var pending: [UInt8] = []
     private var passing = false
     private let maxLen: Int
 
-    public init(keepRoles roles: [String]) {
+    package init(keepRoles roles: [String]) {
         var d = Set<[UInt8]>()
         for role in roles {
             let q = Self.quoteIdent(role)
@@ -21,7 +21,7 @@ public struct PostgresRestoreFilter: Sendable {
     }
 
     /// Identifiers the way pg_dump writes them: bare when lowercase-simple, quoted otherwise.
-    public static func quoteIdent(_ s: String) -> String {
+    package static func quoteIdent(_ s: String) -> String {
         let simple = !s.isEmpty && s.unicodeScalars.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }
             && !(s.unicodeScalars.first! >= "0" && s.unicodeScalars.first! <= "9")
         return simple ? s : "\"" + s.replacing("\"", with: "\"\"") + "\""
@@ -30,7 +30,7 @@ public struct PostgresRestoreFilter: Sendable {
     /// Passes `buf` on to `out`, minus the connecting role's two lines. Only the head of a
     /// line that could still be one of them is held back; everything else goes out in runs
     /// as long as the buffer allows.
-    public mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
+    package mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
         let n = buf.count
         var runStart = 0, i = 0
         // Where the current line starts in this buffer; nil when it began in an earlier one.
@@ -68,14 +68,14 @@ public struct PostgresRestoreFilter: Sendable {
     }
 
     /// The end of the script: a held head that never got its newline.
-    public mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void) {
+    package mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void) {
         if !passing && !pending.isEmpty && !drop.contains(pending) { pending.withUnsafeBytes { out($0) } }
         pending.removeAll()
     }
 }
 
 /// A filter between a restored script and the tool applying it.
-public protocol ScriptFilter: Sendable {
+package protocol ScriptFilter: Sendable {
     mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void)
     mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void)
 }
@@ -90,7 +90,7 @@ extension PostgresRestoreFilter: ScriptFilter {}
 /// end, after every routine exists again, as `REPLACE` (the server may have re-created
 /// some rows itself for the routines' creator), followed by `FLUSH PRIVILEGES`. Restoring
 /// an old backup gets its grants back the same way. Every other byte passes unchanged.
-public struct MySQLRestoreFilter: ScriptFilter {
+package struct MySQLRestoreFilter: ScriptFilter {
     private enum LineState { case undecided, passing, holding }
     private var state = LineState.undecided
     /// The current line's first bytes while undecided (not yet sent anywhere).
@@ -108,12 +108,12 @@ public struct MySQLRestoreFilter: ScriptFilter {
     /// Enough of a line to tell every case apart.
     static let decideAt = 40
 
-    public init() {}
+    package init() {}
 
     /// The rows held back, as they will be applied (tests, and the restore's own note).
-    public var heldStatements: String { String(decoding: held, as: UTF8.self) }
+    package var heldStatements: String { String(decoding: held, as: UTF8.self) }
 
-    public mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
+    package mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
         let n = buf.count
         var i = 0
         while i < n {
@@ -181,7 +181,7 @@ public struct MySQLRestoreFilter: ScriptFilter {
         state = .undecided
     }
 
-    public mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void) {
+    package mutating func finish(_ out: (UnsafeRawBufferPointer) -> Void) {
         if state == .undecided && !head.isEmpty {
             decide(complete: true)
             emitHead(out)

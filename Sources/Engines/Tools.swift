@@ -4,11 +4,11 @@
 // read in /proc/*/cmdline, and never the environment (/proc/*/environ, inherited by
 // everything the tool starts).
 
-public enum CredentialFiles {
-    public enum Problem: Error, Equatable { case newline }
+package enum CredentialFiles {
+    package enum Problem: Error, Equatable { case newline }
 
     /// A libpq password file (`passfile=`) matching any host, port, database and user.
-    public static func pgpass(password: String) throws(Problem) -> String {
+    package static func pgpass(password: String) throws(Problem) -> String {
         guard !password.contains("\n"), !password.contains("\r") else { throw .newline }
         let escaped = password.replacing("\\", with: "\\\\").replacing(":", with: "\\:")
         return "*:*:*:*:\(escaped)\n"
@@ -16,7 +16,7 @@ public enum CredentialFiles {
 
     /// A MariaDB/MySQL option file (`--defaults-extra-file=`) with the client's user and
     /// password. Values are quoted; a backslash is written doubled (the option-file escape).
-    public static func mysqlOptions(user: String?, password: String) throws(Problem) -> String {
+    package static func mysqlOptions(user: String?, password: String) throws(Problem) -> String {
         guard !password.contains("\n"), !password.contains("\r"), !(user ?? "").contains("\n") else { throw .newline }
         func quoted(_ v: String) -> String {
             let e = v.replacing("\\", with: "\\\\")
@@ -30,9 +30,9 @@ public enum CredentialFiles {
 }
 
 /// Argument lists of the tools (the program first, looked up in PATH by the agent).
-public enum ToolCommands {
+package enum ToolCommands {
     /// A libpq connection string; values quoted the libpq way.
-    public static func conninfo(_ pairs: [(String, String)]) -> String {
+    package static func conninfo(_ pairs: [(String, String)]) -> String {
         pairs.map { k, v in "\(k)='\(v.replacing("\\", with: "\\\\").replacing("'", with: "\\'"))'" }.joined(separator: " ")
     }
 
@@ -45,14 +45,14 @@ public enum ToolCommands {
 
     /// The whole cluster, roles and all databases, as one script that drops what it
     /// recreates.
-    public static func pgDumpall(host: String, port: Int, user: String?, passfile: String?) -> [String] {
+    package static func pgDumpall(host: String, port: Int, user: String?, passfile: String?) -> [String] {
         ["pg_dumpall", "--dbname=" + pgConninfo(host: host, port: port, user: user, passfile: passfile, application: "stowage-dump"),
          "--clean", "--if-exists", "--no-password"]
     }
 
     /// Applies a script on stdin, stopping at the first error; notices (every DROP ... IF
     /// EXISTS of something absent) stay quiet.
-    public static func psqlApply(host: String, port: Int, user: String?, passfile: String?) -> [String] {
+    package static func psqlApply(host: String, port: Int, user: String?, passfile: String?) -> [String] {
         ["psql", "--dbname=" + pgConninfo(host: host, port: port, user: user, passfile: passfile, application: "stowage-restore",
                                           extra: [("options", "-c client_min_messages=warning")]),
          "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--file=-"]
@@ -63,7 +63,7 @@ public enum ToolCommands {
     /// state of the node dumped, not data: restoring it would rewind the target's. On a
     /// replica the primary's binlog position and GTID are recorded (commented out, so a
     /// restore never repoints replication).
-    public static func mysqlDump(program: String, optionsFile: String, host: String, port: Int, fromReplica: Bool) -> [String] {
+    package static func mysqlDump(program: String, optionsFile: String, host: String, port: Int, fromReplica: Bool) -> [String] {
         var a = [program, "--defaults-extra-file=\(optionsFile)", "--host=\(host)", "--port=\(port)", "--protocol=TCP",
                  "--all-databases", "--single-transaction", "--routines", "--events", "--triggers",
                  "--flush-privileges", "--hex-blob", "--skip-comments", "--ignore-table=mysql.gtid_slave_pos"]
@@ -71,13 +71,13 @@ public enum ToolCommands {
         return a
     }
 
-    public static func mysqlApply(program: String, optionsFile: String, host: String, port: Int) -> [String] {
+    package static func mysqlApply(program: String, optionsFile: String, host: String, port: Int) -> [String] {
         [program, "--defaults-extra-file=\(optionsFile)", "--host=\(host)", "--port=\(port)", "--protocol=TCP",
          "--batch", "--binary-mode"]
     }
 
     /// A private Redis server that loads an RDB and listens only on a socket in `dir`.
-    public static func redisScratchServer(dir: String) -> [String] {
+    package static func redisScratchServer(dir: String) -> [String] {
         ["redis-server", "--port", "0", "--unixsocket", "\(dir)/redis.sock", "--unixsocketperm", "700",
          "--dir", dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
          "--logfile", "\(dir)/redis.log", "--daemonize", "no", "--databases", "256"]

@@ -6,6 +6,7 @@
 // Protocol: docs/agent-protocol.md. When the coordinator goes away (its channel closes,
 // so stdin ends or stdout breaks), the agent kills every process it started and exits:
 // nothing is left running on the node.
+import AgentJobs
 import AgentProtocol
 import FoundationEssentials
 

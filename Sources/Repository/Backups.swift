@@ -9,13 +9,13 @@ import Foundation
 #endif
 
 /// `YYYY-MM-DDTHHMMSSZ-auto|manual`: the UTC start time and how the backup was started.
-public struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
-    public enum Kind: String, Sendable, Codable { case auto, manual }
+package struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringConvertible {
+    package enum Kind: String, Sendable, Codable { case auto, manual }
 
-    public var stamp: String
-    public var kind: Kind
+    package var stamp: String
+    package var kind: Kind
 
-    public init?(_ s: String) {
+    package init?(_ s: String) {
         let parts = s.split(separator: "-")
         guard parts.count == 4, let kind = Kind(rawValue: String(parts[3])) else { return nil }
         let stamp = parts[0...2].joined(separator: "-")
@@ -28,7 +28,7 @@ public struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringC
     }
 
     /// The name of a backup started at `date` (UTC).
-    public init(date: Date, kind: Kind) {
+    package init(date: Date, kind: Kind) {
         let t = Int(date.timeIntervalSince1970)
         let days = t / 86400, secs = t % 86400
         let (y, m, d) = CivilDate.fromDays(days)
@@ -37,10 +37,10 @@ public struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringC
         self.kind = kind
     }
 
-    public var description: String { "\(stamp)-\(kind.rawValue)" }
+    package var description: String { "\(stamp)-\(kind.rawValue)" }
 
     /// The start time the name records (to the second).
-    public var date: Date {
+    package var date: Date {
         let c = Array(stamp.utf8).map { Int($0) - 48 }
         func n(_ r: Range<Int>) -> Int { r.reduce(0) { $0 * 10 + c[$1] } }
         let days = CivilDate.toDays(n(0..<4), n(5..<7), n(8..<10))
@@ -48,39 +48,39 @@ public struct BackupName: Sendable, Hashable, Comparable, Codable, CustomStringC
     }
 
     /// Time order; at the same second, auto before manual (arbitrary but fixed).
-    public static func < (a: BackupName, b: BackupName) -> Bool {
+    package static func < (a: BackupName, b: BackupName) -> Bool {
         a.stamp != b.stamp ? a.stamp < b.stamp : a.kind.rawValue < b.kind.rawValue
     }
 }
 
 /// One stream of a backup (a dump; one per Redis Cluster master): its chunks in order.
-public struct ManifestStream: Codable, Sendable, Equatable {
-    public struct Chunk: Codable, Sendable, Equatable {
-        public var id: String
-        public var size: Int
-        public var stored: Int
-        public init(id: String, size: Int, stored: Int) {
+package struct ManifestStream: Codable, Sendable, Equatable {
+    package struct Chunk: Codable, Sendable, Equatable {
+        package var id: String
+        package var size: Int
+        package var stored: Int
+        package init(id: String, size: Int, stored: Int) {
             self.id = id
             self.size = size
             self.stored = stored
         }
     }
 
-    public var name: String
-    public var rawBytes: Int64
-    public var storedBytes: Int64
+    package var name: String
+    package var rawBytes: Int64
+    package var storedBytes: Int64
     /// SHA-256 of the stream's plaintext, checked after a restore reassembles it.
-    public var sha256: String
-    public var chunks: [Chunk]
+    package var sha256: String
+    package var chunks: [Chunk]
     /// The node the stream was dumped on.
-    public var node: String?
+    package var node: String?
     /// Redis Cluster: the slots its master served at backup time.
-    public var slots: String?
+    package var slots: String?
     /// What the dump held, counted as it streamed: rows per database (SQL engines, the
     /// `mysql` schema left out) or keys per database (Redis); a restore is checked against it.
-    public var counts: [String: Int64]?
+    package var counts: [String: Int64]?
 
-    public init(name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk],
+    package init(name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk],
                 node: String? = nil, slots: String? = nil, counts: [String: Int64]? = nil) {
         self.name = name
         self.rawBytes = rawBytes
@@ -94,43 +94,43 @@ public struct ManifestStream: Codable, Sendable, Equatable {
 }
 
 /// A reference to a committed backup with the chunks it needs: what retention and prune see.
-public struct BackupRef: Sendable, Hashable {
-    public var layer: String
-    public var name: BackupName
-    public var chunks: Set<String>
+package struct BackupRef: Sendable, Hashable {
+    package var layer: String
+    package var name: BackupName
+    package var chunks: Set<String>
 
-    public init(layer: String, name: BackupName, chunks: Set<String>) {
+    package init(layer: String, name: BackupName, chunks: Set<String>) {
         self.layer = layer
         self.name = name
         self.chunks = chunks
     }
 }
 
-public enum Retention {
+package enum Retention {
     /// The backups of `layer` beyond the newest `keep`, oldest first. `keep` < 1 keeps one:
     /// retention never deletes a layer's last backup.
-    public static func expired(_ backups: [BackupRef], layer: String, keep: Int) -> [BackupRef] {
+    package static func expired(_ backups: [BackupRef], layer: String, keep: Int) -> [BackupRef] {
         let mine = backups.filter { $0.layer == layer }.sorted { $0.name > $1.name }
         return Array(mine.dropFirst(max(1, keep))).sorted { $0.name < $1.name }
     }
 
     /// Chunks no remaining backup references. Prune runs only while it holds every layer's
     /// lock of the repository, so no backup is about to reference one of them.
-    public static func unreferenced(allChunks: Set<String>, remaining: [BackupRef]) -> Set<String> {
+    package static func unreferenced(allChunks: Set<String>, remaining: [BackupRef]) -> Set<String> {
         allChunks.subtracting(remaining.reduce(into: Set<String>()) { $0.formUnion($1.chunks) })
     }
 }
 
 /// Whether a write to a replicated storage committed.
-public struct QuorumOutcome: Sendable, Equatable {
-    public var committed: Bool
+package struct QuorumOutcome: Sendable, Equatable {
+    package var committed: Bool
     /// Nodes that hold every file of the write.
-    public var complete: [String]
+    package var complete: [String]
     /// Nodes that do not, with why: recorded and reported, fixed by `storage repair`.
-    public var missing: [String: String]
+    package var missing: [String: String]
 
     /// `quorum` nil means every node.
-    public static func decide(nodes: [String], failures: [String: String], quorum: Int?) -> QuorumOutcome {
+    package static func decide(nodes: [String], failures: [String: String], quorum: Int?) -> QuorumOutcome {
         let complete = nodes.filter { failures[$0] == nil }
         let needed = quorum ?? nodes.count
         return QuorumOutcome(committed: complete.count >= needed && !complete.isEmpty, complete: complete, missing: failures)
@@ -139,8 +139,8 @@ public struct QuorumOutcome: Sendable, Equatable {
 
 /// Days since 1970-01-01 → civil date (proleptic Gregorian; Howard Hinnant's algorithm): backup
 /// names and schedules.
-public enum CivilDate {
-    public static func fromDays(_ days: Int) -> (Int, Int, Int) {
+package enum CivilDate {
+    package static func fromDays(_ days: Int) -> (Int, Int, Int) {
         let z = days + 719468
         let era = (z >= 0 ? z : z - 146096) / 146097
         let doe = z - era * 146097
@@ -153,7 +153,7 @@ public enum CivilDate {
     }
 
     /// Civil date → days since 1970-01-01 (the inverse of `fromDays`).
-    public static func toDays(_ year: Int, _ month: Int, _ day: Int) -> Int {
+    package static func toDays(_ year: Int, _ month: Int, _ day: Int) -> Int {
         let y = month <= 2 ? year - 1 : year
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400

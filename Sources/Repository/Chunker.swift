@@ -4,14 +4,14 @@
 // as they were: that is what makes the next day's backup cost only what changed.
 @preconcurrency import Crypto
 
-public struct ChunkerParameters: Sendable, Equatable, Codable {
-    public var min: Int
-    public var avg: Int
-    public var max: Int
+package struct ChunkerParameters: Sendable, Equatable, Codable {
+    package var min: Int
+    package var avg: Int
+    package var max: Int
 
-    public static let standard = ChunkerParameters(min: 512 << 10, avg: 2 << 20, max: 8 << 20)
+    package static let standard = ChunkerParameters(min: 512 << 10, avg: 2 << 20, max: 8 << 20)
 
-    public init(min: Int, avg: Int, max: Int) {
+    package init(min: Int, avg: Int, max: Int) {
         precondition(min > 0 && min < avg && avg < max && avg & (avg - 1) == 0, "chunker sizes must be min < avg < max, avg a power of two")
         self.min = min
         self.avg = avg
@@ -19,15 +19,15 @@ public struct ChunkerParameters: Sendable, Equatable, Codable {
     }
 }
 
-public struct Chunker: Sendable {
-    public let parameters: ChunkerParameters
+package struct Chunker: Sendable {
+    package let parameters: ChunkerParameters
     let gear: [UInt64]
     let maskSmall: UInt64
     let maskLarge: UInt64
 
     /// The gear table comes from the repository's secret seed, so that chunk boundaries (and
     /// therefore chunk sizes) do not reveal content to someone who knows the algorithm.
-    public init(seed: [UInt8], parameters: ChunkerParameters = .standard) {
+    package init(seed: [UInt8], parameters: ChunkerParameters = .standard) {
         self.parameters = parameters
         let key = SymmetricKey(data: seed)
         gear = (0...255).map { (i: Int) -> UInt64 in
@@ -42,7 +42,7 @@ public struct Chunker: Sendable {
 
     /// The length of the first chunk in `buf`, or nil when `buf` may not hold a whole chunk
     /// yet (more data is coming and no boundary was found before the end of `buf`).
-    public func cut(_ buf: UnsafeRawBufferPointer, atEnd: Bool) -> Int? {
+    package func cut(_ buf: UnsafeRawBufferPointer, atEnd: Bool) -> Int? {
         let n = buf.count
         let p = parameters
         if n <= p.min { return atEnd && n > 0 ? n : (n == 0 ? nil : nil) }
@@ -68,7 +68,7 @@ public struct Chunker: Sendable {
     }
 
     /// Every chunk length of a whole buffer (for tests and tools; the agent streams).
-    public func split(_ data: [UInt8]) -> [Int] {
+    package func split(_ data: [UInt8]) -> [Int] {
         var out: [Int] = []
         var off = 0
         data.withUnsafeBytes { all in

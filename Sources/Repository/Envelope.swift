@@ -3,20 +3,20 @@
 // additional authenticated data.
 @preconcurrency import Crypto
 
-public enum Envelope {
-    public static let version: UInt8 = 1
+package enum Envelope {
+    package static let version: UInt8 = 1
     static let headerSize = 2 + 12
     static let tagSize = 16
     /// No chunk or manifest is larger than this once decompressed.
-    public static let maxPlaintext = 64 << 20
+    package static let maxPlaintext = 64 << 20
 
-    public enum Compression: UInt8, Sendable {
+    package enum Compression: UInt8, Sendable {
         case none = 0
         case zstd = 1
     }
 
     /// Compresses (when it helps) and encrypts `plaintext` for the object named `aad`.
-    public static func seal(_ plaintext: UnsafeRawBufferPointer, key: SymmetricKey, aad: String,
+    package static func seal(_ plaintext: UnsafeRawBufferPointer, key: SymmetricKey, aad: String,
                             zstdLevel: Int32? = 3) -> [UInt8] {
         var compression = Compression.none
         var body: [UInt8]
@@ -37,12 +37,12 @@ public enum Envelope {
         return out
     }
 
-    public static func seal(_ plaintext: [UInt8], key: SymmetricKey, aad: String, zstdLevel: Int32? = 3) -> [UInt8] {
+    package static func seal(_ plaintext: [UInt8], key: SymmetricKey, aad: String, zstdLevel: Int32? = 3) -> [UInt8] {
         plaintext.withUnsafeBytes { seal($0, key: key, aad: aad, zstdLevel: zstdLevel) }
     }
 
     /// Authenticates, decrypts and decompresses an envelope stored under the name `aad`.
-    public static func open(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> [UInt8] {
+    package static func open(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> [UInt8] {
         guard blob.count >= headerSize + tagSize else { throw .truncated(object: aad) }
         guard blob[0] == version else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
         guard let compression = Compression(rawValue: blob[1]) else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }

@@ -9,28 +9,28 @@ import FoundationEssentials
 import Foundation
 #endif
 
-public struct RepositoryKeys: Sendable, Equatable {
-    public var data: SymmetricKey
-    public var id: SymmetricKey
-    public var chunkerSeed: [UInt8]
+package struct RepositoryKeys: Sendable, Equatable {
+    package var data: SymmetricKey
+    package var id: SymmetricKey
+    package var chunkerSeed: [UInt8]
 
-    public init(data: SymmetricKey, id: SymmetricKey, chunkerSeed: [UInt8]) {
+    package init(data: SymmetricKey, id: SymmetricKey, chunkerSeed: [UInt8]) {
         self.data = data
         self.id = id
         self.chunkerSeed = chunkerSeed
     }
 
-    public static func generate() -> RepositoryKeys {
+    package static func generate() -> RepositoryKeys {
         RepositoryKeys(data: SymmetricKey(size: .bits256), id: SymmetricKey(size: .bits256),
                        chunkerSeed: (0..<8).map { _ in UInt8.random(in: 0...255) })
     }
 
     /// A chunk's ID: hex of HMAC-SHA256(id key, plaintext).
-    public func chunkID(_ plaintext: UnsafeRawBufferPointer) -> String {
+    package func chunkID(_ plaintext: UnsafeRawBufferPointer) -> String {
         hexString(HMAC<SHA256>.authenticationCode(for: plaintext, using: id))
     }
 
-    public static func == (a: RepositoryKeys, b: RepositoryKeys) -> Bool {
+    package static func == (a: RepositoryKeys, b: RepositoryKeys) -> Bool {
         a.data.withUnsafeBytes { Array($0) } == b.data.withUnsafeBytes { Array($0) }
             && a.id.withUnsafeBytes { Array($0) } == b.id.withUnsafeBytes { Array($0) }
             && a.chunkerSeed == b.chunkerSeed
@@ -38,19 +38,19 @@ public struct RepositoryKeys: Sendable, Equatable {
 }
 
 /// A key file: the keys, wrapped under scrypt(password).
-public struct KeyFile: Codable, Sendable, Equatable {
-    public var format: Int
-    public var kdf: String
-    public var n: Int
-    public var r: Int
-    public var p: Int
-    public var salt: String
-    public var wrapped: String
+package struct KeyFile: Codable, Sendable, Equatable {
+    package var format: Int
+    package var kdf: String
+    package var n: Int
+    package var r: Int
+    package var p: Int
+    package var salt: String
+    package var wrapped: String
 
     static let aad = "stowage-keys"
 
     /// scrypt cost: N=32768, r=8 takes about 0.1 s and 32 MiB. Tests pass a smaller N.
-    public static func create(keys: RepositoryKeys, password: String, n: Int = 32768) -> KeyFile {
+    package static func create(keys: RepositoryKeys, password: String, n: Int = 32768) -> KeyFile {
         let salt = (0..<16).map { _ in UInt8.random(in: 0...255) }
         let kek = derive(password, salt: salt, n: n, r: 8, p: 1)
         struct Plain: Encodable { var data, id, chunkerSeed: String }
@@ -62,7 +62,7 @@ public struct KeyFile: Codable, Sendable, Equatable {
     }
 
     /// The keys, or `.wrongPassword` when the password does not open them.
-    public func unlock(password: String) throws(RepositoryError) -> RepositoryKeys {
+    package func unlock(password: String) throws(RepositoryError) -> RepositoryKeys {
         guard format == 1, kdf == "scrypt" else { throw .malformedKeyFile("format \(format), kdf \(kdf)") }
         guard n >= 1024, n <= 1 << 22, n & (n - 1) == 0, (1...32).contains(r), (1...16).contains(p) else {
             throw .malformedKeyFile("scrypt parameters out of range")
@@ -96,7 +96,7 @@ public struct KeyFile: Codable, Sendable, Equatable {
 
 /// Lowercase hex of bytes (digests, IDs). Shared by the agent, which has no
 /// Foundation `String(format:)`, and the coordinator.
-public func hexString<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+package func hexString<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
     let d = Array("0123456789abcdef".utf8)
     var out = [UInt8]()
     for b in bytes { out.append(d[Int(b >> 4)]); out.append(d[Int(b & 15)]) }

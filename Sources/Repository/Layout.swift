@@ -7,18 +7,18 @@
 //   chunks/<2 hex>/<64 hex>    sealed chunks, named by their keyed ID
 //   backups/<layer>/<name>     sealed manifests: a backup exists once its manifest does
 //   locks/, tmp/               the agents' lock files and unfinished writes (never listed)
-public enum RepositoryLayout {
-    public static let config = "config"
-    public static let keysPrefix = "keys"
-    public static let chunksPrefix = "chunks"
-    public static let backupsPrefix = "backups"
+package enum RepositoryLayout {
+    package static let config = "config"
+    package static let keysPrefix = "keys"
+    package static let chunksPrefix = "chunks"
+    package static let backupsPrefix = "backups"
 
-    public static func key(_ id: String) -> String { "\(keysPrefix)/\(id)" }
-    public static func chunk(_ id: String) -> String { "\(chunksPrefix)/\(id.prefix(2))/\(id)" }
-    public static func manifest(layer: String, name: BackupName) -> String { "\(backupsPrefix)/\(layer)/\(name)" }
+    package static func key(_ id: String) -> String { "\(keysPrefix)/\(id)" }
+    package static func chunk(_ id: String) -> String { "\(chunksPrefix)/\(id.prefix(2))/\(id)" }
+    package static func manifest(layer: String, name: BackupName) -> String { "\(backupsPrefix)/\(layer)/\(name)" }
 
     /// The chunk ID an object name holds, when it is a chunk's name.
-    public static func chunkID(_ object: String) -> String? {
+    package static func chunkID(_ object: String) -> String? {
         let p = object.split(separator: "/", omittingEmptySubsequences: false)
         guard p.count == 3, p[0] == chunksPrefix, p[2].count == 64, p[2].hasPrefix(p[1]), p[1].count == 2,
               p[2].allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
@@ -26,14 +26,14 @@ public enum RepositoryLayout {
     }
 
     /// The layer and backup a manifest's object name stands for.
-    public static func manifest(_ object: String) -> (layer: String, name: BackupName)? {
+    package static func manifest(_ object: String) -> (layer: String, name: BackupName)? {
         let p = object.split(separator: "/", omittingEmptySubsequences: false)
         guard p.count == 3, p[0] == backupsPrefix, !p[1].isEmpty, let name = BackupName(String(p[2])) else { return nil }
         return (String(p[1]), name)
     }
 
     /// Whether the format defines a name like this one (anything else is foreign).
-    public static func isKnown(_ object: String) -> Bool {
+    package static func isKnown(_ object: String) -> Bool {
         let p = object.split(separator: "/", omittingEmptySubsequences: false)
         switch p.first {
         case config?: return p.count == 1

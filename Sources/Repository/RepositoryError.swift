@@ -1,6 +1,6 @@
 /// What can go wrong reading or writing repository objects. Messages name the object; the
 /// caller adds node and path.
-public enum RepositoryError: Error, Sendable, Equatable, CustomStringConvertible {
+package enum RepositoryError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Authentication of an envelope failed: wrong key (password), or the bytes were changed.
     case authenticationFailed(object: String)
     case truncated(object: String)
@@ -9,7 +9,7 @@ public enum RepositoryError: Error, Sendable, Equatable, CustomStringConvertible
     case wrongPassword
     case malformedKeyFile(String)
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .authenticationFailed(let o): "\(o): authentication failed (corrupted, or written with another key)"
         case .truncated(let o): "\(o): truncated"

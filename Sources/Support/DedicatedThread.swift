@@ -4,21 +4,21 @@ import Foundation
 import Synchronization
 
 /// Set by task cancellation; read by the blocking loop between its calls.
-public final class CancelFlag: Sendable {
+package final class CancelFlag: Sendable {
     private let value = Atomic<Bool>(false)
-    public init() {}
-    public func set() { value.store(true, ordering: .relaxed) }
-    public var isSet: Bool { value.load(ordering: .relaxed) }
+    package init() {}
+    package func set() { value.store(true, ordering: .relaxed) }
+    package var isSet: Bool { value.load(ordering: .relaxed) }
 }
 
-public enum DedicatedThread {
+package enum DedicatedThread {
     /// Runs `body` on a new thread and resumes the caller when it returns.
     ///
     /// Swift's cooperative pool has as many threads as cores (two here); one call stuck in a
     /// connect to a frozen server would stall every task in the process. A fresh thread per
     /// call is cheap next to a network round trip, and the calls are few (one per node).
     /// Cancelling the calling task sets the flag `body` receives.
-    public static func run<T: Sendable>(_ name: String, _ body: @escaping @Sendable (CancelFlag) throws -> T) async throws -> T {
+    package static func run<T: Sendable>(_ name: String, _ body: @escaping @Sendable (CancelFlag) throws -> T) async throws -> T {
         let flag = CancelFlag()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, Error>) in
@@ -33,45 +33,45 @@ public enum DedicatedThread {
     }
 
     /// The same for work that cannot fail and ignores cancellation.
-    public static func run<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
+    package static func run<T: Sendable>(_ name: String, _ body: @escaping @Sendable () -> T) async -> T {
         // `body` does not throw, so neither does this.
         try! await run(name) { (_: CancelFlag) in body() }
     }
 }
 
 /// A point in time after which an operation gives up (monotonic clock).
-public struct Deadline: Sendable {
-    public let at: Double
+package struct Deadline: Sendable {
+    package let at: Double
 
-    public init(seconds: Double) { at = Deadline.now() + seconds }
+    package init(seconds: Double) { at = Deadline.now() + seconds }
 
-    public static func now() -> Double {
+    package static func now() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
-    public var remainingMilliseconds: Int32 { Int32(max(0, min(Double(Int32.max), (at - Deadline.now()) * 1000))) }
-    public var expired: Bool { Deadline.now() >= at }
+    package var remainingMilliseconds: Int32 { Int32(max(0, min(Double(Int32.max), (at - Deadline.now()) * 1000))) }
+    package var expired: Bool { Deadline.now() >= at }
 }
 
 /// Carries a non-Sendable value to the one thread that uses it while the caller awaits.
-public struct Handoff<T>: @unchecked Sendable {
-    public let value: T
-    public init(value: T) { self.value = value }
+package struct Handoff<T>: @unchecked Sendable {
+    package let value: T
+    package init(value: T) { self.value = value }
 }
 
 /// A flag that another thread waits on with poll: set once, and `fd` (a pipe's reading end)
 /// turns readable, so a loop sleeping in poll (an SSH channel waiting for data) wakes at
 /// once instead of at its next timeout.
-public final class Wakeup: @unchecked Sendable {
+package final class Wakeup: @unchecked Sendable {
     private let flag = Atomic<Bool>(false)
     /// Readable once `set` was called; -1 if the system gave no pipe (then waiters notice
     /// at their next timeout).
-    public let fd: Int32
+    package let fd: Int32
     private let writeEnd: Int32
 
-    public init() {
+    package init() {
         var p: [Int32] = [-1, -1]
         if pipe(&p) == 0 {
             for d in p {
@@ -88,11 +88,11 @@ public final class Wakeup: @unchecked Sendable {
         if writeEnd >= 0 { close(writeEnd) }
     }
 
-    public func set() {
+    package func set() {
         flag.store(true, ordering: .sequentiallyConsistent)
         var one: UInt8 = 1
         if writeEnd >= 0 { _ = write(writeEnd, &one, 1) }
     }
 
-    public var isSet: Bool { flag.load(ordering: .sequentiallyConsistent) }
+    package var isSet: Bool { flag.load(ordering: .sequentiallyConsistent) }
 }

@@ -3,8 +3,8 @@
 // time of a slow backup goes. It names steps and nodes only, never data or secrets.
 import Foundation
 
-public enum Trace {
-    public static let enabled: Bool = {
+package enum Trace {
+    package static let enabled: Bool = {
         let v = ProcessInfo.processInfo.environment["STOWAGE_TRACE"] ?? ""
         return !v.isEmpty && v != "0"
     }()
@@ -16,14 +16,14 @@ public enum Trace {
     static var now: Double { Deadline.now() - origin }
 
     /// Writes "trace +SECONDS MESSAGE" on stderr (one write, so lines from threads do not mix).
-    public static func log(_ message: @autoclosure () -> String) {
+    package static func log(_ message: @autoclosure () -> String) {
         guard enabled else { return }
         let line = String(format: "trace +%.3f ", now) + message() + "\n"
         lock.withLock { FileHandle.standardError.write(Data(line.utf8)) }
     }
 
     /// Times `body` and logs "what: N ms".
-    public static func span<T, E: Error>(_ what: @autoclosure () -> String, _ body: () async throws(E) -> T) async throws(E) -> T {
+    package static func span<T, E: Error>(_ what: @autoclosure () -> String, _ body: () async throws(E) -> T) async throws(E) -> T {
         guard enabled else { return try await body() }
         let start = Deadline.now()
         defer { log("\(what()): \(Int((Deadline.now() - start) * 1000)) ms") }

@@ -4,16 +4,17 @@
 //
 // The rules follow the add-on's warning that everything runs on the layer's master node:
 // Stowage finds the real primary instead, and says so where the add-on would be unsafe.
+import Support
 
-public struct AnalysisSettings: Sendable, Equatable {
+package struct AnalysisSettings: Sendable, Equatable {
     /// Replication lag above this is a warning.
-    public var maxLagSeconds: Double
+    package var maxLagSeconds: Double
 
-    public init(maxLagSeconds: Double = 60) { self.maxLagSeconds = maxLagSeconds }
+    package init(maxLagSeconds: Double = 60) { self.maxLagSeconds = maxLagSeconds }
 }
 
-public enum TopologyAnalysis {
-    public static func analyze(_ obs: LayerObservation, settings: AnalysisSettings = .init()) -> LayerTopology {
+package enum TopologyAnalysis {
+    package static func analyze(_ obs: LayerObservation, settings: AnalysisSettings = .init()) -> LayerTopology {
         var a = Analyzer(obs: obs, settings: settings)
         return a.run()
     }
@@ -406,13 +407,4 @@ private struct Analyzer {
     }
 
     func firstSlot(_ n: RedisClusterNode) -> Int? { n.slotRanges.first.flatMap { Int($0.split(separator: "-")[0]) } }
-}
-
-/// A duration for people: "0.4 s", "42 s", "3 min 34 s", "2 h 5 min".
-public func formatDuration(_ s: Double) -> String {
-    if s < 10 { return "\((s * 10).rounded() / 10) s" }
-    let t = Int(s.rounded())
-    if t < 120 { return "\(t) s" }
-    if t < 7200 { return t % 60 == 0 ? "\(t / 60) min" : "\(t / 60) min \(t % 60) s" }
-    return "\(t / 3600) h \(t % 3600 / 60) min"
 }

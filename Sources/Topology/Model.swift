@@ -1,15 +1,16 @@
 // The public values of the Topology module: what a probe saw on each node and what the
 // analysis concluded for a layer. Everything here is a plain Codable value; the JSON these
 // produce is the `stowage topology --json` schema documented in docs/topology-json.md.
+import Support
 
 /// A database engine family, as named in the inventory.
-public enum Engine: String, Codable, Sendable, CaseIterable {
+package enum Engine: String, Codable, Sendable, CaseIterable {
     case postgresql
     /// MySQL, MariaDB and Percona: one protocol, one client library.
     case mysql
     case redis
 
-    public var displayName: String {
+    package var displayName: String {
         switch self {
         case .postgresql: "PostgreSQL"
         case .mysql: "MySQL/MariaDB"
@@ -19,7 +20,7 @@ public enum Engine: String, Codable, Sendable, CaseIterable {
 }
 
 /// How a layer's nodes relate to each other.
-public enum LayerKind: String, Codable, Sendable {
+package enum LayerKind: String, Codable, Sendable {
     case singleNode = "single-node"
     case primarySecondary = "primary-secondary"
     /// Galera: every synced node takes writes.
@@ -32,7 +33,7 @@ public enum LayerKind: String, Codable, Sendable {
 }
 
 /// What one node is within its layer.
-public enum NodeRole: String, Codable, Sendable {
+package enum NodeRole: String, Codable, Sendable {
     case primary
     case replica
     case standalone
@@ -44,7 +45,7 @@ public enum NodeRole: String, Codable, Sendable {
     case unknown
 }
 
-public enum Severity: String, Codable, Sendable, Comparable {
+package enum Severity: String, Codable, Sendable, Comparable {
     case ok, warning, error
 
     private var rank: Int {
@@ -55,18 +56,18 @@ public enum Severity: String, Codable, Sendable, Comparable {
         }
     }
 
-    public static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
+    package static func < (a: Severity, b: Severity) -> Bool { a.rank < b.rank }
 }
 
 /// One conclusion of the analysis. `code` is stable and documented; `message` is for people.
-public struct Finding: Codable, Sendable, Equatable {
-    public var severity: Severity
-    public var code: Code
+package struct Finding: Codable, Sendable, Equatable {
+    package var severity: Severity
+    package var code: Code
     /// The node the finding is about, when it is about one.
-    public var node: String?
-    public var message: String
+    package var node: String?
+    package var message: String
 
-    public enum Code: String, Codable, Sendable {
+    package enum Code: String, Codable, Sendable {
         case splitBrain = "split-brain"
         case noPrimary = "no-primary"
         case mixedClusters = "mixed-clusters"
@@ -84,7 +85,7 @@ public struct Finding: Codable, Sendable, Equatable {
         case galeraNotSynced = "galera-not-synced"
     }
 
-    public init(_ severity: Severity, _ code: Code, node: String? = nil, _ message: String) {
+    package init(_ severity: Severity, _ code: Code, node: String? = nil, _ message: String) {
         self.severity = severity
         self.code = code
         self.node = node
@@ -93,60 +94,60 @@ public struct Finding: Codable, Sendable, Equatable {
 }
 
 /// One node as the analysis sees it.
-public struct NodeStatus: Codable, Sendable, Equatable {
-    public var name: String
+package struct NodeStatus: Codable, Sendable, Equatable {
+    package var name: String
     /// The database endpoint, `host:port`.
-    public var address: String
+    package var address: String
     /// The layer's master node: where the add-on would run everything.
-    public var masterNode: Bool
-    public var role: NodeRole
+    package var masterNode: Bool
+    package var role: NodeRole
     /// The node (by name) or address this node replicates from.
-    public var upstream: String?
+    package var upstream: String?
     /// Replication or cluster state in a few words ("streaming", "stopped", "link down").
-    public var state: String
-    public var lagSeconds: Double?
-    public var lagBytes: Int64?
-    public var version: String?
+    package var state: String
+    package var lagSeconds: Double?
+    package var lagBytes: Int64?
+    package var version: String?
     /// Engine details worth showing: timeline, read-only, slots.
-    public var detail: String?
+    package var detail: String?
 }
 
 /// A replication edge between two nodes of a layer (or an upstream outside it).
-public struct ReplicationLink: Codable, Sendable, Equatable {
-    public var from: String
-    public var to: String
-    public var state: String
-    public var lagSeconds: Double?
-    public var lagBytes: Int64?
+package struct ReplicationLink: Codable, Sendable, Equatable {
+    package var from: String
+    package var to: String
+    package var state: String
+    package var lagSeconds: Double?
+    package var lagBytes: Int64?
 }
 
 /// A Redis Cluster shard: one master, its slots and its replicas.
-public struct ClusterShard: Codable, Sendable, Equatable {
-    public var master: String
-    public var slots: String
-    public var replicas: [String]
+package struct ClusterShard: Codable, Sendable, Equatable {
+    package var master: String
+    package var slots: String
+    package var replicas: [String]
 }
 
 /// The analysis of one layer: the value every backup and restore checks first.
-public struct LayerTopology: Codable, Sendable, Equatable {
-    public var environment: String
-    public var layer: String
-    public var engine: Engine
-    public var kind: LayerKind
+package struct LayerTopology: Codable, Sendable, Equatable {
+    package var environment: String
+    package var layer: String
+    package var engine: Engine
+    package var kind: LayerKind
     /// The node that takes writes and that backups and restores use; for a non-clustered
     /// or single-node layer, the master node. Nil when none can be trusted (split brain,
     /// no reachable primary) and for a Redis Cluster (see `shards`).
-    public var primary: String?
-    public var masterNode: String
-    public var nodes: [NodeStatus]
-    public var links: [ReplicationLink]
-    public var shards: [ClusterShard]?
-    public var findings: [Finding]
+    package var primary: String?
+    package var masterNode: String
+    package var nodes: [NodeStatus]
+    package var links: [ReplicationLink]
+    package var shards: [ClusterShard]?
+    package var findings: [Finding]
 
     /// The worst severity among the findings; `.ok` when there are none.
-    public var status: Severity { findings.map(\.severity).max() ?? .ok }
+    package var status: Severity { findings.map(\.severity).max() ?? .ok }
 
-    public init(environment: String, layer: String, engine: Engine, kind: LayerKind, primary: String?,
+    package init(environment: String, layer: String, engine: Engine, kind: LayerKind, primary: String?,
                 masterNode: String, nodes: [NodeStatus], links: [ReplicationLink], shards: [ClusterShard]?,
                 findings: [Finding]) {
         self.environment = environment
@@ -161,6 +162,6 @@ public struct LayerTopology: Codable, Sendable, Equatable {
         self.findings = findings
     }
 
-    public func node(_ name: String) -> NodeStatus? { nodes.first { $0.name == name } }
-    public func findings(_ code: Finding.Code) -> [Finding] { findings.filter { $0.code == code } }
+    package func node(_ name: String) -> NodeStatus? { nodes.first { $0.name == name } }
+    package func findings(_ code: Finding.Code) -> [Finding] { findings.filter { $0.code == code } }
 }

@@ -2,39 +2,40 @@
 // these raw answers; `TopologyAnalysis` turns them into a `LayerTopology`. Keeping the raw
 // form lets `fixtures/probes/` hold recorded answers of real servers (and of MySQL 8 and
 // Galera, which the lab does not run) and replay them through the same analysis.
+import Support
 
 /// A database endpoint.
-public struct Endpoint: Codable, Sendable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
+package struct Endpoint: Codable, Sendable, Hashable, CustomStringConvertible {
+    package var host: String
+    package var port: Int
 
-    public init(host: String, port: Int) {
+    package init(host: String, port: Int) {
         self.host = host
         self.port = port
     }
 
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    package var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 /// A secret (password) that never prints itself.
-public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
-    public let value: String
-    public init(_ value: String) { self.value = value }
-    public var description: String { "<redacted>" }
-    public var debugDescription: String { "<redacted>" }
+package struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible {
+    package let value: String
+    package init(_ value: String) { self.value = value }
+    package var description: String { "<redacted>" }
+    package var debugDescription: String { "<redacted>" }
 }
 
 /// Everything a probe needs to reach one node.
-public struct ProbeTarget: Sendable {
-    public var name: String
-    public var endpoint: Endpoint
-    public var engine: Engine
-    public var user: String?
-    public var password: Secret?
-    public var connectTimeout: Double
-    public var queryTimeout: Double
+package struct ProbeTarget: Sendable {
+    package var name: String
+    package var endpoint: Endpoint
+    package var engine: Engine
+    package var user: String?
+    package var password: Secret?
+    package var connectTimeout: Double
+    package var queryTimeout: Double
 
-    public init(name: String, endpoint: Endpoint, engine: Engine, user: String?, password: Secret?,
+    package init(name: String, endpoint: Endpoint, engine: Engine, user: String?, password: Secret?,
                 connectTimeout: Double, queryTimeout: Double) {
         self.name = name
         self.endpoint = endpoint
@@ -48,20 +49,20 @@ public struct ProbeTarget: Sendable {
 
 /// The raw answers of one node. SQL results are rows of column → text value (a NULL is an
 /// absent key); Redis replies are kept as the text the server sent.
-public struct RawProbe: Codable, Sendable, Equatable {
-    public typealias Row = [String: String]
-    public var results: [String: [Row]]
-    public var replies: [String: String]
+package struct RawProbe: Codable, Sendable, Equatable {
+    package typealias Row = [String: String]
+    package var results: [String: [Row]]
+    package var replies: [String: String]
 
-    public init(results: [String: [Row]] = [:], replies: [String: String] = [:]) {
+    package init(results: [String: [Row]] = [:], replies: [String: String] = [:]) {
         self.results = results
         self.replies = replies
     }
 }
 
 /// Why a node could not be probed.
-public struct ProbeFailure: Error, Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+package struct ProbeFailure: Error, Codable, Sendable, Equatable {
+    package enum Kind: String, Codable, Sendable {
         /// Connection refused, no route, host gone.
         case unreachable
         /// Connected (or tried to) but nothing answered within the timeout.
@@ -71,25 +72,25 @@ public struct ProbeFailure: Error, Codable, Sendable, Equatable {
         case queryFailed = "query-failed"
     }
 
-    public var kind: Kind
+    package var kind: Kind
     /// The library's words, already free of secrets (libpq, libmariadb and hiredis never echo a password).
-    public var message: String
+    package var message: String
 
-    public init(_ kind: Kind, _ message: String) {
+    package init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 }
 
 /// One node of a layer with what its probe returned.
-public struct NodeObservation: Codable, Sendable, Equatable {
-    public var name: String
-    public var endpoint: Endpoint
-    public var masterNode: Bool
-    public var probe: RawProbe?
-    public var failure: ProbeFailure?
+package struct NodeObservation: Codable, Sendable, Equatable {
+    package var name: String
+    package var endpoint: Endpoint
+    package var masterNode: Bool
+    package var probe: RawProbe?
+    package var failure: ProbeFailure?
 
-    public init(name: String, endpoint: Endpoint, masterNode: Bool, probe: RawProbe?, failure: ProbeFailure?) {
+    package init(name: String, endpoint: Endpoint, masterNode: Bool, probe: RawProbe?, failure: ProbeFailure?) {
         self.name = name
         self.endpoint = endpoint
         self.masterNode = masterNode
@@ -100,13 +101,13 @@ public struct NodeObservation: Codable, Sendable, Equatable {
 
 /// A whole layer's observations: the input of the analysis, and the format of the recorded
 /// fixtures (`stowage topology --record DIR` writes one file per layer).
-public struct LayerObservation: Codable, Sendable, Equatable {
-    public var environment: String
-    public var layer: String
-    public var engine: Engine
-    public var nodes: [NodeObservation]
+package struct LayerObservation: Codable, Sendable, Equatable {
+    package var environment: String
+    package var layer: String
+    package var engine: Engine
+    package var nodes: [NodeObservation]
 
-    public init(environment: String, layer: String, engine: Engine, nodes: [NodeObservation]) {
+    package init(environment: String, layer: String, engine: Engine, nodes: [NodeObservation]) {
         self.environment = environment
         self.layer = layer
         self.engine = engine

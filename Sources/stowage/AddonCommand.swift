@@ -1,5 +1,11 @@
 import ArgumentParser
-import Coordinator
+import Fleet
+import Operations
+import Remote
+import Repository
+import Scheduling
+import Storage
+import Support
 import Foundation
 
 /// `stowage addon install|configure|uninstall ENV/LAYER`: the add-on's lifecycle, as a

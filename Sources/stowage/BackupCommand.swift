@@ -1,6 +1,12 @@
 import ArgumentParser
 import CAgentSys
-import Coordinator
+import Fleet
+import Operations
+import Remote
+import Repository
+import Scheduling
+import Storage
+import Support
 import Foundation
 
 struct BackupCommand: AsyncParsableCommand {

@@ -1,4 +1,10 @@
-import Coordinator
+import Fleet
+import Operations
+import Remote
+import Repository
+import Scheduling
+import Storage
+import Support
 import Foundation
 import Synchronization
 

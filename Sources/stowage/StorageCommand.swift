@@ -1,5 +1,11 @@
 import ArgumentParser
-import Coordinator
+import Fleet
+import Operations
+import Remote
+import Repository
+import Scheduling
+import Storage
+import Support
 import Foundation
 
 struct StorageCommand: AsyncParsableCommand {

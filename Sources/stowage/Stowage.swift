@@ -1,7 +1,13 @@
 // The `stowage` command: a thin shell over the Coordinator library. Each subcommand lives in
 // its own file; the work lives in the libraries.
 import ArgumentParser
-import Coordinator
+import Fleet
+import Operations
+import Remote
+import Repository
+import Scheduling
+import Storage
+import Support
 import Foundation
 
 @main

@@ -3,15 +3,15 @@
 import Foundation
 import Topology
 
-public enum Repo {
+package enum Repo {
     /// The package root, found from this file's path (Tests/TestSupport/TestSupport.swift).
-    public static let root: URL = URL(fileURLWithPath: #filePath)
+    package static let root: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    public static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+    package static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
 
     /// The built `stowage` executable, beside the test bundle in .build/<config>/.
-    public static var stowage: String {
+    package static var stowage: String {
         if let p = ProcessInfo.processInfo.environment["STOWAGE_BIN"] { return p }
         let candidates = [
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("stowage").path,
@@ -21,18 +21,18 @@ public enum Repo {
     }
 }
 
-public enum Fixtures {
-    public static func observation(_ relative: String) throws -> LayerObservation {
+package enum Fixtures {
+    package static func observation(_ relative: String) throws -> LayerObservation {
         let data = try Data(contentsOf: URL(fileURLWithPath: Repo.path("fixtures/probes/\(relative)")))
         return try JSONDecoder().decode(LayerObservation.self, from: data)
     }
 }
 
-public struct CommandResult: Sendable {
-    public var status: Int32
-    public var stdout: String
-    public var stderr: String
-    public var seconds: Double
+package struct CommandResult: Sendable {
+    package var status: Int32
+    package var stdout: String
+    package var stderr: String
+    package var seconds: Double
 }
 
 /// Runs a program to completion. Environment: this process's, changed by `env` (a nil value
@@ -40,7 +40,7 @@ public struct CommandResult: Sendable {
 /// that inherit the child's descriptors and would hold a pipe open for their lifetime.
 /// (Foundation's Process is avoided too: its waitUntilExit can hang on Linux.)
 @discardableResult
-public func runCommand(_ program: String, _ args: [String], env: [String: String?] = [:], cwd: String? = nil) throws -> CommandResult {
+package func runCommand(_ program: String, _ args: [String], env: [String: String?] = [:], cwd: String? = nil) throws -> CommandResult {
     var e = ProcessInfo.processInfo.environment
     for (k, v) in env { e[k] = v }
     let dir = FileManager.default.temporaryDirectory.path
@@ -74,33 +74,33 @@ public func runCommand(_ program: String, _ args: [String], env: [String: String
     return CommandResult(status: code, stdout: out, stderr: err, seconds: Date().timeIntervalSince(start))
 }
 
-public struct SpawnError: Error, CustomStringConvertible {
-    public var description: String
-    public init(description: String) { self.description = description }
+package struct SpawnError: Error, CustomStringConvertible {
+    package var description: String
+    package init(description: String) { self.description = description }
 }
 
 /// The lab started by fixtures/lab/lab.sh.
-public enum Lab {
-    public static let dir = ProcessInfo.processInfo.environment["STOWAGE_LAB_DIR"] ?? "/var/lib/stowage-lab"
-    public static var inventory: String { "\(dir)/stowage.yaml" }
-    public static func secret(_ name: String) throws -> String {
+package enum Lab {
+    package static let dir = ProcessInfo.processInfo.environment["STOWAGE_LAB_DIR"] ?? "/var/lib/stowage-lab"
+    package static var inventory: String { "\(dir)/stowage.yaml" }
+    package static func secret(_ name: String) throws -> String {
         try String(contentsOfFile: "\(dir)/secrets/\(name)", encoding: .utf8)
     }
 
-    public struct NotRunning: Error, CustomStringConvertible {
-        public var description: String
+    package struct NotRunning: Error, CustomStringConvertible {
+        package var description: String
     }
 
     /// Fails (never skips) when the lab is down: integration tests must run wherever the suite runs.
-    public static func require() throws {
+    package static func require() throws {
         let r = try runCommand("/bin/bash", [Repo.path("fixtures/lab/lab.sh"), "status"], env: ["STOWAGE_LAB_DIR": dir])
         guard r.status == 0, FileManager.default.fileExists(atPath: inventory) else {
             throw NotRunning(description: "the lab is not running (\(dir)); start it with: bash fixtures/lab/lab.sh up\n\(r.stdout)")
         }
     }
 
-    public static func fault(_ name: String, _ arg: String? = nil) throws { try lab(["fault", name] + (arg.map { [$0] } ?? [])) }
-    public static func heal(_ name: String, _ arg: String? = nil) throws { try lab(["heal", name] + (arg.map { [$0] } ?? [])) }
+    package static func fault(_ name: String, _ arg: String? = nil) throws { try lab(["fault", name] + (arg.map { [$0] } ?? [])) }
+    package static func heal(_ name: String, _ arg: String? = nil) throws { try lab(["heal", name] + (arg.map { [$0] } ?? [])) }
 
     static func lab(_ args: [String]) throws {
         let r = try runCommand("/bin/bash", [Repo.path("fixtures/lab/lab.sh")] + args, env: ["STOWAGE_LAB_DIR": dir])
@@ -108,7 +108,7 @@ public enum Lab {
     }
 
     /// Runs `body` with a fault injected and always heals it afterwards.
-    public static func with<T>(_ fault: String, _ arg: String? = nil, _ body: () async throws -> T) async throws -> T {
+    package static func with<T>(_ fault: String, _ arg: String? = nil, _ body: () async throws -> T) async throws -> T {
         try Lab.fault(fault, arg)
         do {
             let v = try await body()
@@ -122,23 +122,23 @@ public enum Lab {
 }
 
 /// Processes on this machine (every lab node runs on it), read from /proc.
-public enum Procs {
+package enum Procs {
     /// PIDs (other than this process) whose command line contains `needle`.
-    public static func matching(_ needle: String) -> [Int32] { matching { cmd, _ in cmd.contains(needle) } }
+    package static func matching(_ needle: String) -> [Int32] { matching { cmd, _ in cmd.contains(needle) } }
 
-    public static func matching(_ match: (String, Int32) -> Bool) -> [Int32] {
+    package static func matching(_ match: (String, Int32) -> Bool) -> [Int32] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
             guard pid != getpid(), let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
             return match(String(decoding: raw.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self), pid)
         }
     }
 
-    public static func parent(of pid: Int32) -> Int32? {
+    package static func parent(of pid: Int32) -> Int32? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
         return stat[stat.index(after: close)...].split(separator: " ").dropFirst().first.flatMap { Int32($0) }
     }
 
-    public static func isDescendant(_ pid: Int32, of ancestor: Int32) -> Bool {
+    package static func isDescendant(_ pid: Int32, of ancestor: Int32) -> Bool {
         var p: Int32? = pid
         for _ in 0..<10 {
             guard let cur = p, cur > 1 else { return false }
@@ -149,21 +149,21 @@ public enum Procs {
     }
 
     /// Agent sessions (`stowage-agent-… serve`), on every node.
-    public static func agentSessions() -> [Int32] { matching { cmd, _ in cmd.contains("stowage-agent-") && cmd.contains(" serve") } }
+    package static func agentSessions() -> [Int32] { matching { cmd, _ in cmd.contains("stowage-agent-") && cmd.contains(" serve") } }
 
     /// The PID of a lab node's sshd listener.
-    public static func sshdListener(_ node: String) throws -> Int32 {
+    package static func sshdListener(_ node: String) throws -> Int32 {
         Int32(try String(contentsOfFile: "\(Lab.dir)/run/sshd-\(node).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))!
     }
 
     /// Agent sessions served by one lab node's sshd.
-    public static func agentSessions(on node: String) throws -> [Int32] {
+    package static func agentSessions(on node: String) throws -> [Int32] {
         let l = try sshdListener(node)
         return agentSessions().filter { isDescendant($0, of: l) }
     }
 
     /// The per-connection sshd processes of one lab node (killing them drops its connections).
-    public static func sshdSessions(_ node: String) throws -> [Int32] {
+    package static func sshdSessions(_ node: String) throws -> [Int32] {
         let l = try sshdListener(node)
         return matching { _, pid in parent(of: pid) == l }
     }
@@ -172,7 +172,7 @@ public enum Procs {
 /// Watches every process's /proc/PID/cmdline and environ, on a thread of its own, for any of
 /// `secrets`, until stopped: proof that no password or key reaches argv or an environment
 /// while a backup or restore runs (every lab node shares this machine's /proc).
-public final class SecretScan: @unchecked Sendable {
+package final class SecretScan: @unchecked Sendable {
     private let secrets: [(String, Data)]
     private let lock = NSLock()
     private var running = true
@@ -180,7 +180,7 @@ public final class SecretScan: @unchecked Sendable {
     private var rounds = 0
     private var thread: Thread?
 
-    public init(_ secrets: [String: String]) {
+    package init(_ secrets: [String: String]) {
         self.secrets = secrets.filter { !$0.value.isEmpty }.map { ($0.key, Data($0.value.utf8)) }
         let t = Thread { [unowned self] in self.loop() }
         thread = t
@@ -205,7 +205,7 @@ public final class SecretScan: @unchecked Sendable {
     }
 
     /// Stops the scan: what it found, and how many full passes over /proc it made.
-    public func stop() -> (found: [String], rounds: Int) {
+    package func stop() -> (found: [String], rounds: Int) {
         lock.withLock { running = false }
         while thread?.isFinished == false { usleep(1_000) }
         return lock.withLock { (Array(Set(found)).sorted(), rounds) }
@@ -213,12 +213,12 @@ public final class SecretScan: @unchecked Sendable {
 }
 
 /// A program running in the background (a daemon under test), its output in a file.
-public final class BackgroundProcess: @unchecked Sendable {
-    public let pid: pid_t
-    public let outputPath: String
+package final class BackgroundProcess: @unchecked Sendable {
+    package let pid: pid_t
+    package let outputPath: String
     private var reaped: Int32?
 
-    public init(_ program: String, _ args: [String], env: [String: String?] = [:], output: String) throws {
+    package init(_ program: String, _ args: [String], env: [String: String?] = [:], output: String) throws {
         var e = ProcessInfo.processInfo.environment
         for (k, v) in env { e[k] = v }
         var actions = posix_spawn_file_actions_t()
@@ -237,13 +237,13 @@ public final class BackgroundProcess: @unchecked Sendable {
         outputPath = output
     }
 
-    public var output: String { FileManager.default.contents(atPath: outputPath).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+    package var output: String { FileManager.default.contents(atPath: outputPath).map { String(decoding: $0, as: UTF8.self) } ?? "" }
 
-    public func signal(_ s: Int32) { kill(pid, s) }
+    package func signal(_ s: Int32) { kill(pid, s) }
 
     /// Whether `text` appeared in the output within `timeout` s (polls; a loaded machine may
     /// take its time, a fixed sleep would make the test flaky).
-    public func waitForOutput(_ text: String, timeout: Double = 30) async throws -> Bool {
+    package func waitForOutput(_ text: String, timeout: Double = 30) async throws -> Bool {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {
             if output.contains(text) { return true }
@@ -253,7 +253,7 @@ public final class BackgroundProcess: @unchecked Sendable {
     }
 
     /// The exit status (128+signal when killed), or nil if still running after `timeout` s.
-    public func wait(timeout: Double) -> Int32? {
+    package func wait(timeout: Double) -> Int32? {
         if let reaped { return reaped }
         let end = Date().addingTimeInterval(timeout)
         repeat {

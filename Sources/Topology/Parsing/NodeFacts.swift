@@ -1,6 +1,7 @@
 // Engine answers turned into one engine-neutral set of facts per node, so that a single
 // analysis serves PostgreSQL, MySQL/MariaDB and Redis. Each engine's reading of its raw
 // answers is a pure function of a `RawProbe`.
+import Support
 
 /// A replica as its upstream sees it (pg_stat_replication, SHOW SLAVE HOSTS, INFO slaveN).
 struct DownstreamReplica: Equatable, Sendable {

@@ -2,6 +2,7 @@
 //
 // Redis ends lines with "\r\n", which Swift's Character treats as ONE grapheme, so splitting a
 // String on "\n" finds nothing. Everything here splits on `isNewline` instead.
+import Support
 
 /// `INFO` output as key → value (section headers and blank lines dropped).
 func parseRedisInfo(_ text: String) -> [String: String] {
@@ -78,17 +79,4 @@ func parseClusterNodes(_ text: String) throws -> [RedisClusterNode] {
             slotRanges: Array(slots)))
     }
     return nodes
-}
-
-extension Substring {
-    func trimmingWhitespace() -> Substring {
-        var s = self
-        while let f = s.first, f.isWhitespace { s = s.dropFirst() }
-        while let l = s.last, l.isWhitespace { s = s.dropLast() }
-        return s
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> String { String(self[...].trimmingWhitespace()) }
 }

@@ -3,16 +3,16 @@
 // A restore compares these, taken on the restored server, with the backup's manifest.
 import Support
 
-public enum DataCounts {
+package enum DataCounts {
     /// Counts on one node. Blocking: runs on a dedicated thread.
-    public static func count(_ t: ProbeTarget) async -> Result<[String: Int64], ProbeFailure> {
+    package static func count(_ t: ProbeTarget) async -> Result<[String: Int64], ProbeFailure> {
         await DedicatedThread.run("count \(t.name)") {
             Result { () throws(ProbeFailure) -> [String: Int64] in try countBlocking(t) }
         }
     }
 
     /// PostgreSQL: the bootstrap superuser (oid 10), which no script can drop.
-    public static func postgresBootstrapRole(_ t: ProbeTarget) async -> String? {
+    package static func postgresBootstrapRole(_ t: ProbeTarget) async -> String? {
         await DedicatedThread.run("roles \(t.name)") {
             (try? PostgresConnection(t).query("SELECT rolname FROM pg_roles WHERE oid = 10"))?.first?["rolname"]
         }

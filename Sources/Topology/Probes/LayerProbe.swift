@@ -2,17 +2,17 @@ import Support
 
 /// Probes every node of a layer at once, each on a thread of its own, and returns what they
 /// said. Never throws: a node that cannot be probed is an observation too.
-public enum LayerProbe {
-    public struct Member: Sendable {
-        public var target: ProbeTarget
-        public var masterNode: Bool
-        public init(target: ProbeTarget, masterNode: Bool) {
+package enum LayerProbe {
+    package struct Member: Sendable {
+        package var target: ProbeTarget
+        package var masterNode: Bool
+        package init(target: ProbeTarget, masterNode: Bool) {
             self.target = target
             self.masterNode = masterNode
         }
     }
 
-    public static func observe(environment: String, layer: String, engine: Engine, members: [Member]) async -> LayerObservation {
+    package static func observe(environment: String, layer: String, engine: Engine, members: [Member]) async -> LayerObservation {
         let results = await withTaskGroup(of: (Int, NodeObservation).self) { group in
             for (i, m) in members.enumerated() {
                 group.addTask {

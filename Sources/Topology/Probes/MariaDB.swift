@@ -2,6 +2,7 @@
 // MariaDB and Percona servers alike.
 import CMariaDB
 import Foundation
+import Support
 
 /// mysql_library_init is not thread-safe; a global `let` runs it exactly once.
 private let libraryReady: Bool = mysql_server_init(0, nil, nil) == 0

@@ -2,6 +2,7 @@
 // Swift: every command goes through redisCommandArgv.
 import CHiredis
 import Foundation
+import Support
 
 final class RedisConnection {
     private let ctx: UnsafeMutablePointer<redisContext>

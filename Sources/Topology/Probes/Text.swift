@@ -1,4 +1,5 @@
 import Foundation
+import Support
 
 extension String {
     /// A C library's multi-line message on one line.

@@ -1,0 +1,93 @@
+// Raw descriptor I/O for the agent: no buffering layers between the pipes and the job.
+import AgentProtocol
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum IOFailure: Error {
+    /// The other end closed (EOF on read where more was expected, EPIPE on write).
+    case closed
+    case errno(Int32)
+}
+
+/// Writes every byte, retrying short writes and EINTR.
+@discardableResult
+package func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+    bytes.withUnsafeBytes { writeAll(fd, $0) }
+}
+
+@discardableResult
+func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer) -> Bool {
+    var off = 0
+    while off < buf.count {
+        let n = write(fd, buf.baseAddress! + off, buf.count - off)
+        if n > 0 { off += n; continue }
+        if n < 0 && errno == EINTR { continue }
+        return false
+    }
+    return true
+}
+
+/// Reads exactly `count` bytes into `buf`; false on EOF before the first byte.
+func readExactly(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ count: Int) throws(IOFailure) -> Bool {
+    var off = 0
+    while off < count {
+        let n = read(fd, buf + off, count - off)
+        if n > 0 { off += n; continue }
+        if n == 0 { if off == 0 { return false }; throw .closed }
+        if errno == EINTR { continue }
+        throw .errno(errno)
+    }
+    return true
+}
+
+/// Reads the job line: bytes up to the first newline, at most `AgentWire.maxJobLine`.
+/// Reads one byte at a time so that nothing after the newline (the input frames) is consumed.
+func readJobLine() throws(IOFailure) -> [UInt8]? {
+    var line: [UInt8] = []
+    var b: UInt8 = 0
+    while true {
+        let n = read(0, &b, 1)
+        if n == 0 { return line.isEmpty ? nil : line }
+        if n < 0 { if errno == EINTR { continue }; throw .errno(errno) }
+        if b == 0x0A { return line }
+        line.append(b)
+        if line.count > AgentWire.maxJobLine { throw .errno(EMSGSIZE) }
+    }
+}
+
+/// The events channel: one JSON object per line on stderr.
+enum Events {
+    static func send(_ e: AgentEvent) { writeAll(2, e.line()) }
+
+    static func progress(_ bytes: Int64) {
+        var e = AgentEvent(event: .progress)
+        e.bytes = bytes
+        send(e)
+    }
+}
+
+/// Reads input frames from stdin (or another descriptor) into a reusable buffer.
+struct FrameReader {
+    private var buffer = [UInt8](repeating: 0, count: AgentWire.maxFrame)
+    let fd: Int32
+
+    init(fd: Int32 = 0) { self.fd = fd }
+
+    /// Hands the next frame's bytes to `body`; false at the end frame. Throws `.closed` when
+    /// stdin ends without the end frame: the coordinator went away, the input is incomplete.
+    mutating func next(_ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        var header = [UInt8](repeating: 0, count: 4)
+        guard try header.withUnsafeMutableBytes({ try readExactly(fd, $0.baseAddress!, 4) }) else { throw IOFailure.closed }
+        let len = Int(header[0]) << 24 | Int(header[1]) << 16 | Int(header[2]) << 8 | Int(header[3])
+        if len == 0 { return false }
+        guard len <= AgentWire.maxFrame else { throw IOFailure.errno(EMSGSIZE) }
+        return try buffer.withUnsafeMutableBytes { buf in
+            guard try readExactly(fd, buf.baseAddress!, len) else { throw IOFailure.closed }
+            try body(UnsafeRawBufferPointer(start: buf.baseAddress, count: len))
+            return true
+        }
+    }
+}

@@ -1,0 +1,445 @@
+// The inventory: environments, layers, nodes and storages, read from one YAML file
+// (docs/inventory.md). Parsing validates everything that can be checked without a network,
+// and every error names file, line and column.
+import Foundation
+import Support
+import Topology
+import Yams
+
+package struct SSHAddress: Sendable, Equatable, CustomStringConvertible {
+    package var user: String
+    package var host: String
+    package var port: Int
+    package var description: String { "\(user)@\(host.contains(":") ? "[\(host)]" : host)\(port == 22 ? "" : ":\(port)")" }
+}
+
+package struct NodeSpec: Sendable, Equatable {
+    package var name: String
+    package var ssh: SSHAddress?
+    /// The database endpoint (for a storage node: nil).
+    package var db: Endpoint?
+    /// Storage nodes: the folder that holds the repositories on this node.
+    package var root: String?
+    /// Where the node is defined, for messages.
+    package var location: String
+}
+
+package struct CredentialsSpec: Sendable, Equatable {
+    package enum PasswordSource: Sendable, Equatable {
+        case none
+        case environment(String)
+        case file(String)
+    }
+
+    package var user: String?
+    package var password: PasswordSource
+    package var location: String
+    /// The YAML mapping the password keys are in, as errors name it ("credentials",
+    /// "storages.lab-storage").
+    package var field: String
+
+    package init(user: String?, password: PasswordSource, location: String, field: String = "credentials") {
+        self.user = user
+        self.password = password
+        self.location = location
+        self.field = field
+    }
+}
+
+package struct LayerSpec: Sendable, Equatable {
+    package var environment: String
+    package var name: String
+    package var engine: Engine
+    package var nodes: [NodeSpec]
+    /// The node the add-on would use: the one marked `master: true`, else the first.
+    package var masterNode: String
+    package var credentials: CredentialsSpec?
+    package var maxLagSeconds: Double
+    package var location: String
+
+    package var id: String { "\(environment)/\(name)" }
+}
+
+package struct EnvironmentSpec: Sendable, Equatable {
+    package var name: String
+    package var layers: [LayerSpec]
+}
+
+package struct StorageSpec: Sendable, Equatable {
+    package var name: String
+    package var root: String?
+    package var nodes: [NodeSpec]
+    /// How many nodes must hold a file before a write commits; nil means all of them.
+    package var quorum: Int?
+    /// The storage password (wraps every repository's keys): from a variable or a file.
+    package var password: CredentialsSpec?
+    /// The zstd level backups to this storage are written with (1-19; default 3).
+    package var zstdLevel: Int = 3
+}
+
+package struct SSHSettings: Sendable, Equatable {
+    package var identity: String?
+    package var knownHosts: String?
+}
+
+package struct ProbeSettings: Sendable, Equatable {
+    package var connectTimeout: Double = 5
+    package var queryTimeout: Double = 10
+    package var maxLagSeconds: Double = 60
+}
+
+package struct Inventory: Sendable, Equatable {
+    package var path: String
+    package var ssh: SSHSettings
+    package var probe: ProbeSettings
+    package var storages: [StorageSpec]
+    package var environments: [EnvironmentSpec]
+    /// The policies file (`policies:` in the inventory, else beside it: stowage.yaml →
+    /// stowage.policies.yaml) and the policies read from it.
+    package var policiesPath: String = ""
+    package var policies: [Policy] = []
+    package var scheduler = SchedulerSettings()
+    package var notifications = NotificationSettings()
+
+    package var layers: [LayerSpec] { environments.flatMap(\.layers) }
+}
+
+// MARK: - Loading
+
+extension Inventory {
+    /// Where the inventory is: `--config`, else `STOWAGE_CONFIG`, else ./stowage.yaml.
+    package static func resolvePath(option: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        if let option, !option.isEmpty { return option }
+        if let env = environment["STOWAGE_CONFIG"], !env.isEmpty { return env }
+        return "stowage.yaml"
+    }
+
+    package static func load(path: String) throws(StowageError) -> Inventory {
+        var inv = try loadWithoutPolicies(path: path)
+        try inv.apply(try PolicyStore.read(inv.policiesPath))
+        return inv
+    }
+
+    /// The inventory alone: what `addon install` starts from (the policies are its to write).
+    static func loadWithoutPolicies(path: String) throws(StowageError) -> Inventory {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StowageError(.noInventory, "no inventory at \(path)",
+                               hint: "write one (docs/inventory.md, fixtures/inventories/example.yaml) or point --config or STOWAGE_CONFIG at it")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw StowageError(.noInventory, "cannot read the inventory \(path)", hint: "check the file's permissions")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw StowageError(.invalidInventory, "\(path) is not UTF-8 text", hint: "save the inventory as UTF-8")
+        }
+        return try parseWithoutPolicies(text, file: path)
+    }
+
+    /// Parses an inventory and applies the given policies (the policies file's contents).
+    package static func parse(_ text: String, file: String, policies: [Policy] = []) throws(StowageError) -> Inventory {
+        var inv = try parseWithoutPolicies(text, file: file)
+        try inv.apply(policies)
+        return inv
+    }
+
+    /// Checks the policies against the inventory and lets each one's credentials stand for its
+    /// layer's; then every SQL layer must have credentials from one or the other.
+    package mutating func apply(_ policies: [Policy]) throws(StowageError) {
+        try PolicyFile.validate(policies, against: self)
+        self.policies = policies
+        for e in environments.indices {
+            for l in environments[e].layers.indices {
+                let id = environments[e].layers[l].id
+                if let c = policies.first(where: { $0.layer == id })?.credentials { environments[e].layers[l].credentials = c }
+                let layer = environments[e].layers[l]
+                if layer.credentials == nil && layer.engine != .redis {
+                    throw StowageError(.invalidInventory, "\(layer.location): layer \(id) has no credentials",
+                                       hint: "add credentials: { user: ..., password_env: VAR } or password_file, or install a policy with --db-user")
+                }
+            }
+        }
+    }
+
+    package func policy(for layer: String) -> Policy? { policies.first { $0.layer == layer } }
+
+    static func parseWithoutPolicies(_ text: String, file: String) throws(StowageError) -> Inventory {
+        let root: Yams.Node
+        do {
+            guard let n = try Yams.compose(yaml: text) else {
+                throw StowageError(.invalidInventory, "\(file): the inventory is empty",
+                                   hint: "describe at least one environment (docs/inventory.md)")
+            }
+            root = n
+        } catch let e as StowageError {
+            throw e
+        } catch let e as YamlError {
+            throw yamlSyntaxError(e, file: file)
+        } catch {
+            throw StowageError(.invalidInventory, "\(file): cannot parse the inventory: \(error)")
+        }
+        var parser = InventoryParser(file: file)
+        return try parser.parse(YAMLValue(node: root, path: "", file: file))
+    }
+
+    static func yamlSyntaxError(_ e: YamlError, file: String) -> StowageError {
+        let hint = "check the indentation and the ':' after each key near that place"
+        switch e {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            return StowageError(.invalidInventory, "\(file):\(mark.line):\(mark.column): YAML syntax error: \(problem)", hint: hint)
+        case .duplicatedKeysInMapping(let dups, let ctx):
+            return StowageError(.invalidInventory, "\(file):\(ctx.mark.line):\(ctx.mark.column): duplicate keys \(dups.joined(separator: ", "))")
+        default:
+            return StowageError(.invalidInventory, "\(file): YAML error: \(e)", hint: hint)
+        }
+    }
+
+    package func environment(_ name: String) -> EnvironmentSpec? { environments.first { $0.name == name } }
+    package func storage(_ name: String) -> StorageSpec? { storages.first { $0.name == name } }
+
+    /// The storage a command names, or (nil) the inventory's only one.
+    package func requireStorage(_ name: String?) throws(StowageError) -> StorageSpec {
+        let all = storages.map(\.name).joined(separator: ", ")
+        if let name {
+            guard let s = storage(name) else { throw StowageError(.usage, "unknown storage '\(name)' in \(path)", hint: "storages: \(all)") }
+            return s
+        }
+        guard storages.count == 1 else {
+            throw StowageError(.usage, "\(storages.count) storages in \(path): name one", hint: "storages: \(all)")
+        }
+        return storages[0]
+    }
+}
+
+private struct InventoryParser {
+    let file: String
+    /// Node names identify hosts (`stowage ssh trust NODE`), so they are unique across the file.
+    var nodeNames: [String: String] = [:]
+    var probe = ProbeSettings()
+
+    init(file: String) { self.file = file }
+
+    mutating func parse(_ root: YAMLValue) throws(StowageError) -> Inventory {
+        let top = try YAMLFields(root, allowed: ["ssh", "probe", "storages", "environments", "policies", "scheduler", "notifications"])
+        var ssh = SSHSettings()
+        if let s = top["ssh"] {
+            let f = try YAMLFields(s, allowed: ["identity", "known_hosts"])
+            ssh.identity = try f["identity"]?.string()
+            ssh.knownHosts = try f["known_hosts"]?.string()
+        }
+        if let p = top["probe"] {
+            let f = try YAMLFields(p, allowed: ["connect_timeout", "query_timeout", "max_lag"])
+            if let v = f["connect_timeout"] { probe.connectTimeout = try positive(v) }
+            if let v = f["query_timeout"] { probe.queryTimeout = try positive(v) }
+            if let v = f["max_lag"] { probe.maxLagSeconds = try v.seconds() }
+        }
+        var storages: [StorageSpec] = []
+        if let s = top["storages"] {
+            for (name, v) in try s.mapping() { storages.append(try storage(name, v)) }
+        }
+        let envValue = try top.required("environments", hint: "an inventory describes at least one environment; see docs/inventory.md")
+        var envs: [EnvironmentSpec] = []
+        for (name, v) in try envValue.mapping() {
+            try checkName(name, v, what: "environment")
+            let f = try YAMLFields(v, allowed: ["layers"])
+            var layers: [LayerSpec] = []
+            for (lname, lv) in try f.required("layers").mapping() { layers.append(try layer(env: name, name: lname, lv)) }
+            envs.append(EnvironmentSpec(name: name, layers: layers))
+        }
+        var inv = Inventory(path: file, ssh: ssh, probe: probe, storages: storages, environments: envs)
+        inv.policiesPath = try top["policies"]?.string() ?? PolicyStore.defaultPath(forInventory: file)
+        if let s = top["scheduler"] { inv.scheduler = try scheduler(s, inventory: file) }
+        if let n = top["notifications"] { inv.notifications = try notifications(n) }
+        return inv
+    }
+
+    func scheduler(_ v: YAMLValue, inventory: String) throws(StowageError) -> SchedulerSettings {
+        let f = try YAMLFields(v, allowed: ["concurrency", "per_storage", "start_delay", "retries", "retry_delay", "grace", "catalog"])
+        var s = SchedulerSettings()
+        func count(_ key: String, min: Int) throws(StowageError) -> Int? {
+            guard let x = f[key] else { return nil }
+            let n = try x.int()
+            guard n >= min else { throw x.error("scheduler.\(key) must be at least \(min)") }
+            return n
+        }
+        s.concurrency = try count("concurrency", min: 1) ?? s.concurrency
+        s.perStorage = try count("per_storage", min: 1) ?? s.perStorage
+        s.retries = try count("retries", min: 0) ?? s.retries
+        if let x = f["start_delay"] { s.startDelay = try x.seconds() }
+        if let x = f["retry_delay"] { s.retryDelay = try positive(x) }
+        if let x = f["grace"] { s.grace = try x.seconds() }
+        s.catalog = try f["catalog"]?.string()
+        return s
+    }
+
+    func notifications(_ v: YAMLValue) throws(StowageError) -> NotificationSettings {
+        let f = try YAMLFields(v, allowed: ["webhook", "command", "timeout"])
+        var n = NotificationSettings()
+        if let w = f["webhook"] {
+            let s = try w.string()
+            guard let u = URL(string: s), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
+                throw w.error("notifications.webhook must be an http:// or https:// URL, not '\(s)'")
+            }
+            n.webhook = s
+        }
+        n.command = try f["command"]?.string()
+        if let t = f["timeout"] { n.timeout = try positive(t) }
+        return n
+    }
+
+    func positive(_ v: YAMLValue) throws(StowageError) -> Double {
+        let s = try v.seconds()
+        guard s > 0 else { throw v.error("\(v.path) must be longer than zero") }
+        return s
+    }
+
+    func checkName(_ name: String, _ v: YAMLValue, what: String) throws(StowageError) {
+        let ok = !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } && !name.hasPrefix(".")
+        guard ok else {
+            throw v.error("\(what) name '\(name)' may hold only letters, digits, '-', '_' and '.'",
+                          hint: "names become folder names on the storage")
+        }
+    }
+
+    mutating func storage(_ name: String, _ v: YAMLValue) throws(StowageError) -> StorageSpec {
+        try checkName(name, v, what: "storage")
+        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password", "zstd_level"])
+        let source = try f.passwordSource(owner: "storage \(name)", file: "inventory")
+        let password = source == .none ? nil : CredentialsSpec(user: nil, password: source, location: v.location, field: "storages.\(name)")
+        let root = try f["root"]?.string()
+        var nodes: [NodeSpec] = []
+        for n in try f.required("nodes").sequence() {
+            let node = try self.node(n, engine: nil)
+            if node.root == nil && root == nil {
+                throw n.error("storage node '\(node.name)' has no root folder", hint: "set root: on the storage or on the node")
+            }
+            nodes.append(node)
+        }
+        if nodes.isEmpty { throw v.error("storage '\(name)' has no nodes") }
+        var quorum: Int?
+        if let q = f["quorum"] {
+            if (try? q.string()) == "all" { quorum = nil } else {
+                let n = try q.int()
+                guard n >= 1 && n <= nodes.count else { throw q.error("quorum must be between 1 and \(nodes.count) (the storage's nodes), or all") }
+                quorum = n
+            }
+        }
+        var level = 3
+        if let z = f["zstd_level"] {
+            level = try z.int()
+            guard (1...19).contains(level) else { throw z.error("zstd_level must be between 1 and 19") }
+        }
+        return StorageSpec(name: name, root: root, nodes: nodes, quorum: quorum, password: password, zstdLevel: level)
+    }
+
+    mutating func layer(env: String, name: String, _ v: YAMLValue) throws(StowageError) -> LayerSpec {
+        try checkName(name, v, what: "layer")
+        let f = try YAMLFields(v, allowed: ["engine", "nodes", "credentials", "max_lag"])
+        let ev = try f.required("engine", hint: "engine: postgresql, mysql or redis")
+        let engineName = try ev.string()
+        guard let engine = Engine(rawValue: engineName.lowercased()) ?? Self.engineAliases[engineName.lowercased()] else {
+            throw ev.error("unknown engine '\(engineName)' for layer \(env)/\(name)",
+                           hint: "use postgresql, mysql (also for MariaDB and Percona) or redis")
+        }
+        let nv = try f.required("nodes")
+        var nodes: [NodeSpec] = []
+        var masters: [String] = []
+        for n in try nv.sequence() {
+            let fields = try YAMLFields(n, allowed: ["name", "ssh", "db", "master"])
+            let node = try self.node(n, engine: engine)
+            if try fields["master"]?.bool() == true { masters.append(node.name) }
+            nodes.append(node)
+        }
+        if nodes.isEmpty { throw nv.error("layer \(env)/\(name) has no nodes") }
+        if masters.count > 1 {
+            throw nv.error("layer \(env)/\(name) has \(masters.count) nodes marked master: true (\(masters.joined(separator: ", ")))",
+                           hint: "a layer has one master node")
+        }
+        var creds: CredentialsSpec?
+        if let cv = f["credentials"] { creds = try credentials(cv, engine: engine, layer: "\(env)/\(name)") }
+        let maxLag = try f["max_lag"]?.seconds() ?? probe.maxLagSeconds
+        return LayerSpec(environment: env, name: name, engine: engine, nodes: nodes,
+                         masterNode: masters.first ?? nodes[0].name, credentials: creds,
+                         maxLagSeconds: maxLag, location: v.location)
+    }
+
+    static let engineAliases: [String: Engine] = [
+        "postgres": .postgresql, "pgsql": .postgresql, "mariadb": .mysql, "percona": .mysql,
+    ]
+
+    func credentials(_ v: YAMLValue, engine: Engine, layer: String) throws(StowageError) -> CredentialsSpec {
+        // `password` is listed so that its use gets a clear refusal instead of "unknown key".
+        let f = try YAMLFields(v, allowed: ["user", "password_env", "password_file", "password"])
+        let source = try f.passwordSource(owner: "credentials of \(layer)", file: "inventory")
+        let user = try f["user"]?.string()
+        if user == nil && engine != .redis {
+            throw v.error("credentials of \(layer) have no user", hint: "add user: the database user the add-on would use")
+        }
+        return CredentialsSpec(user: user, password: source, location: v.location)
+    }
+
+    mutating func node(_ v: YAMLValue, engine: Engine?) throws(StowageError) -> NodeSpec {
+        let f = try YAMLFields(v, allowed: engine == nil ? ["name", "ssh", "root"] : ["name", "ssh", "db", "master"])
+        let nameValue = try f.required("name")
+        let name = try nameValue.string()
+        try checkName(name, nameValue, what: "node")
+        if let first = nodeNames[name] {
+            throw nameValue.error("duplicate node name '\(name)' (first defined at \(first))",
+                                  hint: "node names identify hosts and must be unique across the inventory")
+        }
+        nodeNames[name] = nameValue.location
+        var ssh: SSHAddress?
+        if let s = f["ssh"] { ssh = try sshAddress(s) }
+        var db: Endpoint?
+        if let engine {
+            let dv = try f.required("db", hint: "db: host:port of the database server")
+            db = try endpoint(dv, defaultPort: engine.defaultPort)
+        }
+        return NodeSpec(name: name, ssh: ssh, db: db, root: try f["root"]?.string(), location: v.location)
+    }
+
+    func sshAddress(_ v: YAMLValue) throws(StowageError) -> SSHAddress {
+        var s = try v.string()
+        var user = "root"
+        if let at = s.lastIndex(of: "@") {
+            user = String(s[..<at])
+            s = String(s[s.index(after: at)...])
+        }
+        let ep = try parseEndpoint(s, defaultPort: 22, v)
+        if user.isEmpty { throw v.error("\(v.path): empty user before '@'") }
+        return SSHAddress(user: user, host: ep.host, port: ep.port)
+    }
+
+    func endpoint(_ v: YAMLValue, defaultPort: Int) throws(StowageError) -> Endpoint {
+        try parseEndpoint(try v.string(), defaultPort: defaultPort, v)
+    }
+
+    func parseEndpoint(_ s: String, defaultPort: Int, _ v: YAMLValue) throws(StowageError) -> Endpoint {
+        var host = s, port = defaultPort
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { throw v.error("\(v.path): unclosed '[' in '\(s)'") }
+            host = String(s[s.index(after: s.startIndex)..<close])
+            let rest = s[s.index(after: close)...]
+            if rest.hasPrefix(":") {
+                guard let p = Int(rest.dropFirst()) else { throw v.error("\(v.path): bad port in '\(s)'") }
+                port = p
+            }
+        } else if let colon = s.lastIndex(of: ":"), s.firstIndex(of: ":") == colon {
+            host = String(s[..<colon])
+            guard let p = Int(s[s.index(after: colon)...]) else { throw v.error("\(v.path): bad port in '\(s)'", hint: "write host:port, e.g. 10.0.1.10:5432") }
+            port = p
+        }
+        guard !host.isEmpty else { throw v.error("\(v.path): no host in '\(s)'") }
+        guard (1...65535).contains(port) else { throw v.error("\(v.path): port \(port) is out of range") }
+        return Endpoint(host: host, port: port)
+    }
+}
+
+extension Engine {
+    package var defaultPort: Int {
+        switch self {
+        case .postgresql: 5432
+        case .mysql: 3306
+        case .redis: 6379
+        }
+    }
+}

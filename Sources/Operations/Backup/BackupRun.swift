@@ -1,0 +1,75 @@
+// `stowage backup ENV/LAYER`: topology first, then the dump from the node the plan names,
+// streamed through the agent into the replicated storage, then retention.
+import AgentProtocol
+import Fleet
+import Foundation
+import Remote
+import Repository
+import Storage
+import Support
+import Topology
+
+package struct BackupOutcome: Sendable {
+    package var manifest: Manifest
+    package var replicas: QuorumOutcome
+    package var notes: [String]
+    package var plan: BackupPlan
+    package var pruned: PruneReport?
+    /// Retention failed after the backup committed (the backup stands).
+    package var pruneError: StowageError?
+    package var seconds: Double
+}
+
+package enum BackupRun {
+    package static func run(inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
+                           from: DumpPreference = .primary, keep: Int? = nil, kind: BackupName.Kind = .manual,
+                           zstdLevel: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> BackupOutcome {
+        let started = Date()
+        // Credentials and topology before anything touches the storage.
+        let topology = try await Trace.span("topology check of \(layer.id)") { () async throws(StowageError) in
+            try await TopologyCheck.run([layer], settings: inventory.probe)[0]
+        }
+        let plan = try Plans.backup(topology, from: from)
+        let dbPassword = try layer.credentials?.resolvePassword(layer: layer.id)
+        let storagePassword = try spec.resolvePassword()
+
+        let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: layer.environment)
+        // Each storage node carries a lock session and a listing or a stream at once; each
+        // dumped node one stream. Connected while the repository's key is derived.
+        SSHConnectionPool.shared.prewarm(storage.nodes.map(\.target), count: 2)
+        SSHConnectionPool.shared.prewarm(plan.streams.compactMap { s in layer.nodes.first { $0.name == s.node }.flatMap { try? inventory.sshTarget($0) } }, count: 1)
+        let repo = try await Trace.span("repository open") { () async throws(StowageError) in
+            try await RepositoryAccess.open(storage, environment: layer.environment, password: storagePassword, create: true)
+        }
+
+        var streams: [BackupStreamSource] = []
+        for (i, s) in plan.streams.enumerated() {
+            guard let node = layer.nodes.first(where: { $0.name == s.node }), let db = node.db else {
+                throw StowageError(.internalError, "\(layer.id): planned node \(s.node) is not in the inventory")
+            }
+            var job = AgentJob(type: .chunk, database: DatabaseAccess(engine: layer.engine.rawValue, host: db.host, port: db.port,
+                                                                        user: layer.credentials?.user, fromReplica: plan.fromReplica))
+            if let dbPassword { job.secrets = ["dbPassword": dbPassword.value] }
+            let name = plan.streams.count == 1 ? "dump" : "master-\(i + 1)-\(s.node)"
+            streams.append(BackupStreamSource(name: name, node: try inventory.sshTarget(node), job: job, slots: s.slots))
+        }
+        let metadata = BackupMetadata(engine: layer.engine.rawValue, engineVersion: topology.node(plan.streams[0].node)?.version,
+                                      sourceRole: plan.streams[0].role.rawValue, topology: topology)
+        let name = BackupName(date: started, kind: kind)
+        Trace.log("backup \(name) of \(layer.id) starts")
+        let result = try await BackupWriter.write(repo, layer: layer.name, name: name, streams: streams, agent: agent,
+                                                  metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress)
+        // Retention only after a committed backup: a failed one prunes nothing.
+        var pruned: PruneReport?
+        var pruneError: StowageError?
+        if let keep {
+            do throws(StowageError) {
+                pruned = try await Trace.span("retention") { () async throws(StowageError) in try await Pruner.prune(repo, layer: layer.name, keep: keep) }
+            } catch {
+                pruneError = error
+            }
+        }
+        return BackupOutcome(manifest: result.manifest, replicas: result.replicas, notes: plan.notes, plan: plan, pruned: pruned,
+                             pruneError: pruneError, seconds: Date().timeIntervalSince(started))
+    }
+}

@@ -1,0 +1,175 @@
+// `stowage status`: per layer its policy, last run, next run, the backups the storage holds
+// and the topology's findings, failures first. The run catalog gives the last run (a cache);
+// the storage gives the backups (the truth: listed by name, nothing decrypted); the
+// topology is probed now, all layers at once.
+import Fleet
+import Foundation
+import Operations
+import Remote
+import Repository
+import Storage
+import Support
+import Topology
+
+package struct LayerStatus: Codable, Sendable, Equatable {
+    package struct PolicyInfo: Codable, Sendable, Equatable {
+        package var schedule: String
+        package var storage: String
+        package var keep: Int
+        package var source: String
+        package var enabled: Bool
+    }
+
+    package struct LastRun: Codable, Sendable, Equatable {
+        package var started: String
+        package var outcome: String
+        package var seconds: Double?
+        package var backup: String?
+        package var sourceNode: String?
+        package var storedBytes: Int64?
+        package var rawBytes: Int64?
+        package var error: String?
+    }
+
+    package struct Stored: Codable, Sendable, Equatable {
+        package var storage: String
+        package var count: Int
+        package var newest: String?
+        /// Reachable storage nodes without the newest backup's manifest.
+        package var newestMissingOn: [String]
+        package var unreachable: [String]
+        /// A node this coordinator is not set up for (host key refused...): an error, not "down".
+        package var setupFault: String? = nil
+    }
+
+    package struct Problem: Codable, Sendable, Equatable {
+        package var severity: String
+        package var message: String
+    }
+
+    package var layer: String
+    package var engine: String
+    /// ok, warning or error: the worst of the last run, the topology and the storage.
+    package var health: String
+    package var problems: [Problem]
+    package var policy: PolicyInfo?
+    package var lastRun: LastRun?
+    package var nextRun: String?
+    package var backups: [Stored]
+    package var topology: String
+    package var findings: [String]
+}
+
+package enum FleetStatus {
+    /// Judges one layer from what was gathered (pure).
+    package static func judge(layer: LayerSpec, policy: Policy?, last: RunRecord?, stored: [LayerStatus.Stored], topology: LayerTopology?,
+                             topologyError: String?, now: Date) -> LayerStatus {
+        var problems: [(Severity, String)] = []
+        if let last {
+            switch last.outcome {
+            case .failed, .interrupted, .cancelled:
+                problems.append((.error, "last run \(last.outcome.rawValue): \(last.error ?? "no detail")"))
+            case .warnings:
+                problems.append((.warning, "last run had warnings: \(last.error ?? "see stowage backups")"))
+            case .ok, .running, .skipped: break
+            }
+        }
+        if let topology {
+            for f in topology.findings where f.severity != .ok { problems.append((f.severity, "topology: \(f.message)")) }
+        } else if let topologyError {
+            problems.append((.error, "topology: \(topologyError)"))
+        }
+        for s in stored {
+            if !s.newestMissingOn.isEmpty { problems.append((.warning, "storage \(s.storage) degraded: newest backup missing on \(s.newestMissingOn.joined(separator: ", ")) (stowage storage repair \(s.storage))")) }
+            if let fault = s.setupFault {
+                problems.append((.error, "storage \(s.storage): \(fault)"))
+            } else if !s.unreachable.isEmpty {
+                problems.append((.warning, "storage \(s.storage): \(s.unreachable.joined(separator: ", ")) unreachable"))
+            }
+        }
+        if let policy, policy.enabled, stored.first(where: { $0.storage == policy.storage })?.count == 0,
+           let first = (try? policy.schedule.schedule())?.next(after: policy.installed), first < now.addingTimeInterval(-3600) {
+            problems.append((.warning, "no backup on \(policy.storage) although one was due at \(stamp(first))"))
+        }
+        let health = problems.map(\.0).max() ?? .ok
+        var info: LayerStatus.PolicyInfo?
+        var next: String?
+        if let policy {
+            info = .init(schedule: policy.schedule.description, storage: policy.storage, keep: policy.keep, source: policy.source.rawValue,
+                         enabled: policy.enabled)
+            if policy.enabled, let n = (try? policy.schedule.schedule())?.next(after: now) { next = stamp(n) }
+        }
+        return LayerStatus(layer: layer.id, engine: layer.engine.rawValue, health: health.rawValue, problems: problems.map { .init(severity: $0.0.rawValue, message: $0.1) }, policy: info,
+                           lastRun: last.map {
+                               .init(started: stamp($0.started), outcome: $0.outcome.rawValue, seconds: $0.seconds, backup: $0.backup,
+                                     sourceNode: $0.sourceNode, storedBytes: $0.storedBytes, rawBytes: $0.rawBytes, error: $0.error)
+                           },
+                           nextRun: next, backups: stored, topology: topology.map { "\($0.kind.rawValue), primary \($0.primary ?? "none")" } ?? "not probed",
+                           findings: topology?.findings.filter { $0.severity != .ok }.map(\.message) ?? [])
+    }
+
+    /// Failures first, then warnings, then the rest; by layer within each.
+    package static func ordered(_ s: [LayerStatus]) -> [LayerStatus] {
+        func rank(_ h: String) -> Int { h == "error" ? 0 : h == "warning" ? 1 : 2 }
+        return s.sorted { (rank($0.health), $0.layer) < (rank($1.health), $1.layer) }
+    }
+
+    /// Gathers and judges the selected layers.
+    package static func gather(_ layers: [LayerSpec], inventory inv: Inventory, agent: AgentBinary, probe: Bool = true) async throws(StowageError) -> [LayerStatus] {
+        let now = Date()
+        var lastRuns: [String: RunRecord] = [:]
+        if FileManager.default.fileExists(atPath: inv.catalogPath) {
+            lastRuns = try await RunCatalog(path: inv.catalogPath).lastRuns()
+        }
+        // Backups per storage and environment, by name only.
+        var stored: [String: [LayerStatus.Stored]] = [:]
+        let envs = Set(layers.map(\.environment))
+        for spec in inv.storages {
+            for env in envs.sorted() {
+                let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: env)
+                let held = await storage.listBackups()
+                for l in layers where l.environment == env {
+                    let mine = held.holders[l.name] ?? [:]
+                    let newest = held.newest(l.name)
+                    guard !mine.isEmpty || inv.policy(for: l.id)?.storage == spec.name else { continue }
+                    let missing = newest.map { n in held.reachable.filter { !(mine[n]?.contains($0) ?? false) } } ?? []
+                    stored[l.id, default: []].append(.init(storage: spec.name, count: mine.count, newest: newest?.description,
+                                                           newestMissingOn: missing, unreachable: held.unreachable,
+                                                           setupFault: held.setupFault?.message))
+                }
+            }
+        }
+        var topologies: [String: LayerTopology] = [:]
+        var topologyErrors: [String: String] = [:]
+        if probe {
+            // Layers whose secrets cannot be read are reported, not fatal to the others.
+            var probed: [LayerSpec] = []
+            for l in layers {
+                do throws(StowageError) { _ = try TopologyCheck.members(of: l, settings: inv.probe); probed.append(l) } catch { topologyErrors[l.id] = error.message }
+            }
+            for t in try await TopologyCheck.run(probed, settings: inv.probe) { topologies["\(t.environment)/\(t.layer)"] = t }
+        }
+        return ordered(layers.map { l in
+            judge(layer: l, policy: inv.policy(for: l.id), last: lastRuns[l.id], stored: stored[l.id] ?? [], topology: topologies[l.id],
+                  topologyError: topologyErrors[l.id], now: now)
+        })
+    }
+
+    package static func text(_ all: [LayerStatus]) -> String {
+        guard !all.isEmpty else { return "no layers\n" }
+        var rows = [["LAYER", "HEALTH", "POLICY", "LAST RUN", "NEXT RUN", "BACKUPS"]]
+        for s in all {
+            let policy = s.policy.map { "\($0.schedule), keep \($0.keep) on \($0.storage)\($0.enabled ? "" : " (paused)")" } ?? "none"
+            let last = s.lastRun.map { r in
+                "\(r.started) \(r.outcome)" + (r.seconds.map { String(format: " %.0fs", $0) } ?? "") + (r.storedBytes.map { " " + formatBytes($0) } ?? "")
+            } ?? "never"
+            let backups = s.backups.map { "\($0.count) on \($0.storage)" + ($0.newest.map { ", newest \($0)" } ?? "") }.joined(separator: "; ")
+            rows.append([s.layer, s.health, policy, last, s.nextRun ?? "-", backups.isEmpty ? "none" : backups])
+        }
+        var t = textTable(rows, indent: "") + "\n"
+        for s in all where !s.problems.isEmpty {
+            for p in s.problems { t += "\(p.severity): \(s.layer): \(p.message)\n" }
+        }
+        return t
+    }
+}

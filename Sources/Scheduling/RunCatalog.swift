@@ -1,0 +1,190 @@
+// The run catalog: one row per backup run the scheduler (or `stowage backup`) started, in an
+// embedded SQLite database (GRDB). It is a cache for `stowage status` and for the scheduler's
+// restarts, never the record of a backup: the storage is. Deleting the catalog loses history
+// only; the scheduler then asks the storage for each layer's last backup.
+//
+// GRDB runs every statement on its own serial queue (the async methods below), never on
+// Swift's cooperative pool.
+import Fleet
+import Foundation
+import GRDB
+import Operations
+import Remote
+import Storage
+import Support
+import Topology
+
+package struct RunRecord: Codable, Sendable, Equatable, FetchableRecord, MutablePersistableRecord {
+    package static let databaseTableName = "runs"
+
+    package enum Outcome: String, Codable, Sendable {
+        /// Started and not ended (or the scheduler died: see `interrupted`).
+        case running
+        case ok
+        /// Committed, with something to look at (a replica missed, retention failed, notes).
+        case warnings
+        case failed
+        /// Cancelled at shutdown after the grace period.
+        case cancelled
+        /// The scheduler was killed while it ran; nothing was committed by it unless the storage says so.
+        case interrupted
+        /// A due run not started: the previous run of the layer still ran (it runs once afterwards).
+        case skipped
+    }
+
+    package var id: Int64?
+    package var layer: String
+    package var storage: String
+    /// schedule, make-up, retry, manual.
+    package var trigger: String
+    /// The slot this run is for.
+    package var scheduledFor: Date?
+    package var started: Date
+    package var ended: Date?
+    package var outcome: Outcome
+    package var attempt: Int
+    package var backup: String?
+    package var sourceNode: String?
+    package var rawBytes: Int64?
+    package var storedBytes: Int64?
+    package var exitCode: Int?
+    package var error: String?
+    /// The scheduler process that ran it (to tell its own running rows from a dead one's).
+    package var schedulerPid: Int?
+
+    package init(layer: String, storage: String, trigger: String, scheduledFor: Date?, started: Date, attempt: Int, schedulerPid: Int?) {
+        self.layer = layer
+        self.storage = storage
+        self.trigger = trigger
+        self.scheduledFor = scheduledFor
+        self.started = started
+        self.outcome = .running
+        self.attempt = attempt
+        self.schedulerPid = schedulerPid
+    }
+
+    package mutating func didInsert(_ inserted: InsertionSuccess) { id = inserted.rowID }
+
+    package var seconds: Double? { ended.map { $0.timeIntervalSince(started) } }
+}
+
+package final class RunCatalog: Sendable {
+    package let path: String
+    private let pool: DatabasePool
+
+    /// Opens (or creates) the catalog at `path`.
+    package init(path: String) throws(StowageError) {
+        self.path = path
+        do {
+            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                                                    withIntermediateDirectories: true)
+            var config = Configuration()
+            // The scheduler writes while `stowage backup` or `status` may open it too.
+            config.busyMode = .timeout(10)
+            pool = try DatabasePool(path: path, configuration: config)
+            var migrator = DatabaseMigrator()
+            migrator.registerMigration("v1") { db in
+                try db.create(table: "runs") { t in
+                    t.autoIncrementedPrimaryKey("id")
+                    t.column("layer", .text).notNull().indexed()
+                    t.column("storage", .text).notNull()
+                    t.column("trigger", .text).notNull()
+                    t.column("scheduledFor", .datetime)
+                    t.column("started", .datetime).notNull()
+                    t.column("ended", .datetime)
+                    t.column("outcome", .text).notNull()
+                    t.column("attempt", .integer).notNull()
+                    t.column("backup", .text)
+                    t.column("sourceNode", .text)
+                    t.column("rawBytes", .integer)
+                    t.column("storedBytes", .integer)
+                    t.column("exitCode", .integer)
+                    t.column("error", .text)
+                    t.column("schedulerPid", .integer)
+                }
+            }
+            try migrator.migrate(pool)
+        } catch {
+            throw StowageError(.invalidInventory, "cannot open the run catalog \(path): \(error)",
+                               hint: "it is a cache: move it away and a new one is started (scheduler.catalog in the inventory sets its place)")
+        }
+    }
+
+    private func fail(_ error: Error) -> StowageError {
+        StowageError(.internalError, "run catalog \(path): \(error)", hint: "it is a cache: move it away and a new one is started")
+    }
+
+    /// Records a started run and returns it with its id.
+    package func start(_ r: RunRecord) async throws(StowageError) -> RunRecord {
+        do {
+            return try await pool.write { db in
+                var r = r
+                try r.insert(db)
+                return r
+            }
+        } catch { throw fail(error) }
+    }
+
+    package func finish(_ r: RunRecord) async throws(StowageError) {
+        do { try await pool.write { db in try r.update(db) } } catch { throw fail(error) }
+    }
+
+    /// Marks the running rows of schedulers other than `alive` as interrupted (a restart
+    /// after a kill); returns them.
+    package func markInterrupted(exceptPid alive: Int, at now: Date) async throws(StowageError) -> [RunRecord] {
+        do {
+            return try await pool.write { db in
+                var rows = try RunRecord.filter(Column("outcome") == RunRecord.Outcome.running.rawValue)
+                    .filter(Column("schedulerPid") != alive).fetchAll(db)
+                for i in rows.indices {
+                    rows[i].outcome = .interrupted
+                    rows[i].ended = now
+                    rows[i].error = "the scheduler stopped while this run was going on (killed or crashed)"
+                    try rows[i].update(db)
+                }
+                return rows
+            }
+        } catch { throw fail(error) }
+    }
+
+    /// Runs of a layer (or all), newest first.
+    package func runs(layer: String? = nil, limit: Int = 1000) async throws(StowageError) -> [RunRecord] {
+        do {
+            return try await pool.read { db in
+                var q = RunRecord.all()
+                if let layer { q = q.filter(Column("layer") == layer) }
+                return try q.order(Column("started").desc, Column("id").desc).limit(limit).fetchAll(db)
+            }
+        } catch { throw fail(error) }
+    }
+
+    /// The newest run of each layer that ended (any outcome but running and skipped).
+    package func lastRuns() async throws(StowageError) -> [String: RunRecord] {
+        do {
+            return try await pool.read { db in
+                let rows = try RunRecord.fetchAll(db, sql: """
+                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE layer = r.layer AND outcome NOT IN ('running', 'skipped')
+                                                     ORDER BY started DESC, id DESC LIMIT 1)
+                    """)
+                return Dictionary(rows.map { ($0.layer, $0) }, uniquingKeysWith: { a, _ in a })
+            }
+        } catch { throw fail(error) }
+    }
+
+    /// The newest slot of each layer that a run was made for and ended (succeeded or failed
+    /// for good): with the storage's newest backup, where make-up runs are counted from. An
+    /// interrupted or cancelled run does not count: its slot is made up.
+    package func lastAttemptedSlots() async throws(StowageError) -> [String: Date] {
+        do {
+            return try await pool.read { db in
+                let rows = try Row.fetchAll(db, sql: """
+                    SELECT layer, MAX(scheduledFor) AS t FROM runs
+                    WHERE outcome NOT IN ('running', 'interrupted', 'cancelled') AND scheduledFor IS NOT NULL GROUP BY layer
+                    """)
+                var out: [String: Date] = [:]
+                for r in rows { if let l: String = r["layer"], let t: Date = r["t"] { out[l] = t } }
+                return out
+            }
+        } catch { throw fail(error) }
+    }
+}

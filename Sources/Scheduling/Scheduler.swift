@@ -1,0 +1,321 @@
+// `stowage scheduler`: runs every enabled policy when it is due (docs/scheduler.md).
+//
+// One actor holds the state: per policy its next slot, a queue of at most one waiting run
+// per layer, and the running ones. Every tick it queues the slots that came due (with a
+// random start delay), starts what the limits allow (SchedulerLogic.admissible), and
+// nothing else. Each run is a `stowage backup --policy` child process; its end is judged
+// (ok, warnings, transient → retry with backoff, permanent → report) and recorded in the
+// run catalog. Restarts: rows a dead scheduler left "running" become "interrupted", and
+// each policy's missed slot (if any) is made up once.
+import Fleet
+import Foundation
+import Operations
+import Remote
+import Repository
+import Storage
+import Support
+import Topology
+
+package struct SchedulerOptions: Sendable {
+    package var inventoryPath: String
+    /// The `stowage` executable runs are started with.
+    package var executable: String
+    package var agentBinary: String?
+    /// Where run output and notification input live while a run goes on.
+    package var workDir: String
+    package var tick: Double = 0.5
+
+    package init(inventoryPath: String, executable: String, agentBinary: String?, workDir: String) {
+        self.inventoryPath = inventoryPath
+        self.executable = executable
+        self.agentBinary = agentBinary
+        self.workDir = workDir
+    }
+}
+
+package actor Scheduler {
+    struct PolicyState {
+        var policy: Policy
+        var schedule: Schedule
+        var nextDue: Date?
+    }
+
+    struct Running {
+        var storage: String
+        var process: RunProcess
+        var record: RunRecord
+        var queued: QueuedRun
+        var cancelled = false
+    }
+
+    let options: SchedulerOptions
+    let log: @Sendable (String) -> Void
+    var inventory: Inventory
+    let catalog: RunCatalog
+    /// Located (and hashed: tens of MB) once, not per listing.
+    let agent: AgentBinary
+    var states: [String: PolicyState] = [:]
+    var queue: [String: QueuedRun] = [:]
+    var running: [String: Running] = [:]
+    /// Set by SIGTERM: no new runs; running ones are cancelled after the deadline.
+    var stopDeadline: Date?
+    /// Runs started and not yet fully handled (recorded, retried or reported).
+    var inFlight = 0
+
+    package init(options: SchedulerOptions, log: @escaping @Sendable (String) -> Void) throws(StowageError) {
+        self.options = options
+        self.log = log
+        inventory = try Inventory.load(path: options.inventoryPath)
+        catalog = try RunCatalog(path: inventory.catalogPath)
+        agent = try AgentBinary.locate(options.agentBinary)
+    }
+
+    var notifier: Notifier { Notifier(settings: inventory.notifications, workDir: options.workDir, log: log) }
+
+    // MARK: - Start, reload, stop
+
+    /// Runs until stopped (SIGTERM through `stop()`) and every run has ended.
+    package func run() async throws(StowageError) {
+        let me = Int(getpid())
+        for r in try await catalog.markInterrupted(exceptPid: me, at: Date()) {
+            log("run \(r.id ?? 0) of \(r.layer) (started \(stamp(r.started))) was interrupted: the scheduler stopped while it ran; its slot is made up")
+        }
+        rebuild(makeUpFrom: try await makeUpReferences())
+        log("scheduler started: \(states.count) enabled \(states.count == 1 ? "policy" : "policies") of \(inventory.policies.count), concurrency \(inventory.scheduler.concurrency) (\(inventory.scheduler.perStorage) per storage), start delay up to \(Int(inventory.scheduler.startDelay)) s; catalog \(catalog.path)")
+        while true {
+            await tick(Date())
+            if stopDeadline != nil && inFlight == 0 { break }
+            try? await Task.sleep(for: .seconds(options.tick))
+        }
+        log("scheduler stopped")
+    }
+
+    /// SIGHUP: reads the inventory and policies again; a broken file keeps the old ones.
+    package func reload() {
+        do throws(StowageError) {
+            inventory = try Inventory.load(path: options.inventoryPath)
+            rebuild(makeUpFrom: nil)
+            for layer in queue.keys where states[layer] == nil { queue[layer] = nil }
+            log("reloaded \(options.inventoryPath): \(states.count) enabled policies")
+        } catch {
+            log("reload failed, keeping the previous policies: \(error.message)\(error.hint.map { " (hint: \($0))" } ?? "")")
+        }
+    }
+
+    /// SIGTERM: start nothing more; let running runs end within the grace period.
+    package func stop() {
+        guard stopDeadline == nil else { return }
+        stopDeadline = Date().addingTimeInterval(inventory.scheduler.grace)
+        queue.removeAll()
+        log("stopping: \(running.count) running \(running.count == 1 ? "run" : "runs") may take up to \(Int(inventory.scheduler.grace)) s, then they are cancelled")
+    }
+
+    /// The per-policy states from the inventory; `makeUpFrom` (at start) queues each policy's
+    /// missed slot once.
+    func rebuild(makeUpFrom refs: [String: Date]?) {
+        let now = Date()
+        var next: [String: PolicyState] = [:]
+        for p in inventory.policies where p.enabled {
+            guard let schedule = try? p.schedule.schedule() else { continue }  // validated at load
+            if let old = states[p.layer], old.policy.schedule == p.schedule {
+                next[p.layer] = PolicyState(policy: p, schedule: schedule, nextDue: old.nextDue)
+                continue
+            }
+            next[p.layer] = PolicyState(policy: p, schedule: schedule, nextDue: schedule.next(after: now))
+            if let refs {
+                let since = max(p.installed, refs[p.layer] ?? p.installed)
+                if let slot = SchedulerLogic.missedSlot(schedule, since: since, now: now) {
+                    log("\(p.layer): the run due at \(stamp(slot)) was missed; making it up once")
+                    enqueue(QueuedRun(layer: p.layer, storage: p.storage, slot: slot, trigger: "make-up", attempt: 1,
+                                      startAt: now.addingTimeInterval(delay())))
+                }
+            }
+        }
+        states = next
+    }
+
+    /// Per layer, the latest of: the last slot a run ended for (catalog) and the newest
+    /// backup on the storage (its name holds its start time). The storage is the truth; the
+    /// catalog only adds failed attempts, which are not made up again.
+    func makeUpReferences() async throws(StowageError) -> [String: Date] {
+        var refs = try await catalog.lastAttemptedSlots()
+        let policies = inventory.policies.filter(\.enabled)
+        guard !policies.isEmpty else { return refs }
+        var pairs: [String: Set<String>] = [:]  // storage → environments
+        for p in policies { pairs[p.storage, default: []].insert(String(p.layer.split(separator: "/")[0])) }
+        for (storageName, envs) in pairs {
+            guard let spec = inventory.storage(storageName) else { continue }
+            for env in envs.sorted() {
+                do throws(StowageError) {
+                    for (id, d) in try await newestBackups(spec, environment: env, agent: agent) { refs[id] = max(refs[id] ?? d.0, d.0) }
+                } catch {
+                    log("storage \(storageName): cannot list backups of \(env) (\(error.message)); make-up runs use the catalog only")
+                }
+            }
+        }
+        return refs
+    }
+
+    /// The newest backup of each layer of `env` on the storage, from the backup names (the
+    /// start times they hold), as any reachable node lists them.
+    func newestBackups(_ spec: StorageSpec, environment env: String, agent: AgentBinary) async throws(StowageError) -> [String: (Date, String)] {
+        let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
+        let held = await storage.listBackups()
+        var newest: [String: (Date, String)] = [:]
+        for layer in held.holders.keys {
+            if let b = held.newest(layer) { newest["\(env)/\(layer)"] = (b.date, b.description) }
+        }
+        return newest
+    }
+
+    // MARK: - The tick
+
+    func tick(_ now: Date) async {
+        if let deadline = stopDeadline {
+            if now >= deadline {
+                for (layer, r) in running where !r.cancelled {
+                    log("\(layer): cancelling the run (grace period over)")
+                    running[layer]?.cancelled = true
+                    r.process.signal(SIGTERM)
+                }
+            }
+            return
+        }
+        for (layer, s) in states {
+            guard let due = s.nextDue, due <= now else { continue }
+            let run = QueuedRun(layer: layer, storage: s.policy.storage, slot: due, trigger: "schedule", attempt: 1,
+                                startAt: due.addingTimeInterval(delay()))
+            states[layer]?.nextDue = s.schedule.next(after: max(now, due))
+            if let waiting = queue[layer] ?? running[layer]?.queued {
+                // One run per layer at a time, and one waiting: this slot's run replaces a
+                // waiting one, or follows the running one once.
+                var skipped = RunRecord(layer: layer, storage: s.policy.storage, trigger: "schedule", scheduledFor: waiting.slot,
+                                        started: now, attempt: waiting.attempt, schedulerPid: Int(getpid()))
+                skipped.outcome = .skipped
+                skipped.ended = now
+                if queue[layer] != nil {
+                    skipped.error = "replaced by the run due at \(stamp(due)) before it started (waiting for a concurrency slot or a retry)"
+                    _ = try? await catalog.start(skipped)
+                }
+                log("\(layer): due at \(stamp(due)) while the previous run \(queue[layer] != nil ? "still waits" : "still runs"); one run follows")
+            }
+            enqueue(run)
+        }
+        let starting = SchedulerLogic.admissible(queue: Array(queue.values), running: running.map { ($0.key, $0.value.storage) }, now: now,
+                                                 concurrency: inventory.scheduler.concurrency, perStorage: inventory.scheduler.perStorage)
+        for q in starting { await start(q, now: now) }
+    }
+
+    func enqueue(_ q: QueuedRun) {
+        queue[q.layer] = q
+    }
+
+    func delay() -> Double { SchedulerLogic.startDelay(window: inventory.scheduler.startDelay, random: Double.random(in: 0...1)) }
+
+    func start(_ q: QueuedRun, now: Date) async {
+        // The actor is re-entered at every await of the tick: a SIGTERM or another start of
+        // this layer may have come in between.
+        guard stopDeadline == nil, running[q.layer] == nil else { return }
+        queue[q.layer] = nil
+        var argv = [options.executable, "backup", q.layer, "--policy", "--json", "--config", options.inventoryPath]
+        if let a = options.agentBinary { argv += ["--agent-binary", a] }
+        var record = RunRecord(layer: q.layer, storage: q.storage, trigger: q.trigger, scheduledFor: q.slot, started: now,
+                               attempt: q.attempt, schedulerPid: Int(getpid()))
+        do throws(StowageError) {
+            record = try await catalog.start(record)
+            let process = try RunProcess.start(argv, workDir: options.workDir)
+            running[q.layer] = Running(storage: q.storage, process: process, record: record, queued: q)
+            log("\(q.layer): run \(record.id ?? 0) started (\(q.trigger)\(q.slot.map { " for \(stamp($0))" } ?? ""), attempt \(q.attempt), pid \(process.pid))")
+            inFlight += 1
+            Task { [process] in
+                let result = await process.wait()
+                await self.finished(q.layer, result)
+            }
+        } catch {
+            log("\(q.layer): cannot start a run: \(error.message)")
+            record.outcome = .failed
+            record.ended = Date()
+            record.error = error.message
+            try? await catalog.finish(record)
+        }
+    }
+
+    /// What `stowage backup --json` printed, as far as the scheduler needs it.
+    struct Summary: Decodable {
+        var backup: String
+        var sourceNodes: [String]
+        var rawBytes: Int64
+        var storedBytes: Int64
+        var missingReplicas: [String: String]
+    }
+
+    func finished(_ layer: String, _ result: RunProcessResult) async {
+        defer { inFlight -= 1 }
+        guard let r = running.removeValue(forKey: layer) else { return }
+        let now = Date()
+        var record = r.record
+        record.ended = now
+        record.exitCode = result.exitStatus.map(Int.init)
+        var judgement = SchedulerLogic.judge(exitStatus: result.exitStatus, signal: result.signal, cancelledByScheduler: r.cancelled)
+        let summary = try? JSONDecoder().decode(Summary.self, from: Data(result.stdout.utf8))
+        record.backup = summary?.backup
+        record.sourceNode = summary?.sourceNodes.joined(separator: ",")
+        record.rawBytes = summary?.rawBytes
+        record.storedBytes = summary?.storedBytes
+        let lines = result.stderr.split(whereSeparator: \.isNewline).map(String.init)
+        let message = lines.last { $0.hasPrefix("stowage: error: ") }.map { String($0.dropFirst("stowage: error: ".count)) }
+            ?? result.signal.map { sig in
+                // A crash report (Swift's backtracer writes one to stderr) is worth keeping whole.
+                if !lines.isEmpty { log("\(layer): the run's stderr:\n" + lines.prefix(50).joined(separator: "\n")) }
+                return "the run was killed by signal \(sig)"
+            }
+            ?? (judgement == .ok ? nil : lines.last)
+        let hint = lines.last { $0.hasPrefix("hint: ") }.map { String($0.dropFirst(6)) }
+        switch judgement {
+        case .ok: record.outcome = .ok
+        case .warnings: record.outcome = summary == nil ? .failed : .warnings
+        case .cancelled: record.outcome = .cancelled
+        case .transient, .permanent: record.outcome = .failed
+        }
+        if record.outcome != .ok { record.error = message ?? lines.last }
+        // A run stopped by a signal may have committed just before it: the storage says.
+        if record.backup == nil, result.signal != nil, let spec = inventory.storage(r.storage),
+           let newest = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],
+           newest.0 >= record.started.addingTimeInterval(-1) {
+            record.outcome = .warnings
+            record.backup = newest.1
+            record.error = "committed, then stopped by signal \(result.signal!) before it ended (retention may not have run)"
+            judgement = .warnings
+        }
+        try? await catalog.finish(record)
+        let took = String(format: "%.1f", now.timeIntervalSince(record.started))
+        log("\(layer): run \(record.id ?? 0) \(record.outcome.rawValue) in \(took) s\(record.backup.map { ": \($0)" } ?? "")\(record.error.map { ": \($0)" } ?? "")")
+
+        var retrying = false
+        if stopDeadline == nil, let s = states[layer] {
+            let retryAt = now.addingTimeInterval(SchedulerLogic.retryDelay(attempt: r.queued.attempt + 1, base: inventory.scheduler.retryDelay))
+            if SchedulerLogic.shouldRetry(judgement, attempt: r.queued.attempt, retries: inventory.scheduler.retries, retryAt: retryAt,
+                                          nextSlot: s.nextDue), queue[layer] == nil {
+                var q = r.queued
+                q.attempt += 1
+                q.trigger = "retry"
+                q.startAt = retryAt
+                enqueue(q)
+                retrying = true
+                log("\(layer): transient failure; attempt \(q.attempt) at \(stamp(retryAt))")
+            }
+        }
+        let degraded = !(summary?.missingReplicas.isEmpty ?? true)
+        if !retrying, let e = NotificationEvent.of(judgement: judgement, exitCode: result.exitStatus, message: message ?? "the run failed",
+                                                   hint: hint, layer: layer, storage: r.storage, attempt: r.queued.attempt,
+                                                   backup: record.backup, degraded: degraded, time: now) {
+            await notifier.send(e)
+        }
+    }
+
+    // MARK: - For tests and status
+
+    package func snapshot() -> (queued: [QueuedRun], running: [String]) { (Array(queue.values), Array(running.keys)) }
+}
+
+func stamp(_ d: Date) -> String { ISO8601DateFormatter().string(from: d) }
