@@ -96,6 +96,7 @@ let package = Package(
         .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
         // Unit tests, one target per library, none needing the lab (under a minute).
         .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository"]),
+        .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Topology", "Support", "TestSupport"]),
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport"]),

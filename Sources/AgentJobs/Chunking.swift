@@ -13,16 +13,14 @@ import Glibc
 
 extension Session {
     func chunk(_ job: AgentJob) throws -> AgentEvent {
-        guard let s = job.secrets, let dk = s["dataKey"].flatMap({ Data(base64Encoded: $0) }), dk.count == 32,
-              let ik = s["idKey"].flatMap({ Data(base64Encoded: $0) }), ik.count == 32,
-              let seed = s["chunkerSeed"].flatMap({ Data(base64Encoded: $0) }) else {
+        guard let k = job.secrets?.keys, let seed = job.secrets?.chunkerSeed else {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "a chunk job needs dataKey, idKey and chunkerSeed secrets")
         }
         let sizes = job.chunkSizes ?? [ChunkerParameters.standard.min, ChunkerParameters.standard.avg, ChunkerParameters.standard.max]
         guard sizes.count == 3, sizes[0] > 0, sizes[0] < sizes[1], sizes[1] < sizes[2], sizes[1] & (sizes[1] - 1) == 0, sizes[2] <= 64 << 20 else {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "chunkSizes must be [min, avg, max] with min < avg < max, avg a power of two")
         }
-        let keys = RepositoryKeys(data: SymmetricKey(data: dk), id: SymmetricKey(data: ik), chunkerSeed: Array(seed))
+        let keys = RepositoryKeys(data: SymmetricKey(data: k.data), id: SymmetricKey(data: k.id), chunkerSeed: Array(seed))
         let chunker = Chunker(seed: keys.chunkerSeed, parameters: ChunkerParameters(min: sizes[0], avg: sizes[1], max: sizes[2]))
         let level = Int32(job.zstdLevel ?? 3)
 

@@ -148,15 +148,15 @@ extension Session {
         guard let db = job.database else {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "a chunk job needs a command or a database")
         }
-        let password = job.secrets?["dbPassword"]
+        let password = job.secrets?.dbPassword
         switch db.engine {
-        case "postgresql":
+        case .postgresql:
             let d = try PrivateDir()
             dir = d
             let passfile = try password.map { p in try d.write("pgpass", try credentials { try CredentialFiles.pgpass(password: p) }) }
             return try CommandSource(ToolCommands.pgDumpall(host: db.host, port: db.port, user: db.user, passfile: passfile),
                                      dir: d, counting: "postgresql")
-        case "mysql":
+        case .mysql:
             guard let tool = findTool(["mariadb-dump", "mysqldump"]) else {
                 throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "neither mariadb-dump nor mysqldump is installed on this node")
             }
@@ -179,10 +179,8 @@ extension Session {
                 }
             }
             return source
-        case "redis":
+        case .redis:
             return try RedisSnapshotSource(db, password: password)
-        default:
-            throw JobFailure(exit: .badJob, code: "bad-job", message: "unknown engine '\(db.engine)'")
         }
     }
 }

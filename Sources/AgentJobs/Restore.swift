@@ -222,31 +222,28 @@ final class RedisSink: RestoreSink {
 
 extension Session {
     func restore(_ job: AgentJob) throws -> AgentEvent {
-        guard let s = job.secrets, let dk = s["dataKey"].flatMap({ Data(base64Encoded: $0) }), dk.count == 32,
-              let ik = s["idKey"].flatMap({ Data(base64Encoded: $0) }), ik.count == 32 else {
+        guard let k = job.secrets?.keys else {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "a restore job needs dataKey and idKey secrets")
         }
         guard let db = job.database else { throw JobFailure(exit: .badJob, code: "bad-job", message: "a restore job needs a database") }
-        let keys = RepositoryKeys(data: SymmetricKey(data: dk), id: SymmetricKey(data: ik), chunkerSeed: [])
-        let password = s["dbPassword"]
+        let keys = RepositoryKeys(data: SymmetricKey(data: k.data), id: SymmetricKey(data: k.id), chunkerSeed: [])
+        let password = job.secrets?.dbPassword
         let dir = try PrivateDir()
         let sink: RestoreSink
         switch db.engine {
-        case "postgresql":
+        case .postgresql:
             let passfile = try password.map { p in try dir.write("pgpass", try credentials { try CredentialFiles.pgpass(password: p) }) }
             sink = try ToolSink(ToolCommands.psqlApply(host: db.host, port: db.port, user: db.user, passfile: passfile), dir: dir,
                                 filter: PostgresRestoreFilter(keepRoles: db.keepRoles ?? [db.user ?? "postgres", "postgres"]))
-        case "mysql":
+        case .mysql:
             guard let tool = findTool(["mariadb", "mysql"]) else {
                 throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "neither mariadb nor mysql is installed on this node")
             }
             let options = try dir.write("client.cnf", try credentials { try CredentialFiles.mysqlOptions(user: db.user, password: password ?? "") })
             sink = try ToolSink(ToolCommands.mysqlApply(program: tool, optionsFile: options, host: db.host, port: db.port), dir: dir,
                                 filter: MySQLRestoreFilter())
-        case "redis":
+        case .redis:
             sink = try RedisSink(db, password: password, dir: dir)
-        default:
-            throw JobFailure(exit: .badJob, code: "bad-job", message: "unknown engine '\(db.engine)'")
         }
         var finished = false
         defer { if !finished { sink.cancel() } }
@@ -287,15 +284,18 @@ extension Session {
 
     /// One object record of the input, or nil at its end.
     func readRecord(_ input: inout InputBytes) throws -> (String, [UInt8])? {
-        guard let lenBytes = try input.readExactly(4) else { return nil }
-        let nameLen = Int(lenBytes[0]) << 24 | Int(lenBytes[1]) << 16 | Int(lenBytes[2]) << 8 | Int(lenBytes[3])
-        guard nameLen > 0, nameLen <= ObjectRecord.maxName, let nb = try input.readExactly(nameLen), let sb = try input.readExactly(8) else {
-            throw JobFailure(exit: .badJob, code: "bad-record", message: "malformed object record")
+        let header: (name: String, size: Int)?
+        do {
+            header = try ObjectRecord.readHeader { n in try input.readExactly(n) }
+        } catch let m as MalformedRecord {
+            throw JobFailure(exit: .badJob, code: "bad-record", message: m.description)
+        } catch is RecordHeaderCut {
+            throw JobFailure(exit: .inputCut, code: "input-cut", message: "input ended inside an object record's header")
         }
-        let size = sb.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        guard size <= 128 << 20, let bytes = try input.readExactly(Int(size)) else {
-            throw JobFailure(exit: .badJob, code: "bad-record", message: "object record of \(size) bytes")
+        guard let header else { return nil }
+        guard let bytes = try input.readExactly(header.size) else {
+            throw JobFailure(exit: .inputCut, code: "input-cut", message: "input ended inside \(header.name)")
         }
-        return (String(decoding: nb, as: UTF8.self), bytes)
+        return (header.name, bytes)
     }
 }

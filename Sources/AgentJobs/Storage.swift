@@ -113,14 +113,19 @@ struct Store {
         var stored = 0, existed = 0
         var bytes: Int64 = 0
         let block = 1 << 20
-        while let lenBytes = try input.readExactly(4) {
-            let nameLen = Int(lenBytes[0]) << 24 | Int(lenBytes[1]) << 16 | Int(lenBytes[2]) << 8 | Int(lenBytes[3])
-            guard nameLen > 0, nameLen <= ObjectRecord.maxName, let nb = try input.readExactly(nameLen), let sb = try input.readExactly(8) else {
-                throw JobFailure(exit: .badJob, code: "bad-record", message: "malformed object record")
+        while true {
+            let header: (name: String, size: Int)?
+            do {
+                header = try ObjectRecord.readHeader { n in try input.readExactly(n) }
+            } catch let m as MalformedRecord {
+                throw JobFailure(exit: .badJob, code: "bad-record", message: m.description)
+            } catch is RecordHeaderCut {
+                throw JobFailure(exit: .inputCut, code: "input-cut", message: "input ended inside an object record's header")
             }
-            let name = String(decoding: nb, as: UTF8.self)
+            guard let header else { break }
+            let name = header.name
             try checkName(name)
-            let size = sb.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let size = UInt64(header.size)
             let final = "\(root)/\(name)"
             var st = stat()
             if !replace && stat(final, &st) == 0 {

@@ -58,7 +58,7 @@ package struct AgentJob: Codable, Sendable, Equatable {
         /// locks of the layers `names` under `root` until the session ends.
         case lock
         /// Database node: run `command`, cut its stdout into chunks, compress and encrypt
-        /// each with the keys in `secrets` (dataKey, idKey, chunkerSeed), write them as
+        /// each with the keys in `secrets` (data key, ID key, chunker seed), write them as
         /// object records; one `chunk` event per chunk, in stream order.
         case chunk
         /// Database node: the input is a backup stream's sealed chunks as object records, in
@@ -75,8 +75,9 @@ package struct AgentJob: Codable, Sendable, Equatable {
     /// For `check`: tools to look for; a path whose free space to report.
     package var tools: [String]?
     package var path: String?
-    /// Secrets a job needs (database passwords, later keys): kept out of argv and environment.
-    package var secrets: [String: String]?
+    /// Secrets a job needs (the repository's keys, the database password): kept out of argv
+    /// and environment, typed.
+    package var secrets: JobSecrets?
     /// Storage jobs: the repository folder (absolute), object names relative to it, a prefix.
     package var root: String?
     package var names: [String]?
@@ -89,14 +90,14 @@ package struct AgentJob: Codable, Sendable, Equatable {
     package var chunkSizes: [Int]?
     package var zstdLevel: Int?
     /// For `chunk` (then `command` is not needed) and `restore`: the database to dump or
-    /// restore; its password is `secrets["dbPassword"]`.
+    /// restore; its password is `secrets.dbPassword`.
     package var database: DatabaseAccess?
     /// For `put`: every object of the input replaces the file of its name, if any (repair
     /// puts only copies it has authenticated over copies it found damaged).
     package var replace: Bool?
 
     package init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
-                path: String? = nil, secrets: [String: String]? = nil, root: String? = nil,
+                path: String? = nil, secrets: JobSecrets? = nil, root: String? = nil,
                 names: [String]? = nil, prefix: String? = nil, owner: String? = nil,
                 chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, exclusive: Bool? = nil,
                 database: DatabaseAccess? = nil, replace: Bool? = nil) {
@@ -115,6 +116,32 @@ package struct AgentJob: Codable, Sendable, Equatable {
         self.exclusive = exclusive
         self.database = database
         self.replace = replace
+    }
+}
+
+/// The per-run secrets of a job, typed. They travel only inside the job line, on stdin,
+/// never in argv or an environment; on the wire the keys are base64 (Data's encoding) under
+/// the names below, and a job missing one it needs is refused as a bad job.
+package struct JobSecrets: Codable, Sendable, Equatable {
+    /// The repository's data key (AES-256-GCM) and keyed-ID key, 32 bytes each.
+    package var dataKey: Data?
+    package var idKey: Data?
+    /// The chunker's gear-table seed.
+    package var chunkerSeed: Data?
+    /// The database password of a dump or restore.
+    package var dbPassword: String?
+
+    package init(dataKey: Data? = nil, idKey: Data? = nil, chunkerSeed: Data? = nil, dbPassword: String? = nil) {
+        self.dataKey = dataKey
+        self.idKey = idKey
+        self.chunkerSeed = chunkerSeed
+        self.dbPassword = dbPassword
+    }
+
+    /// Both keys, when each is 32 bytes.
+    package var keys: (data: [UInt8], id: [UInt8])? {
+        guard let d = dataKey, d.count == 32, let i = idKey, i.count == 32 else { return nil }
+        return (Array(d), Array(i))
     }
 }
 
@@ -207,6 +234,54 @@ package enum ObjectRecord {
         let parts = name.split(separator: "/", omittingEmptySubsequences: false)
         return parts.allSatisfy { p in
             !p.isEmpty && p != "." && p != ".." && p.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }
+        }
+    }
+}
+
+/// A record that cannot be one: a name of 0 or more than `ObjectRecord.maxName` bytes, or an
+/// object over `ObjectRecord.maxSize`.
+package struct MalformedRecord: Error, Equatable, CustomStringConvertible {
+    package var description: String
+}
+
+/// The stream ended inside a record's header.
+package struct RecordHeaderCut: Error, Equatable {}
+
+extension ObjectRecord {
+    /// The largest object a record carries: a sealed chunk (at most 64 MiB of plaintext, the
+    /// chunker's largest maximum, plus the envelope); manifests and key files are far smaller.
+    package static let maxSize = 128 << 20
+
+    /// The one decoder of record headers, for both sides. `bytes(n)` hands out exactly `n`
+    /// more bytes of the stream, or nil when it ends before the first of them; the result is
+    /// nil when the stream ends cleanly before a record. The object's bytes follow.
+    package static func readHeader(_ bytes: (Int) throws -> [UInt8]?) throws -> (name: String, size: Int)? {
+        guard let len = try bytes(4) else { return nil }
+        let nameLen = Int(len[0]) << 24 | Int(len[1]) << 16 | Int(len[2]) << 8 | Int(len[3])
+        guard nameLen > 0, nameLen <= maxName else { throw MalformedRecord(description: "malformed object record (a name of \(nameLen) bytes)") }
+        guard let name = try bytes(nameLen), let sizeBytes = try bytes(8) else { throw RecordHeaderCut() }
+        let size = sizeBytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard size <= UInt64(maxSize) else { throw MalformedRecord(description: "object record of \(size) bytes (at most \(maxSize))") }
+        return (String(decoding: name, as: UTF8.self), Int(size))
+    }
+
+    /// The same for bytes already in memory: the header at `offset` of `buffer`, and where its
+    /// object starts; nil when the buffer does not hold the whole header yet.
+    package static func parseHeader(_ buffer: [UInt8], at offset: Int) throws(MalformedRecord) -> (name: String, size: Int, payload: Int)? {
+        var p = offset
+        func take(_ n: Int) -> [UInt8]? {
+            guard buffer.count - p >= n else { return nil }
+            defer { p += n }
+            return Array(buffer[p..<(p + n)])
+        }
+        do {
+            guard let h = try readHeader(take) else { return nil }
+            return (h.name, h.size, p)
+        } catch let e as MalformedRecord {
+            throw e
+        } catch {
+            // A header cut short in a buffer only means more bytes are to come.
+            return nil
         }
     }
 }

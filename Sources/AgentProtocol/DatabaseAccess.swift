@@ -1,11 +1,15 @@
 // How an agent reaches the database on its node for a dump or a restore. The password is
-// not here: it travels in the job's `secrets` ("dbPassword"), and the agent hands it to the
-// tools only through files in a private folder (never argv, never the environment).
+// not here: it travels in the job's `secrets` (`JobSecrets.dbPassword`), and the agent hands
+// it to the tools only through files in a private folder (never argv, never the environment).
+
+/// The engines an agent dumps and restores (the inventory's engine names on the wire).
+package enum DatabaseEngine: String, Codable, Sendable, CaseIterable {
+    case postgresql, mysql, redis
+}
 
 /// The database side of a `chunk` (dump) or `restore` job.
 package struct DatabaseAccess: Codable, Sendable, Equatable {
-    /// "postgresql", "mysql" or "redis" (the inventory's engine names).
-    package var engine: String
+    package var engine: DatabaseEngine
     package var host: String
     package var port: Int
     package var user: String?
@@ -20,7 +24,7 @@ package struct DatabaseAccess: Codable, Sendable, Equatable {
     /// the bootstrap superuser); default: the connecting role and "postgres".
     package var keepRoles: [String]?
 
-    package init(engine: String, host: String, port: Int, user: String? = nil, fromReplica: Bool? = nil,
+    package init(engine: DatabaseEngine, host: String, port: Int, user: String? = nil, fromReplica: Bool? = nil,
                 cluster: Bool? = nil, flush: Bool? = nil, keepRoles: [String]? = nil) {
         self.engine = engine
         self.host = host

@@ -115,16 +115,13 @@ package final class RecordSplitter: @unchecked Sendable {
     /// Hands each whole record on as (name, the encoded record, the offset of its payload in it).
     package func feed(_ b: UnsafeRawBufferPointer, _ each: (String, [UInt8], Int) -> Void) {
         pending.append(contentsOf: b)
-        while pending.count - start >= 4 {
+        while !malformed {
             let p = start
-            let nameLen = Int(pending[p]) << 24 | Int(pending[p + 1]) << 16 | Int(pending[p + 2]) << 8 | Int(pending[p + 3])
-            guard nameLen <= ObjectRecord.maxName else { malformed = true; return }
-            guard pending.count - p >= 12 + nameLen else { break }
-            let size = pending[(p + 4 + nameLen)..<(p + 12 + nameLen)].reduce(0) { $0 << 8 | Int($1) }
-            guard pending.count - p >= 12 + nameLen + size else { break }
-            let name = String(decoding: pending[(p + 4)..<(p + 4 + nameLen)], as: UTF8.self)
-            each(name, Array(pending[p..<(p + 12 + nameLen + size)]), 12 + nameLen)
-            start = p + 12 + nameLen + size
+            let header: (name: String, size: Int, payload: Int)?
+            do throws(MalformedRecord) { header = try ObjectRecord.parseHeader(pending, at: p) } catch { malformed = true; return }
+            guard let header, pending.count >= header.payload + header.size else { break }
+            each(header.name, Array(pending[p..<(header.payload + header.size)]), header.payload - p)
+            start = header.payload + header.size
         }
         // Drop consumed bytes once they dominate, so the buffer stays about one record long.
         if start > 0 && start >= pending.count / 2 {

@@ -217,7 +217,7 @@ extension LabSuites {
         let secret = "s3cret-\(UUID().uuidString)"
         let task = Task {
             try await AgentClient.run(target("sx4", "127.0.9.14"), agent: try agent(),
-                                      job: AgentJob(type: .source, command: ["sleep", "3518"], secrets: ["password": secret]))
+                                      job: AgentJob(type: .source, command: ["sleep", "3518"], secrets: JobSecrets(dbPassword: secret)))
         }
         defer { task.cancel() }
         #expect(await eventually(5) { !Procs.matching("sleep 3518").isEmpty })

@@ -156,8 +156,9 @@ extension LabSuites {
     @Test func writerKilledMidObjectLeavesNothingUnderItsName() async throws {
         let c = try client()
         defer { try? FileManager.default.removeItem(atPath: c.repository) }
-        // An object of 1 GiB whose bytes arrive slowly enough to kill the writer mid-way.
-        let header = ObjectRecord.header(name: "chunks/0b/huge", size: 1 << 30)
+        // An object of 100 MiB (records carry at most ObjectRecord.maxSize) whose bytes arrive
+        // slowly enough to kill the writer mid-way.
+        let header = ObjectRecord.header(name: "chunks/0b/huge", size: 100 << 20)
         let block = bytes(1 << 20, 9)
         let fed = ByteTally()
         let task = Task {

@@ -47,9 +47,9 @@ package enum BackupRun {
             guard let node = layer.nodes.first(where: { $0.name == s.node }), let db = node.db else {
                 throw StowageError(.internalError, "\(layer.id): planned node \(s.node) is not in the inventory")
             }
-            var job = AgentJob(type: .chunk, database: DatabaseAccess(engine: layer.engine.rawValue, host: db.host, port: db.port,
+            var job = AgentJob(type: .chunk, database: DatabaseAccess(engine: layer.engine.wire, host: db.host, port: db.port,
                                                                         user: layer.credentials?.user, fromReplica: plan.fromReplica))
-            if let dbPassword { job.secrets = ["dbPassword": dbPassword.value] }
+            if let dbPassword { job.secrets = JobSecrets(dbPassword: dbPassword.value) }
             let name = plan.streams.count == 1 ? "dump" : "master-\(i + 1)-\(s.node)"
             streams.append(BackupStreamSource(name: name, node: try inventory.sshTarget(node), job: job, slots: s.slots))
         }

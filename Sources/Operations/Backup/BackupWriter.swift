@@ -183,18 +183,19 @@ package enum BackupWriter {
         let dumped = ByteTotal()
         let sent = SentChunks()
         let keys = repo.keys
-        let keySecrets = [
-            "dataKey": keys.data.withUnsafeBytes { Data($0).base64EncodedString() },
-            "idKey": keys.id.withUnsafeBytes { Data($0).base64EncodedString() },
-            "chunkerSeed": Data(keys.chunkerSeed).base64EncodedString(),
-        ]
+        let dataKey = keys.data.withUnsafeBytes { Data($0) }, idKey = keys.id.withUnsafeBytes { Data($0) }
+        let chunkerSeed = Data(keys.chunkerSeed)
         let c = repo.config.chunker
         let liveNames = live.map(\.target.node)
         let runs = await withTaskGroup(of: (Int, Result<AgentRun, StowageError>, Bool).self) { group in
             for (i, s) in streams.enumerated() {
                 var job = s.job
                 job.type = .chunk
-                job.secrets = (job.secrets ?? [:]).merging(keySecrets) { $1 }
+                var secrets = job.secrets ?? JobSecrets()
+                secrets.dataKey = dataKey
+                secrets.idKey = idKey
+                secrets.chunkerSeed = chunkerSeed
+                job.secrets = secrets
                 job.chunkSizes = [c.min, c.avg, c.max]
                 job.zstdLevel = zstdLevel
                 group.addTask {

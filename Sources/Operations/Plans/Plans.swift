@@ -1,6 +1,7 @@
 // The decisions a backup and a restore make from a layer's topology, as pure functions:
 // where to dump, where to restore, what to refuse and what to warn about. Tested from
 // recorded topologies, without servers (Tests/CoordinatorTests/PlanTests.swift).
+import AgentProtocol
 import Fleet
 import Remote
 import Repository
@@ -182,6 +183,17 @@ package enum Plans {
         switch engine {
         case .postgresql: return parts[0] >= 10 ? [parts[0]] : Array(parts.prefix(2))
         case .mysql, .redis: return Array(parts.prefix(2))
+        }
+    }
+}
+
+extension Engine {
+    /// The engine as agent jobs name it.
+    package var wire: DatabaseEngine {
+        switch self {
+        case .postgresql: .postgresql
+        case .mysql: .mysql
+        case .redis: .redis
         }
     }
 }

@@ -137,7 +137,7 @@ package enum RestoreRun {
                     guard let spec = layer.nodes.first(where: { $0.name == target.node }), let db = spec.db else {
                         throw StowageError(.internalError, "\(layer.id): target \(target.node) is not in the inventory")
                     }
-                    var access = DatabaseAccess(engine: layer.engine.rawValue, host: db.host, port: db.port,
+                    var access = DatabaseAccess(engine: layer.engine.wire, host: db.host, port: db.port,
                                                 user: layer.credentials?.user, cluster: cluster, flush: i == 0)
                     if layer.engine == .postgresql {
                         let user = layer.credentials?.user ?? "postgres"
@@ -145,12 +145,8 @@ package enum RestoreRun {
                         access.keepRoles = Array(Set([user, bootstrap ?? "postgres"])).sorted()
                     }
                     var job = AgentJob(type: .restore, database: access)
-                    var secrets = [
-                        "dataKey": p.repo.keys.data.withUnsafeBytes { Data($0).base64EncodedString() },
-                        "idKey": p.repo.keys.id.withUnsafeBytes { Data($0).base64EncodedString() },
-                    ]
-                    if let dbPassword { secrets["dbPassword"] = dbPassword.value }
-                    job.secrets = secrets
+                    job.secrets = JobSecrets(dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
+                                             idKey: p.repo.keys.id.withUnsafeBytes { Data($0) }, dbPassword: dbPassword?.value)
                     do throws(StowageError) {
                         bad += try await restoreStream(p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
                                                        progress: { b in progress?(done.set(i, b)) })
