@@ -30,13 +30,13 @@ run_fleet() { # layers
         echo "storages:"
         echo "  fleet-storage:"
         echo "    password_file: $lab/secrets/storage-password"
-        echo "    nodes: [ { name: st1, ssh: root@127.0.9.1, root: $dir/st1 }, { name: st2, ssh: root@127.0.9.2, root: $dir/st2 } ]"
+        echo "    nodes: [ { name: st1, ssh: root@127.0.9.1:4022, root: $dir/st1 }, { name: st2, ssh: root@127.0.9.2:4022, root: $dir/st2 } ]"
         echo "scheduler: { concurrency: $CONCURRENCY, per_storage: $CONCURRENCY, start_delay: 5s, grace: 60s }"
         echo "environments:"
         echo "  fleet:"
         echo "    layers:"
         for i in $(seq 1 "$n"); do
-            printf '      r%02d: { engine: redis, nodes: [ { name: fl%02d, ssh: root@127.0.5.%d, db: 127.0.5.%d:6379 } ], credentials: { password_file: %s/secrets/redis-password } }\n' \
+            printf '      r%02d: { engine: redis, nodes: [ { name: fl%02d, ssh: root@127.0.5.%d:4022, db: 127.0.5.%d:6379 } ], credentials: { password_file: %s/secrets/redis-password } }\n' \
                 "$i" "$i" "$i" "$i" "$lab"
         done
     } >"$dir/stowage.yaml"

@@ -64,7 +64,7 @@ chmod 600 "$work/pgpass" "$work/my.cnf"
 export PGPASSFILE=$work/pgpass
 cp "$lab/secrets/storage-password" "$work/restic-password"
 export RESTIC_PASSWORD_FILE=$work/restic-password
-restic_ssh="ssh -i $lab/ssh/id_ed25519 -o UserKnownHostsFile=$lab/ssh/known_hosts -o BatchMode=yes root@127.0.9.1 -s sftp"
+restic_ssh="ssh -i $lab/ssh/id_ed25519 -o UserKnownHostsFile=$lab/ssh/known_hosts -o BatchMode=yes -p 4022 root@127.0.9.1 -s sftp"
 
 # Per engine: load_E (the data set), plain_E (the plain dump into $work/plain, its bytes on
 # stdout), limit_backup_E, addon_dump_E DIR (the add-on's dump files into DIR),

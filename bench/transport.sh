@@ -29,7 +29,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     in+=("$(echo "$line" | sed -n 's/.*= \([0-9.]*\) MB\/s.*/\1/p')")
     t0=$(date +%s.%N)
     ssh -q -i "$LAB/ssh/id_ed25519" -o UserKnownHostsFile="$LAB/ssh/known_hosts" -o StrictHostKeyChecking=yes \
-        "root@$ADDR" 'head -c 1G /dev/zero' >/dev/null
+        -p "${STOWAGE_LAB_SSH_PORT:-4022}" "root@$ADDR" 'head -c 1G /dev/zero' >/dev/null
     t1=$(date +%s.%N)
     ssh+=("$(echo "1073.741824 / ($t1 - $t0)" | bc -l | xargs printf '%.1f')")
 done

@@ -25,8 +25,21 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     # Debian's maintainer scripts would start the default instances of these servers where
-    # an init system runs; the lab starts its own, so keep the packaged ones down.
+    # an init system runs (PostgreSQL on 5432, MariaDB on 3306, Redis on 6379, and on a server
+    # perhaps a second sshd); the lab starts its own, so the packaged ones are kept down while
+    # they are installed: policy-rc.d's exit 101 tells invoke-rc.d "not allowed". A
+    # policy-rc.d already in place is the server's own and left as it is.
+    policy=/usr/sbin/policy-rc.d own_policy=
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# stowage scripts/setup.sh: no service starts while packages install\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+    fi
+    trap '[ -n "$own_policy" ] && rm -f "$policy"' EXIT
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -n "$own_policy" ] && rm -f "$policy"
+    own_policy=
+    trap - EXIT
 fi
 
 command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH

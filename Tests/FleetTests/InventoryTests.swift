@@ -47,7 +47,7 @@ private let minimal = """
 
     @Test func labTemplateParses() throws {
         let text = try String(contentsOfFile: Repo.path("fixtures/lab/stowage.yaml.in"), encoding: .utf8)
-            .replacingOccurrences(of: "@LAB_DIR@", with: "/lab")
+            .replacingOccurrences(of: "@LAB_DIR@", with: "/lab").replacingOccurrences(of: "@SSH_PORT@", with: "4022")
         let inv = try Inventory.parse(text, file: "lab.yaml")
         #expect(inv.layers.count == 7)
         #expect(inv.storages.first?.nodes.map(\.root) == ["/lab/storage/st1", "/lab/storage/st2"])

@@ -19,7 +19,7 @@ private func tempDir() throws -> String {
 }
 
 private func sxTarget(_ n: Int, identity: String? = nil) -> SSHTarget {
-    var t = SSHTarget(node: "sx\(n)", host: "127.0.9.\(10 + n)", port: 22, user: "root",
+    var t = SSHTarget(node: "sx\(n)", host: "127.0.9.\(10 + n)", port: Lab.sshPort, user: "root",
                       identity: identity ?? "\(Lab.dir)/ssh/id_ed25519", knownHosts: "\(Lab.dir)/ssh/known_hosts")
     t.connectTimeout = 3
     return t
@@ -75,7 +75,7 @@ extension LabSuites {
 
         let before = try runCommand(Repo.stowage, ["agent", "check", "staging/mariadb", "--config", inv])
         #expect(before.status == ExitStatus.hostKeyRefused.rawValue)
-        #expect(before.stdout.contains("error: my3 (root@127.0.2.20): unknown host key ssh-ed25519 SHA256:"))
+        #expect(before.stdout.contains("error: my3 (root@\(Lab.sshHost("127.0.2.20"))): unknown host key ssh-ed25519 SHA256:"))
         #expect(before.stdout.contains("hint: check the fingerprint on the node"))
 
         let trust = try runCommand(Repo.stowage, ["ssh", "trust", "my3", "--config", inv])
@@ -129,7 +129,7 @@ extension LabSuites {
             Issue.record("a frozen sshd answered")
         } catch {
             #expect(error.status == .nodeUnreachable)
-            #expect(error.message.contains("sx4 (root@127.0.9.14): SSH handshake: no answer"), "\(error.message)")
+            #expect(error.message.contains("sx4 (root@\(Lab.sshHost("127.0.9.14"))): SSH handshake: no answer"), "\(error.message)")
             #expect(error.retryable)
         }
         #expect(Date().timeIntervalSince(start) < 4)

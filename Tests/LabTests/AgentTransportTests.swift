@@ -20,7 +20,7 @@ private func agent() throws -> AgentBinary { try AgentBinary.locate() }
 
 /// An SSH target for a lab node by name and address (the sx* nodes are not in the inventory).
 private func target(_ name: String, _ host: String, knownHosts: String? = nil, identity: String? = nil) -> SSHTarget {
-    var t = SSHTarget(node: name, host: host, port: 22, user: "root",
+    var t = SSHTarget(node: name, host: host, port: Lab.sshPort, user: "root",
                       identity: identity ?? "\(Lab.dir)/ssh/id_ed25519", knownHosts: knownHosts ?? "\(Lab.dir)/ssh/known_hosts")
     t.connectTimeout = 3
     return t
@@ -137,15 +137,15 @@ extension LabSuites {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let known = "\(dir)/known_hosts"
         let real = try String(contentsOfFile: "\(Lab.dir)/ssh/known_hosts", encoding: .utf8).split(separator: "\n")
-        let pg1Line = try #require(real.first { $0.hasPrefix("127.0.1.10 ") })
-        let st1Key = try #require(real.first { $0.hasPrefix("127.0.9.1 ") }).split(separator: " ")[2]
+        let pg1Line = try #require(real.first { $0.hasPrefix(Lab.sshHost("127.0.1.10") + " ") })
+        let st1Key = try #require(real.first { $0.hasPrefix(Lab.sshHost("127.0.9.1") + " ") }).split(separator: " ")[2]
 
         // Unknown: an empty known_hosts.
         try "".write(toFile: known, atomically: true, encoding: .utf8)
         let t = target("pg1", "127.0.1.10", knownHosts: known)
         do throws(StowageError) { _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check)); Issue.record("accepted an unknown key") } catch {
             #expect(error.status == .hostKeyRefused)
-            #expect(error.message.contains("pg1 (root@127.0.1.10): unknown host key ssh-ed25519 SHA256:"))
+            #expect(error.message.contains("pg1 (root@\(Lab.sshHost("127.0.1.10"))): unknown host key ssh-ed25519 SHA256:"))
             #expect(error.hint?.contains("stowage ssh trust pg1") == true)
         }
         // `ssh trust` records it, and then the node is accepted.
@@ -156,7 +156,7 @@ extension LabSuites {
         #expect(try await KnownHosts.trust(t, replace: false) == .alreadyTrusted(key))
 
         // Changed: known_hosts holds another key for the address.
-        try "127.0.1.10 ssh-ed25519 \(st1Key)\n".write(toFile: known, atomically: true, encoding: .utf8)
+        try "\(Lab.sshHost("127.0.1.10")) ssh-ed25519 \(st1Key)\n".write(toFile: known, atomically: true, encoding: .utf8)
         do throws(StowageError) { _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check)); Issue.record("accepted a changed key") } catch {
             #expect(error.status == .hostKeyRefused)
             #expect(error.message.contains("HOST KEY CHANGED"))
@@ -193,7 +193,7 @@ extension LabSuites {
         for p in pids { kill(p, SIGKILL) }
         do { _ = try await task.value; Issue.record("a killed agent reported success") } catch let e as StowageError {
             #expect(e.status == .remoteFailed)
-            #expect(e.message.contains("sx2 (127.0.9.12): the agent"))
+            #expect(e.message.contains("sx2 (\(Lab.sshHost("127.0.9.12"))): the agent"))
             #expect(e.message.contains("killed by signal KILL"))
         }
     }
@@ -275,7 +275,7 @@ extension LabSuites {
             let start = Date()
             do throws(StowageError) { _ = try await AgentClient.run(target("st1", "127.0.9.1"), agent: a, job: AgentJob(type: .check)); Issue.record("connected") } catch {
                 #expect(error.status == .nodeUnreachable)
-                #expect(error.message.hasPrefix("st1 (root@127.0.9.1): unreachable"))
+                #expect(error.message.hasPrefix("st1 (root@\(Lab.sshHost("127.0.9.1"))): unreachable"))
                 #expect(error.retryable)
             }
             #expect(Date().timeIntervalSince(start) < 4)
@@ -293,7 +293,7 @@ extension LabSuites {
         }
         do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15", identity: "\(dir)/other"), agent: a, job: AgentJob(type: .check)); Issue.record("accepted") } catch {
             #expect(error.status == .sshAuthFailed)
-            #expect(error.message.contains("sx5 (root@127.0.9.15): SSH authentication with \(dir)/other failed"))
+            #expect(error.message.contains("sx5 (root@\(Lab.sshHost("127.0.9.15"))): SSH authentication with \(dir)/other failed"))
         }
         do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15", identity: "\(dir)/rsa"), agent: a, job: AgentJob(type: .check)); Issue.record("accepted") } catch {
             #expect(error.status == .sshAuthFailed)

@@ -202,7 +202,7 @@ extension LabSuites {
             Issue.record("a failed dump was committed")
         } catch {
             #expect(error.status == .remoteFailed)
-            #expect(error.message.contains("pg1 (127.0.1.10): chunk job failed: sh ended with exit 3"))
+            #expect(error.message.contains("pg1 (\(Lab.sshHost("127.0.1.10"))): chunk job failed: sh ended with exit 3"))
         }
         for n in ["st1", "st2"] {
             #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/backups"), "a manifest on \(n)")

@@ -75,7 +75,7 @@ extension LabSuites {
                 Issue.record("ran on a blocked node")
             } catch {
                 #expect(error.status == .nodeUnreachable, "\(error.message)")
-                #expect(error.message.hasPrefix("st2 (root@127.0.9.2): unreachable"), "\(error.message)")
+                #expect(error.message.hasPrefix("st2 (root@\(Lab.sshHost("127.0.9.2"))): unreachable"), "\(error.message)")
             }
             // The parked connection gets a third of the connect timeout, the new one fails at once.
             let took = Date().timeIntervalSince(start)

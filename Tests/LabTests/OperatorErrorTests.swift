@@ -41,7 +41,7 @@ extension LabSuites {
                   db:
                     engine: redis
                     nodes:
-                      - { name: rx, ssh: root@127.0.3.10, db: 127.0.3.10:6390 }
+                      - { name: rx, ssh: root@127.0.3.10:\(Lab.sshPort), db: 127.0.3.10:6390 }
                     credentials: { password_file: \(Lab.dir)/secrets/redis-password }
 
             """ }

@@ -75,7 +75,7 @@ extension LabSuites {
             } catch {
                 #expect(error.status == .quorumNotReached)
                 #expect(error.message.contains("storage lab-storage: 1 of 2 nodes hold the write, quorum is all"))
-                #expect(error.message.contains("st2: st2 (root@127.0.9.2): unreachable"))
+                #expect(error.message.contains("st2: st2 (root@\(Lab.sshHost("127.0.9.2"))): unreachable"))
                 #expect(error.retryable)
             }
         }

@@ -33,8 +33,8 @@ struct FleetLab {
               fleet-storage:
                 password_file: \(Lab.dir)/secrets/storage-password
                 nodes:
-                  - { name: st1, ssh: root@127.0.9.1, root: \(dir)/st1 }
-                  - { name: st2, ssh: root@127.0.9.2, root: \(dir)/st2 }
+                  - { name: st1, ssh: root@127.0.9.1:\(Lab.sshPort), root: \(dir)/st1 }
+                  - { name: st2, ssh: root@127.0.9.2:\(Lab.sshPort), root: \(dir)/st2 }
             scheduler: { \(scheduler) }
             notifications:
               command: "cat >> \(dir)/notes.jsonl; echo >> \(dir)/notes.jsonl"
@@ -44,7 +44,7 @@ struct FleetLab {
         t += "environments:\n  fleet:\n    layers:\n"
         for n in fleet {
             let i = Int(n.dropFirst(2))!
-            t += "      r\(n.dropFirst(2)): { engine: redis, nodes: [ { name: \(n), ssh: root@127.0.5.\(i), db: 127.0.5.\(i):6379 } ], credentials: { password_file: \(Lab.dir)/secrets/redis-password } }\n"
+            t += "      r\(n.dropFirst(2)): { engine: redis, nodes: [ { name: \(n), ssh: root@127.0.5.\(i):\(Lab.sshPort), db: 127.0.5.\(i):6379 } ], credentials: { password_file: \(Lab.dir)/secrets/redis-password } }\n"
         }
         if shop {
             t += """
@@ -52,11 +52,11 @@ struct FleetLab {
                     layers:
                       sqldb:
                         engine: postgresql
-                        nodes: [ { name: pg1, ssh: root@127.0.1.10, db: 127.0.1.10:5432 }, { name: pg2, ssh: root@127.0.1.11, db: 127.0.1.11:5432 } ]
+                        nodes: [ { name: pg1, ssh: root@127.0.1.10:\(Lab.sshPort), db: 127.0.1.10:5432 }, { name: pg2, ssh: root@127.0.1.11:\(Lab.sshPort), db: 127.0.1.11:5432 } ]
                         credentials: { user: webadmin, password_file: \(Lab.dir)/secrets/db-password }
                       mariadb:
                         engine: mysql
-                        nodes: [ { name: my1, ssh: root@127.0.2.10, db: 127.0.2.10:3306 }, { name: my2, ssh: root@127.0.2.11, db: 127.0.2.11:3306 } ]
+                        nodes: [ { name: my1, ssh: root@127.0.2.10:\(Lab.sshPort), db: 127.0.2.10:3306 }, { name: my2, ssh: root@127.0.2.11:\(Lab.sshPort), db: 127.0.2.11:3306 } ]
                         credentials: { user: webadmin, password_file: \(Lab.dir)/secrets/db-password }
 
                 """
@@ -464,7 +464,7 @@ extension LabSuites {
         // The lab inventory plus a storage whose only node has no sshd.
         let inventory = "\(dir)/stowage.yaml"
         var text = try String(contentsOfFile: Lab.inventory, encoding: .utf8)
-        text = text.replacingOccurrences(of: "storages:\n", with: "storages:\n  gone:\n    password_file: \(Lab.dir)/secrets/storage-password\n    nodes: [ { name: st9, ssh: root@127.0.9.99, root: \(dir)/st9 } ]\n")
+        text = text.replacingOccurrences(of: "storages:\n", with: "storages:\n  gone:\n    password_file: \(Lab.dir)/secrets/storage-password\n    nodes: [ { name: st9, ssh: root@127.0.9.99:\(Lab.sshPort), root: \(dir)/st9 } ]\n")
         try text.write(toFile: inventory, atomically: true, encoding: .utf8)
         let policies = "\(dir)/stowage.policies.yaml"
         func stowage(_ args: String...) throws -> CommandResult { try runCommand(Repo.stowage, args + ["--config", inventory]) }

@@ -13,7 +13,7 @@ import TestSupport
 import Support
 
 private func storageTarget(_ name: String, _ host: String) -> SSHTarget {
-    var t = SSHTarget(node: name, host: host, port: 22, user: "root",
+    var t = SSHTarget(node: name, host: host, port: Lab.sshPort, user: "root",
                       identity: "\(Lab.dir)/ssh/id_ed25519", knownHosts: "\(Lab.dir)/ssh/known_hosts")
     t.connectTimeout = 3
     return t
@@ -84,7 +84,7 @@ extension LabSuites {
             Issue.record("overwrote a committed manifest")
         } catch {
             #expect(error.status == .remoteFailed)
-            #expect(error.message.contains("st1 (127.0.9.1): put job failed"))
+            #expect(error.message.contains("st1 (\(Lab.sshHost("127.0.9.1"))): put job failed"))
             #expect(error.message.contains("a committed backup is never overwritten"))
         }
         #expect(try await c.get([manifest.name]).objects.first?.bytes == Array("v1".utf8))
@@ -128,7 +128,7 @@ extension LabSuites {
             Issue.record("wrote 3 MiB into 2 MiB")
         } catch {
             #expect(error.status == .remoteFailed)
-            #expect(error.message.contains("st1 (127.0.9.1)"))
+            #expect(error.message.contains("st1 (\(Lab.sshHost("127.0.9.1")))"))
             #expect(error.message.contains("ENOSPC"), "\(error.message)")
             #expect(error.message.contains("chunks/02/big"))
         }

@@ -221,7 +221,7 @@ extension LabSuites {
     func inventory(_ dir: String, _ edit: (String) -> String) throws -> String {
         let known = "\(dir)/known_hosts"
         let lines = try String(contentsOfFile: "\(Lab.dir)/ssh/known_hosts", encoding: .utf8).split(separator: "\n").map(String.init)
-        try lines.map { $0.hasPrefix("127.0.9.1 ") ? edit($0) : $0 }.filter { !$0.isEmpty }.joined(separator: "\n")
+        try lines.map { $0.hasPrefix(Lab.sshHost("127.0.9.1") + " ") ? edit($0) : $0 }.filter { !$0.isEmpty }.joined(separator: "\n")
             .appending("\n").write(toFile: known, atomically: true, encoding: .utf8)
         let inv = "\(dir)/stowage.yaml"
         try String(contentsOfFile: Lab.inventory, encoding: .utf8)
@@ -245,7 +245,7 @@ extension LabSuites {
         for args in [["backups", "shop/cache"], ["storage", "verify", "lab-storage", "--environment", "shop"]] {
             let r = try runCommand(Repo.stowage, args + ["--config", inv])
             #expect(r.status == ExitStatus.hostKeyRefused.rawValue, "\(args): \(r.stdout)\(r.stderr)")
-            #expect(r.stderr.contains("st1 (root@127.0.9.1): unknown host key ssh-ed25519 SHA256:"), "\(args): \(r.stderr)")
+            #expect(r.stderr.contains("st1 (root@\(Lab.sshHost("127.0.9.1"))): unknown host key ssh-ed25519 SHA256:"), "\(args): \(r.stderr)")
             #expect(r.stderr.contains("hint: ") && r.stderr.contains("stowage ssh trust st1"), "\(args): \(r.stderr)")
         }
     }
@@ -255,15 +255,15 @@ extension LabSuites {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // st1's address with another node's key.
         let st2Key = try String(contentsOfFile: "\(Lab.dir)/ssh/known_hosts", encoding: .utf8).split(separator: "\n")
-            .first { $0.hasPrefix("127.0.9.2 ") }!.split(separator: " ").dropFirst().joined(separator: " ")
-        let inv = try inventory(dir) { _ in "127.0.9.1 \(st2Key)" }
+            .first { $0.hasPrefix(Lab.sshHost("127.0.9.2") + " ") }!.split(separator: " ").dropFirst().joined(separator: " ")
+        let inv = try inventory(dir) { _ in Lab.sshHost("127.0.9.1") + " \(st2Key)" }
         // New data: a dump would make chunks the storage does not have yet.
         try LabData.redis("rd1", ["SET", "hostkey-test", UUID().uuidString + String(repeating: "x", count: 100_000)])
         defer { _ = try? LabData.redis("rd1", ["DEL", "hostkey-test"]) }
         let chunksBefore = files("\(Lab.dir)/storage/st2/shop").filter { $0.hasPrefix("chunks/") }.count
         let r = try runCommand(Repo.stowage, ["backup", "shop/cache", "--config", inv])
         #expect(r.status == ExitStatus.hostKeyRefused.rawValue, "\(r.stdout)\(r.stderr)")
-        #expect(r.stderr.contains("st1 (root@127.0.9.1): HOST KEY CHANGED"), "\(r.stderr)")
+        #expect(r.stderr.contains("st1 (root@\(Lab.sshHost("127.0.9.1"))): HOST KEY CHANGED"), "\(r.stderr)")
         #expect(!r.stderr.contains("quorum"), "\(r.stderr)")
         #expect(r.stderr.split(separator: "\n").count == 2, "\(r.stderr)")
         // Nothing was dumped or sent to the other node.

@@ -83,6 +83,10 @@ package struct SpawnError: Error, CustomStringConvertible {
 package enum Lab {
     package static let dir = ProcessInfo.processInfo.environment["STOWAGE_LAB_DIR"] ?? "/var/lib/stowage-lab"
     package static var inventory: String { "\(dir)/stowage.yaml" }
+    /// The port every lab sshd listens on (fixtures/lab/lab.sh; not 22).
+    package static let sshPort = Int(ProcessInfo.processInfo.environment["STOWAGE_LAB_SSH_PORT"] ?? "") ?? 4022
+    /// How known_hosts and SSH messages name a lab node's address: `[127.0.9.1]:4022`.
+    package static func sshHost(_ address: String) -> String { "[\(address)]:\(sshPort)" }
     package static func secret(_ name: String) throws -> String {
         try String(contentsOfFile: "\(dir)/secrets/\(name)", encoding: .utf8)
     }
