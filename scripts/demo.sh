@@ -6,7 +6,7 @@
 # them, and the fleet's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo
 export STOWAGE_AGENT_BINARY=$PWD/.build-agent/release/stowage-agent
 bash fixtures/lab/lab.sh up
 lab=$(bash fixtures/lab/lab.sh dir)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Stowage and its lab need on Debian 12 (as root) and builds the package.
 #   scripts/setup.sh            debug build with tests
+#   scripts/setup.sh demo       debug build of the CLI only (scripts/demo.sh)
 #   scripts/setup.sh release    release build (bench/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,11 +46,25 @@ fi
 command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH
 command -v swift >/dev/null || { echo "setup: no Swift toolchain on PATH (expected Swift 6 at /opt/swift)" >&2; exit 1; }
 
-if [ "${1:-}" = release ]; then
-    swift build -c release
-else
-    swift build --build-tests
-fi
+# Compiler output goes to a log file (its tail is shown when a build fails): the commands'
+# own output stays readable, and the demo's first lines come as soon as the build is done.
+log=.build-logs/build.log
+mkdir -p .build-logs
+: >"$log"
+build() {
+    echo "setup: swift build $* (log: $log)" >&2
+    if ! swift build "$@" >>"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "setup: the build failed; the whole compiler output is in $log" >&2
+        exit 1
+    fi
+}
+case "${1:-}" in
+    release) build -c release ;;
+    # The demo runs only the CLI and the agent: no test targets.
+    demo) build --product stowage ;;
+    *) build --build-tests ;;
+esac
 # The agent that goes to the nodes: release, with the Swift runtime linked in, so a node
 # needs nothing but libc. Its own scratch folder keeps these flags from rebuilding the rest.
-swift build -c release --product stowage-agent --static-swift-stdlib --scratch-path .build-agent
+build -c release --product stowage-agent --static-swift-stdlib --scratch-path .build-agent
