@@ -284,15 +284,7 @@ extension Session {
 
     /// One object record of the input, or nil at its end.
     func readRecord(_ input: inout InputBytes) throws -> (String, [UInt8])? {
-        let header: (name: String, size: Int)?
-        do {
-            header = try ObjectRecord.readHeader { n in try input.readExactly(n) }
-        } catch let m as MalformedRecord {
-            throw JobFailure(exit: .badJob, code: "bad-record", message: m.description)
-        } catch is RecordHeaderCut {
-            throw JobFailure(exit: .inputCut, code: "input-cut", message: "input ended inside an object record's header")
-        }
-        guard let header else { return nil }
+        guard let header = try input.recordHeader() else { return nil }
         guard let bytes = try input.readExactly(header.size) else {
             throw JobFailure(exit: .inputCut, code: "input-cut", message: "input ended inside \(header.name)")
         }

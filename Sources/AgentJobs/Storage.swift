@@ -35,6 +35,18 @@ struct InputBytes {
         return k
     }
 
+    /// The next object record's header (ObjectRecord's one reader), or nil at the end of the
+    /// input; a malformed or cut header as the job's failure.
+    mutating func recordHeader() throws -> (name: String, size: Int)? {
+        do {
+            return try ObjectRecord.readHeader { n in try readExactly(n) }
+        } catch let m as MalformedRecord {
+            throw JobFailure(exit: .badJob, code: "bad-record", message: m.description)
+        } catch is RecordHeaderCut {
+            throw JobFailure(exit: .inputCut, code: "input-cut", message: "input ended inside an object record's header")
+        }
+    }
+
     /// Exactly `n` bytes; nil when the input ends before the first; throws when it ends inside.
     mutating func readExactly(_ n: Int) throws -> [UInt8]? {
         var out: [UInt8] = []
@@ -114,15 +126,7 @@ struct Store {
         var bytes: Int64 = 0
         let block = 1 << 20
         while true {
-            let header: (name: String, size: Int)?
-            do {
-                header = try ObjectRecord.readHeader { n in try input.readExactly(n) }
-            } catch let m as MalformedRecord {
-                throw JobFailure(exit: .badJob, code: "bad-record", message: m.description)
-            } catch is RecordHeaderCut {
-                throw JobFailure(exit: .inputCut, code: "input-cut", message: "input ended inside an object record's header")
-            }
-            guard let header else { break }
+            guard let header = try input.recordHeader() else { break }
             let name = header.name
             try checkName(name)
             let size = UInt64(header.size)
