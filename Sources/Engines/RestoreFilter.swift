@@ -110,9 +110,6 @@ package struct MySQLRestoreFilter: ScriptFilter {
 
     package init() {}
 
-    /// The rows held back, as they will be applied (tests, and the restore's own note).
-    package var heldStatements: String { String(decoding: held, as: UTF8.self) }
-
     package mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
         let n = buf.count
         var i = 0

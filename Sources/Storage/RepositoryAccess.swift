@@ -112,14 +112,10 @@ package enum RepositoryAccess {
             for k in found.keys {
                 guard let file = try? JSONDecoder().decode(KeyFile.self, from: Data(k)) else { continue }
                 sawKey = true
-                do throws(RepositoryError) {
-                    let keys = try file.unlock(password: password.value)
+                // A key file that does not open with this password is another's: try the next.
+                if let keys = await unlock(file, password) {
                     return (OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: false,
                                            password: password), reachedNodes)
-                } catch .wrongPassword {
-                    continue
-                } catch {
-                    continue
                 }
             }
             if sawKey {
@@ -133,11 +129,19 @@ package enum RepositoryAccess {
         return (nil, reachedNodes)
     }
 
+    /// A key file's keys, or nil when the password does not open it. scrypt takes a good part
+    /// of a second of CPU in BoringSSL: on a thread of its own, not the cooperative pool.
+    package static func unlock(_ file: KeyFile, _ password: Secret) async -> RepositoryKeys? {
+        let value = password.value
+        return await DedicatedThread.run("scrypt") { try? file.unlock(password: value) }
+    }
+
     static func createLocked(_ storage: ReplicatedStorage, environment: String, password: Secret, kdfCost: Int) async throws(StowageError) -> OpenRepository {
         // A new repository: key files first, config last (its presence marks a repository).
         let keys = RepositoryKeys.generate()
         let config = RepositoryConfig.fresh()
-        let keyFile = KeyFile.create(keys: keys, password: password.value, n: kdfCost)
+        let value = password.value
+        let keyFile = await DedicatedThread.run("scrypt") { KeyFile.create(keys: keys, password: value, n: kdfCost) }
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]
         let keyID = String(hexString(SHA256.hash(data: Array(keyFile.salt.utf8))).prefix(16))

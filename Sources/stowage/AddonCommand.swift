@@ -29,7 +29,7 @@ struct AddonCommand: AsyncParsableCommand {
         @Option(help: "The storage backups go to (default: the inventory's only storage).")
         var storage: String?
         @Option(parsing: .unconditional, help: "How many backups of the layer to keep.",
-                transform: { try wholeNumber($0, option: "--keep") })
+                transform: { try wholeNumber($0) })
         var keep: Int?
         @Option(help: "The database user the backups connect as.")
         var dbUser: String?

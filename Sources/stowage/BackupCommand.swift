@@ -24,13 +24,13 @@ struct BackupCommand: AsyncParsableCommand {
 
     // `.unconditional`: "--keep -1" is a value to refuse, not a missing one.
     @Option(parsing: .unconditional, help: "After a successful backup, keep the newest N backups of the layer.",
-            transform: { try wholeNumber($0, option: "--keep") })
+            transform: { try wholeNumber($0) })
     var keep: Int?
 
     @OptionGroup var storageOption: StorageOption
 
     @Option(parsing: .unconditional, help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).",
-            transform: { try wholeNumber($0, option: "--zstd-level") })
+            transform: { try wholeNumber($0) })
     var zstdLevel: Int?
 
     @Flag(help: "Print the result as JSON.")

@@ -33,9 +33,7 @@ struct BackupsCommand: AsyncParsableCommand {
             let entries = try await BackupCatalog.list(spec, inventory: inv, agent: try agentOption.locate(),
                                                       environment: sel.environment, layer: sel.layer)
             if json {
-                let enc = JSONEncoder()
-                enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                print(String(decoding: try! enc.encode(entries), as: UTF8.self))
+                printJSON(entries)
             } else {
                 print(BackupCatalog.text(entries), terminator: "")
             }

@@ -60,7 +60,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Custom schedule: IANA time zone.", valueName: "zone"))
         var tz: String = "UTC"
 
-        @Option(parsing: .unconditional, help: "How many runs to print.", transform: { try wholeNumber($0, option: "--count") })
+        @Option(parsing: .unconditional, help: "How many runs to print.", transform: { try wholeNumber($0) })
         var count: Int = 5
 
         func run() async throws {

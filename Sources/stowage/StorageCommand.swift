@@ -50,9 +50,7 @@ struct StorageCommand: AsyncParsableCommand {
                                                           environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
                                                           readDataPercent: percent)
                 if json {
-                    let enc = JSONEncoder()
-                    enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                    print(String(decoding: try! enc.encode(reports), as: UTF8.self))
+                    printJSON(reports)
                 } else {
                     print(StorageVerify.text(reports), terminator: "")
                 }

@@ -103,8 +103,9 @@ func printError(_ e: StowageError) {
     FileHandle.standardError.write(Data(text.utf8))
 }
 
-/// A whole number option's value, or an error saying what is wrong with the one given.
-func wholeNumber(_ s: String, option: String) throws -> Int {
+/// A whole number option's value, or an error saying what is wrong with the one given (the
+/// parser adds the option and the value).
+func wholeNumber(_ s: String) throws -> Int {
     guard let n = Int(s) else { throw ValidationError("not a whole number") }
     return n
 }

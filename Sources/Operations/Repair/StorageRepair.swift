@@ -165,7 +165,6 @@ package enum StorageRepair {
                         for m in got.missing { outcome.unrepairable[m] = "its copy on \(source) vanished while repairing" }
                     }
                     // Chunks and keys before manifests, within the batch too.
-                    objects.sort { (RepositoryLayout.manifest($0.name) != nil ? 1 : 0, $0.name) < (RepositoryLayout.manifest($1.name) != nil ? 1 : 0, $1.name) }
                     let plain = objects.filter { RepositoryLayout.manifest($0.name) == nil }
                     let manifests = objects.filter { RepositoryLayout.manifest($0.name) != nil }
                     if !plain.isEmpty { _ = try await to.put(plain, replace: true) }

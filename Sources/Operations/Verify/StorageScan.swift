@@ -238,7 +238,7 @@ enum StorageScan {
             for (i, bytes) in held {
                 var problem: String?
                 if let file = try? JSONDecoder().decode(KeyFile.self, from: Data(bytes)) {
-                    if distinct.count > 1, repo.password.map({ (try? file.unlock(password: $0.value)) == nil }) ?? false {
+                    if distinct.count > 1, let password = repo.password, await RepositoryAccess.unlock(file, password) == nil {
                         problem = "does not unlock with the storage password"
                     }
                 } else {
