@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
         // Unit tests, one target per library, none needing the lab (under a minute).
-        .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository"]),
+        .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository", "TestSupport"]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Topology", "Support", "TestSupport"]),
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport"]),

@@ -34,6 +34,11 @@ enum ProcessInfoLite {
 }
 
 final class Child {
+    /// The program that starts children with the first step above: the agent itself. Tests
+    /// that run jobs inside the test process point it at a built `stowage-agent` (the test
+    /// binary does not know `__child`); nothing else changes it.
+    nonisolated(unsafe) static var launcher = "/proc/self/exe"
+
     let pid: pid_t
     /// The read end of the child's stdout.
     let stdout: Int32
@@ -89,7 +94,7 @@ final class Child {
         sigaddset(&def, SIGPIPE)
         posix_spawnattr_setsigdefault(&attr, &def)
 
-        let selfExe = "/proc/self/exe"
+        let selfExe = Child.launcher
         let full = [selfExe, ChildLauncher.marker] + argv
         let cargs = full.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }

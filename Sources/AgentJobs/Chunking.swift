@@ -12,8 +12,8 @@ import Glibc
 #endif
 
 extension Session {
-    func chunk(_ job: AgentJob) throws -> AgentEvent {
-        guard let k = job.secrets?.keys, let seed = job.secrets?.chunkerSeed else {
+    func chunk(_ job: ChunkJob) throws -> AgentEvent {
+        guard let k = job.secrets.keys, let seed = job.secrets.chunkerSeed else {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "a chunk job needs dataKey, idKey and chunkerSeed secrets")
         }
         let sizes = job.chunkSizes ?? [ChunkerParameters.standard.min, ChunkerParameters.standard.avg, ChunkerParameters.standard.max]
@@ -22,19 +22,24 @@ extension Session {
         }
         let keys = RepositoryKeys(data: SymmetricKey(data: k.data), id: SymmetricKey(data: k.id), chunkerSeed: Array(seed))
         let chunker = Chunker(seed: keys.chunkerSeed, parameters: ChunkerParameters(min: sizes[0], avg: sizes[1], max: sizes[2]))
-        let level = Int32(job.zstdLevel ?? 3)
+        // The source holds its private folder (credential files) until it is released.
+        return try chunkStream(try dumpSource(job), keys: keys, chunker: chunker, maxChunk: sizes[2], zstdLevel: Int32(job.zstdLevel ?? 3))
+    }
 
-        var dir: PrivateDir?
-        let source = try dumpSource(job, dir: &dir)
-        defer { withExtendedLifetime(dir) {} }
+    /// The chunk loop: `source` cut, sealed and written as object records to `output`, a
+    /// chunk event per chunk to `events`; a chunk seen before in this stream is announced
+    /// again but not written twice. Anything readable on `control` (the session's stdin)
+    /// stops the source: that is how the coordinator cancels.
+    func chunkStream(_ source: StreamSource, keys: RepositoryKeys, chunker: Chunker, maxChunk: Int, zstdLevel level: Int32,
+                     control: Int32 = 0, output: Int32 = 1, events: (AgentEvent) -> Void = Events.send) throws -> AgentEvent {
         let readSize = 1 << 20
-        var buf = [UInt8](repeating: 0, count: sizes[2] + readSize)
+        var buf = [UInt8](repeating: 0, count: maxChunk + readSize)
         var start = 0, end = 0, eof = false
         var total: Int64 = 0, chunks = 0
         var streamHash = SHA256()
         var seen = Set<String>()
         var nextProgress = Self.progressEvery
-        var fds = [pollfd(fd: source.pollFD, events: Int16(POLLIN), revents: 0), pollfd(fd: 0, events: Int16(POLLIN), revents: 0)]
+        var fds = [pollfd(fd: source.pollFD, events: Int16(POLLIN), revents: 0), pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
 
         func emit(_ piece: UnsafeRawBufferPointer) throws {
             let id = keys.chunkID(piece)
@@ -44,7 +49,7 @@ extension Session {
                 let sealed = Envelope.seal(piece, key: keys.data, aad: id, zstdLevel: level)
                 stored = sealed.count
                 let record = ObjectRecord.encode(name: RepositoryLayout.chunk(id), bytes: sealed)
-                guard writeAll(1, record) else {
+                guard writeAll(output, record) else {
                     source.cancel()
                     throw JobFailure(exit: .outputClosed, code: "output-closed", message: "stdout closed after \(chunks) chunks; \(source.label) stopped")
                 }
@@ -53,7 +58,7 @@ extension Session {
             e.id = id
             e.bytes = Int64(piece.count)
             e.stored = stored
-            Events.send(e)
+            events(e)
             chunks += 1
         }
 
@@ -61,7 +66,7 @@ extension Session {
             // Cut every whole chunk the buffer holds. Until the stream ends, only cut once the
             // window holds a maximum-size chunk: then the cut is final after one scan, instead
             // of rescanning a growing window after every read.
-            while end > start && (eof || end - start >= sizes[2]) {
+            while end > start && (eof || end - start >= maxChunk) {
                 let window = buf.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: $0[start..<end]) }
                 guard let n = chunker.cut(window, atEnd: eof) else { break }
                 try buf.withUnsafeBytes { try emit(UnsafeRawBufferPointer(rebasing: $0[start..<(start + n)])) }
@@ -93,7 +98,7 @@ extension Session {
             }
             end += n
             total += Int64(n)
-            if total >= nextProgress { Events.progress(total); nextProgress += Self.progressEvery }
+            if total >= nextProgress { events(.progress(total)); nextProgress += Self.progressEvery }
         }
         let counts = try source.finish(total: total)
         var e = Self.result(total, streamHash)

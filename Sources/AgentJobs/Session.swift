@@ -25,20 +25,20 @@ package final class Session {
         do {
             let job = try readJob()
             let result: AgentEvent
-            switch job.type {
-            case .check: result = try check(job)
+            switch job {
+            case .check(let j): result = try check(j)
             case .sink: result = try sink()
             case .echo: result = try echo()
-            case .source: result = try source(job)
-            case .put:
+            case .source(let j): result = try source(j)
+            case .put(let j):
                 var input = InputBytes()
-                result = try Store(job).put(&input, replace: job.replace ?? false)
-            case .get: result = try Store(job).get(job.names ?? [])
-            case .list: result = try Store(job).list(job.prefix)
-            case .delete: result = try Store(job).delete(job.names ?? [])
-            case .lock: result = try Store(job).lock(job.names ?? [], exclusive: job.exclusive ?? false, owner: job.owner)
-            case .chunk: result = try chunk(job)
-            case .restore: result = try restore(job)
+                result = try Store(root: j.root).put(&input, replace: j.replace ?? false)
+            case .get(let j): result = try Store(root: j.root).get(j.names)
+            case .list(let j): result = try Store(root: j.root).list(j.prefix)
+            case .delete(let j): result = try Store(root: j.root).delete(j.names)
+            case .lock(let j): result = try Store(root: j.root).lock(j.layers, exclusive: j.exclusive, owner: j.owner)
+            case .chunk(let j): result = try chunk(j)
+            case .restore(let j): result = try restore(j)
             }
             Events.send(result)
             return .ok
@@ -67,7 +67,7 @@ package final class Session {
         }
         guard AgentJob.Kind(rawValue: t.type) != nil else {
             throw JobFailure(exit: .badJob, code: "unknown-job",
-                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows check, sink, source, echo, put, get, list, delete, lock, chunk, restore)")
+                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows \(AgentJob.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         do { return try JSONDecoder().decode(AgentJob.self, from: data) } catch {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "malformed \(t.type) job: \(error)")
@@ -109,7 +109,7 @@ package final class Session {
         return Self.result(total, hash)
     }
 
-    func source(_ job: AgentJob) throws -> AgentEvent {
+    func source(_ job: SourceJob) throws -> AgentEvent {
         if let command = job.command, !command.isEmpty { return try sourceCommand(command) }
         guard let bytes = job.bytes, bytes >= 0 else {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "a source job needs bytes or command")
@@ -175,7 +175,7 @@ package final class Session {
         return Self.result(sent, hash)
     }
 
-    func check(_ job: AgentJob) throws -> AgentEvent {
+    func check(_ job: CheckJob) throws -> AgentEvent {
         var e = AgentEvent(event: .result)
         var tools: [String: String] = [:]
         for t in job.tools ?? [] { tools[t] = toolVersion(t) ?? "missing" }

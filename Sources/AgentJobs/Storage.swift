@@ -70,8 +70,8 @@ func errnoText(_ e: Int32) -> String {
 struct Store {
     let root: String
 
-    init(_ job: AgentJob) throws {
-        guard let r = job.root, r.hasPrefix("/"), !r.split(separator: "/").contains("..") else {
+    init(root r: String) throws {
+        guard r.hasPrefix("/"), !r.split(separator: "/").contains("..") else {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "a storage job needs an absolute root without '..'")
         }
         root = r.hasSuffix("/") && r.count > 1 ? String(r.dropLast()) : r

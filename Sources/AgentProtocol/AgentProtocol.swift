@@ -35,87 +35,219 @@ package enum AgentExit: Int32, Sendable {
     case outputClosed = 6
 }
 
-/// A job description. Unknown fields are ignored; an unknown `type` is refused.
-package struct AgentJob: Codable, Sendable, Equatable {
-    package enum Kind: String, Codable, Sendable {
-        /// Report tool versions and free space.
-        case check
-        /// Read the input frames, report their size and SHA-256.
-        case sink
-        /// Write a stream on stdout: `bytes` zero bytes, or a command's stdout.
-        case source
-        /// Copy the input frames to stdout.
-        case echo
-        /// Storage node: write the objects of the input (records) under `root`, atomically.
-        case put
-        /// Storage node: write the objects `names` under `root` to stdout, as records.
-        case get
-        /// Storage node: list the objects under `root`/`prefix` (stdout: "size name" lines).
-        case list
-        /// Storage node: remove the objects `names` under `root`.
-        case delete
-        /// Storage node: hold the repository lock (shared, or `exclusive`) and the exclusive
-        /// locks of the layers `names` under `root` until the session ends.
-        case lock
-        /// Database node: run `command`, cut its stdout into chunks, compress and encrypt
-        /// each with the keys in `secrets` (data key, ID key, chunker seed), write them as
-        /// object records; one `chunk` event per chunk, in stream order.
-        case chunk
-        /// Database node: the input is a backup stream's sealed chunks as object records, in
-        /// order; each is authenticated, decrypted and checked against its keyed ID here, and
-        /// the plaintext applied to the database `database` (psql, mariadb, or for Redis a
-        /// private redis-server whose keys are copied with DUMP/RESTORE).
-        case restore
+/// A job: one kind, and only the fields that kind takes. On the wire it is one JSON object,
+/// `type` naming the kind and the payload's fields beside it (docs/agent-protocol.md).
+/// Unknown fields are ignored; an unknown `type` is refused, and so is a kind without a
+/// field it requires.
+package enum AgentJob: Sendable, Equatable {
+    /// Report tool versions and free space.
+    case check(CheckJob)
+    /// Read the input frames, report their size and SHA-256.
+    case sink
+    /// Write a stream on stdout: `bytes` zero bytes, or a command's stdout.
+    case source(SourceJob)
+    /// Copy the input frames to stdout.
+    case echo
+    /// Storage node: write the objects of the input (records) under `root`, atomically.
+    case put(PutJob)
+    /// Storage node: write the objects `names` under `root` to stdout, as records.
+    case get(GetJob)
+    /// Storage node: list the objects under `root`/`prefix` (stdout: "size name" lines).
+    case list(ListJob)
+    /// Storage node: remove the objects `names` under `root`.
+    case delete(DeleteJob)
+    /// Storage node: hold the repository lock (shared, or exclusive) and the exclusive locks
+    /// of the layers until the session's input ends.
+    case lock(LockJob)
+    /// Database node: run a command or dump a database, cut its stdout into chunks, compress
+    /// and encrypt each with the keys in `secrets`, write them as object records; one `chunk`
+    /// event per chunk, in stream order.
+    case chunk(ChunkJob)
+    /// Database node: the input is a backup stream's sealed chunks as object records, in
+    /// order; each is authenticated, decrypted and checked against its keyed ID here, and
+    /// the plaintext applied to the database (psql, mariadb, or for Redis a private
+    /// redis-server whose keys are copied with DUMP/RESTORE).
+    case restore(RestoreJob)
+
+    package enum Kind: String, Codable, Sendable, CaseIterable {
+        case check, sink, source, echo, put, get, list, delete, lock, chunk, restore
     }
 
-    package var type: Kind
-    package var bytes: Int64?
-    /// For `source`: the program and arguments whose stdout is the stream.
-    package var command: [String]?
-    /// For `check`: tools to look for; a path whose free space to report.
-    package var tools: [String]?
-    package var path: String?
-    /// Secrets a job needs (the repository's keys, the database password): kept out of argv
-    /// and environment, typed.
-    package var secrets: JobSecrets?
-    /// Storage jobs: the repository folder (absolute), object names relative to it, a prefix.
-    package var root: String?
-    package var names: [String]?
-    package var prefix: String?
-    /// For `lock`: who holds it (coordinator host, pid, operation), shown to whoever waits,
-    /// and whether the repository lock is exclusive (prune) or shared (backup, restore).
-    package var owner: String?
-    package var exclusive: Bool?
-    /// For `chunk`: [min, avg, max] chunk sizes and the zstd level.
-    package var chunkSizes: [Int]?
-    package var zstdLevel: Int?
-    /// For `chunk` (then `command` is not needed) and `restore`: the database to dump or
-    /// restore; its password is `secrets.dbPassword`.
-    package var database: DatabaseAccess?
-    /// For `put`: every object of the input replaces the file of its name, if any (repair
-    /// puts only copies it has authenticated over copies it found damaged).
-    package var replace: Bool?
+    package var kind: Kind {
+        switch self {
+        case .check: .check
+        case .sink: .sink
+        case .source: .source
+        case .echo: .echo
+        case .put: .put
+        case .get: .get
+        case .list: .list
+        case .delete: .delete
+        case .lock: .lock
+        case .chunk: .chunk
+        case .restore: .restore
+        }
+    }
+}
 
-    package init(type: Kind, bytes: Int64? = nil, command: [String]? = nil, tools: [String]? = nil,
-                path: String? = nil, secrets: JobSecrets? = nil, root: String? = nil,
-                names: [String]? = nil, prefix: String? = nil, owner: String? = nil,
-                chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, exclusive: Bool? = nil,
-                database: DatabaseAccess? = nil, replace: Bool? = nil) {
-        self.type = type
-        self.bytes = bytes
-        self.command = command
+package struct CheckJob: Codable, Sendable, Equatable {
+    /// Tools whose `--version` to report.
+    package var tools: [String]?
+    /// A path whose file system's free space to report.
+    package var path: String?
+    package init(tools: [String]? = nil, path: String? = nil) {
         self.tools = tools
         self.path = path
+    }
+}
+
+package struct SourceJob: Codable, Sendable, Equatable {
+    /// That many zero bytes (transport tests, benchmarks)...
+    package var bytes: Int64?
+    /// ...or this program's stdout.
+    package var command: [String]?
+    /// Secrets travel only here, never into the command's argv or environment (tests show it).
+    package var secrets: JobSecrets?
+    package init(bytes: Int64? = nil, command: [String]? = nil, secrets: JobSecrets? = nil) {
+        self.bytes = bytes
+        self.command = command
         self.secrets = secrets
+    }
+}
+
+/// Storage jobs name the repository folder (absolute) and objects relative to it.
+package struct PutJob: Codable, Sendable, Equatable {
+    package var root: String
+    /// Every object of the input replaces the file of its name, if any (repair puts only
+    /// copies it has authenticated over copies it found damaged).
+    package var replace: Bool?
+    package init(root: String, replace: Bool = false) {
+        self.root = root
+        self.replace = replace ? true : nil
+    }
+}
+
+package struct GetJob: Codable, Sendable, Equatable {
+    package var root: String
+    package var names: [String]
+    package init(root: String, names: [String]) {
         self.root = root
         self.names = names
+    }
+}
+
+package struct ListJob: Codable, Sendable, Equatable {
+    package var root: String
+    package var prefix: String?
+    package init(root: String, prefix: String? = nil) {
+        self.root = root
         self.prefix = prefix
+    }
+}
+
+package struct DeleteJob: Codable, Sendable, Equatable {
+    package var root: String
+    package var names: [String]
+    package init(root: String, names: [String]) {
+        self.root = root
+        self.names = names
+    }
+}
+
+package struct LockJob: Codable, Sendable, Equatable {
+    package var root: String
+    /// The layers whose exclusive locks to take (none: the repository lock only).
+    package var layers: [String]
+    /// Who holds it (coordinator host, pid, operation), shown to whoever waits.
+    package var owner: String?
+    /// The repository lock exclusive (prune, repair, creation) instead of shared.
+    package var exclusive: Bool
+
+    enum CodingKeys: String, CodingKey { case root, layers = "names", owner, exclusive }
+
+    package init(root: String, layers: [String], owner: String?, exclusive: Bool) {
+        self.root = root
+        self.layers = layers
         self.owner = owner
+        self.exclusive = exclusive
+    }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        root = try c.decode(String.self, forKey: .root)
+        layers = try c.decodeIfPresent([String].self, forKey: .layers) ?? []
+        owner = try c.decodeIfPresent(String.self, forKey: .owner)
+        exclusive = try c.decodeIfPresent(Bool.self, forKey: .exclusive) ?? false
+    }
+}
+
+package struct ChunkJob: Codable, Sendable, Equatable {
+    /// The stream: a command's stdout (tests, benchmarks)...
+    package var command: [String]?
+    /// ...or the dump of this database (its password is `secrets.dbPassword`).
+    package var database: DatabaseAccess?
+    /// The repository's keys and chunker seed; the database password.
+    package var secrets: JobSecrets
+    /// [min, avg, max] chunk sizes, and the zstd level.
+    package var chunkSizes: [Int]?
+    package var zstdLevel: Int?
+
+    package init(command: [String]? = nil, database: DatabaseAccess? = nil, secrets: JobSecrets = JobSecrets(),
+                 chunkSizes: [Int]? = nil, zstdLevel: Int? = nil) {
+        self.command = command
+        self.database = database
+        self.secrets = secrets
         self.chunkSizes = chunkSizes
         self.zstdLevel = zstdLevel
-        self.exclusive = exclusive
+    }
+}
+
+package struct RestoreJob: Codable, Sendable, Equatable {
+    package var database: DatabaseAccess
+    /// The repository's data and ID keys; the database password.
+    package var secrets: JobSecrets
+    package init(database: DatabaseAccess, secrets: JobSecrets) {
         self.database = database
-        self.replace = replace
+        self.secrets = secrets
+    }
+}
+
+extension AgentJob: Codable {
+    private enum TypeKey: String, CodingKey { case type }
+
+    package init(from decoder: any Decoder) throws {
+        let kind = try decoder.container(keyedBy: TypeKey.self).decode(Kind.self, forKey: .type)
+        switch kind {
+        case .check: self = .check(try CheckJob(from: decoder))
+        case .sink: self = .sink
+        case .source: self = .source(try SourceJob(from: decoder))
+        case .echo: self = .echo
+        case .put: self = .put(try PutJob(from: decoder))
+        case .get: self = .get(try GetJob(from: decoder))
+        case .list: self = .list(try ListJob(from: decoder))
+        case .delete: self = .delete(try DeleteJob(from: decoder))
+        case .lock: self = .lock(try LockJob(from: decoder))
+        case .chunk: self = .chunk(try ChunkJob(from: decoder))
+        case .restore: self = .restore(try RestoreJob(from: decoder))
+        }
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        // The payload's fields and `type` share one JSON object.
+        switch self {
+        case .check(let j): try j.encode(to: encoder)
+        case .source(let j): try j.encode(to: encoder)
+        case .put(let j): try j.encode(to: encoder)
+        case .get(let j): try j.encode(to: encoder)
+        case .list(let j): try j.encode(to: encoder)
+        case .delete(let j): try j.encode(to: encoder)
+        case .lock(let j): try j.encode(to: encoder)
+        case .chunk(let j): try j.encode(to: encoder)
+        case .restore(let j): try j.encode(to: encoder)
+        case .sink, .echo: break
+        }
+        var c = encoder.container(keyedBy: TypeKey.self)
+        try c.encode(kind, forKey: .type)
     }
 }
 
@@ -186,6 +318,12 @@ package struct AgentEvent: Codable, Sendable, Equatable {
         e.protocol = AgentWire.protocolVersion
         e.version = AgentWire.version
         e.pid = pid
+        return e
+    }
+
+    package static func progress(_ bytes: Int64) -> AgentEvent {
+        var e = AgentEvent(event: .progress)
+        e.bytes = bytes
         return e
     }
 

@@ -37,7 +37,7 @@ final class SentChunks: @unchecked Sendable {
 /// Bounded queues from one producer thread to several consumer threads. The producer blocks
 /// while a live consumer's queue is full; a consumer that died takes nothing more.
 package final class FanOut: @unchecked Sendable {
-    package final class Consumer: @unchecked Sendable {
+    package final class Consumer: RecordFeed, @unchecked Sendable {
         private let cond = NSCondition()
         private var queue: [[UInt8]] = []
         private var head = 0
@@ -48,8 +48,8 @@ package final class FanOut: @unchecked Sendable {
 
         package init(capacity: Int) { self.capacity = capacity }
 
-        /// Called by the consumer's channel loop.
-        package func next() -> ChannelInput {
+        /// Called by the consumer's session loop (a driver's put, a restore job's input).
+        package func next() -> FeedItem {
             cond.lock()
             defer { cond.unlock() }
             if head < queue.count {
@@ -59,10 +59,9 @@ package final class FanOut: @unchecked Sendable {
                 bytes -= r.count
                 if head > 1024 { queue.removeFirst(head); head = 0 }
                 cond.broadcast()
-                // A record is the payload; frame it for the agent's input.
-                return .bytes(AgentClient.framed(r))
+                return .record(r)
             }
-            if finished { finished = false; dead = true; return .bytes(Frame.end) }
+            if finished { dead = true; return .end }
             return dead ? .end : .later
         }
 
@@ -81,6 +80,8 @@ package final class FanOut: @unchecked Sendable {
             cond.broadcast()
             cond.unlock()
         }
+
+        package func abandon() { kill() }
 
         package func kill() {
             cond.lock()

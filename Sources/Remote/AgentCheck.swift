@@ -40,7 +40,7 @@ package enum AgentCheck {
                           role: n.layer.map { "db \($0)" } ?? "storage \(n.storage ?? "")",
                           ssh: "?", agent: "?", tools: [:], freeBytes: nil, path: nil, problem: nil, hint: nil, exitCode: 0)
         do {
-            let run = try await AgentClient.run(n.target, agent: agent, job: AgentJob(type: .check, tools: n.tools, path: n.workPath))
+            let run = try await AgentClient.run(n.target, agent: agent, job: .check(CheckJob(tools: n.tools, path: n.workPath)))
             c.ssh = "ok"
             c.agent = "\(run.hello.version ?? "?") (protocol \(run.hello.protocol ?? 0))"
             c.tools = run.result.tools ?? [:]

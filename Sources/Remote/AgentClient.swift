@@ -45,6 +45,25 @@ package enum AgentClient {
         return try await run(target, agent: agent, job: job, framedInput: source, output: output, progress: progress, ready: ready)
     }
 
+    /// As above, with the input taken record by record from a feed that another thread fills
+    /// (a backup's chunks, a restore's sealed records): each record goes out as one frame,
+    /// and the end frame follows the feed's end.
+    package static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, feed: any RecordFeed,
+                           output: ((UnsafeRawBufferPointer) -> Void)? = nil,
+                           progress: ((Int64) -> Void)? = nil) async throws(StowageError) -> AgentRun {
+        var ended = false
+        return try await run(target, agent: agent, job: job, framedInput: {
+            if ended { return .end }
+            switch feed.next() {
+            case .record(let r): return .bytes(framed(r))
+            case .later: return .later
+            case .end:
+                ended = true
+                return .bytes(Frame.end)
+            }
+        }, output: output, progress: progress, ready: nil)
+    }
+
     /// As above, with input that may be "not yet" (`.later`): a producer on another thread
     /// is behind. The closure frames its own bytes and ends with `Frame.end`.
     package static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob,
@@ -111,12 +130,12 @@ package enum AgentClient {
             exit = remoteExit
             // Closed on both ends: the connection can carry the next job to this node.
             if clean { SSHConnectionPool.shared.park(conn) }
-            Trace.log("\(target.node) \(job.type.rawValue): channel \(Int((opened - started) * 1000)) ms (\(how) connection), job \(Int((Deadline.now() - opened) * 1000)) ms, \(received) bytes out")
+            Trace.log("\(target.node) \(job.kind.rawValue): channel \(Int((opened - started) * 1000)) ms (\(how) connection), job \(Int((Deadline.now() - opened) * 1000)) ms, \(received) bytes out")
         } catch let e as SSHError {
             if case .cancelled = e, let hello = events.mismatch {
                 throw mismatchError(target, hello, agent)
             }
-            if case .cancelled = e { throw StowageError(.cancelled, "\(target.node): job \(job.type.rawValue) cancelled; the agent was stopped") }
+            if case .cancelled = e { throw StowageError(.cancelled, "\(target.node): job \(job.kind.rawValue) cancelled; the agent was stopped") }
             SSHConnectionPool.shared.noteFailure(target)
             throw StowageError.ssh(e, target)
         } catch let e as StowageError {
@@ -136,7 +155,7 @@ package enum AgentClient {
         }
         if let err = events.error {
             let how = exit.signal.map { "; the agent was killed by signal \($0)" } ?? ""
-            let text = "\(who): \(job.type.rawValue) job failed: \(err.message ?? err.code ?? "error")\(how)"
+            let text = "\(who): \(job.kind.rawValue) job failed: \(err.message ?? err.code ?? "error")\(how)"
             switch err.code {
             case "auth-failed":
                 throw StowageError(.credentialsRejected, text, hint: "check the layer's credentials in the inventory")
@@ -149,14 +168,14 @@ package enum AgentClient {
             }
         }
         if let sig = exit.signal {
-            throw StowageError(.remoteFailed, "\(who): the agent (pid \(hello.pid ?? 0)) was killed by signal \(sig) during the \(job.type.rawValue) job, after \(received) bytes of output",
+            throw StowageError(.remoteFailed, "\(who): the agent (pid \(hello.pid ?? 0)) was killed by signal \(sig) during the \(job.kind.rawValue) job, after \(received) bytes of output",
                                hint: "something on the node stopped it (OOM killer, an operator, a reboot); the job left nothing committed", retryable: true)
         }
         guard let result = events.result else {
             throw StowageError(.remoteFailed, "\(who): the agent ended (exit \(exit.status)) without a result: the stream was cut after \(received) bytes",
                                retryable: true)
         }
-        if let sent = result.bytes, job.type == .source || job.type == .echo, sent != received {
+        if let sent = result.bytes, job.kind == .source || job.kind == .echo, sent != received {
             throw StowageError(.remoteFailed, "\(who): the agent sent \(sent) bytes but \(received) arrived", retryable: true)
         }
         return AgentRun(node: target.node, hello: hello, result: result, messages: events.messages, received: received, chunks: events.chunks)

@@ -71,8 +71,8 @@ package enum BackupReader {
             let c = allCopies ? copies[i]! : await copy(repo, node, objectName)
             switch c {
             case .none: continue
-            case .good(let m)?: if found == nil { found = (m, node.target.node) }
-            case .bad(let problem)?: bad.append(BadCopy(node: node.target.node, object: objectName, problem: problem))
+            case .good(let m)?: if found == nil { found = (m, node.name) }
+            case .bad(let problem)?: bad.append(BadCopy(node: node.name, object: objectName, problem: problem))
             }
             if found != nil && !allCopies { break }
         }
@@ -86,7 +86,7 @@ package enum BackupReader {
     }
 
     /// One node's copy of a manifest: nil when it has none.
-    private static func copy(_ repo: OpenRepository, _ node: StorageNodeClient, _ objectName: String) async -> Copy? {
+    private static func copy(_ repo: OpenRepository, _ node: any StorageDriver, _ objectName: String) async -> Copy? {
         switch await captured({ try await node.get([objectName]) }) {
         case .failure(let e): return .bad(e.isSetupFault ? e.message : "unreachable")
         case .success(let got):
@@ -144,22 +144,22 @@ package enum BackupReader {
             let names = wanted.sorted().map(RepositoryLayout.chunk)
             let got: (objects: [StoredObject], missing: [String])
             do throws(StowageError) { got = try await node.get(names) } catch {
-                bad.append(BadCopy(node: node.target.node, object: "\(wanted.count) chunks", problem: error.message))
+                bad.append(BadCopy(node: node.name, object: "\(wanted.count) chunks", problem: error.message))
                 continue
             }
-            for m in got.missing { bad.append(BadCopy(node: node.target.node, object: m, problem: "missing")) }
+            for m in got.missing { bad.append(BadCopy(node: node.name, object: m, problem: "missing")) }
             for obj in got.objects {
                 let id = String(obj.name.split(separator: "/").last ?? "")
                 do throws(RepositoryError) {
                     let p = try Envelope.open(obj.bytes, key: repo.keys.data, aad: id)
                     guard p.withUnsafeBytes({ repo.keys.chunkID($0) }) == id else {
-                        bad.append(BadCopy(node: node.target.node, object: obj.name, problem: "content does not match its ID"))
+                        bad.append(BadCopy(node: node.name, object: obj.name, problem: "content does not match its ID"))
                         continue
                     }
                     out[id] = (obj.bytes, keepPlain ? p : [])
                     wanted.remove(id)
                 } catch {
-                    bad.append(BadCopy(node: node.target.node, object: obj.name, problem: error.description))
+                    bad.append(BadCopy(node: node.name, object: obj.name, problem: error.description))
                 }
             }
         }

@@ -1,7 +1,6 @@
 // A storage as a set of replicas: every node holds a full copy. Writes go to every
 // reachable node in parallel and commit once the write quorum holds them; nodes that missed
 // a write are reported, and `storage repair` (StorageRepair) copies what they lack.
-import AgentProtocol
 import Fleet
 import Foundation
 import Remote
@@ -16,24 +15,51 @@ package struct ReplicatedWrite: Sendable, Equatable {
 
 package struct ReplicatedStorage: Sendable {
     package var name: String
-    package var nodes: [StorageNodeClient]
+    package var nodes: [any StorageDriver]
     package var quorum: Int?
 
-    /// The storage's node clients for one environment's repository.
-    package init(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environment: String) throws(StowageError) {
+    /// The drivers of the storage's nodes, for one environment's repository (nil: the
+    /// storage's root, where each environment is a folder).
+    package init(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environment: String?) throws(StowageError) {
         name = spec.name
         quorum = spec.quorum
-        var clients: [StorageNodeClient] = []
+        var drivers: [any StorageDriver] = []
         for n in spec.nodes {
             guard let root = n.root ?? spec.root else {
                 throw StowageError(.invalidInventory, "storage node \(n.name) has no root folder (\(n.location))")
             }
-            clients.append(StorageNodeClient(target: try inventory.sshTarget(n), agent: agent, repository: "\(root)/\(environment)"))
+            drivers.append(SSHStorageNode(target: try inventory.sshTarget(n), agent: agent,
+                                          repository: environment.map { "\(root)/\($0)" } ?? root))
         }
-        nodes = clients
+        nodes = drivers
     }
 
-    package init(name: String, nodes: [StorageNodeClient], quorum: Int?) {
+    /// The environments with a repository folder on any reachable node of the storage.
+    package static func environments(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary) async throws(StowageError) -> [String] {
+        let root = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: nil)
+        var found = Set<String>()
+        var reached = 0
+        for node in root.nodes {
+            let listing: [ListedObject]
+            switch await captured({ try await node.list() }) {
+            case .success(let l): listing = l
+            case .failure(let e):
+                if e.isSetupFault { throw e }
+                continue
+            }
+            reached += 1
+            for entry in listing {
+                if let env = entry.name.split(separator: "/").first { found.insert(String(env)) }
+            }
+        }
+        guard reached > 0 else {
+            throw StowageError(.nodeUnreachable, "storage \(spec.name): no node could be listed",
+                               hint: "stowage agent check \(spec.name) tells which nodes are unreachable and why", retryable: true)
+        }
+        return found.sorted()
+    }
+
+    package init(name: String, nodes: [any StorageDriver], quorum: Int?) {
         self.name = name
         self.nodes = nodes
         self.quorum = quorum
@@ -43,7 +69,7 @@ package struct ReplicatedStorage: Sendable {
     package func put(_ objects: [StoredObject]) async throws(StowageError) -> ReplicatedWrite {
         let results = await withTaskGroup(of: (String, Result<PutResult, StowageError>).self) { group in
             for c in nodes {
-                group.addTask { (c.target.node, await captured { try await c.put(objects) }) }
+                group.addTask { (c.name, await captured { try await c.put(objects) }) }
             }
             var out: [String: Result<PutResult, StowageError>] = [:]
             for await (n, r) in group { out[n] = r }
@@ -59,7 +85,7 @@ package struct ReplicatedStorage: Sendable {
                 failures[n] = e.message
             }
         }
-        let outcome = QuorumOutcome.decide(nodes: nodes.map(\.target.node), failures: failures, quorum: quorum)
+        let outcome = QuorumOutcome.decide(nodes: nodes.map(\.name), failures: failures, quorum: quorum)
         guard outcome.committed else {
             let why = failures.keys.sorted().map { "\($0): \(failures[$0]!)" }.joined(separator: "; ")
             throw StowageError(.quorumNotReached,
@@ -101,7 +127,7 @@ extension ReplicatedStorage {
         }
         var stored = StoredBackups()
         for (i, result) in listings {
-            let node = nodes[i].target.node
+            let node = nodes[i].name
             if case .failure(let e) = result {
                 stored.unreachable.append(node)
                 stored.errors[node] = e
@@ -117,4 +143,12 @@ extension ReplicatedStorage {
         }
         return stored
     }
+}
+
+extension ReplicatedStorage {
+    /// The names of its replicas, in the storage's order.
+    package var nodeNames: [String] { nodes.map(\.name) }
+
+    /// Opens connections to every replica ahead of the work.
+    package func prewarm(connections: Int) { for n in nodes { n.prewarm(connections: connections) } }
 }

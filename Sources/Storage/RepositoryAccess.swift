@@ -81,9 +81,9 @@ package enum RepositoryAccess {
     }
 
     /// The repository if a reached node holds its config; the nodes that answered.
-    static func find(_ storage: ReplicatedStorage, environment: String, password: Secret) async throws(StowageError) -> (found: OpenRepository?, reached: [StorageNodeClient]) {
+    static func find(_ storage: ReplicatedStorage, environment: String, password: Secret) async throws(StowageError) -> (found: OpenRepository?, reached: [any StorageDriver]) {
         let label = "repository \(environment) on storage \(storage.name)"
-        var reachedNodes: [StorageNodeClient] = []
+        var reachedNodes: [any StorageDriver] = []
         var reached = 0
         var lastError: StowageError?
         for node in storage.nodes {
@@ -101,7 +101,7 @@ package enum RepositoryAccess {
             }
             guard let configBytes = found.config else { continue }
             guard let config = try? JSONDecoder().decode(RepositoryConfig.self, from: Data(configBytes)) else {
-                throw StowageError(.repositoryDamaged, "\(label): \(node.target.node) holds an unreadable config",
+                throw StowageError(.repositoryDamaged, "\(label): \(node.name) holds an unreadable config",
                                    hint: "stowage storage repair \(storage.name) copies it from another node")
             }
             guard config.format <= RepositoryConfig.currentFormat else {
@@ -122,7 +122,7 @@ package enum RepositoryAccess {
                 throw StowageError(.credentialsRejected, "wrong password for \(label)",
                                    hint: "the storage password comes from storages.\(storage.name).password_env or password_file")
             }
-            throw StowageError(.repositoryDamaged, "\(label): \(node.target.node) has a config but no readable key file",
+            throw StowageError(.repositoryDamaged, "\(label): \(node.name) has a config but no readable key file",
                                hint: "stowage storage repair \(storage.name) copies key files from another node")
         }
         if reached == 0, let lastError { throw lastError }
@@ -140,8 +140,7 @@ package enum RepositoryAccess {
         // A new repository: key files first, config last (its presence marks a repository).
         let keys = RepositoryKeys.generate()
         let config = RepositoryConfig.fresh()
-        let value = password.value
-        let keyFile = await DedicatedThread.run("scrypt") { KeyFile.create(keys: keys, password: value, n: kdfCost) }
+        let keyFile = await keyFile(keys, password: password, kdfCost: kdfCost)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys, .prettyPrinted]
         let keyID = String(hexString(SHA256.hash(data: Array(keyFile.salt.utf8))).prefix(16))
@@ -160,5 +159,30 @@ extension RepositoryAccess {
             if error.status == .usage { return nil }
             throw error
         }
+    }
+}
+
+extension RepositoryAccess {
+    /// The repositories of `environments` on one storage, each opened in turn (environments
+    /// with none yet are skipped) and handed to `body`: the opening sequence every
+    /// storage-wide command shares (verify, repair, prune, the backup list, a password change).
+    package static func forEach<T>(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
+                                   password given: Secret? = nil,
+                                   _ body: (OpenRepository) async throws(StowageError) -> T) async throws(StowageError) -> [T] {
+        let password: Secret
+        if let given { password = given } else { password = try spec.resolvePassword() }
+        var out: [T] = []
+        for env in environments {
+            let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
+            guard let repo = try await openIfPresent(storage, environment: env, password: password) else { continue }
+            out.append(try await body(repo))
+        }
+        return out
+    }
+
+    /// A key file wrapping `keys` under `password` (scrypt, on a thread of its own).
+    package static func keyFile(_ keys: RepositoryKeys, password: Secret, kdfCost: Int) async -> KeyFile {
+        let value = password.value
+        return await DedicatedThread.run("scrypt") { KeyFile.create(keys: keys, password: value, n: kdfCost) }
     }
 }

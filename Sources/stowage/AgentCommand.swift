@@ -127,9 +127,9 @@ extension AgentCommand {
                 let start = Date()
                 let run: AgentRun
                 if direction == "out" {
-                    run = try await AgentClient.run(n.target, agent: agent, job: AgentJob(type: .source, bytes: total))
+                    run = try await AgentClient.run(n.target, agent: agent, job: .source(SourceJob(bytes: total)))
                 } else {
-                    run = try await AgentClient.run(n.target, agent: agent, job: AgentJob(type: .sink), input: { counter.take(block) })
+                    run = try await AgentClient.run(n.target, agent: agent, job: .sink, input: { counter.take(block) })
                 }
                 let secs = Date().timeIntervalSince(start)
                 let moved = direction == "out" ? run.received : (run.result.bytes ?? 0)

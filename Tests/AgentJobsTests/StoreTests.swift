@@ -37,7 +37,7 @@ private func put(_ root: String, _ records: [[UInt8]], cut: Bool = false, replac
     let fd = try input(records, cut: cut)
     defer { close(fd) }
     var bytes = InputBytes(fd: fd)
-    return try Store(AgentJob(type: .put, root: root)).put(&bytes, replace: replace)
+    return try Store(root: root).put(&bytes, replace: replace)
 }
 
 @Suite struct StoreTests {
@@ -109,15 +109,14 @@ private func put(_ root: String, _ records: [[UInt8]], cut: Bool = false, replac
         let root = try tempRoot()
         defer { try? FileManager.default.removeItem(atPath: root) }
         _ = try put(root, [ObjectRecord.encode(name: chunk, bytes: [1, 2])])
-        let d = try Store(AgentJob(type: .delete, root: root)).delete([chunk, "chunks/cd/none"])
+        let d = try Store(root: root).delete([chunk, "chunks/cd/none"])
         #expect(d.stored == 1 && d.missing == ["chunks/cd/none"])
         #expect(!FileManager.default.fileExists(atPath: "\(root)/\(chunk)"))
-        #expect(throws: JobFailure.self) { try Store(AgentJob(type: .delete, root: root)).delete(["../etc/passwd"]) }
+        #expect(throws: JobFailure.self) { try Store(root: root).delete(["../etc/passwd"]) }
     }
 
     @Test func aStorageJobNeedsAnAbsoluteRootWithoutDotDot() {
-        #expect(throws: JobFailure.self) { try Store(AgentJob(type: .put, root: "relative/root")) }
-        #expect(throws: JobFailure.self) { try Store(AgentJob(type: .put, root: "/srv/../etc")) }
-        #expect(throws: JobFailure.self) { try Store(AgentJob(type: .put)) }
+        #expect(throws: JobFailure.self) { try Store(root: "relative/root") }
+        #expect(throws: JobFailure.self) { try Store(root: "/srv/../etc") }
     }
 }

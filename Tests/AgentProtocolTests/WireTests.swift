@@ -11,19 +11,53 @@ import Testing
         try JSONDecoder().decode(T.self, from: JSONEncoder().encode(v))
     }
 
-    @Test func aJobWithEveryFieldRoundTrips() throws {
-        let job = AgentJob(type: .chunk, bytes: 7, command: ["cat", "x"], tools: ["psql"], path: "/",
-                           secrets: JobSecrets(dataKey: Data(repeating: 1, count: 32), idKey: Data(repeating: 2, count: 32),
-                                               chunkerSeed: Data([3, 4]), dbPassword: "pw"),
-                           root: "/srv", names: ["a"], prefix: "chunks", owner: "me", chunkSizes: [1, 2, 4], zstdLevel: 3,
-                           exclusive: true,
-                           database: DatabaseAccess(engine: .mysql, host: "h", port: 3306, user: "u", fromReplica: true, cluster: false,
-                                                    flush: true, keepRoles: ["r"]),
-                           replace: true)
+    static let secrets = JobSecrets(dataKey: Data(repeating: 1, count: 32), idKey: Data(repeating: 2, count: 32),
+                                    chunkerSeed: Data([3, 4]), dbPassword: "pw")
+    static let database = DatabaseAccess(engine: .mysql, host: "h", port: 3306, user: "u", fromReplica: true, cluster: false,
+                                         flush: true, keepRoles: ["r"])
+    /// One job of every kind, each with every field its payload has.
+    static let everyKind: [AgentJob] = [
+        .check(CheckJob(tools: ["psql"], path: "/")),
+        .sink,
+        .source(SourceJob(bytes: 7, command: ["cat", "x"], secrets: JobSecrets(dbPassword: "pw"))),
+        .echo,
+        .put(PutJob(root: "/srv", replace: true)),
+        .get(GetJob(root: "/srv", names: ["a", "b"])),
+        .list(ListJob(root: "/srv", prefix: "chunks")),
+        .delete(DeleteJob(root: "/srv", names: ["a"])),
+        .lock(LockJob(root: "/srv", layers: ["sqldb"], owner: "me", exclusive: true)),
+        .chunk(ChunkJob(command: ["cat", "x"], database: database, secrets: secrets, chunkSizes: [1, 2, 4], zstdLevel: 3)),
+        .restore(RestoreJob(database: database, secrets: secrets)),
+    ]
+
+    @Test(arguments: everyKind) func everyJobKindRoundTripsWithItsFields(_ job: AgentJob) throws {
         #expect(try roundTrip(job) == job)
-        for kind in [AgentJob.Kind.check, .sink, .source, .echo, .put, .get, .list, .delete, .lock, .chunk, .restore] {
-            #expect(try roundTrip(AgentJob(type: kind)).type == kind)
+        // One JSON object: `type` names the kind, the payload's fields stand beside it.
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(job)) as? [String: Any]
+        #expect(json?["type"] as? String == job.kind.rawValue)
+    }
+
+    @Test func everyKindIsCoveredOnce() {
+        #expect(Self.everyKind.map(\.kind) == AgentJob.Kind.allCases)
+    }
+
+    @Test func theWireNamesAreTheDocumentedOnes() throws {
+        let lock = try JSONSerialization.jsonObject(with: JSONEncoder().encode(AgentJob.lock(LockJob(root: "/r", layers: ["l"], owner: nil, exclusive: false)))) as? [String: Any]
+        #expect(lock?["names"] as? [String] == ["l"])
+        #expect(lock?["root"] as? String == "/r")
+        // A put that does not replace says nothing about it.
+        let put = try JSONSerialization.jsonObject(with: JSONEncoder().encode(AgentJob.put(PutJob(root: "/r")))) as? [String: Any]
+        #expect(put?.keys.sorted() == ["root", "type"])
+    }
+
+    @Test func aKindWithoutAFieldItNeedsIsRefused() throws {
+        for line in [#"{"type":"put"}"#, #"{"type":"get","root":"/r"}"#, #"{"type":"delete","names":["a"]}"#,
+                     #"{"type":"restore","secrets":{}}"#, #"{"type":"chunk"}"#, #"{"type":"lock"}"#] {
+            #expect(throws: DecodingError.self, "\(line)") { try JSONDecoder().decode(AgentJob.self, from: Data(line.utf8)) }
         }
+        // Optional fields may be absent: a shared lock of the repository only.
+        let lock = #"{"type":"lock","root":"/r"}"#
+        #expect(try JSONDecoder().decode(AgentJob.self, from: Data(lock.utf8)) == .lock(LockJob(root: "/r", layers: [], owner: nil, exclusive: false)))
     }
 
     @Test func secretsAreBase64UnderTheirNamesAndTheKeysMustBe32Bytes() throws {
@@ -46,7 +80,7 @@ import Testing
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(AgentJob.self, from: Data(badKind.utf8)) }
         // Fields this agent does not know are ignored (a newer coordinator's additions).
         let extra = #"{"type":"check","somethingNew":1}"#
-        #expect((try? JSONDecoder().decode(AgentJob.self, from: Data(extra.utf8)))?.type == .check)
+        #expect((try? JSONDecoder().decode(AgentJob.self, from: Data(extra.utf8)))?.kind == .check)
     }
 
     @Test func eventsRoundTrip() throws {

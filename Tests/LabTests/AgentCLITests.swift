@@ -101,14 +101,16 @@ extension LabSuites {
         try (original + pub).write(toFile: authorized, atomically: true, encoding: .utf8)
         defer { try? original.write(toFile: authorized, atomically: true, encoding: .utf8) }
         let run = try await AgentClient.run(sxTarget(1, identity: "\(dir)/id_ecdsa"), agent: try AgentBinary.locate(),
-                                            job: AgentJob(type: .check, path: "/"))
+                                            job: .check(CheckJob(path: "/")))
         #expect(run.result.freeBytes != nil)
     }
 
     @Test func malformedJobsAreRefusedByTheAgent() throws {
         let agent = try AgentBinary.locate().localPath
         for (job, expected) in [(#"{"type":"source"}"#, "a source job needs bytes or command"),
-                                (#"{"type":"sink","bytes":"many"}"#, "malformed sink job"),
+                                (#"{"type":"put","root":7}"#, "malformed put job"),
+                                // A kind without a field it needs: a get names no objects.
+                                (#"{"type":"get","root":"/srv/stowage"}"#, "malformed get job"),
                                 (#"[1,2,3]"#, #"not a JSON object with a \"type\""#)] {
             let r = try runCommand("/bin/sh", ["-c", "printf '%s\\n' '\(job)' | \(agent) serve"])
             #expect(r.status == AgentExit.badJob.rawValue, "\(job)")
@@ -125,7 +127,7 @@ extension LabSuites {
         t.connectTimeout = 1.5
         let start = Date()
         do throws(StowageError) {
-            _ = try await AgentClient.run(t, agent: try AgentBinary.locate(), job: AgentJob(type: .check))
+            _ = try await AgentClient.run(t, agent: try AgentBinary.locate(), job: .check(CheckJob()))
             Issue.record("a frozen sshd answered")
         } catch {
             #expect(error.status == .nodeUnreachable)
@@ -140,7 +142,7 @@ extension LabSuites {
         t.ioTimeout = 2
         let received = ByteTally()
         let task = Task {
-            try await AgentClient.run(t, agent: try AgentBinary.locate(), job: AgentJob(type: .source, bytes: 1 << 40),
+            try await AgentClient.run(t, agent: try AgentBinary.locate(), job: .source(SourceJob(bytes: 1 << 40)),
                                       output: { received.add($0.count) })
         }
         let deadline = Date().addingTimeInterval(10)
@@ -166,7 +168,7 @@ extension LabSuites {
         let received = ByteTally()
         let task = Task {
             try await AgentClient.run(sxTarget(5), agent: try AgentBinary.locate(),
-                                      job: AgentJob(type: .source, bytes: 1 << 40), output: { received.add($0.count) })
+                                      job: .source(SourceJob(bytes: 1 << 40)), output: { received.add($0.count) })
         }
         let deadline = Date().addingTimeInterval(10)
         while received.total < 32 << 20 && Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }

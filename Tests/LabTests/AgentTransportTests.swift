@@ -82,7 +82,7 @@ extension LabSuites {
         let h = Hasher()
         let size: Int64 = 1 << 30
         let run = try await AgentClient.run(target("st1", "127.0.9.1"), agent: try agent(),
-                                            job: AgentJob(type: .source, bytes: size), output: { h.add($0) })
+                                            job: .source(SourceJob(bytes: size)), output: { h.add($0) })
         #expect(run.received == size)
         #expect(run.result.bytes == size)
         #expect(run.result.sha256 == hex(h.hash.finalize()))
@@ -91,7 +91,7 @@ extension LabSuites {
     @Test func oneGiBIntoTheNodeMatchesTheCoordinatorsSHA256() async throws {
         let input = BlockStream(bytes: 1 << 30)
         let run = try await AgentClient.run(target("st2", "127.0.9.2"), agent: try agent(),
-                                            job: AgentJob(type: .sink), input: { input.next() })
+                                            job: .sink, input: { input.next() })
         #expect(run.result.bytes == 1 << 30)
         #expect(run.result.sha256 == hex(input.hash.finalize()))
     }
@@ -100,7 +100,7 @@ extension LabSuites {
         let input = BlockStream(bytes: 256 << 20)
         let h = Hasher()
         let run = try await AgentClient.run(target("sx1", "127.0.9.11"), agent: try agent(),
-                                            job: AgentJob(type: .echo), input: { input.next() }, output: { h.add($0) })
+                                            job: .echo, input: { input.next() }, output: { h.add($0) })
         let sent = hex(input.hash.finalize())
         #expect(h.bytes == 256 << 20)
         #expect(hex(h.hash.finalize()) == sent)
@@ -118,7 +118,7 @@ extension LabSuites {
             for t in targets {
                 group.addTask {
                     let h = Hasher()
-                    let run = try await AgentClient.run(t, agent: a, job: AgentJob(type: .source, bytes: 32 << 20), output: { h.add($0) })
+                    let run = try await AgentClient.run(t, agent: a, job: .source(SourceJob(bytes: 32 << 20)), output: { h.add($0) })
                     return (t.node, run.result.sha256 == hex(h.hash.finalize()) && h.bytes == 32 << 20)
                 }
             }
@@ -143,7 +143,7 @@ extension LabSuites {
         // Unknown: an empty known_hosts.
         try "".write(toFile: known, atomically: true, encoding: .utf8)
         let t = target("pg1", "127.0.1.10", knownHosts: known)
-        do throws(StowageError) { _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check)); Issue.record("accepted an unknown key") } catch {
+        do throws(StowageError) { _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob())); Issue.record("accepted an unknown key") } catch {
             #expect(error.status == .hostKeyRefused)
             #expect(error.message.contains("pg1 (root@\(Lab.sshHost("127.0.1.10"))): unknown host key ssh-ed25519 SHA256:"))
             #expect(error.hint?.contains("stowage ssh trust pg1") == true)
@@ -152,12 +152,12 @@ extension LabSuites {
         guard case .recorded(let key) = try await KnownHosts.trust(t, replace: false) else { Issue.record("not recorded"); return }
         #expect(try String(contentsOfFile: known, encoding: .utf8) == "\(pg1Line)\n")
         #expect(key.fingerprint.hasPrefix("SHA256:") && !key.fingerprint.hasSuffix("="))
-        _ = try await AgentClient.run(t, agent: try agent(), job: AgentJob(type: .check))
+        _ = try await AgentClient.run(t, agent: try agent(), job: .check(CheckJob()))
         #expect(try await KnownHosts.trust(t, replace: false) == .alreadyTrusted(key))
 
         // Changed: known_hosts holds another key for the address.
         try "\(Lab.sshHost("127.0.1.10")) ssh-ed25519 \(st1Key)\n".write(toFile: known, atomically: true, encoding: .utf8)
-        do throws(StowageError) { _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check)); Issue.record("accepted a changed key") } catch {
+        do throws(StowageError) { _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob())); Issue.record("accepted a changed key") } catch {
             #expect(error.status == .hostKeyRefused)
             #expect(error.message.contains("HOST KEY CHANGED"))
             #expect(error.message.contains(key.fingerprint))
@@ -167,7 +167,7 @@ extension LabSuites {
             #expect(error.hint?.contains("--replace") == true)
         }
         #expect(try await KnownHosts.trust(t, replace: true) == .replaced(key))
-        _ = try await AgentClient.run(t, agent: try agent(), job: AgentJob(type: .check))
+        _ = try await AgentClient.run(t, agent: try agent(), job: .check(CheckJob()))
     }
 
     @Test func trustWritesBracketedEntriesForOtherPorts() throws {
@@ -185,7 +185,7 @@ extension LabSuites {
         let killed = Hasher()
         let task = Task {
             try await AgentClient.run(target("sx2", "127.0.9.12"), agent: try agent(),
-                                      job: AgentJob(type: .source, bytes: 1 << 40), output: { killed.add($0) })
+                                      job: .source(SourceJob(bytes: 1 << 40)), output: { killed.add($0) })
         }
         #expect(await eventually(10) { killed.bytes > 64 << 20 })
         let pids = Procs.agentSessions()
@@ -202,7 +202,7 @@ extension LabSuites {
         // A job whose tool produces nothing for an hour; the unique duration finds it in /proc.
         let task = Task {
             try await AgentClient.run(target("sx3", "127.0.9.13"), agent: try agent(),
-                                      job: AgentJob(type: .source, command: ["sleep", "3517"]))
+                                      job: .source(SourceJob(command: ["sleep", "3517"])))
         }
         #expect(await eventually(5) { !Procs.matching("sleep 3517").isEmpty })
         task.cancel()
@@ -217,7 +217,7 @@ extension LabSuites {
         let secret = "s3cret-\(UUID().uuidString)"
         let task = Task {
             try await AgentClient.run(target("sx4", "127.0.9.14"), agent: try agent(),
-                                      job: AgentJob(type: .source, command: ["sleep", "3518"], secrets: JobSecrets(dbPassword: secret)))
+                                      job: .source(SourceJob(command: ["sleep", "3518"], secrets: JobSecrets(dbPassword: secret))))
         }
         defer { task.cancel() }
         #expect(await eventually(5) { !Procs.matching("sleep 3518").isEmpty })
@@ -238,7 +238,7 @@ extension LabSuites {
         let real = try agent()
         var missing = real
         missing.sha256 = String(repeating: "0", count: 64)
-        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15"), agent: missing, job: AgentJob(type: .check)); Issue.record("ran") } catch {
+        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15"), agent: missing, job: .check(CheckJob())); Issue.record("ran") } catch {
             #expect(error.status == .agentMismatch)
             #expect(error.message.contains("no stowage-agent of this build at \(missing.remotePath)"))
             #expect(error.hint?.contains("stowage agent install") == true)
@@ -250,7 +250,7 @@ extension LabSuites {
         try fake.write(toFile: other.remotePath, atomically: true, encoding: .utf8)
         chmod(other.remotePath, 0o755)
         defer { unlink(other.remotePath) }
-        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15"), agent: other, job: AgentJob(type: .check)); Issue.record("ran") } catch {
+        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15"), agent: other, job: .check(CheckJob())); Issue.record("ran") } catch {
             #expect(error.status == .agentMismatch)
             #expect(error.message.contains("speaks protocol 99 (version 9.9.9), this coordinator protocol \(AgentWire.protocolVersion)"))
         }
@@ -267,13 +267,13 @@ extension LabSuites {
         let a = try agent()
         var refused = target("sx5", "127.0.9.15")
         refused.port = 2222
-        do throws(StowageError) { _ = try await AgentClient.run(refused, agent: a, job: AgentJob(type: .check)); Issue.record("connected") } catch {
+        do throws(StowageError) { _ = try await AgentClient.run(refused, agent: a, job: .check(CheckJob())); Issue.record("connected") } catch {
             #expect(error.status == .nodeUnreachable)
             #expect(error.message == "sx5 (root@[127.0.9.15]:2222): SSH connection refused")
         }
         try await Lab.with("block", "st1") {
             let start = Date()
-            do throws(StowageError) { _ = try await AgentClient.run(target("st1", "127.0.9.1"), agent: a, job: AgentJob(type: .check)); Issue.record("connected") } catch {
+            do throws(StowageError) { _ = try await AgentClient.run(target("st1", "127.0.9.1"), agent: a, job: .check(CheckJob())); Issue.record("connected") } catch {
                 #expect(error.status == .nodeUnreachable)
                 #expect(error.message.hasPrefix("st1 (root@\(Lab.sshHost("127.0.9.1"))): unreachable"))
                 #expect(error.retryable)
@@ -291,11 +291,11 @@ extension LabSuites {
             let r = try runCommand("/usr/bin/ssh-keygen", ["-q", "-t", type, "-N", "", "-f", "\(dir)/\(name)"])
             #expect(r.status == 0)
         }
-        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15", identity: "\(dir)/other"), agent: a, job: AgentJob(type: .check)); Issue.record("accepted") } catch {
+        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15", identity: "\(dir)/other"), agent: a, job: .check(CheckJob())); Issue.record("accepted") } catch {
             #expect(error.status == .sshAuthFailed)
             #expect(error.message.contains("sx5 (root@\(Lab.sshHost("127.0.9.15"))): SSH authentication with \(dir)/other failed"))
         }
-        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15", identity: "\(dir)/rsa"), agent: a, job: AgentJob(type: .check)); Issue.record("accepted") } catch {
+        do throws(StowageError) { _ = try await AgentClient.run(target("sx5", "127.0.9.15", identity: "\(dir)/rsa"), agent: a, job: .check(CheckJob())); Issue.record("accepted") } catch {
             #expect(error.status == .sshAuthFailed)
             #expect(error.message.contains("is an RSA key: libssh2 1.10 signs RSA only with SHA-1"))
         }

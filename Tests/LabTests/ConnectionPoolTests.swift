@@ -30,14 +30,14 @@ extension LabSuites {
         SSHConnectionPool.shared.closeAll()
         let t = try st("st1"), a = try AgentBinary.locate()
         let before = SSHConnectionPool.shared.reuses
-        _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check))
+        _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob()))
         let sessions = try Procs.sshdSessions("st1")
-        for _ in 0..<5 { _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check)) }
+        for _ in 0..<5 { _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob())) }
         #expect(SSHConnectionPool.shared.reuses - before == 5)
         #expect(try Procs.sshdSessions("st1") == sessions, "a job opened a connection of its own")
         // Jobs at once each get a connection; those parked afterwards stay within the limit.
         try await withThrowingTaskGroup(of: Void.self) { g in
-            for _ in 0..<8 { g.addTask { _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check)) } }
+            for _ in 0..<8 { g.addTask { _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob())) } }
             try await g.waitForAll()
         }
         #expect(SSHConnectionPool.shared.parkedCount <= SSHConnectionPool.maxIdlePerTarget)
@@ -51,14 +51,14 @@ extension LabSuites {
     @Test func aKilledSessionIsNotReused() async throws {
         SSHConnectionPool.shared.closeAll()
         let t = try st("st1"), a = try AgentBinary.locate()
-        _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check))
+        _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob()))
         #expect(SSHConnectionPool.shared.parkedCount == 1)
         let killed = try Procs.sshdSessions("st1")
         for p in killed { kill(p, SIGKILL) }
         // Until the killed sessions are gone from the node.
         for _ in 0..<250 where !Set(try Procs.sshdSessions("st1")).isDisjoint(with: killed) { try await Task.sleep(for: .milliseconds(20)) }
         let before = SSHConnectionPool.shared.reuses
-        let run = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check))
+        let run = try await AgentClient.run(t, agent: a, job: .check(CheckJob()))
         #expect(run.result.event == .result)
         #expect(SSHConnectionPool.shared.reuses == before, "a dead connection was reused")
     }
@@ -66,12 +66,12 @@ extension LabSuites {
     @Test func aBlockedNodeIsReportedUnreachableNotStuckOnItsParkedConnection() async throws {
         SSHConnectionPool.shared.closeAll()
         let t = try st("st2"), a = try AgentBinary.locate()
-        _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check))
+        _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob()))
         #expect(SSHConnectionPool.shared.parkedCount == 1)
         try await Lab.with("block", "st2") {
             let start = Date()
             do throws(StowageError) {
-                _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check))
+                _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob()))
                 Issue.record("ran on a blocked node")
             } catch {
                 #expect(error.status == .nodeUnreachable, "\(error.message)")
@@ -81,7 +81,7 @@ extension LabSuites {
             let took = Date().timeIntervalSince(start)
             #expect(took >= t.connectTimeout / 3 - 0.1 && took < t.connectTimeout / 3 + 1.5, "took \(took) s")
         }
-        _ = try await AgentClient.run(t, agent: a, job: AgentJob(type: .check))
+        _ = try await AgentClient.run(t, agent: a, job: .check(CheckJob()))
     }
 }
 }

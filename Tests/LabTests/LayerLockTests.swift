@@ -10,11 +10,11 @@ import TestSupport
 @testable import Storage
 import Support
 
-private func st2Client(_ repo: String) throws -> StorageNodeClient {
+private func st2Client(_ repo: String) throws -> SSHStorageNode {
     var t = SSHTarget(node: "st2", host: "127.0.9.2", port: Lab.sshPort, user: "root",
                       identity: "\(Lab.dir)/ssh/id_ed25519", knownHosts: "\(Lab.dir)/ssh/known_hosts")
     t.connectTimeout = 3
-    return StorageNodeClient(target: t, agent: try AgentBinary.locate(), repository: repo)
+    return SSHStorageNode(target: t, agent: try AgentBinary.locate(), repository: repo)
 }
 
 extension LabSuites {

@@ -22,8 +22,8 @@ private func storageTarget(_ name: String, _ host: String) -> SSHTarget {
 private func bytes(_ n: Int, _ seed: UInt8) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31) ^ seed } }
 
 /// A fresh repository folder on st1 for one test.
-private func client(_ folder: String? = nil) throws -> StorageNodeClient {
-    StorageNodeClient(target: storageTarget("st1", "127.0.9.1"), agent: try AgentBinary.locate(),
+private func client(_ folder: String? = nil) throws -> SSHStorageNode {
+    SSHStorageNode(target: storageTarget("st1", "127.0.9.1"), agent: try AgentBinary.locate(),
                       repository: folder ?? "\(Lab.dir)/storage/st1/test-\(UUID().uuidString)")
 }
 
@@ -100,7 +100,7 @@ extension LabSuites {
             let record = ObjectRecord.encode(name: name, bytes: [1])
             var sent = false
             do throws(StowageError) {
-                _ = try await AgentClient.run(c.target, agent: c.agent, job: AgentJob(type: .put, root: c.repository),
+                _ = try await AgentClient.run(c.target, agent: c.agent, job: .put(PutJob(root: c.repository)),
                                               input: { if sent { return nil }; sent = true; return record })
                 Issue.record("stored \(name)")
             } catch {
@@ -108,7 +108,7 @@ extension LabSuites {
             }
         }
         do throws(StowageError) {
-            _ = try await AgentClient.run(c.target, agent: c.agent, job: AgentJob(type: .list, root: "relative/root"))
+            _ = try await AgentClient.run(c.target, agent: c.agent, job: .list(ListJob(root: "relative/root")))
             Issue.record("accepted a relative root")
         } catch {
             #expect(error.message.contains("absolute root"))
@@ -162,7 +162,7 @@ extension LabSuites {
         let block = bytes(1 << 20, 9)
         let fed = ByteTally()
         let task = Task {
-            try await AgentClient.run(c.target, agent: c.agent, job: AgentJob(type: .put, root: c.repository), input: {
+            try await AgentClient.run(c.target, agent: c.agent, job: .put(PutJob(root: c.repository)), input: {
                 if fed.total == 0 { fed.add(1); return header }
                 usleep(2000)
                 fed.add(block.count)

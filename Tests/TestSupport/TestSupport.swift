@@ -21,6 +21,13 @@ package enum Repo {
     }
 }
 
+extension Repo {
+    /// The built `stowage-agent` beside `stowage` (a debug build of this tree).
+    package static var agent: String {
+        URL(fileURLWithPath: stowage).deletingLastPathComponent().appendingPathComponent("stowage-agent").path
+    }
+}
+
 package enum Fixtures {
     package static func observation(_ relative: String) throws -> LayerObservation {
         let data = try Data(contentsOf: URL(fileURLWithPath: Repo.path("fixtures/probes/\(relative)")))

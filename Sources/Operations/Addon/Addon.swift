@@ -40,7 +40,7 @@ package enum Addon {
         let storage = try ReplicatedStorage(storageSpec, inventory: inv, agent: agent, environment: layer.environment)
         var unreachable: [String] = []
         for node in storage.nodes {
-            do throws(StowageError) { _ = try await node.list(prefix: RepositoryLayout.keysPrefix) } catch { unreachable.append("\(node.target.node) (\(error.message))") }
+            do throws(StowageError) { _ = try await node.list(prefix: RepositoryLayout.keysPrefix) } catch { unreachable.append("\(node.name) (\(error.message))") }
         }
         let needed = storageSpec.quorum ?? storage.nodes.count
         if storage.nodes.count - unreachable.count < needed {

@@ -36,7 +36,7 @@ package enum BackupRun {
         let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: layer.environment)
         // Each storage node carries a lock session and a listing or a stream at once; each
         // dumped node one stream. Connected while the repository's key is derived.
-        SSHConnectionPool.shared.prewarm(storage.nodes.map(\.target), count: 2)
+        storage.prewarm(connections: 2)
         SSHConnectionPool.shared.prewarm(plan.streams.compactMap { s in layer.nodes.first { $0.name == s.node }.flatMap { try? inventory.sshTarget($0) } }, count: 1)
         let repo = try await Trace.span("repository open") { () async throws(StowageError) in
             try await RepositoryAccess.open(storage, environment: layer.environment, password: storagePassword, create: true)
@@ -47,9 +47,9 @@ package enum BackupRun {
             guard let node = layer.nodes.first(where: { $0.name == s.node }), let db = node.db else {
                 throw StowageError(.internalError, "\(layer.id): planned node \(s.node) is not in the inventory")
             }
-            var job = AgentJob(type: .chunk, database: DatabaseAccess(engine: layer.engine.wire, host: db.host, port: db.port,
-                                                                        user: layer.credentials?.user, fromReplica: plan.fromReplica))
-            if let dbPassword { job.secrets = JobSecrets(dbPassword: dbPassword.value) }
+            let job = ChunkJob(database: DatabaseAccess(engine: layer.engine.wire, host: db.host, port: db.port,
+                                                        user: layer.credentials?.user, fromReplica: plan.fromReplica),
+                               secrets: JobSecrets(dbPassword: dbPassword?.value))
             let name = plan.streams.count == 1 ? "dump" : "master-\(i + 1)-\(s.node)"
             streams.append(BackupStreamSource(name: name, node: try inventory.sshTarget(node), job: job, slots: s.slots))
         }

@@ -34,10 +34,10 @@ package struct BackupMetadata: Sendable {
 package struct BackupStreamSource: Sendable {
     package var name: String
     package var node: SSHTarget
-    package var job: AgentJob
+    package var job: ChunkJob
     package var slots: String?
 
-    package init(name: String, node: SSHTarget, job: AgentJob, slots: String? = nil) {
+    package init(name: String, node: SSHTarget, job: ChunkJob, slots: String? = nil) {
         self.name = name
         self.node = node
         self.job = job
@@ -55,35 +55,21 @@ package enum BackupWriter {
 
     /// Where a write is, for tests that act at each step (kill an agent, cancel the task),
     /// with the locks it holds then.
-    enum Phase: Sendable { case locked, listed, chunksDone, manifest }
-    typealias PhaseHook = @Sendable (Phase, [LayerLock]) async -> Void
+    package enum Phase: Sendable { case locked, listed, chunksDone, manifest }
+    package typealias PhaseHook = @Sendable (Phase, [LayerLock]) async -> Void
 
-    /// A backup of one command's output (tests, benchmarks).
+    /// A backup of one command's output on `source` (tests, benchmarks).
     package static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
                              command: [String], streamName: String, metadata: BackupMetadata,
-                             zstdLevel: Int = 3) async throws(StowageError) -> BackupWriteResult {
-        try await write(repo, layer: layer, name: name, streams: [BackupStreamSource(name: streamName, node: source, job: AgentJob(type: .chunk, command: command))],
-                        agent: agent, metadata: metadata, zstdLevel: zstdLevel, phase: nil)
-    }
-
-    static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
-                      command: [String], streamName: String, metadata: BackupMetadata,
-                      zstdLevel: Int = 3, phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
-        try await write(repo, layer: layer, name: name, streams: [BackupStreamSource(name: streamName, node: source, job: AgentJob(type: .chunk, command: command))],
+                             zstdLevel: Int = 3, phase: PhaseHook? = nil) async throws(StowageError) -> BackupWriteResult {
+        try await write(repo, layer: layer, name: name, streams: [BackupStreamSource(name: streamName, node: source, job: ChunkJob(command: command))],
                         agent: agent, metadata: metadata, zstdLevel: zstdLevel, phase: phase)
     }
 
     /// A backup of one or more streams (one per Redis Cluster master), dumped at once.
     package static func write(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
-                             metadata: BackupMetadata, zstdLevel: Int = 3,
-                             progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> BackupWriteResult {
-        try await write(repo, layer: layer, name: name, streams: streams, agent: agent, metadata: metadata, zstdLevel: zstdLevel,
-                        progress: progress, phase: nil)
-    }
-
-    static func write(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
-                      metadata: BackupMetadata, zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil,
-                      phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
+                             metadata: BackupMetadata, zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil,
+                             phase: PhaseHook? = nil) async throws(StowageError) -> BackupWriteResult {
         let started = Date()
         let storage = repo.storage
         var failures: [String: String] = [:]
@@ -102,8 +88,8 @@ package enum BackupWriter {
         // asked at once).
         var present: [String: Set<String>] = [:]
         let listed = await withTaskGroup(of: (String, Result<[String], StowageError>).self) { g in
-            for node in storage.nodes where failures[node.target.node] == nil {
-                g.addTask { (node.target.node, await captured { try await node.list(prefix: RepositoryLayout.chunksPrefix).map(\.name) }) }
+            for node in storage.nodes where failures[node.name] == nil {
+                g.addTask { (node.name, await captured { try await node.list(prefix: RepositoryLayout.chunksPrefix).map(\.name) }) }
             }
             var out: [(String, Result<[String], StowageError>)] = []
             for await r in g { out.append(r) }
@@ -115,7 +101,7 @@ package enum BackupWriter {
             case .failure(let error): failures[node] = error.message
             }
         }
-        let live = storage.nodes.filter { present[$0.target.node] != nil }
+        let live = storage.nodes.filter { present[$0.name] != nil }
         await phase?(.listed, locks)
         do throws(StowageError) {
             let r = try await writeLocked(repo, layer: layer, name: name, streams: streams, agent: agent,
@@ -154,24 +140,22 @@ package enum BackupWriter {
 
     static func writeLocked(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
                             metadata: BackupMetadata, zstdLevel: Int, progress: (@Sendable (Int64) -> Void)?, started: Date,
-                            live: [StorageNodeClient], present: [String: Set<String>],
+                            live: [any StorageDriver], present: [String: Set<String>],
                             failures initialFailures: [String: String], locks: [LayerLock],
                             phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
         let storage = repo.storage
         var failures = initialFailures
-        let fan = FanOut(names: live.map(\.target.node), capacity: 32 << 20)
+        let fan = FanOut(names: live.map(\.name), capacity: 32 << 20)
 
         // One put session per live node, fed by its queue.
         let puts = live.map { node in
             Task { () async -> (String, StowageError?) in
-                let consumer = fan.consumer(node.target.node)
+                // A driver whose session fails abandons its feed: nothing more is queued for it.
                 do throws(StowageError) {
-                    _ = try await AgentClient.run(node.target, agent: node.agent, job: AgentJob(type: .put, root: node.repository),
-                                                  framedInput: { consumer.next() }, output: nil, progress: nil, ready: nil)
-                    return (node.target.node, nil)
+                    _ = try await node.put(feed: fan.consumer(node.name))
+                    return (node.name, nil)
                 } catch {
-                    consumer.kill()
-                    return (node.target.node, error)
+                    return (node.name, error)
                 }
             }
         }
@@ -186,22 +170,19 @@ package enum BackupWriter {
         let dataKey = keys.data.withUnsafeBytes { Data($0) }, idKey = keys.id.withUnsafeBytes { Data($0) }
         let chunkerSeed = Data(keys.chunkerSeed)
         let c = repo.config.chunker
-        let liveNames = live.map(\.target.node)
+        let liveNames = live.map(\.name)
         let runs = await withTaskGroup(of: (Int, Result<AgentRun, StowageError>, Bool).self) { group in
             for (i, s) in streams.enumerated() {
                 var job = s.job
-                job.type = .chunk
-                var secrets = job.secrets ?? JobSecrets()
-                secrets.dataKey = dataKey
-                secrets.idKey = idKey
-                secrets.chunkerSeed = chunkerSeed
-                job.secrets = secrets
+                job.secrets.dataKey = dataKey
+                job.secrets.idKey = idKey
+                job.secrets.chunkerSeed = chunkerSeed
                 job.chunkSizes = [c.min, c.avg, c.max]
                 job.zstdLevel = zstdLevel
                 group.addTask {
                     let parser = RecordSplitter()
                     do throws(StowageError) {
-                        let run = try await AgentClient.run(s.node, agent: agent, job: job, framedInput: nil, output: { buf in
+                        let run = try await AgentClient.run(s.node, agent: agent, job: .chunk(job), framedInput: nil, output: { buf in
                             parser.feed(buf) { name, record, _ in
                                 guard sent.insert(name) else { return }
                                 var sentAnywhere = false
@@ -242,7 +223,7 @@ package enum BackupWriter {
             }
         }
 
-        let chunkOutcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.target.node), failures: failures, quorum: storage.quorum)
+        let chunkOutcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.name), failures: failures, quorum: storage.quorum)
         guard chunkOutcome.committed else {
             let why = failures.keys.sorted().map { "\($0): \(failures[$0]!)" }.joined(separator: "; ")
             throw StowageError(.quorumNotReached,
@@ -285,22 +266,22 @@ package enum BackupWriter {
         }
 
         // The manifest goes only to nodes holding every chunk, and commits on the quorum.
-        let holders = ReplicatedStorage(name: storage.name, nodes: storage.nodes.filter { chunkOutcome.complete.contains($0.target.node) },
+        let holders = ReplicatedStorage(name: storage.name, nodes: storage.nodes.filter { chunkOutcome.complete.contains($0.name) },
                                         quorum: nil)
         var manifestFailures = failures
         for node in holders.nodes {
             do throws(StowageError) {
                 _ = try await node.put([StoredObject(name: objectName, bytes: sealed)])
             } catch {
-                manifestFailures[node.target.node] = error.message
+                manifestFailures[node.name] = error.message
             }
         }
-        let outcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.target.node), failures: manifestFailures, quorum: storage.quorum)
+        let outcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.name), failures: manifestFailures, quorum: storage.quorum)
         guard outcome.committed else {
             // Not committed on the quorum: take the manifest back where it landed, so the
             // backup is not listed anywhere (best effort; a copy that stays is complete, and
             // shows as degraded until repaired or pruned).
-            for node in holders.nodes where manifestFailures[node.target.node] == nil {
+            for node in holders.nodes where manifestFailures[node.name] == nil {
                 _ = try? await node.delete([objectName])
             }
             throw StowageError(.quorumNotReached, "storage \(storage.name): the manifest of \(objectName) reached \(outcome.complete.count) of \(storage.nodes.count) nodes, quorum is \(storage.quorum.map(String.init) ?? "all"); it was withdrawn",

@@ -32,14 +32,11 @@ package enum BackupCatalog {
     /// Backups of the selected environment (or every environment of the inventory) and layer.
     package static func list(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary,
                             environment: String?, layer: String?) async throws(StowageError) -> [BackupEntry] {
-        let password = try spec.resolvePassword()
         let envs = environment.map { [$0] } ?? inventory.environments.map(\.name)
-        var out: [BackupEntry] = []
-        for env in envs {
-            let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            // No repository for this environment yet: nothing to do there.
-            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
-            let stored = await storage.listBackups()
+        let perEnvironment = try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: envs) { repo throws(StowageError) in
+            let env = repo.environment
+            var out: [BackupEntry] = []
+            let stored = await repo.storage.listBackups()
             // A refused host key (or SSH key, or agent) is the command's error, not a node that is down.
             if let fault = stored.setupFault { throw fault }
             for (l, backups) in stored.holders where layer == nil || l == layer {
@@ -51,8 +48,9 @@ package enum BackupCatalog {
                                            missingOn: stored.reachable.filter { !nodes.contains($0) }.sorted(), unreachable: stored.unreachable.sorted()))
                 }
             }
+            return out
         }
-        return out.sorted { ($0.environment, $0.layer, $0.name) < ($1.environment, $1.layer, $1.name) }
+        return perEnvironment.flatMap { $0 }.sorted { ($0.environment, $0.layer, $0.name) < ($1.environment, $1.layer, $1.name) }
     }
 
     package static func text(_ entries: [BackupEntry]) -> String {

@@ -13,25 +13,22 @@ import Topology
 package enum PasswordChange {
     package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, old: Secret, new: Secret,
                            environments: [String], kdfCost: Int = 32768) async throws(StowageError) -> [String] {
-        var changed: [String] = []
-        for env in environments {
-            let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            // No repository for this environment yet: nothing to do there.
-            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: old) else { continue }
+        try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: environments,
+                                           password: old) { repo throws(StowageError) in
+            let storage = repo.storage
             // Old key file names, from every reachable node.
             var oldKeys = Set<String>()
             for node in storage.nodes {
                 if let l = try? await node.list(prefix: RepositoryLayout.keysPrefix) { oldKeys.formUnion(l.map(\.name)) }
             }
-            let file = KeyFile.create(keys: repo.keys, password: new.value, n: kdfCost)
+            let file = await RepositoryAccess.keyFile(repo.keys, password: new, kdfCost: kdfCost)
             let enc = JSONEncoder()
             enc.outputFormatting = [.sortedKeys, .prettyPrinted]
             let id = "k" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
             // The new key first, on the quorum; only then the old ones go.
             _ = try await storage.put([StoredObject(name: RepositoryLayout.key(id), bytes: Array(try! enc.encode(file)))])
             for node in storage.nodes { _ = try? await node.delete(oldKeys.sorted()) }
-            changed.append(env)
+            return repo.environment
         }
-        return changed
     }
 }

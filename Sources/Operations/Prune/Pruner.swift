@@ -36,7 +36,7 @@ package enum Pruner {
         let forgetting = try await LayerLock.acquireAll(storage.nodes, layer: layer, operation: "forget \(repo.environment)/\(layer)",
                                                         patience: LayerLock.repositoryPatience)
         let skipped = forgetting.failed.mapValues(\.message)
-        let live = storage.nodes.filter { skipped[$0.target.node] == nil }
+        let live = storage.nodes.filter { skipped[$0.name] == nil }
         guard !live.isEmpty else {
             throw StowageError(.nodeUnreachable, "storage \(storage.name): no node reachable for prune", retryable: true)
         }
@@ -70,14 +70,14 @@ package enum Pruner {
         return report
     }
 
-    static func listManifests(_ live: [StorageNodeClient]) async throws(StowageError) -> [String: Set<String>] {
+    static func listManifests(_ live: [any StorageDriver]) async throws(StowageError) -> [String: Set<String>] {
         var out: [String: Set<String>] = [:]
-        for node in live { out[node.target.node] = Set(try await node.list(prefix: RepositoryLayout.backupsPrefix).map(\.name)) }
+        for node in live { out[node.name] = Set(try await node.list(prefix: RepositoryLayout.backupsPrefix).map(\.name)) }
         return out
     }
 
     /// Step 1: the layer's expired manifests, on every live node.
-    static func forget(_ repo: OpenRepository, layer: String, keep: Int, live: [StorageNodeClient],
+    static func forget(_ repo: OpenRepository, layer: String, keep: Int, live: [any StorageDriver],
                        manifests: [String: Set<String>]) async throws(StowageError) -> (removed: [String], kept: [String]) {
         var refs: [BackupRef] = []
         for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
@@ -87,7 +87,7 @@ package enum Pruner {
         }
         let expired = Retention.expired(refs, layer: layer, keep: keep)
         for node in live {
-            let names = expired.map { RepositoryLayout.manifest(layer: $0.layer, name: $0.name) }.filter { manifests[node.target.node]?.contains($0) == true }
+            let names = expired.map { RepositoryLayout.manifest(layer: $0.layer, name: $0.name) }.filter { manifests[node.name]?.contains($0) == true }
             if !names.isEmpty { _ = try await node.delete(names) }
         }
         let remaining = refs.filter { r in !expired.contains(r) }
@@ -95,14 +95,14 @@ package enum Pruner {
     }
 
     /// Step 2: chunks no manifest on any node references, per live node.
-    static func reclaim(_ repo: OpenRepository, live: [StorageNodeClient], manifests: [String: Set<String>]) async throws(StowageError) -> [String: Int] {
+    static func reclaim(_ repo: OpenRepository, live: [any StorageDriver], manifests: [String: Set<String>]) async throws(StowageError) -> [String: Int] {
         try await reclaim(repo, live: live, manifests: manifests, dryRun: false).mapValues(\.count)
     }
 
     /// The chunks no manifest on any live node references, per node (name and size); deleted
     /// unless `dryRun`. The caller holds the repository's exclusive lock on every live node.
-    static func reclaim(_ repo: OpenRepository, live: [StorageNodeClient], manifests: [String: Set<String>],
-                        dryRun: Bool) async throws(StowageError) -> [String: [(name: String, size: Int64)]] {
+    static func reclaim(_ repo: OpenRepository, live: [any StorageDriver], manifests: [String: Set<String>],
+                        dryRun: Bool) async throws(StowageError) -> [String: [ListedObject]] {
         var referenced = Set<String>()
         for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
             guard let (layer, name) = RepositoryLayout.manifest(object) else { continue }
@@ -110,7 +110,7 @@ package enum Pruner {
             let (m, _) = try await BackupReader.manifest(repo, layer: layer, name: name)
             for s in m.streams { for c in s.chunks { referenced.insert(c.id) } }
         }
-        var out: [String: [(name: String, size: Int64)]] = [:]
+        var out: [String: [ListedObject]] = [:]
         for node in live {
             let chunks = try await node.list(prefix: RepositoryLayout.chunksPrefix)
             let unreferenced = chunks.filter { RepositoryLayout.chunkID($0.name).map { !referenced.contains($0) } ?? false }
@@ -119,7 +119,7 @@ package enum Pruner {
                     _ = try await node.delete(unreferenced[start..<min(start + 1000, unreferenced.count)].map(\.name))
                 }
             }
-            out[node.target.node] = unreferenced
+            out[node.name] = unreferenced
         }
         return out
     }
@@ -145,7 +145,7 @@ extension Pruner {
                                            operation: String) async throws(StowageError) -> ReclaimReport {
         let held = try await LayerLock.acquireAll(repo.storage.nodes, layer: nil, operation: operation, exclusive: true, patience: patience)
         var report = ReclaimReport(environment: repo.environment, skipped: held.failed.mapValues(\.message), dryRun: dryRun)
-        let live = repo.storage.nodes.filter { held.failed[$0.target.node] == nil }
+        let live = repo.storage.nodes.filter { held.failed[$0.name] == nil }
         do throws(StowageError) {
             guard !live.isEmpty else {
                 throw StowageError(.nodeUnreachable, "storage \(repo.storage.name): no node reachable to prune", retryable: true)

@@ -11,15 +11,10 @@ import Topology
 package enum StoragePrune {
     package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
                            dryRun: Bool) async throws(StowageError) -> [ReclaimReport] {
-        let password = try spec.resolvePassword()
-        var out: [ReclaimReport] = []
-        for env in environments {
-            let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
-            out.append(try await Pruner.reclaimUnreferenced(repo, dryRun: dryRun, patience: LayerLock.repositoryPatience,
-                                                            operation: "storage prune \(env)"))
+        try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: environments) { repo throws(StowageError) in
+            try await Pruner.reclaimUnreferenced(repo, dryRun: dryRun, patience: LayerLock.repositoryPatience,
+                                                 operation: "storage prune \(repo.environment)")
         }
-        return out
     }
 
     package static func text(_ reports: [ReclaimReport], storage: String) -> String {

@@ -72,45 +72,14 @@ struct RepairPlan: Sendable, Equatable {
 }
 
 package enum StorageRepair {
-    /// The environments (repository folders) present on any reachable node.
-    static func environments(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary) async throws(StowageError) -> [String] {
-        var found = Set<String>()
-        var reached = 0
-        for n in spec.nodes {
-            guard let root = n.root ?? spec.root else { continue }
-            let c = StorageNodeClient(target: try inventory.sshTarget(n), agent: agent, repository: root)
-            let listing: [(name: String, size: Int64)]
-            switch await captured({ try await c.list() }) {
-            case .success(let l): listing = l
-            case .failure(let e):
-                if e.isSetupFault { throw e }
-                continue
-            }
-            reached += 1
-            for entry in listing {
-                if let env = entry.name.split(separator: "/").first { found.insert(String(env)) }
-            }
-        }
-        guard reached > 0 else {
-            throw StowageError(.nodeUnreachable, "storage \(spec.name): no node could be listed",
-                               hint: "stowage agent check \(spec.name) tells which nodes are unreachable and why", retryable: true)
-        }
-        return found.sorted()
-    }
-
     /// Every environment repository on the storage (folders without one are left alone).
     package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments only: [String]? = nil,
                            readDataPercent: Double = 100) async throws(StowageError) -> [RepairOutcome] {
-        let password = try spec.resolvePassword()
-        var out: [RepairOutcome] = []
         let envs: [String]
-        if let only { envs = only } else { envs = try await environments(spec, inventory: inventory, agent: agent) }
-        for env in envs {
-            let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
-            out.append(try await repair(repo, readDataPercent: readDataPercent))
+        if let only { envs = only } else { envs = try await ReplicatedStorage.environments(spec, inventory: inventory, agent: agent) }
+        return try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: envs) { repo throws(StowageError) in
+            try await repair(repo, readDataPercent: readDataPercent)
         }
-        return out
     }
 
     package static func repair(_ repo: OpenRepository, readDataPercent: Double = 100) async throws(StowageError) -> RepairOutcome {
@@ -142,7 +111,7 @@ package enum StorageRepair {
 
         // Per target node: fetched from each source (checked again), written chunks and key
         // files first, manifests last, so a copied backup is never listed before its chunks.
-        let clients = Dictionary(uniqueKeysWithValues: repo.storage.nodes.map { ($0.target.node, $0) })
+        let clients = Dictionary(uniqueKeysWithValues: repo.storage.nodes.map { ($0.name, $0) })
         for (target, copies) in Dictionary(grouping: plan.copies, by: \.to).sorted(by: { $0.key < $1.key }) {
             guard let to = clients[target] else { continue }
             let ordered = copies.sorted { (RepositoryLayout.manifest($0.object) != nil ? 1 : 0, $0.object) < (RepositoryLayout.manifest($1.object) != nil ? 1 : 0, $1.object) }

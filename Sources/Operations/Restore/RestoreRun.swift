@@ -56,7 +56,7 @@ package enum RestoreRun {
         let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: fromEnvironment)
         // Connected while the key is derived and the manifest read: a lock session and a
         // reader per storage node, and the layer's nodes (the restore's targets among them).
-        SSHConnectionPool.shared.prewarm(storage.nodes.map(\.target), count: 2)
+        storage.prewarm(connections: 2)
         SSHConnectionPool.shared.prewarm(layer.nodes.compactMap { try? inventory.sshTarget($0) }, count: 1)
         let opened = try await Trace.span("repository open") { () async throws(StowageError) in
             try await RepositoryAccess.openIfPresent(storage, environment: fromEnvironment, password: password)
@@ -144,9 +144,9 @@ package enum RestoreRun {
                         let bootstrap = await DataCounts.postgresBootstrapRole(probeTarget(spec, db, layer, inventory, dbPassword))
                         access.keepRoles = Array(Set([user, bootstrap ?? "postgres"])).sorted()
                     }
-                    var job = AgentJob(type: .restore, database: access)
-                    job.secrets = JobSecrets(dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
-                                             idKey: p.repo.keys.id.withUnsafeBytes { Data($0) }, dbPassword: dbPassword?.value)
+                    let job = AgentJob.restore(RestoreJob(database: access, secrets: JobSecrets(dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
+                                                                                                idKey: p.repo.keys.id.withUnsafeBytes { Data($0) },
+                                                                                                dbPassword: dbPassword?.value)))
                     do throws(StowageError) {
                         bad += try await restoreStream(p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
                                                        progress: { b in progress?(done.set(i, b)) })
@@ -177,7 +177,7 @@ package enum RestoreRun {
         // A lock held elsewhere stops the restore; an unreachable node does not (reads fall
         // back to the other copies), unless no node can be locked at all.
         let held = try await LayerLock.acquireAll(storage.nodes, layer: layer, operation: operation, patience: LayerLock.repositoryPatience)
-        if held.locks.isEmpty, let failure = storage.nodes.lazy.compactMap({ held.failed[$0.target.node] }).last { throw failure }
+        if held.locks.isEmpty, let failure = storage.nodes.lazy.compactMap({ held.failed[$0.name] }).last { throw failure }
         return held.locks
     }
 
@@ -211,8 +211,7 @@ package enum RestoreRun {
         }
         let run: AgentRun
         do throws(StowageError) {
-            run = try await AgentClient.run(target, agent: agent, job: job, framedInput: { consumer.next() }, output: nil,
-                                            progress: progress, ready: nil)
+            run = try await AgentClient.run(target, agent: agent, job: job, feed: consumer, progress: progress)
         } catch {
             consumer.kill()
             reader.cancel()

@@ -23,8 +23,8 @@ package struct CopyProblem: Sendable, Equatable, Codable {
 }
 
 struct NodeScan: Sendable {
-    var client: StorageNodeClient
-    var node: String { client.target.node }
+    var client: any StorageDriver
+    var node: String { client.name }
     var files: [String: Int64] = [:]
     var unreachable: StowageError?
     /// Objects the repository needs whose copy here is missing or bad.
@@ -53,9 +53,9 @@ enum StorageScan {
     static func scan(_ repo: OpenRepository, readPercent: Double) async throws(StowageError) -> RepositoryScan {
         let storage = repo.storage
         // Listings, every node at once.
-        let listings = await withTaskGroup(of: (Int, Result<[(name: String, size: Int64)], StowageError>).self) { g in
+        let listings = await withTaskGroup(of: (Int, Result<[ListedObject], StowageError>).self) { g in
             for (i, c) in storage.nodes.enumerated() { g.addTask { (i, await captured { try await c.list() }) } }
-            var out: [(Int, Result<[(name: String, size: Int64)], StowageError>)] = []
+            var out: [(Int, Result<[ListedObject], StowageError>)] = []
             for await r in g { out.append(r) }
             return out.sorted { $0.0 < $1.0 }
         }
@@ -158,7 +158,7 @@ enum StorageScan {
     }
 
     /// Each manifest copy on one node: its content, or what is wrong with it.
-    static func authenticateManifests(_ repo: OpenRepository, _ node: StorageNodeClient, _ names: [String]) async throws -> [String: BackupReader.Copy] {
+    static func authenticateManifests(_ repo: OpenRepository, _ node: any StorageDriver, _ names: [String]) async throws -> [String: BackupReader.Copy] {
         var out: [String: BackupReader.Copy] = [:]
         for start in stride(from: 0, to: names.count, by: 256) {
             let got = try await node.get(Array(names[start..<min(start + 256, names.count)]))
@@ -169,7 +169,7 @@ enum StorageScan {
     }
 
     /// Reads the chunk copies `names` on one node (about 32 MiB a session) and authenticates each.
-    static func authenticateChunks(_ repo: OpenRepository, _ node: StorageNodeClient, _ names: [String],
+    static func authenticateChunks(_ repo: OpenRepository, _ node: any StorageDriver, _ names: [String],
                                    sizes: [String: Int]) async throws -> (read: Int, good: Set<String>, bad: [String: String]) {
         var good = Set<String>(), bad: [String: String] = [:]
         var read = 0

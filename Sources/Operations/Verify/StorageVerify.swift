@@ -36,15 +36,9 @@ package struct NodeVerifyReport: Codable, Sendable, Equatable {
 package enum StorageVerify {
     package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
                            readDataPercent: Double) async throws(StowageError) -> [NodeVerifyReport] {
-        let password = try spec.resolvePassword()
-        var out: [NodeVerifyReport] = []
-        for env in environments {
-            let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: env)
-            // No repository for this environment yet: nothing to do there.
-            guard let repo = try await RepositoryAccess.openIfPresent(storage, environment: env, password: password) else { continue }
-            out += report(try await StorageScan.scan(repo, readPercent: readDataPercent), environment: env)
-        }
-        return out
+        try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: environments) { repo throws(StowageError) in
+            report(try await StorageScan.scan(repo, readPercent: readDataPercent), environment: repo.environment)
+        }.flatMap { $0 }
     }
 
     /// The scan as one report per node (pure).

@@ -1,0 +1,207 @@
+// Redis (and Redis Cluster): a snapshot taken through the replication handshake out; in, the
+// RDB loaded by a private redis-server and its keys copied into the target with
+// DUMP/RESTORE (replicas follow, TTLs kept), routed by slot on a cluster.
+import AgentProtocol
+import Engines
+import FoundationEssentials
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RedisDriver: EngineDriver {
+    func dumpSource(_ db: DatabaseAccess, password: String?) throws -> StreamSource {
+        try RedisSnapshotSource(db, password: password)
+    }
+
+    func restoreSink(_ db: DatabaseAccess, password: String?, dir: PrivateDir) throws -> RestoreSink {
+        try RedisSink(db, password: password, dir: dir)
+    }
+}
+
+/// A Redis snapshot: `SYNC` makes the server write an RDB and send it as `$<length>` and
+/// the bytes (the replication handshake, as `redis-cli --rdb` does). The keys per database
+/// are read with INFO just before, on the same connection.
+final class RedisSnapshotSource: StreamSource {
+    let label: String
+    private let conn: RedisConnection
+    private var remaining: Int64
+    private let length: Int64
+    private let counts: [String: Int64]
+
+    init(_ db: DatabaseAccess, password: String?) throws {
+        label = "redis snapshot of \(db.host):\(db.port)"
+        conn = try RedisConnection(host: db.host, port: db.port, timeout: 60)
+        try conn.auth(user: db.user, password: password)
+        counts = RESP.keyspace(try conn.call("INFO", "keyspace").text ?? "")
+        // Redis 7: a snapshot-only replica (no replication stream afterwards). Older servers
+        // answer an error, which changes nothing.
+        try conn.send(RESP.command("REPLCONF", "rdb-only", "1"))
+        _ = try conn.reply()
+        try conn.send(RESP.command("SYNC"))
+        let line = try conn.preambleLine()
+        if line.hasPrefix("-") {
+            throw JobFailure(exit: .jobFailed, code: toolFailureCode(line), message: "redis \(conn.name): SYNC refused: \(line.dropFirst())")
+        }
+        guard line.hasPrefix("$"), let n = Int64(line.dropFirst()), n >= 0 else {
+            throw JobFailure(exit: .jobFailed, code: "command-failed", message: "redis \(conn.name): unexpected answer to SYNC: \(line.prefix(80))")
+        }
+        length = n
+        remaining = n
+    }
+
+    var pollFD: Int32 { conn.descriptor }
+    var hasBuffered: Bool { remaining > 0 && conn.hasBuffered }
+    func read(_ into: UnsafeMutableRawPointer, _ max: Int) -> Int {
+        guard remaining > 0 else { return 0 }
+        let n = conn.readRaw(into, Int(min(Int64(max), remaining)))
+        if n > 0 { remaining -= Int64(n) }
+        return n
+    }
+
+    func observe(_ bytes: UnsafeRawBufferPointer) {}
+    func cancel() {}
+
+    func finish(total: Int64) throws -> [String: Int64]? {
+        guard remaining == 0 else {
+            throw JobFailure(exit: .jobFailed, code: "command-failed", message: "\(label): the snapshot ended after \(total) of \(length) bytes")
+        }
+        return counts
+    }
+}
+
+/// A Redis restore: the RDB is written to the private folder, loaded by a scratch server
+/// listening on a socket there, and its keys copied into the target.
+final class RedisSink: RestoreSink {
+    private let db: DatabaseAccess
+    private let password: String?
+    private let dir: PrivateDir
+    private let fd: Int32
+    private var scratch: Child?
+
+    init(_ db: DatabaseAccess, password: String?, dir: PrivateDir) throws {
+        self.db = db
+        self.password = password
+        self.dir = dir
+        fd = open("\(dir.path)/dump.rdb", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw JobFailure(exit: .jobFailed, code: "private-dir", message: "cannot create \(dir.path)/dump.rdb: \(String(cString: strerror(errno)))")
+        }
+        // Fail before the transfer when the target cannot be reached or refuses the password.
+        _ = try connectTarget(db.host, db.port)
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func write(_ plain: UnsafeRawBufferPointer) throws {
+        guard writeAll(fd, plain) else {
+            throw JobFailure(exit: .jobFailed, code: "write-failed", message: "cannot write the RDB to \(dir.path): \(errnoText(errno))")
+        }
+    }
+
+    func cancel() { scratch?.terminate(grace: 1) }
+
+    private func connectTarget(_ host: String, _ port: Int) throws -> RedisConnection {
+        let c = try RedisConnection(host: host, port: port, timeout: 60)
+        try c.auth(user: db.user, password: password)
+        return c
+    }
+
+    func finish() throws -> [String: Int64]? {
+        let child: Child
+        do { child = try Child(ToolCommands.redisScratchServer(dir: dir.path), output: false, errorLog: "\(dir.path)/stderr") } catch {
+            throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "cannot start redis-server to read the RDB: \(error)")
+        }
+        scratch = child
+        defer { child.terminate(grace: 2) }
+        let src = try waitForScratch(child)
+        let loaded = RESP.keyspace(try src.call("INFO", "keyspace").text ?? "")
+
+        // The target: one server, or every master of a cluster with its slots.
+        var conns: [RedisConnection] = []
+        var slotOwner = [Int](repeating: 0, count: 16384)
+        let first = try connectTarget(db.host, db.port)
+        if db.cluster ?? false {
+            let ranges = RedisCluster.slotRanges(try first.call("CLUSTER", "SLOTS"))
+            var index: [String: Int] = [:]
+            for (a, b, host, port) in ranges {
+                let key = "\(host):\(port)"
+                if index[key] == nil {
+                    index[key] = conns.count
+                    conns.append(try connectTarget(host, port))
+                }
+                for s in a...b { slotOwner[s] = index[key]! }
+            }
+            guard !conns.isEmpty else {
+                throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(first.name): CLUSTER SLOTS lists no master")
+            }
+            if let other = loaded.keys.first(where: { $0 != "db0" }) {
+                throw JobFailure(exit: .jobFailed, code: "redis", message: "the backup has keys in \(other); a Redis Cluster has only db0")
+            }
+        } else {
+            conns = [first]
+        }
+        if db.flush ?? true {
+            for c in conns { try c.call("FLUSHALL") }
+        }
+
+        for name in loaded.keys.sorted() {
+            guard let index = Int(name.dropFirst(2)) else { continue }
+            try src.call("SELECT", String(index))
+            if !(db.cluster ?? false) { try conns[0].call("SELECT", String(index)) }
+            var cursor = "0"
+            repeat {
+                guard case .array(let r?) = try src.call("SCAN", cursor, "COUNT", "1000"), r.count == 2,
+                      let next = r[0].text, case .array(let items?) = r[1] else {
+                    throw JobFailure(exit: .jobFailed, code: "redis", message: "scratch redis-server: unexpected SCAN reply")
+                }
+                cursor = next
+                let keys: [[UInt8]] = items.compactMap { if case .bulk(let b?) = $0 { return b } else { return nil } }
+                if keys.isEmpty { continue }
+                // DUMP and PTTL of the whole batch in one round trip.
+                var pipeline: [UInt8] = []
+                for k in keys { pipeline += RESP.command([Array("DUMP".utf8), k]) + RESP.command([Array("PTTL".utf8), k]) }
+                try src.send(pipeline)
+                var perConn = [[UInt8]](repeating: [], count: conns.count)
+                var sent = [Int](repeating: 0, count: conns.count)
+                for k in keys {
+                    let dump = try src.reply()
+                    let ttl = try src.reply()
+                    guard case .bulk(let payload?) = dump else { continue }  // expired since SCAN
+                    var ms: Int64 = 0
+                    if case .integer(let t) = ttl, t > 0 { ms = t }
+                    let c = conns.count == 1 ? 0 : slotOwner[RedisCluster.slot(k)]
+                    perConn[c] += RESP.command([Array("RESTORE".utf8), k, Array(String(ms).utf8), payload, Array("REPLACE".utf8)])
+                    sent[c] += 1
+                }
+                for (i, c) in conns.enumerated() where sent[i] > 0 {
+                    try c.send(perConn[i])
+                    for _ in 0..<sent[i] {
+                        if case .error(let e) = try c.reply() {
+                            throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(c.name): RESTORE failed: \(e)")
+                        }
+                    }
+                }
+            } while cursor != "0"
+        }
+        return loaded
+    }
+
+    /// The scratch server is ready once it answers PING (not -LOADING).
+    private func waitForScratch(_ child: Child) throws -> RedisConnection {
+        let deadline = monotonicNow() + 300
+        while monotonicNow() < deadline {
+            if child.tryReap() {
+                throw JobFailure(exit: .jobFailed, code: "command-failed",
+                                 message: "redis-server could not load the backup's RDB (\(describeStatus(child.status))): \(dir.tail("redis.log"))")
+            }
+            if let c = try? RedisConnection(unixPath: "\(dir.path)/redis.sock", timeout: 60) {
+                try c.send(RESP.command("PING"))
+                if case .simple = try c.reply() { return c }
+            }
+            usleep(50_000)
+        }
+        throw JobFailure(exit: .jobFailed, code: "timeout", message: "redis-server did not load the backup's RDB within 300 s")
+    }
+}
+

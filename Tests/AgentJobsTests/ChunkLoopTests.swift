@@ -1,0 +1,163 @@
+// The database node's half of a backup without a node: the chunk loop over a real child
+// process's stdout, its records written to a file and read back the way the coordinator and
+// the restore job read them. Every record authenticates under its own name, every chunk's
+// keyed ID matches its plaintext, the chunks reassemble the stream exactly, a repeated chunk
+// is written once, and the coordinator's cancel and a closed output stop the source.
+import AgentProtocol
+@preconcurrency import Crypto
+import Foundation
+import Repository
+import TestSupport
+import Testing
+@testable import AgentJobs
+
+/// Children start through a built agent's `__child` step (the test binary has none).
+func useBuiltAgentAsLauncher() throws {
+    try #require(FileManager.default.isExecutableFile(atPath: Repo.agent), "build the agent first: swift build --build-tests")
+    Child.launcher = Repo.agent
+}
+
+private let small = ChunkerParameters(min: 16 << 10, avg: 64 << 10, max: 256 << 10)
+
+/// A pseudo-random but reproducible stream with a block repeated, so some chunks repeat.
+private func testStream() -> [UInt8] {
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    func next() -> UInt8 {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return UInt8(truncatingIfNeeded: state)
+    }
+    let block = (0..<(700 << 10)).map { _ in next() }
+    let text = Array(String(repeating: "INSERT INTO accounts VALUES (42, 'text that compresses');\n", count: 12_000).utf8)
+    return block + text + block + (0..<(300 << 10)).map { _ in next() }
+}
+
+private func tempFile(_ bytes: [UInt8] = []) throws -> String {
+    let p = FileManager.default.temporaryDirectory.appendingPathComponent("chunkloop-\(UUID().uuidString)").path
+    FileManager.default.createFile(atPath: p, contents: Data(bytes))
+    return p
+}
+
+/// A control pipe whose write end stays open: nothing readable until the test closes it.
+struct Control {
+    let read: Int32, write: Int32
+    init() {
+        var fds: [Int32] = [0, 0]
+        precondition(pipe(&fds) == 0)
+        read = fds[0]
+        write = fds[1]
+    }
+    func close() { _ = Glibc.close(write) }
+    func dispose() { _ = Glibc.close(read); _ = Glibc.close(write) }
+}
+
+/// The object records in `bytes`, in order.
+private func records(_ bytes: [UInt8]) throws -> [(name: String, bytes: [UInt8])] {
+    var out: [(String, [UInt8])] = []
+    var p = 0
+    while let h = try ObjectRecord.parseHeader(bytes, at: p) {
+        out.append((h.name, Array(bytes[h.payload..<(h.payload + h.size)])))
+        p = h.payload + h.size
+    }
+    #expect(p == bytes.count, "bytes after the last whole record")
+    return out
+}
+
+@Suite struct ChunkLoopTests {
+    let keys = RepositoryKeys.generate()
+
+    func run(_ command: [String], control: Control, output: Int32, events: inout [AgentEvent]) throws -> AgentEvent {
+        try useBuiltAgentAsLauncher()
+        var collected: [AgentEvent] = []
+        defer { events = collected }
+        return try Session().chunkStream(try CommandSource(command, dir: nil), keys: keys,
+                                         chunker: Chunker(seed: keys.chunkerSeed, parameters: small), maxChunk: small.max,
+                                         zstdLevel: 3, control: control.read, output: output, events: { collected.append($0) })
+    }
+
+    @Test func theRecordsReassembleTheStreamAndARepeatedChunkIsWrittenOnce() throws {
+        let stream = testStream()
+        let input = try tempFile(stream), out = try tempFile()
+        defer { try? FileManager.default.removeItem(atPath: input); try? FileManager.default.removeItem(atPath: out) }
+        let fd = open(out, O_WRONLY)
+        let control = Control()
+        defer { control.dispose() }
+        var events: [AgentEvent] = []
+        let result = try run(["cat", input], control: control, output: fd, events: &events)
+        close(fd)
+
+        #expect(result.bytes == Int64(stream.count))
+        #expect(result.sha256 == hexString(SHA256.hash(data: stream)))
+        let chunkEvents = events.filter { $0.event == .chunk }
+        #expect(result.stored == chunkEvents.count)
+        // Every chunk within the chunker's bounds (the last may be shorter).
+        for e in chunkEvents.dropLast() { #expect((small.min...small.max).contains(Int(e.bytes ?? 0))) }
+
+        let written = try records(Array(try Data(contentsOf: URL(fileURLWithPath: out))))
+        var plain: [String: [UInt8]] = [:]
+        for r in written {
+            let id = try #require(RepositoryLayout.chunkID(r.name))
+            let p = try Envelope.open(r.bytes, key: keys.data, aad: id)
+            #expect(p.withUnsafeBytes { keys.chunkID($0) } == id)
+            #expect(plain[id] == nil, "chunk \(id) written twice")
+            plain[id] = p
+        }
+        // Announced in stream order, the repeated ones with nothing stored.
+        let ids = chunkEvents.compactMap(\.id)
+        #expect(Set(ids).count < ids.count, "the repeated block made no repeated chunk")
+        #expect(written.count == Set(ids).count)
+        for e in chunkEvents where ids.firstIndex(of: e.id!) != chunkEvents.firstIndex(where: { $0 == e }) { #expect(e.stored == 0) }
+        #expect(ids.flatMap { plain[$0]! } == stream)
+    }
+
+    @Test func theCoordinatorsCancelStopsTheSource() throws {
+        let out = try tempFile()
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let fd = open(out, O_WRONLY)
+        defer { close(fd) }
+        let control = Control()
+        defer { control.dispose() }
+        // The session's stdin ends: the coordinator went away or cancelled.
+        control.close()
+        var events: [AgentEvent] = []
+        let started = Date()
+        #expect {
+            _ = try run(["sleep", "3600"], control: control, output: fd, events: &events)
+        } throws: { error in
+            guard let f = error as? JobFailure else { return false }
+            return f.exit == .inputCut && f.message.contains("sleep stopped")
+        }
+        #expect(Date().timeIntervalSince(started) < 60, "the source was not stopped")
+    }
+
+    @Test func aClosedOutputStopsTheSourceAndSaysSo() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        close(fds[0])  // the reader is gone: writes fail with EPIPE
+        signal(SIGPIPE, SIG_IGN)
+        defer { close(fds[1]) }
+        let control = Control()
+        defer { control.dispose() }
+        var events: [AgentEvent] = []
+        #expect {
+            _ = try run(["head", "-c", "2000000", "/dev/urandom"], control: control, output: fds[1], events: &events)
+        } throws: { error in
+            (error as? JobFailure)?.exit == .outputClosed
+        }
+    }
+
+    @Test func aFailingSourceFailsTheJobWithItsStatus() throws {
+        let out = try tempFile()
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let fd = open(out, O_WRONLY)
+        defer { close(fd) }
+        let control = Control()
+        defer { control.dispose() }
+        var events: [AgentEvent] = []
+        #expect {
+            _ = try run(["sh", "-c", "head -c 100000 /dev/zero; exit 3"], control: control, output: fd, events: &events)
+        } throws: { error in
+            guard let f = error as? JobFailure else { return false }
+            return f.exit == .jobFailed && f.code == "command-failed" && f.message.contains("exit")
+        }
+    }
+}
