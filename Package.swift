@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
@@ -35,7 +36,7 @@ let package = Package(
         //   Topology → Fleet (the inventory) → Remote (SSH, agents) → Storage → Operations
         //   → Scheduling → stowage (the CLI and all its rendering).
         // Threads for blocking C calls, deadlines, trace, the operator error and exit codes, text.
-        .target(name: "Support"),
+        .target(name: "Support", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
         // The inventory: model, YAML, selection, secrets, every settings type, policies and schedules.
         .target(name: "Fleet", dependencies: [
@@ -60,6 +61,8 @@ let package = Package(
         // The scheduler daemon, its pure decisions, the run catalog (GRDB), notifications, status.
         .target(name: "Scheduling", dependencies: [
             "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "Support",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
@@ -87,6 +90,7 @@ let package = Package(
         .executableTarget(name: "stowage", dependencies: [
             "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "CAgentSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // Paths, fixtures, the lab and the built binaries, for both test targets.
@@ -99,7 +103,9 @@ let package = Package(
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Topology", "Support", "TestSupport"]),
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport"]),
-        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport"]),
+        .testTarget(name: "SchedulingTests", dependencies: [
+            "Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
         // The CLI's parsing and error format (runs the built binary; no lab).
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         // Everything on the lab's real servers (fixtures/lab/lab.sh up first); never skips.

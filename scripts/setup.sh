@@ -12,6 +12,8 @@ PACKAGES=(
     # the lab's servers and the engines' client and dump tools
     postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server redis-tools
     openssh-server openssh-client iproute2 procps
+    # systemd-analyze checks the unit in contrib/systemd
+    systemd
     # webhooks (FoundationNetworking uses libcurl); the tests' webhook receiver
     libcurl4 python3
 )
@@ -59,6 +61,7 @@ build() {
         exit 1
     fi
 }
+bash scripts/build-info.sh
 case "${1:-}" in
     release) build -c release ;;
     # The demo runs only the CLI and the agent: no test targets.

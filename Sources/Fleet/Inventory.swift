@@ -29,6 +29,9 @@ package struct CredentialsSpec: Sendable, Equatable {
         case none
         case environment(String)
         case file(String)
+        /// A systemd credential: the file NAME in $CREDENTIALS_DIRECTORY (LoadCredential=),
+        /// which only the service can read and which never touches the disk's own folders.
+        case credential(String)
     }
 
     package var user: String?
@@ -94,8 +97,12 @@ package struct Inventory: Sendable, Equatable {
     package var probe: ProbeSettings
     package var storages: [StorageSpec]
     package var environments: [EnvironmentSpec]
-    /// The policies file (`policies:` in the inventory, else beside it: stowage.yaml →
-    /// stowage.policies.yaml) and the policies read from it.
+    /// Where the policies file and the run catalog live unless the inventory names them
+    /// (`state_dir:`; else systemd's $STATE_DIRECTORY; else /var/lib/stowage for an
+    /// inventory installed under /etc/stowage; else the inventory's own folder).
+    package var stateDirectory: String = ""
+    /// The policies file (`policies:` in the inventory, else in the state folder:
+    /// stowage.yaml → stowage.policies.yaml) and the policies read from it.
     package var policiesPath: String = ""
     package var policies: [Policy] = []
     package var scheduler = SchedulerSettings()
@@ -107,11 +114,25 @@ package struct Inventory: Sendable, Equatable {
 // MARK: - Loading
 
 extension Inventory {
-    /// Where the inventory is: `--config`, else `STOWAGE_CONFIG`, else ./stowage.yaml.
+    /// The installed inventory (scripts/install.sh).
+    package static let installedPath = "/etc/stowage/stowage.yaml"
+    /// The state folder of an installed coordinator (systemd's StateDirectory=stowage).
+    package static let installedStateDirectory = "/var/lib/stowage"
+
+    /// Where the inventory is: `--config`, else `STOWAGE_CONFIG`, else /etc/stowage/stowage.yaml.
     package static func resolvePath(option: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
         if let option, !option.isEmpty { return option }
         if let env = environment["STOWAGE_CONFIG"], !env.isEmpty { return env }
-        return "stowage.yaml"
+        return installedPath
+    }
+
+    /// The state folder when the inventory does not name one (pure; see `stateDirectory`).
+    package static func defaultStateDirectory(inventory path: String, environment: [String: String]) -> String {
+        // systemd may list several folders (StateDirectory=a b): the first is ours.
+        if let d = environment["STATE_DIRECTORY"]?.split(separator: ":").first, !d.isEmpty { return String(d) }
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        if folder == URL(fileURLWithPath: installedPath).deletingLastPathComponent().path { return installedStateDirectory }
+        return folder
     }
 
     package static func load(path: String) throws(StowageError) -> Inventory {
@@ -162,7 +183,8 @@ extension Inventory {
 
     package func policy(for layer: String) -> Policy? { policies.first { $0.layer == layer } }
 
-    static func parseWithoutPolicies(_ text: String, file: String) throws(StowageError) -> Inventory {
+    static func parseWithoutPolicies(_ text: String, file: String,
+                                     environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> Inventory {
         let root: Yams.Node
         do {
             guard let n = try Yams.compose(yaml: text) else {
@@ -177,7 +199,7 @@ extension Inventory {
         } catch {
             throw StowageError(.invalidInventory, "\(file): cannot parse the inventory: \(error)")
         }
-        var parser = InventoryParser(file: file)
+        var parser = InventoryParser(file: file, environment: environment)
         return try parser.parse(YAMLValue(node: root, path: "", file: file))
     }
 
@@ -212,14 +234,19 @@ extension Inventory {
 
 private struct InventoryParser {
     let file: String
+    /// The process's environment (systemd's STATE_DIRECTORY), given so parsing stays pure.
+    let environment: [String: String]
     /// Node names identify hosts (`stowage ssh trust NODE`), so they are unique across the file.
     var nodeNames: [String: String] = [:]
     var probe = ProbeSettings()
 
-    init(file: String) { self.file = file }
+    init(file: String, environment: [String: String]) {
+        self.file = file
+        self.environment = environment
+    }
 
     mutating func parse(_ root: YAMLValue) throws(StowageError) -> Inventory {
-        let top = try YAMLFields(root, allowed: ["ssh", "probe", "storages", "environments", "policies", "scheduler", "notifications"])
+        let top = try YAMLFields(root, allowed: ["ssh", "probe", "storages", "environments", "policies", "scheduler", "notifications", "state_dir"])
         var ssh = SSHSettings()
         if let s = top["ssh"] {
             let f = try YAMLFields(s, allowed: ["identity", "known_hosts"])
@@ -246,7 +273,14 @@ private struct InventoryParser {
             envs.append(EnvironmentSpec(name: name, layers: layers))
         }
         var inv = Inventory(path: file, ssh: ssh, probe: probe, storages: storages, environments: envs)
-        inv.policiesPath = try top["policies"]?.string() ?? PolicyStore.defaultPath(forInventory: file)
+        if let d = top["state_dir"] {
+            let dir = try d.string()
+            guard dir.hasPrefix("/") else { throw d.error("state_dir must be an absolute path, not '\(dir)'", hint: "e.g. state_dir: /var/lib/stowage") }
+            inv.stateDirectory = dir
+        } else {
+            inv.stateDirectory = Inventory.defaultStateDirectory(inventory: file, environment: environment)
+        }
+        inv.policiesPath = try top["policies"]?.string() ?? PolicyStore.defaultPath(forInventory: file, stateDirectory: inv.stateDirectory)
         if let s = top["scheduler"] { inv.scheduler = try scheduler(s, inventory: file) }
         if let n = top["notifications"] { inv.notifications = try notifications(n) }
         return inv
@@ -272,18 +306,64 @@ private struct InventoryParser {
     }
 
     func notifications(_ v: YAMLValue) throws(StowageError) -> NotificationSettings {
-        let f = try YAMLFields(v, allowed: ["webhook", "command", "timeout"])
+        let targetKeys = ["webhook", "command", "format", "secret_file", "events"]
+        let f = try YAMLFields(v, allowed: targetKeys + ["timeout", "retries", "retry_delay", "routes"])
         var n = NotificationSettings()
+        // The section's own webhook/command: a target for every layer.
+        if f["webhook"] != nil || f["command"] != nil {
+            n.targets.append(try notificationTarget(f, at: v, match: []))
+        } else if let stray = targetKeys.dropFirst(2).compactMap({ f[$0] }).first {
+            throw stray.error("\(stray.path) needs a webhook or a command beside it")
+        }
+        if let routes = f["routes"] {
+            for r in try routes.sequence() {
+                let rf = try YAMLFields(r, allowed: targetKeys + ["match"])
+                var match: [String] = []
+                if let m = rf["match"] {
+                    match = try m.stringList()
+                    for sel in match where sel.isEmpty || sel.split(separator: "/", omittingEmptySubsequences: false).count > 2 {
+                        throw m.error("\(m.path): '\(sel)' is not ENV or ENV/LAYER")
+                    }
+                }
+                guard rf["webhook"] != nil || rf["command"] != nil else { throw r.error("a notification route needs a webhook or a command") }
+                n.targets.append(try notificationTarget(rf, at: r, match: match))
+            }
+        }
+        if let t = f["timeout"] { n.timeout = try positive(t) }
+        if let r = f["retries"] {
+            n.retries = try r.int()
+            guard (0...10).contains(n.retries) else { throw r.error("notifications.retries must be 0 to 10") }
+        }
+        if let d = f["retry_delay"] { n.retryDelay = try positive(d) }
+        return n
+    }
+
+    func notificationTarget(_ f: YAMLFields, at v: YAMLValue, match: [String]) throws(StowageError) -> NotificationTarget {
+        var t = NotificationTarget()
+        t.match = match
+        t.location = v.location
         if let w = f["webhook"] {
             let s = try w.string()
             guard let u = URL(string: s), ["http", "https"].contains(u.scheme ?? ""), u.host != nil else {
-                throw w.error("notifications.webhook must be an http:// or https:// URL, not '\(s)'")
+                throw w.error("\(w.path) must be an http:// or https:// URL, not '\(s)'")
             }
-            n.webhook = s
+            t.webhook = s
         }
-        n.command = try f["command"]?.string()
-        if let t = f["timeout"] { n.timeout = try positive(t) }
-        return n
+        t.command = try f["command"]?.string()
+        if let x = f["format"] {
+            let s = try x.string()
+            guard let format = NotificationTarget.Format(rawValue: s) else { throw x.error("\(x.path) must be json or slack, not '\(s)'") }
+            t.format = format
+        }
+        if let x = f["secret_file"] { t.secretFile = try x.string() }
+        if let x = f["events"] {
+            let names = try x.stringList()
+            for name in names where !NotificationTarget.eventNames.contains(name) {
+                throw x.error("\(x.path): unknown event '\(name)'", hint: "events: \(NotificationTarget.eventNames.joined(separator: ", "))")
+            }
+            t.events = names
+        }
+        return t
     }
 
     func positive(_ v: YAMLValue) throws(StowageError) -> Double {
@@ -302,7 +382,7 @@ private struct InventoryParser {
 
     mutating func storage(_ name: String, _ v: YAMLValue) throws(StowageError) -> StorageSpec {
         try checkName(name, v, what: "storage")
-        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password", "zstd_level"])
+        let f = try YAMLFields(v, allowed: ["root", "nodes", "quorum", "password_env", "password_file", "password_credential", "password", "zstd_level"])
         let source = try f.passwordSource(owner: "storage \(name)", file: "inventory")
         let password = source == .none ? nil : CredentialsSpec(user: nil, password: source, location: v.location, field: "storages.\(name)")
         let root = try f["root"]?.string()
@@ -368,7 +448,7 @@ private struct InventoryParser {
 
     func credentials(_ v: YAMLValue, engine: Engine, layer: String) throws(StowageError) -> CredentialsSpec {
         // `password` is listed so that its use gets a clear refusal instead of "unknown key".
-        let f = try YAMLFields(v, allowed: ["user", "password_env", "password_file", "password"])
+        let f = try YAMLFields(v, allowed: ["user", "password_env", "password_file", "password_credential", "password"])
         let source = try f.passwordSource(owner: "credentials of \(layer)", file: "inventory")
         let user = try f["user"]?.string()
         if user == nil && engine != .redis {

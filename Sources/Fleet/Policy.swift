@@ -41,6 +41,9 @@ package struct Policy: Sendable, Equatable {
     package var enabled: Bool
     /// When the policy was installed: runs due before it are not "missed".
     package var installed: Date
+    /// The oldest the newest backup may be before the layer counts as stale (seconds); nil:
+    /// twice the schedule's longest interval, at least an hour (`Staleness`).
+    package var maxAge: Double? = nil
     /// Where the policy is written, for messages.
     package var location: String
 
@@ -99,7 +102,7 @@ package enum PolicyFile {
         guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
             throw v.error("policy key '\(layer)' must be ENV/LAYER")
         }
-        let f = try YAMLFields(v, allowed: ["schedule", "storage", "keep", "credentials", "source", "enabled", "installed"])
+        let f = try YAMLFields(v, allowed: ["schedule", "storage", "keep", "credentials", "source", "enabled", "installed", "max_age"])
         let sv = try f.required("schedule", hint: "hourly, daily, weekly, monthly, a cron expression, or { time: HH:MM, days: mon-fri, tz: Zone }")
         let schedule: PolicySchedule
         if case .mapping = sv.node {
@@ -124,7 +127,7 @@ package enum PolicyFile {
         } ?? .primary
         var creds: CredentialsSpec?
         if let c = f["credentials"] {
-            let cf = try YAMLFields(c, allowed: ["user", "password_env", "password_file", "password"])
+            let cf = try YAMLFields(c, allowed: ["user", "password_env", "password_file", "password_credential", "password"])
             let pw = try cf.passwordSource(owner: "credentials of policy \(layer)", file: "policies")
             creds = CredentialsSpec(user: try cf["user"]?.string(), password: pw, location: c.location)
         }
@@ -135,8 +138,16 @@ package enum PolicyFile {
             }
             installed = d
         }
-        return Policy(layer: layer, schedule: schedule, storage: try f.required("storage").string(), keep: keep, credentials: creds,
-                      source: source, enabled: try f["enabled"]?.bool() ?? true, installed: installed, location: v.location)
+        var maxAge: Double?
+        if let mv = f["max_age"] {
+            let m = try mv.seconds()
+            guard m >= 60 else { throw mv.error("policy \(layer): max_age must be at least 1m", hint: "e.g. max_age: 26h for a daily schedule") }
+            maxAge = m
+        }
+        var p = Policy(layer: layer, schedule: schedule, storage: try f.required("storage").string(), keep: keep, credentials: creds,
+                       source: source, enabled: try f["enabled"]?.bool() ?? true, installed: installed, location: v.location)
+        p.maxAge = maxAge
+        return p
     }
 
     /// The file's text for these policies, sorted by layer.
@@ -158,6 +169,7 @@ package enum PolicyFile {
             t += "    keep: \(p.keep)\n"
             t += "    source: \(p.source.rawValue)\n"
             t += "    enabled: \(p.enabled)\n"
+            if let m = p.maxAge { t += "    max_age: \(Durations.format(m))\n" }
             if let c = p.credentials {
                 var parts: [String] = []
                 if let u = c.user { parts.append("user: \(q(u))") }
@@ -165,6 +177,7 @@ package enum PolicyFile {
                 case .none: break
                 case .environment(let e): parts.append("password_env: \(q(e))")
                 case .file(let f): parts.append("password_file: \(q(f))")
+                case .credential(let c): parts.append("password_credential: \(q(c))")
                 }
                 t += "    credentials: { \(parts.joined(separator: ", ")) }\n"
             }

@@ -7,12 +7,18 @@ import Topology
 
 package enum PolicyStore {
     /// stowage.yaml → stowage.policies.yaml, in the inventory's folder.
-    package static func defaultPath(forInventory path: String) -> String { sibling(of: path, suffix: ".policies.yaml") }
+    /// The policies file of an inventory: NAME.policies.yaml in the state folder (which is
+    /// the inventory's own folder unless installed, see `Inventory.stateDirectory`).
+    package static func defaultPath(forInventory path: String, stateDirectory: String? = nil) -> String {
+        sibling(of: path, suffix: ".policies.yaml", in: stateDirectory)
+    }
 
-    static func sibling(of path: String, suffix: String) -> String {
+    /// NAME + suffix for the inventory NAME.yaml, in `folder` (default: the inventory's).
+    static func sibling(of path: String, suffix: String, in folder: String? = nil) -> String {
         let url = URL(fileURLWithPath: path)
         let base = url.deletingPathExtension().lastPathComponent
-        return url.deletingLastPathComponent().appendingPathComponent(base + suffix).path
+        let dir = folder.map { URL(fileURLWithPath: $0) } ?? url.deletingLastPathComponent()
+        return dir.appendingPathComponent(base + suffix).path
     }
 
     /// The policies in the file; none if it does not exist.

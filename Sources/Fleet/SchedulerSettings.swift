@@ -18,25 +18,67 @@ package struct SchedulerSettings: Sendable, Equatable {
     package var retryDelay: Double = 60
     /// On SIGTERM: how long running backups may go on before they are cancelled.
     package var grace: Double = 600
-    /// The run catalog (SQLite); default: beside the inventory, NAME.catalog.sqlite.
+    /// The run catalog (SQLite); default: NAME.catalog.sqlite in the state folder.
     package var catalog: String?
 
     package init() {}
 }
 
-package struct NotificationSettings: Sendable, Equatable {
-    /// An http(s) URL that gets a JSON POST per event (docs/scheduler.md, "Notifications").
+/// Where notifications go: one target per webhook or command, each with the layers and the
+/// events it wants (docs/scheduler.md, "Notifications").
+package struct NotificationTarget: Sendable, Equatable {
+    package enum Format: String, Sendable, CaseIterable {
+        /// The event document (docs/notification.schema.json).
+        case json
+        /// `{"text": "..."}`, which Slack's and Mattermost's incoming webhooks take.
+        case slack
+    }
+
+    /// ENV or ENV/LAYER selections; empty: every layer.
+    package var match: [String] = []
+    /// An http(s) URL that gets a POST per event...
     package var webhook: String?
-    /// A command run with the same JSON on its stdin.
+    /// ...and/or a command run with the document on its stdin.
     package var command: String?
-    package var timeout: Double = 10
+    package var format: Format = .json
+    /// A file holding the key of the HMAC-SHA256 signature sent as `X-Stowage-Signature`.
+    package var secretFile: String?
+    /// The events wanted; nil: every event but `backup-succeeded` (which is opt-in).
+    package var events: [String]?
+    /// Where it was configured, for messages.
+    package var location = ""
 
     package init() {}
+
+    /// Every event a target can ask for, in the order the docs list them.
+    package static let eventNames = ["run-failed", "credentials-rejected", "unsafe-topology", "storage-degraded", "backup-stale",
+                                     "restore-completed", "backup-succeeded"]
+
+    /// Whether this target wants `event` about `layer` (ENV/LAYER) (pure).
+    package func wants(_ event: String, layer: String) -> Bool {
+        let env = layer.split(separator: "/").first.map(String.init) ?? layer
+        guard match.isEmpty || match.contains(layer) || match.contains(env) else { return false }
+        return events?.contains(event) ?? (event != "backup-succeeded")
+    }
+}
+
+package struct NotificationSettings: Sendable, Equatable {
+    package var targets: [NotificationTarget] = []
+    /// Per delivery attempt.
+    package var timeout: Double = 10
+    /// Attempts after the first, with a delay doubling from `retryDelay`.
+    package var retries = 3
+    package var retryDelay: Double = 2
+
+    package init() {}
+
+    /// The targets that want `event` about `layer`.
+    package func targets(for event: String, layer: String) -> [NotificationTarget] { targets.filter { $0.wants(event, layer: layer) } }
 }
 
 extension Inventory {
     /// Where the run catalog is.
     package var catalogPath: String {
-        scheduler.catalog ?? PolicyStore.sibling(of: path, suffix: ".catalog.sqlite")
+        scheduler.catalog ?? PolicyStore.sibling(of: path, suffix: ".catalog.sqlite", in: stateDirectory.isEmpty ? nil : stateDirectory)
     }
 }

@@ -19,6 +19,14 @@ extension CredentialsSpec {
                                    hint: "export \(variable) before running stowage, or use password_file")
             }
             return Secret(value)
+        case .credential(let name):
+            guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty else {
+                throw StowageError(.invalidInventory,
+                                   "\(layer): \(field).password_credential \(name) at \(location) needs $CREDENTIALS_DIRECTORY, which is not set",
+                                   hint: "run it under systemd with LoadCredential=\(name):/path/to/secret (contrib/systemd/stowage-scheduler.service), or use password_file")
+            }
+            return try CredentialsSpec(user: user, password: .file("\(dir)/\(name)"), location: location, field: field)
+                .resolvePassword(layer: layer, environment: environment)
         case .file(let path):
             guard let data = FileManager.default.contents(atPath: path) else {
                 let exists = FileManager.default.fileExists(atPath: path)

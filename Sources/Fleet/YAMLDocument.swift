@@ -41,15 +41,11 @@ struct YAMLValue {
         return v
     }
 
-    /// "3s", "500ms", "2m", "1h" or a bare number of seconds.
+    /// "3s", "500ms", "2m", "1h", "2d", "1h30m" or a bare number of seconds.
     func seconds() throws(StowageError) -> Double {
-        let s = try string().trimmingWhitespace()
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
-        for (suffix, factor) in units where s.hasSuffix(suffix) {
-            if let v = Double(s.dropLast(suffix.count)), v >= 0 { return v * factor }
-        }
-        if let v = Double(s), v >= 0 { return v }
-        throw error("\(path) must be a duration such as 3s, 500ms or 2m, not '\(s)'")
+        let s = try string()
+        guard let v = Durations.parse(s) else { throw error("\(path) must be a duration such as 3s, 500ms, 2m or 26h, not '\(s)'") }
+        return v
     }
 
     var kindName: String {
@@ -89,6 +85,14 @@ struct YAMLValue {
         guard case .sequence(let s) = node else { throw error("\(path) must be a list, not a \(kindName)") }
         return s.enumerated().map { YAMLValue(node: $1, path: "\(path)[\($0)]", file: file) }
     }
+
+    /// A list of strings, or one string as a list of one.
+    func stringList() throws(StowageError) -> [String] {
+        if case .scalar = node { return [try string()] }
+        var out: [String] = []
+        for item in try sequence() { out.append(try item.string()) }
+        return out
+    }
 }
 
 /// A mapping's fields by name, with required/optional access.
@@ -123,12 +127,18 @@ extension YAMLFields {
             throw p.error("plain-text passwords are not accepted in the \(file) (\(owner))",
                           hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
         }
-        switch (try self["password_env"]?.string(), try self["password_file"]?.string()) {
-        case (let e?, nil): return .environment(e)
-        case (nil, let p?): return .file(p)
-        case (nil, nil): return .none
-        case (_?, _?): throw self.owner.error("\(owner) gives both password_env and password_file", hint: "keep one")
+        var given: [CredentialsSpec.PasswordSource] = []
+        if let e = try self["password_env"]?.string() { given.append(.environment(e)) }
+        if let p = try self["password_file"]?.string() { given.append(.file(p)) }
+        if let c = self["password_credential"] {
+            let name = try c.string()
+            guard !name.isEmpty, !name.contains("/") else { throw c.error("password_credential must be a credential's name (LoadCredential=NAME:...), not a path") }
+            given.append(.credential(name))
         }
+        guard given.count <= 1 else {
+            throw self.owner.error("\(owner) gives more than one of password_env, password_file and password_credential", hint: "keep one")
+        }
+        return given.first ?? .none
     }
 }
 

@@ -40,6 +40,15 @@ package struct LayerStatus: Codable, Sendable, Equatable {
         package var unreachable: [String]
         /// A node this coordinator is not set up for (host key refused...): an error, not "down".
         package var setupFault: String? = nil
+
+        package init(storage: String, count: Int, newest: String?, newestMissingOn: [String], unreachable: [String], setupFault: String? = nil) {
+            self.storage = storage
+            self.count = count
+            self.newest = newest
+            self.newestMissingOn = newestMissingOn
+            self.unreachable = unreachable
+            self.setupFault = setupFault
+        }
     }
 
     package struct Problem: Codable, Sendable, Equatable {
@@ -58,6 +67,19 @@ package struct LayerStatus: Codable, Sendable, Equatable {
     package var backups: [Stored]
     package var topology: String
     package var findings: [String]
+    /// Whether the newest backup is older than the policy allows (layers with an enabled policy).
+    package var staleness: Staleness.Verdict? = nil
+}
+
+/// `stowage status` as a whole: every selected layer, and whether a scheduler looks after them.
+package struct FleetReport: Codable, Sendable, Equatable {
+    package var layers: [LayerStatus]
+    /// Nil when no catalog exists yet (nothing was ever run through the scheduler or a policy).
+    package var scheduler: SchedulerHealth?
+    /// Fleet-wide problems (the scheduler), besides each layer's.
+    package var problems: [LayerStatus.Problem]
+
+    package var healthy: Bool { layers.allSatisfy { $0.health == "ok" } && problems.isEmpty }
 }
 
 package enum FleetStatus {
@@ -87,7 +109,16 @@ package enum FleetStatus {
                 problems.append((.warning, "storage \(s.storage): \(s.unreachable.joined(separator: ", ")) unreachable"))
             }
         }
-        if let policy, policy.enabled, stored.first(where: { $0.storage == policy.storage })?.count == 0,
+        var staleness: Staleness.Verdict?
+        if let policy, let onStorage = stored.first(where: { $0.storage == policy.storage }) {
+            // Judged on what the storage showed: a storage that could not be read whole and
+            // showed no backup proves nothing (its unreachable nodes are a problem of their own).
+            if onStorage.setupFault == nil && (onStorage.count > 0 || onStorage.unreachable.isEmpty) {
+                staleness = Staleness.judge(policy: policy, newest: onStorage.newest.flatMap(BackupName.init), now: now)
+            }
+            if let v = staleness, v.stale { problems.append((.error, "stale: \(v.message)")) }
+        }
+        if let policy, policy.enabled, staleness?.stale != true, stored.first(where: { $0.storage == policy.storage })?.count == 0,
            let first = (try? policy.schedule.schedule())?.next(after: policy.installed), first < now.addingTimeInterval(-3600) {
             problems.append((.warning, "no backup on \(policy.storage) although one was due at \(stamp(first))"))
         }
@@ -105,7 +136,7 @@ package enum FleetStatus {
                                      sourceNode: $0.sourceNode, storedBytes: $0.storedBytes, rawBytes: $0.rawBytes, error: $0.error)
                            },
                            nextRun: next, backups: stored, topology: topology.map { "\($0.kind.rawValue), primary \($0.primary ?? "none")" } ?? "not probed",
-                           findings: topology?.findings.filter { $0.severity != .ok }.map(\.message) ?? [])
+                           findings: topology?.findings.filter { $0.severity != .ok }.map(\.message) ?? [], staleness: staleness)
     }
 
     /// Failures first, then warnings, then the rest; by layer within each.
@@ -115,11 +146,14 @@ package enum FleetStatus {
     }
 
     /// Gathers and judges the selected layers.
-    package static func gather(_ layers: [LayerSpec], inventory inv: Inventory, agent: AgentBinary, probe: Bool = true) async throws(StowageError) -> [LayerStatus] {
-        let now = Date()
+    package static func gather(_ layers: [LayerSpec], inventory inv: Inventory, agent: AgentBinary, probe: Bool = true,
+                               now: Date = Date()) async throws(StowageError) -> FleetReport {
         var lastRuns: [String: RunRecord] = [:]
+        var scheduler: SchedulerHealth?
         if FileManager.default.fileExists(atPath: inv.catalogPath) {
-            lastRuns = try await RunCatalog(path: inv.catalogPath).lastRuns()
+            let catalog = try RunCatalog(path: inv.catalogPath)
+            lastRuns = try await catalog.lastRuns()
+            scheduler = SchedulerHealth.judge(try await catalog.schedulers(), now: now)
         }
         // Backups per storage and environment, by name only.
         var stored: [String: [LayerStatus.Stored]] = [:]
@@ -149,13 +183,24 @@ package enum FleetStatus {
             }
             for t in try await TopologyCheck.run(probed, settings: inv.probe) { topologies["\(t.environment)/\(t.layer)"] = t }
         }
-        return ordered(layers.map { l in
+        let judged = ordered(layers.map { l in
             judge(layer: l, policy: inv.policy(for: l.id), last: lastRuns[l.id], stored: stored[l.id] ?? [], topology: topologies[l.id],
                   topologyError: topologyErrors[l.id], now: now)
         })
+        return FleetReport(layers: judged, scheduler: scheduler,
+                           problems: schedulerProblems(scheduler, policies: layers.compactMap { inv.policy(for: $0.id) }))
     }
 
-    package static func text(_ all: [LayerStatus]) -> String {
+    /// A fleet with enabled policies and no scheduler running needs a look (pure).
+    package static func schedulerProblems(_ s: SchedulerHealth?, policies: [Policy]) -> [LayerStatus.Problem] {
+        guard policies.contains(where: \.enabled) else { return [] }
+        let health = s ?? SchedulerHealth.judge([], now: Date())
+        guard health.state != .running else { return [] }
+        return [.init(severity: Severity.warning.rawValue, message: "scheduler: \(health.message)")]
+    }
+
+    package static func text(_ report: FleetReport) -> String {
+        let all = report.layers
         guard !all.isEmpty else { return "no layers\n" }
         var rows = [["LAYER", "HEALTH", "POLICY", "LAST RUN", "NEXT RUN", "BACKUPS"]]
         for s in all {
@@ -170,6 +215,8 @@ package enum FleetStatus {
         for s in all where !s.problems.isEmpty {
             for p in s.problems { t += "\(p.severity): \(s.layer): \(p.message)\n" }
         }
+        for p in report.problems { t += "\(p.severity): \(p.message)\n" }
+        if let s = report.scheduler, report.problems.isEmpty { t += "scheduler: \(s.message)\n" }
         return t
     }
 }

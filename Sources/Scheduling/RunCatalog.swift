@@ -68,6 +68,24 @@ package struct RunRecord: Codable, Sendable, Equatable, FetchableRecord, Mutable
     package var seconds: Double? { ended.map { $0.timeIntervalSince(started) } }
 }
 
+/// One scheduler process as the catalog last heard of it.
+package struct SchedulerBeat: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    package static let databaseTableName = "schedulers"
+    package var host: String
+    package var pid: Int
+    package var started: Date
+    package var seen: Date
+    package var stopped: Date?
+
+    package init(host: String, pid: Int, started: Date, seen: Date, stopped: Date? = nil) {
+        self.host = host
+        self.pid = pid
+        self.started = started
+        self.seen = seen
+        self.stopped = stopped
+    }
+}
+
 package final class RunCatalog: Sendable {
     package let path: String
     private let pool: DatabasePool
@@ -101,6 +119,18 @@ package final class RunCatalog: Sendable {
                     t.column("exitCode", .integer)
                     t.column("error", .text)
                     t.column("schedulerPid", .integer)
+                }
+            }
+            // Each scheduler's heartbeat: `status` tells a scheduler that runs from one that
+            // stopped (cleanly, with `stopped` set) or stopped reporting (killed, hung).
+            migrator.registerMigration("v2-schedulers") { db in
+                try db.create(table: "schedulers") { t in
+                    t.column("host", .text).notNull()
+                    t.column("pid", .integer).notNull()
+                    t.column("started", .datetime).notNull()
+                    t.column("seen", .datetime).notNull()
+                    t.column("stopped", .datetime)
+                    t.primaryKey(["host", "pid"])
                 }
             }
             try migrator.migrate(pool)
@@ -158,12 +188,13 @@ package final class RunCatalog: Sendable {
         } catch { throw fail(error) }
     }
 
-    /// The newest run of each layer that ended (any outcome but running and skipped).
+    /// The newest backup run of each layer that ended (any outcome but running and skipped;
+    /// restores are in the catalog too, but are not the layer's last backup run).
     package func lastRuns() async throws(StowageError) -> [String: RunRecord] {
         do {
             return try await pool.read { db in
                 let rows = try RunRecord.fetchAll(db, sql: """
-                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE layer = r.layer AND outcome NOT IN ('running', 'skipped')
+                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE layer = r.layer AND outcome NOT IN ('running', 'skipped') AND trigger != 'restore'
                                                      ORDER BY started DESC, id DESC LIMIT 1)
                     """)
                 return Dictionary(rows.map { ($0.layer, $0) }, uniquingKeysWith: { a, _ in a })
@@ -185,6 +216,18 @@ package final class RunCatalog: Sendable {
                 for r in rows { if let l: String = r["layer"], let t: Date = r["t"] { out[l] = t } }
                 return out
             }
+        } catch { throw fail(error) }
+    }
+
+    /// Records that this scheduler is alive (or, with `stopped`, that it ended cleanly).
+    package func beat(_ b: SchedulerBeat) async throws(StowageError) {
+        do { try await pool.write { db in try b.save(db) } } catch { throw fail(error) }
+    }
+
+    /// The schedulers heard of, the most recently seen first.
+    package func schedulers(limit: Int = 10) async throws(StowageError) -> [SchedulerBeat] {
+        do {
+            return try await pool.read { db in try SchedulerBeat.order(Column("seen").desc).limit(limit).fetchAll(db) }
         } catch { throw fail(error) }
     }
 }

@@ -7,8 +7,10 @@
 // (ok, warnings, transient → retry with backoff, permanent → report) and recorded in the
 // run catalog. Restarts: rows a dead scheduler left "running" become "interrupted", and
 // each policy's missed slot (if any) is made up once.
+import AgentProtocol
 import Fleet
 import Foundation
+import Logging
 import Operations
 import Remote
 import Repository
@@ -49,7 +51,8 @@ package actor Scheduler {
     }
 
     let options: SchedulerOptions
-    let log: @Sendable (String) -> Void
+    /// One event per line (swift-log; the CLI chooses text or JSON, the level).
+    let logger: Logger
     var inventory: Inventory
     let catalog: RunCatalog
     /// Located (and hashed: tens of MB) once, not per listing.
@@ -61,16 +64,37 @@ package actor Scheduler {
     var stopDeadline: Date?
     /// Runs started and not yet fully handled (recorded, retried or reported).
     var inFlight = 0
+    /// The newest backup of each layer this scheduler knows of (the storage at start, then
+    /// its own runs); a layer that looks stale is listed again before it is reported.
+    var newestBackup: [String: BackupName] = [:]
+    /// Layers reported stale, until a fresh backup clears them (one event per episode).
+    var staleReported: Set<String> = []
+    var lastStaleCheck = Date.distantPast
 
-    package init(options: SchedulerOptions, log: @escaping @Sendable (String) -> Void) throws(StowageError) {
+    package init(options: SchedulerOptions, logger: Logger) throws(StowageError) {
         self.options = options
-        self.log = log
+        self.logger = logger
         inventory = try Inventory.load(path: options.inventoryPath)
         catalog = try RunCatalog(path: inventory.catalogPath)
         agent = try AgentBinary.locate(options.agentBinary)
+        notifier = Self.makeNotifier(inventory, options, logger)
     }
 
-    var notifier: Notifier { Notifier(settings: inventory.notifications, workDir: options.workDir, log: log) }
+    /// Rebuilt when the inventory is reloaded; deliveries underway go on.
+    var notifier: Notifier
+
+    static func makeNotifier(_ inv: Inventory, _ options: SchedulerOptions, _ logger: Logger) -> Notifier {
+        Notifier(settings: inv.notifications, workDir: options.workDir, log: { logger.warning("\($0)", metadata: ["event": "notification-failed"]) })
+    }
+
+    /// An event of the scheduler: the message as people read it, and what a machine needs
+    /// (the layer, the run) as metadata.
+    func log(_ message: String, _ level: Logger.Level = .info, event: String, layer: String? = nil, _ extra: Logger.Metadata = [:]) {
+        var m = extra
+        m["event"] = .string(event)
+        if let layer { m["layer"] = .string(layer) }
+        logger.log(level: level, "\(message)", metadata: m)
+    }
 
     // MARK: - Start, reload, stop
 
@@ -78,27 +102,49 @@ package actor Scheduler {
     package func run() async throws(StowageError) {
         let me = Int(getpid())
         for r in try await catalog.markInterrupted(exceptPid: me, at: Date()) {
-            log("run \(r.id ?? 0) of \(r.layer) (started \(stamp(r.started))) was interrupted: the scheduler stopped while it ran; its slot is made up")
+            log("run \(r.id ?? 0) of \(r.layer) (started \(stamp(r.started))) was interrupted: the scheduler stopped while it ran; its slot is made up", .warning, event: "run-interrupted", layer: r.layer, ["run": "\(r.id ?? 0)"])
         }
         rebuild(makeUpFrom: try await makeUpReferences())
-        log("scheduler started: \(states.count) enabled \(states.count == 1 ? "policy" : "policies") of \(inventory.policies.count), concurrency \(inventory.scheduler.concurrency) (\(inventory.scheduler.perStorage) per storage), start delay up to \(Int(inventory.scheduler.startDelay)) s; catalog \(catalog.path)")
+        let started = Date()
+        let host = ProcessInfo.processInfo.hostName
+        var lastBeat = Date.distantPast
+        log("scheduler started: \(states.count) enabled \(states.count == 1 ? "policy" : "policies") of \(inventory.policies.count), concurrency \(inventory.scheduler.concurrency) (\(inventory.scheduler.perStorage) per storage), start delay up to \(Int(inventory.scheduler.startDelay)) s; catalog \(catalog.path)", event: "scheduler-started", ["version": "\(AgentWire.version)"])
         while true {
-            await tick(Date())
+            let now = Date()
+            if now.timeIntervalSince(lastBeat) >= SchedulerHealth.beatEvery {
+                // A catalog that cannot be written is logged, not fatal: runs go on.
+                do throws(StowageError) {
+                    try await catalog.beat(SchedulerBeat(host: host, pid: me, started: started, seen: now))
+                } catch {
+                    log("heartbeat not recorded: \(error.message)", .warning, event: "heartbeat-failed")
+                }
+                lastBeat = now
+            }
+            await tick(now)
+            if now.timeIntervalSince(lastStaleCheck) >= Self.staleCheckEvery {
+                lastStaleCheck = now
+                await checkStaleness(now)
+            }
             if stopDeadline != nil && inFlight == 0 { break }
             try? await Task.sleep(for: .seconds(options.tick))
         }
-        log("scheduler stopped")
+        // Notifications still being delivered get a moment (they never held a run up).
+        await notifier.drain(within: 15)
+        let end = Date()
+        try? await catalog.beat(SchedulerBeat(host: host, pid: me, started: started, seen: end, stopped: end))
+        log("scheduler stopped", event: "scheduler-stopped")
     }
 
     /// SIGHUP: reads the inventory and policies again; a broken file keeps the old ones.
     package func reload() {
         do throws(StowageError) {
             inventory = try Inventory.load(path: options.inventoryPath)
+            notifier = Self.makeNotifier(inventory, options, logger)
             rebuild(makeUpFrom: nil)
             for layer in queue.keys where states[layer] == nil { queue[layer] = nil }
-            log("reloaded \(options.inventoryPath): \(states.count) enabled policies")
+            log("reloaded \(options.inventoryPath): \(states.count) enabled policies", event: "reloaded")
         } catch {
-            log("reload failed, keeping the previous policies: \(error.message)\(error.hint.map { " (hint: \($0))" } ?? "")")
+            log("reload failed, keeping the previous policies: \(error.message)\(error.hint.map { " (hint: \($0))" } ?? "")", .error, event: "reload-failed")
         }
     }
 
@@ -107,7 +153,7 @@ package actor Scheduler {
         guard stopDeadline == nil else { return }
         stopDeadline = Date().addingTimeInterval(inventory.scheduler.grace)
         queue.removeAll()
-        log("stopping: \(running.count) running \(running.count == 1 ? "run" : "runs") may take up to \(Int(inventory.scheduler.grace)) s, then they are cancelled")
+        log("stopping: \(running.count) running \(running.count == 1 ? "run" : "runs") may take up to \(Int(inventory.scheduler.grace)) s, then they are cancelled", event: "stopping")
     }
 
     /// The per-policy states from the inventory; `makeUpFrom` (at start) queues each policy's
@@ -125,7 +171,7 @@ package actor Scheduler {
             if let refs {
                 let since = max(p.installed, refs[p.layer] ?? p.installed)
                 if let slot = SchedulerLogic.missedSlot(schedule, since: since, now: now) {
-                    log("\(p.layer): the run due at \(stamp(slot)) was missed; making it up once")
+                    log("\(p.layer): the run due at \(stamp(slot)) was missed; making it up once", event: "make-up", layer: p.layer)
                     enqueue(QueuedRun(layer: p.layer, storage: p.storage, slot: slot, trigger: "make-up", attempt: 1,
                                       startAt: now.addingTimeInterval(delay())))
                 }
@@ -147,9 +193,12 @@ package actor Scheduler {
             guard let spec = inventory.storage(storageName) else { continue }
             for env in envs.sorted() {
                 do throws(StowageError) {
-                    for (id, d) in try await newestBackups(spec, environment: env, agent: agent) { refs[id] = max(refs[id] ?? d.0, d.0) }
+                    for (id, d) in try await newestBackups(spec, environment: env, agent: agent) {
+                        refs[id] = max(refs[id] ?? d.0, d.0)
+                        if let name = BackupName(d.1) { newestBackup[id] = max(newestBackup[id] ?? name, name) }
+                    }
                 } catch {
-                    log("storage \(storageName): cannot list backups of \(env) (\(error.message)); make-up runs use the catalog only")
+                    log("storage \(storageName): cannot list backups of \(env) (\(error.message)); make-up runs use the catalog only", .warning, event: "storage-unlisted", ["storage": "\(storageName)"])
                 }
             }
         }
@@ -174,7 +223,7 @@ package actor Scheduler {
         if let deadline = stopDeadline {
             if now >= deadline {
                 for (layer, r) in running where !r.cancelled {
-                    log("\(layer): cancelling the run (grace period over)")
+                    log("\(layer): cancelling the run (grace period over)", .warning, event: "run-cancelling", layer: layer)
                     running[layer]?.cancelled = true
                     r.process.signal(SIGTERM)
                 }
@@ -197,7 +246,7 @@ package actor Scheduler {
                     skipped.error = "replaced by the run due at \(stamp(due)) before it started (waiting for a concurrency slot or a retry)"
                     _ = try? await catalog.start(skipped)
                 }
-                log("\(layer): due at \(stamp(due)) while the previous run \(queue[layer] != nil ? "still waits" : "still runs"); one run follows")
+                log("\(layer): due at \(stamp(due)) while the previous run \(queue[layer] != nil ? "still waits" : "still runs"); one run follows", .notice, event: "run-skipped", layer: layer)
             }
             enqueue(run)
         }
@@ -225,14 +274,14 @@ package actor Scheduler {
             record = try await catalog.start(record)
             let process = try RunProcess.start(argv, workDir: options.workDir)
             running[q.layer] = Running(storage: q.storage, process: process, record: record, queued: q)
-            log("\(q.layer): run \(record.id ?? 0) started (\(q.trigger)\(q.slot.map { " for \(stamp($0))" } ?? ""), attempt \(q.attempt), pid \(process.pid))")
+            log("\(q.layer): run \(record.id ?? 0) started (\(q.trigger)\(q.slot.map { " for \(stamp($0))" } ?? ""), attempt \(q.attempt), pid \(process.pid))", event: "run-started", layer: q.layer, ["run": "\(record.id ?? 0)", "attempt": "\(q.attempt)", "trigger": "\(q.trigger)"])
             inFlight += 1
             Task { [process] in
                 let result = await process.wait()
                 await self.finished(q.layer, result)
             }
         } catch {
-            log("\(q.layer): cannot start a run: \(error.message)")
+            log("\(q.layer): cannot start a run: \(error.message)", .error, event: "run-not-started", layer: q.layer)
             record.outcome = .failed
             record.ended = Date()
             record.error = error.message
@@ -266,7 +315,7 @@ package actor Scheduler {
         let message = lines.last { $0.hasPrefix("stowage: error: ") }.map { String($0.dropFirst("stowage: error: ".count)) }
             ?? result.signal.map { sig in
                 // A crash report (Swift's backtracer writes one to stderr) is worth keeping whole.
-                if !lines.isEmpty { log("\(layer): the run's stderr:\n" + lines.prefix(50).joined(separator: "\n")) }
+                if !lines.isEmpty { log("\(layer): the run was killed by signal \(sig); its stderr follows", .error, event: "run-crashed", layer: layer, ["stderr": .string(lines.prefix(50).joined(separator: "\n"))]) }
                 return "the run was killed by signal \(sig)"
             }
             ?? (judgement == .ok ? nil : lines.last)
@@ -288,8 +337,15 @@ package actor Scheduler {
             judgement = .warnings
         }
         try? await catalog.finish(record)
+        if let b = record.backup.flatMap(BackupName.init) { newestBackup[layer] = max(newestBackup[layer] ?? b, b) }
         let took = String(format: "%.1f", now.timeIntervalSince(record.started))
-        log("\(layer): run \(record.id ?? 0) \(record.outcome.rawValue) in \(took) s\(record.backup.map { ": \($0)" } ?? "")\(record.error.map { ": \($0)" } ?? "")")
+        var ended: Logger.Metadata = ["run": "\(record.id ?? 0)", "outcome": "\(record.outcome.rawValue)", "seconds": "\(took)"]
+        if let b = record.backup { ended["backup"] = .string(b) }
+        if let c = result.exitStatus { ended["exit_code"] = "\(c)" }
+        // A failed run's own words, folded into its event (never spilled over lines).
+        if record.outcome == .failed, !lines.isEmpty { ended["stderr"] = .string(lines.suffix(20).joined(separator: "\n")) }
+        log("\(layer): run \(record.id ?? 0) \(record.outcome.rawValue) in \(took) s\(record.backup.map { ": \($0)" } ?? "")\(record.error.map { ": \($0)" } ?? "")",
+            record.outcome == .ok ? .info : (record.outcome == .warnings ? .warning : .error), event: "run-ended", layer: layer, ended)
 
         var retrying = false
         if stopDeadline == nil, let s = states[layer] {
@@ -302,14 +358,48 @@ package actor Scheduler {
                 q.startAt = retryAt
                 enqueue(q)
                 retrying = true
-                log("\(layer): transient failure; attempt \(q.attempt) at \(stamp(retryAt))")
+                log("\(layer): transient failure; attempt \(q.attempt) at \(stamp(retryAt))", .warning, event: "run-retry", layer: layer, ["attempt": "\(q.attempt)"])
             }
         }
         let degraded = !(summary?.missingReplicas.isEmpty ?? true)
         if !retrying, let e = NotificationEvent.of(judgement: judgement, exitCode: result.exitStatus, message: message ?? "the run failed",
                                                    hint: hint, layer: layer, storage: r.storage, attempt: r.queued.attempt,
                                                    backup: record.backup, degraded: degraded, time: now) {
-            await notifier.send(e)
+            notifier.post(e)
+        }
+    }
+
+    // MARK: - Staleness
+
+    static let staleCheckEvery: Double = 30
+
+    /// Reports each layer whose newest backup has grown older than its policy allows, once
+    /// per episode: logged, and a `backup-stale` notification. Before reporting, the layer's
+    /// storage is listed again (a manual backup, or another coordinator's, counts too).
+    func checkStaleness(_ now: Date) async {
+        for (layer, state) in states.sorted(by: { $0.key < $1.key }) {
+            // A run underway or waiting is the answer already: judge it once it has ended.
+            if running[layer] != nil || queue[layer] != nil { continue }
+            guard let verdict = Staleness.judge(policy: state.policy, newest: newestBackup[layer], now: now) else { continue }
+            if !verdict.stale {
+                staleReported.remove(layer)
+                continue
+            }
+            guard !staleReported.contains(layer), let spec = inventory.storage(state.policy.storage) else { continue }
+            if let listed = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],
+               let name = BackupName(listed.1) {
+                newestBackup[layer] = max(newestBackup[layer] ?? name, name)
+            }
+            guard let again = Staleness.judge(policy: state.policy, newest: newestBackup[layer], now: now), again.stale else { continue }
+            staleReported.insert(layer)
+            log("\(layer): backups are stale: \(again.message)", .error, event: "backup-stale", layer: layer,
+                again.age.map { ["age_seconds": "\(Int($0))", "limit_seconds": "\(Int(again.limit))"] } ?? ["limit_seconds": "\(Int(again.limit))"])
+            let event = NotificationEvent(event: .backupStale, layer: layer, storage: state.policy.storage, time: stamp(now),
+                                          message: again.message, hint: "stowage status \(layer) shows the last runs; stowage backup \(layer) makes one now",
+                                          exitCode: nil, attempt: 0, backup: newestBackup[layer]?.description,
+                                          coordinator: ProcessInfo.processInfo.hostName)
+            // Delivery never holds the scheduler up.
+            notifier.post(event)
         }
     }
 

@@ -39,6 +39,8 @@ struct AddonCommand: AsyncParsableCommand {
         var dbPasswordFile: String?
         @Option(help: "Dump on the primary or on a healthy replica.")
         var source: String?
+        @Option(help: ArgumentHelp("Alert when the newest backup is older than this (26h, 90m, 2d; 'default': twice the schedule's longest interval, at least 1h).", valueName: "duration"))
+        var maxAge: String?
 
         func validate() throws {
             if let keep, keep < 1 { throw ValidationError("--keep \(keep): keep at least 1 backup") }
@@ -60,6 +62,16 @@ struct AddonCommand: AsyncParsableCommand {
             if let keep {
                 guard keep >= 1 else { throw StowageError(.usage, "--keep \(keep): keep at least 1 backup", hint: "e.g. --keep 7 keeps a week of dailies") }
                 p.keep = keep
+            }
+            if let maxAge {
+                if maxAge == "default" {
+                    p.maxAge = nil
+                } else {
+                    guard let m = Durations.parse(maxAge), m >= 60 else {
+                        throw StowageError(.usage, "--max-age \(maxAge): expected a duration of at least 1m such as 26h, 90m or 2d", hint: "or --max-age default: twice the schedule's longest interval")
+                    }
+                    p.maxAge = m
+                }
             }
             if let source {
                 guard let s = DumpPreference(rawValue: source) else { throw StowageError(.usage, "--source \(source): expected primary or replica", hint: "replica dumps on a healthy replica within the lag limit") }

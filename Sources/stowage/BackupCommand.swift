@@ -75,10 +75,25 @@ struct BackupCommand: AsyncParsableCommand {
             // (--from, --zstd-level and --keep were checked by validate(); a policy's by its file's parser.)
             guard let pref else { throw StowageError(.internalError, "no dump preference") }
             let progress = ProgressLine(stage: "backup \(spec.id)")
-            let out = try await BackupRun.run(inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
+            let started = Date()
+            let out: BackupOutcome
+            do throws(StowageError) {
+                out = try await BackupRun.run(inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
                                               from: pref, keep: keep, kind: policy ? .auto : .manual, zstdLevel: zstdLevel,
                                               progress: { progress.update($0) })
+            } catch {
+                progress.end()
+                // The scheduler records and reports its own runs; a manual one is recorded here.
+                if !policy { await reportManual(inv, spec.id, storageSpec.name, started, .failure(error)) }
+                throw error
+            }
             progress.end()
+            if !policy {
+                await reportManual(inv, spec.id, storageSpec.name, started,
+                                   .success(.init(backup: out.manifest.name, sourceNode: out.manifest.sourceNode, rawBytes: out.manifest.rawBytes,
+                                                  storedBytes: out.manifest.storedBytes, degraded: !out.replicas.missing.isEmpty,
+                                                  warnings: !out.notes.isEmpty || out.pruneError != nil)))
+            }
             if json {
                 printJSON(BackupSummary(out))
             } else {
@@ -142,5 +157,14 @@ struct BackupSummary: Encodable {
         if let pruned { t += "  retention  \(pruned.isEmpty ? "nothing to remove" : "removed " + pruned.joined(separator: ", "))\(reclaimDeferred.map { " (\($0))" } ?? "")\n" }
         for n in notes { t += "note: \(n)\n" }
         return t.trimmingCharacters(in: .newlines)
+    }
+}
+
+/// A manual backup or restore in the run catalog and to the notification targets; what
+/// goes wrong there is a warning on stderr, never the command's failure.
+func reportManual(_ inv: Inventory, _ layer: String, _ storage: String, _ started: Date, _ result: Result<ManualRuns.Ended, StowageError>,
+                  kind: ManualRuns.Kind = .backup) async {
+    for w in await ManualRuns.finish(kind, inventory: inv, layer: layer, storage: storage, started: started, result: result) {
+        FileHandle.standardError.write(Data("warning: \(w)\n".utf8))
     }
 }

@@ -77,8 +77,20 @@ struct RestoreCommand: AsyncParsableCommand {
                 print(plan)
             }
             let progress = ProgressLine(stage: "restore \(target.id)")
-            let out = try await RestoreRun.execute(preview, inventory: inv, storage: storageSpec, agent: agent, progress: { progress.update($0) })
+            let started = Date()
+            let out: RestoreOutcome
+            do throws(StowageError) {
+                out = try await RestoreRun.execute(preview, inventory: inv, storage: storageSpec, agent: agent, progress: { progress.update($0) })
+            } catch {
+                progress.end()
+                await reportManual(inv, target.id, storageSpec.name, started, .failure(error), kind: .restore)
+                throw error
+            }
             progress.end()
+            await reportManual(inv, target.id, storageSpec.name, started,
+                               out.checkPassed ? .success(.init(backup: preview.manifest.name, warnings: !out.badCopies.isEmpty))
+                                   : .failure(StowageError(.restoreCheckFailed, "the restored data does not match backup \(preview.manifest.name)")),
+                               kind: .restore)
             if json { printJSON(ResultJSON(out)) } else { print(resultText(out)) }
             if !out.checkPassed {
                 let bad = out.checks.filter { !$0.ok }.map { "\($0.database) expected \($0.expected), found \($0.found.map(String.init) ?? "none")" }

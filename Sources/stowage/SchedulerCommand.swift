@@ -8,6 +8,7 @@ import Storage
 import Support
 import Dispatch
 import Foundation
+import Logging
 
 /// `stowage scheduler`: the daemon that runs every enabled policy when due (docs/scheduler.md).
 struct SchedulerCommand: AsyncParsableCommand {
@@ -22,16 +23,29 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where runs keep their output while they go on (default: a private folder under $TMPDIR).", valueName: "dir"))
     var workDir: String?
 
+    @Option(help: ArgumentHelp("The least severe events written: trace, debug, info, notice, warning, error, critical.", valueName: "level"),
+            transform: { v throws -> Logger.Level in
+                guard let l = Logger.Level(rawValue: v.lowercased()) else { throw ValidationError("--log-level \(v): expected trace, debug, info, notice, warning, error or critical") }
+                return l
+            })
+    var logLevel: Logger.Level = .info
+
+    @Option(help: ArgumentHelp("One line per event as text (for people) or json (for machines); without a time stamp under systemd, whose journal adds one.", valueName: "format"),
+            transform: { v throws -> LogFormat in
+                guard let f = LogFormat(rawValue: v.lowercased()) else { throw ValidationError("--log-format \(v): expected text or json") }
+                return f
+            })
+    var logFormat: LogFormat = .text
+
     func run() async throws {
         try await reportingErrors {
             let path = Inventory.resolvePath(option: global.config)
             let work = try workDir ?? makePrivateDir()
-            let log: @Sendable (String) -> Void = { line in
-                FileHandle.standardOutput.write(Data("\(ISO8601DateFormatter().string(from: Date())) \(line)\n".utf8))
-            }
+            let (level, format) = (logLevel, logFormat)
+            let logger = Logger(label: "stowage.scheduler") { label in StowageLogHandler.standard(label: label, level: level, format: format) }
             let scheduler = try Scheduler(options: SchedulerOptions(inventoryPath: absolute(path), executable: try selfExecutable(),
                                                                     agentBinary: agentOption.agentBinary.map(absolute), workDir: work),
-                                          log: log)
+                                          logger: logger)
             // Signals arrive on a dispatch source (not a C handler), so the actor is told on
             // an ordinary queue.
             var sources: [DispatchSourceSignal] = []

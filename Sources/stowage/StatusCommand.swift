@@ -13,7 +13,7 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Per layer: policy, last run, next run, backups stored and topology findings; failures first.",
-        discussion: "Exit status 0 when every selected layer is healthy, 2 when something needs a look.")
+        discussion: "A layer whose newest backup is older than its policy's max_age is stale (an error). Exit status 0 when every selected layer is healthy and a scheduler runs for the enabled policies, 2 when something needs a look.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -32,9 +32,9 @@ struct StatusCommand: AsyncParsableCommand {
         try await reportingErrors {
             let inv = try global.loadInventory()
             let layers = try LayerSelection(parsing: selection).layers(in: inv)
-            let all = try await FleetStatus.gather(layers, inventory: inv, agent: try agentOption.locate(), probe: !noProbe)
-            if json { printJSON(all) } else { print(FleetStatus.text(all), terminator: "") }
-            return all.allSatisfy { $0.health == "ok" } ? .ok : .warnings
+            let report = try await FleetStatus.gather(layers, inventory: inv, agent: try agentOption.locate(), probe: !noProbe)
+            if json { printJSON(report) } else { print(FleetStatus.text(report), terminator: "") }
+            return report.healthy ? .ok : .warnings
         }
     }
 }

@@ -1,6 +1,8 @@
 // The `stowage` command: a thin shell over the Coordinator library. Each subcommand lives in
 // its own file; the work lives in the libraries.
+import AgentProtocol
 import ArgumentParser
+import CAgentSys
 import Fleet
 import Operations
 import Remote
@@ -56,7 +58,10 @@ struct Stowage: AsyncParsableCommand {
 }
 
 enum StowageVersion {
-    static let string = "0.1.0"
+    static let number = AgentWire.version
+    /// The commit the build was made from (scripts/build-info.sh), "unknown" without one.
+    static let commit = String(cString: stowage_build_commit())
+    static let string = "\(number) (commit \(commit))"
 }
 
 /// Options every subcommand shares.

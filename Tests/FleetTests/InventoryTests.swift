@@ -144,7 +144,26 @@ private let minimal = """
     @Test func configPathPrecedence() {
         #expect(Inventory.resolvePath(option: "a.yaml", environment: ["STOWAGE_CONFIG": "b.yaml"]) == "a.yaml")
         #expect(Inventory.resolvePath(option: nil, environment: ["STOWAGE_CONFIG": "b.yaml"]) == "b.yaml")
-        #expect(Inventory.resolvePath(option: nil, environment: [:]) == "stowage.yaml")
+        #expect(Inventory.resolvePath(option: nil, environment: [:]) == "/etc/stowage/stowage.yaml")
+    }
+
+    @Test func stateLivesInTheStateFolderNotBesideAnInstalledInventory() throws {
+        let text = "environments:\n  e:\n    layers:\n      c: { engine: redis, nodes: [ { name: n1, db: h1 } ] }\n"
+        // Installed: /etc/stowage/stowage.yaml keeps its state in /var/lib/stowage.
+        let installed = try Inventory.parseWithoutPolicies(text, file: "/etc/stowage/stowage.yaml", environment: [:])
+        #expect(installed.stateDirectory == "/var/lib/stowage")
+        #expect(installed.policiesPath == "/var/lib/stowage/stowage.policies.yaml")
+        #expect(installed.catalogPath == "/var/lib/stowage/stowage.catalog.sqlite")
+        // Under systemd, StateDirectory= says where.
+        let unit = try Inventory.parseWithoutPolicies(text, file: "/etc/stowage/stowage.yaml", environment: ["STATE_DIRECTORY": "/var/lib/stowage-b"])
+        #expect(unit.catalogPath == "/var/lib/stowage-b/stowage.catalog.sqlite")
+        // Anywhere else (a lab, a test): beside the inventory, as before.
+        let local = try Inventory.parseWithoutPolicies(text, file: "/srv/lab/fleet.yaml", environment: [:])
+        #expect(local.policiesPath == "/srv/lab/fleet.policies.yaml" && local.catalogPath == "/srv/lab/fleet.catalog.sqlite")
+        // The inventory's own word wins; a relative folder is refused with the line.
+        let named = try Inventory.parseWithoutPolicies("state_dir: /data/stowage\n" + text, file: "/etc/stowage/stowage.yaml", environment: ["STATE_DIRECTORY": "/x"])
+        #expect(named.catalogPath == "/data/stowage/stowage.catalog.sqlite")
+        #expect(throws: StowageError.self) { try Inventory.parseWithoutPolicies("state_dir: data\n" + text, file: "/etc/stowage/stowage.yaml", environment: [:]) }
     }
 }
 
@@ -212,6 +231,43 @@ private let minimal = """
         let missing = CredentialsSpec(user: "u", password: .file(path + ".none"), location: "inv.yaml:1:1")
         do { _ = try missing.resolvePassword(layer: "x/y"); Issue.record("accepted") } catch {
             #expect(error.message.contains("no such file"))
+        }
+    }
+}
+
+@Suite struct SystemdCredentialTests {
+    @Test func aPasswordCredentialIsReadFromTheCredentialsDirectory() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("creds-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "s3cret\n".write(toFile: "\(dir)/storage-password", atomically: true, encoding: .utf8)
+        let inv = try Inventory.parseWithoutPolicies("""
+            storages:
+              backup-storage:
+                password_credential: storage-password
+                nodes: [ { name: st1, ssh: root@10.0.0.1, root: /srv/stowage } ]
+            environments:
+              e:
+                layers:
+                  c: { engine: redis, nodes: [ { name: n1, db: h1 } ] }
+            """, file: "/etc/stowage/stowage.yaml", environment: [:])
+        let spec = try #require(inv.storages.first)
+        #expect(try spec.resolvePassword(environment: ["CREDENTIALS_DIRECTORY": dir]).value == "s3cret")
+        // Outside systemd: a one-line error naming the key and what sets it.
+        #expect {
+            _ = try spec.resolvePassword(environment: [:])
+        } throws: { error in
+            guard let e = error as? StowageError else { return false }
+            return e.status == .invalidInventory && e.message.contains("storages.backup-storage.password_credential storage-password")
+                && e.message.contains("CREDENTIALS_DIRECTORY") && e.hint?.contains("LoadCredential=storage-password") == true
+        }
+        // A path is not a credential's name.
+        #expect(throws: StowageError.self) {
+            try Inventory.parseWithoutPolicies("""
+                storages:
+                  s: { password_credential: ../etc/shadow, nodes: [ { name: st1, ssh: root@10.0.0.1, root: /srv } ] }
+                environments: { e: { layers: { c: { engine: redis, nodes: [ { name: n1, db: h1 } ] } } } }
+                """, file: "/tmp/i.yaml", environment: [:])
         }
     }
 }

@@ -94,7 +94,8 @@ extension LabSuites {
         #expect(!r.stdout.contains("not probed (--no-probe)"), "\(r.stdout)")
         struct Problem: Decodable { var severity: String; var message: String }
         struct Layer: Decodable { var layer: String; var health: String; var topology: String; var problems: [Problem] }
-        let layers = try JSONDecoder().decode([Layer].self, from: Data(r.stdout.utf8))
+        struct Report: Decodable { var layers: [Layer] }
+        let layers = try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8)).layers
         #expect(layers.count >= 5)
         #expect(layers.allSatisfy { $0.topology == "not probed" })
         // Not looking at the topology is no topology problem; a layer is judged by its runs and storage.

@@ -3,6 +3,7 @@
 // credentials reported; SIGTERM; and a SIGKILL mid-run with a restart that recovers.
 // Each test has an inventory of its own (its own storage folders, catalog and policies) on
 // the lab's nodes.
+@preconcurrency import Crypto
 import Foundation
 import Testing
 import TestSupport
@@ -23,7 +24,7 @@ struct FleetLab {
 
     static let fleetNodes = (1...20).map { String(format: "fl%02d", $0) }
 
-    init(fleet: [String], shop: Bool, scheduler: String, webhookPort: Int? = nil) throws {
+    init(fleet: [String], shop: Bool, scheduler: String, webhookPort: Int? = nil, notifications: String? = nil) throws {
         dir = "\(Lab.dir)/work/sched-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var t = """
@@ -36,6 +37,9 @@ struct FleetLab {
                   - { name: st1, ssh: root@127.0.9.1:\(Lab.sshPort), root: \(dir)/st1 }
                   - { name: st2, ssh: root@127.0.9.2:\(Lab.sshPort), root: \(dir)/st2 }
             scheduler: { \(scheduler) }
+
+            """
+        t += notifications ?? """
             notifications:
               command: "cat >> \(dir)/notes.jsonl; echo >> \(dir)/notes.jsonl"
 
@@ -142,19 +146,23 @@ final class WebhookReceiver: @unchecked Sendable {
     let process: BackgroundProcess
     let port: Int
 
-    init(log: String) throws {
+    /// `hang`: accepts a request and never answers (a receiver that is down in the worst way).
+    init(log: String, hang: Bool = false) throws {
         port = Int.random(in: 20000...29999)
         let script = """
-            import http.server, sys
+            import http.server, sys, time
             class H(http.server.BaseHTTPRequestHandler):
                 def do_POST(self):
                     body = self.rfile.read(int(self.headers['Content-Length']))
+                    if sys.argv[3] == 'hang':
+                        time.sleep(3600)
                     with open(sys.argv[2], 'ab') as f: f.write(body + b'\\n')
+                    with open(sys.argv[2] + '.sig', 'a') as f: f.write((self.headers['X-Stowage-Signature'] or '-') + '\\n')
                     self.send_response(204); self.end_headers()
                 def log_message(self, *a): pass
-            http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+            http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
             """
-        process = try BackgroundProcess("/usr/bin/python3", ["-c", script, String(port), log], output: "/dev/null")
+        process = try BackgroundProcess("/usr/bin/python3", ["-c", script, String(port), log, hang ? "hang" : "answer"], output: "/dev/null")
         // Listening before the test goes on (python may take a while to start on a busy machine).
         for _ in 0..<100 where !Self.listening(port) { usleep(100_000) }
     }
@@ -302,7 +310,12 @@ extension LabSuites {
         struct S: Decodable { var layer: String; var health: String; var lastRun: L?; var backups: [B]; var nextRun: String? }
         struct L: Decodable { var outcome: String }
         struct B: Decodable { var count: Int }
-        let st = try JSONDecoder().decode([S].self, from: Data(status.stdout.utf8))
+        struct Report: Decodable { var layers: [S]; var scheduler: H? }
+        struct H: Decodable { var state: String }
+        let report = try JSONDecoder().decode(Report.self, from: Data(status.stdout.utf8))
+        let st = report.layers
+        // The scheduler said goodbye when it stopped.
+        #expect(report.scheduler?.state == "stopped", "\(status.stdout)")
         #expect(st.first?.layer == "fleet/r20" && st.first?.health == "error")
         #expect(st.first { $0.layer == "fleet/r01" }?.lastRun?.outcome == "ok")
         #expect((st.first { $0.layer == "fleet/r01" }?.backups.first?.count ?? 0) >= 2)
@@ -554,5 +567,145 @@ extension LabSuites.SchedulerDaemon {
         // Every backup reads back with the repository's one key.
         let listed = try lab.backups("fleet")
         #expect(listed.count == 4 && Set(listed.map(\.layer)) == Set(nodes.map { "r\($0.dropFirst(2))" }))
+    }
+}
+
+extension LabSuites.SchedulerDaemon {
+    @Test func aLayerWithoutAFreshBackupIsReportedStaleAndTheSchedulerIsSeen() async throws {
+        let lab = try FleetLab(fleet: ["fl04"], shop: false, scheduler: "start_delay: 0s, grace: 5s")
+        defer { lab.cleanup() }
+        // Due once a year (nothing is due now), installed a day ago, allowed to be an hour
+        // old: a layer whose backups stopped, as the scheduler finds it.
+        var p = Policy(layer: "fleet/r04", schedule: .expression("0 0 1 1 *"), storage: "fleet-storage", keep: 2, credentials: nil,
+                       installed: Date().addingTimeInterval(-86400))
+        p.maxAge = 3600
+        try lab.writePolicies([p])
+        let daemon = try lab.startScheduler()
+        #expect(try await daemon.waitForOutput("fleet/r04: backups are stale"), "\(daemon.output)")
+        // The notification (the inventory's command appends it to notes.jsonl), once.
+        struct Note: Decodable { var event: String; var layer: String; var message: String }
+        var notes: [Note] = []
+        for _ in 0..<100 where notes.isEmpty {
+            let text = (try? String(contentsOfFile: lab.notes, encoding: .utf8)) ?? ""
+            notes = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Note.self, from: Data($0.utf8)) }
+            if notes.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(notes.map(\.event) == ["backup-stale"], "\(notes)")
+        #expect(notes.first?.message.contains("no backup on fleet-storage") == true)
+
+        struct Report: Decodable { var layers: [L]; var scheduler: H?; var problems: [P] }
+        struct L: Decodable { var layer: String; var health: String; var staleness: S? }
+        struct S: Decodable { var stale: Bool; var limit: Double }
+        struct H: Decodable { var state: String; var pid: Int? }
+        struct P: Decodable { var severity: String; var message: String }
+        func status() throws -> (Int32, Report) {
+            let r = try runCommand(Repo.stowage, ["status", "fleet/r04", "--json", "--no-probe", "--config", lab.inventory])
+            return (r.status, try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8)))
+        }
+        let (code, stale) = try status()
+        #expect(code == 2)
+        #expect(stale.layers.first?.health == "error" && stale.layers.first?.staleness?.stale == true && stale.layers.first?.staleness?.limit == 3600)
+        #expect(stale.scheduler?.state == "running" && stale.scheduler?.pid == Int(daemon.pid), "\(String(describing: stale.scheduler))")
+        #expect(stale.problems.isEmpty)
+
+        // A backup now, by hand: the storage shows it, and the layer is fresh again.
+        let b = try runCommand(Repo.stowage, ["backup", "fleet/r04", "--storage", "fleet-storage", "--config", lab.inventory])
+        #expect(b.status == 0, "\(b.stderr)")
+        let (_, fresh) = try status()
+        #expect(fresh.layers.first?.staleness?.stale == false && fresh.layers.first?.health == "ok", "\(fresh.layers)")
+
+        // A stopped scheduler is visible, and with an enabled policy it needs a look.
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 20) == 0)
+        let (after, stopped) = try status()
+        #expect(after == 2)
+        #expect(stopped.scheduler?.state == "stopped")
+        #expect(stopped.problems.first?.message.hasPrefix("scheduler: stopped on") == true, "\(stopped.problems)")
+    }
+}
+
+extension LabSuites.SchedulerDaemon {
+    @Test func webhooksAreSignedAReceiverThatHangsIsRetriedWithoutHoldingRunsAndManualRunsReport() async throws {
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("hooks-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let good = try WebhookReceiver(log: "\(tmp)/good.jsonl")
+        let hanging = try WebhookReceiver(log: "\(tmp)/hanging.jsonl", hang: true)
+        let secret = "a webhook secret"
+        try (secret + "\n").write(toFile: "\(tmp)/hook-secret", atomically: true, encoding: .utf8)
+        let lab = try FleetLab(fleet: ["fl05", "fl06"], shop: false, scheduler: "concurrency: 1, start_delay: 0s, grace: 5s", notifications: """
+            notifications:
+              timeout: 2s
+              retries: 2
+              retry_delay: 1s
+              routes:
+                - { webhook: "http://127.0.0.1:\(good.port)/hook", secret_file: \(tmp)/hook-secret, events: [backup-succeeded, restore-completed] }
+                - { match: fleet/r05, webhook: "http://127.0.0.1:\(hanging.port)/hook", events: [backup-succeeded] }
+
+            """)
+        defer { lab.cleanup() }
+        let installedAgents = try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory])
+        #expect(installedAgents.status == 0, "\(installedAgents.stderr)")
+        // Both hourly, installed two hours ago: each makes its missed slot up at once, one
+        // after the other (concurrency 1).
+        let installed = Date().addingTimeInterval(-2 * 3600)
+        try lab.writePolicies(["fleet/r05", "fleet/r06"].map {
+            Policy(layer: $0, schedule: .expression("hourly"), storage: "fleet-storage", keep: 3, credentials: nil, installed: installed)
+        })
+        let daemon = try lab.startScheduler()
+        defer { daemon.signal(SIGKILL) }
+        // r05's success goes to the hanging receiver too: three attempts of 2 s plus 1 s and
+        // 2 s between them, about 9 s. Runs do not wait for that.
+        #expect(try await daemon.waitForOutput("not delivered after 3 attempts", timeout: 60), "\(daemon.output)")
+        var rows: [RunRecord] = []
+        for _ in 0..<100 {
+            rows = try await lab.runs()
+            if rows.filter({ $0.outcome == .ok }).count == 2 { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let r05 = try #require(rows.first { $0.layer == "fleet/r05" && $0.outcome == .ok })
+        let r06 = try #require(rows.first { $0.layer == "fleet/r06" && $0.outcome == .ok })
+        let (first, second) = r05.started < r06.started ? (r05, r06) : (r06, r05)
+        let gap = second.started.timeIntervalSince(first.ended ?? first.started)
+        #expect(gap < 3, "the second run started \(gap) s after the first ended: a notification held it up")
+        let failedAt = try #require(daemon.output.split(separator: "\n").first { $0.contains("not delivered after 3 attempts") })
+        #expect(failedAt.contains("fleet/r05"), "\(failedAt)")
+
+        // The good receiver got both successes, each signed with the shared secret.
+        func received() throws -> [(body: String, signature: String)] {
+            let bodies = ((try? String(contentsOfFile: "\(tmp)/good.jsonl", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            let sigs = ((try? String(contentsOfFile: "\(tmp)/good.jsonl.sig", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            return Array(zip(bodies, sigs))
+        }
+        var got = try received()
+        for _ in 0..<50 where got.count < 2 {
+            try await Task.sleep(for: .milliseconds(200))
+            got = try received()
+        }
+        #expect(got.count == 2)
+        for (body, signature) in got {
+            let mac = HMAC<SHA256>.authenticationCode(for: Data(body.utf8), using: SymmetricKey(data: Array(secret.utf8)))
+            #expect(signature == "sha256=" + mac.map { String(format: "%02x", $0) }.joined(), "\(body)")
+            #expect(body.contains(#""event":"backup-succeeded""#))
+        }
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 30) == 0)
+
+        // By hand: a backup and a restore are recorded in the catalog and reported too.
+        let b = try runCommand(Repo.stowage, ["backup", "fleet/r06", "--storage", "fleet-storage", "--json", "--config", lab.inventory])
+        #expect(b.status == 0, "\(b.stderr)")
+        let r = try runCommand(Repo.stowage, ["restore", "fleet/r06", "--storage", "fleet-storage", "--backup", "latest", "--yes",
+                                              "--config", lab.inventory])
+        #expect(r.status == 0, "\(r.stderr)")
+        let manual = try await lab.runs().filter { $0.trigger == "manual" || $0.trigger == "restore" }
+        #expect(manual.map(\.trigger).sorted() == ["manual", "restore"] && manual.allSatisfy { $0.outcome == .ok && $0.layer == "fleet/r06" })
+        let events = try received().map(\.body)
+        #expect(events.count == 4, "\(events)")
+        #expect(events.last?.contains(#""event":"restore-completed""#) == true, "\(events)")
+        #expect(events.dropLast().last?.contains(#""event":"backup-succeeded""#) == true)
+        // status's last run is the backup, not the restore.
+        let status = try runCommand(Repo.stowage, ["status", "fleet/r06", "--json", "--no-probe", "--config", lab.inventory])
+        #expect(status.stdout.contains(#""outcome" : "ok""#))
+        _ = (good, hanging)
     }
 }

@@ -3,3 +3,5 @@
 #pragma once
 /// Asks the kernel to send `sig` to the calling process when its parent dies (prctl).
 int stowage_set_parent_death_signal(int sig);
+/// The commit of this build (git's short hash, "-dirty" when the tree had changes), or "unknown".
+const char *stowage_build_commit(void);
