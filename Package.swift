@@ -18,17 +18,22 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
-        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
-                       providers: [.apt(["libpq-dev"])]),
-        .systemLibrary(name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb",
-                       providers: [.apt(["libmariadb-dev"])]),
+        .systemLibrary(
+            name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(
+            name: "CMariaDB", path: "Sources/CMariaDB", pkgConfig: "libmariadb",
+            providers: [.apt(["libmariadb-dev"])]),
         // hiredis' .pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects: no pkgConfig here.
-        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis",
-                       providers: [.apt(["libhiredis-dev"])]),
-        .systemLibrary(name: "CLibSSH2", path: "Sources/CLibSSH2", pkgConfig: "libssh2",
-                       providers: [.apt(["libssh2-1-dev"])]),
-        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
-                       providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(
+            name: "CHiredis", path: "Sources/CHiredis",
+            providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(
+            name: "CLibSSH2", path: "Sources/CLibSSH2", pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]),
+        .systemLibrary(
+            name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd",
+            providers: [.apt(["libzstd-dev"])]),
 
         // The house along the data path (docs/architecture.md). Each target depends only on
         // the ones above it, so a wrong arrow does not compile:
@@ -39,59 +44,75 @@ let package = Package(
         .target(name: "Support", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
         // The inventory: model, YAML, selection, secrets, every settings type, policies and schedules.
-        .target(name: "Fleet", dependencies: [
-            "Topology", "Repository", "Support",
-            .product(name: "Yams", package: "Yams"),
-        ]),
+        .target(
+            name: "Fleet",
+            dependencies: [
+                "Topology", "Repository", "Support",
+                .product(name: "Yams", package: "Yams"),
+            ]),
         // SSH (libssh2, the connection pool, known_hosts) and the agent client, installer and check.
-        .target(name: "Remote", dependencies: [
-            "Fleet", "Topology", "AgentProtocol", "Repository", "CLibSSH2", "Support",
-            .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        .target(
+            name: "Remote",
+            dependencies: [
+                "Fleet", "Topology", "AgentProtocol", "Repository", "CLibSSH2", "Support",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         // Storage nodes, replicated storage, locks, repositories; backups written and read;
         // verify, repair, prune.
-        .target(name: "Storage", dependencies: [
-            "Remote", "Fleet", "Topology", "AgentProtocol", "Repository", "Support",
-            .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        .target(
+            name: "Storage",
+            dependencies: [
+                "Remote", "Fleet", "Topology", "AgentProtocol", "Repository", "Support",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         // Backup, restore, the topology check and the add-on's lifecycle, with their pure plans.
-        .target(name: "Operations", dependencies: [
-            "Storage", "Remote", "Fleet", "Topology", "AgentProtocol", "Repository", "Engines", "Support",
-        ]),
+        .target(
+            name: "Operations",
+            dependencies: [
+                "Storage", "Remote", "Fleet", "Topology", "AgentProtocol", "Repository", "Engines", "Support",
+            ]),
         // The scheduler daemon, its pure decisions, the run catalog (GRDB), notifications, status.
-        .target(name: "Scheduling", dependencies: [
-            "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "Support",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "GRDB", package: "GRDB.swift"),
-        ]),
+        .target(
+            name: "Scheduling",
+            dependencies: [
+                "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "Support",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]),
         // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
         // FoundationEssentials, not Foundation: no ICU, a smaller static binary.
         // The agent's jobs, one file each (dump and chunk, restore and its sinks, the storage
         // jobs), as a library so they are tested without a node; NodeAgent is its thin main.
-        .target(name: "AgentJobs", dependencies: [
-            "CZstd", "AgentProtocol", "CAgentSys", "Repository", "Engines",
-            .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        .target(
+            name: "AgentJobs",
+            dependencies: [
+                "CZstd", "AgentProtocol", "CAgentSys", "Repository", "Engines",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .executableTarget(name: "NodeAgent", dependencies: ["AgentJobs", "AgentProtocol"]),
         .target(name: "CAgentSys"),
         // The storage format's building blocks (docs/storage-format.md): chunking, the
         // envelope, keys. Pure and Foundation-light: the agent links it too.
-        .target(name: "Repository", dependencies: [
-            "CZstd",
-            .product(name: "Crypto", package: "swift-crypto"),
-            .product(name: "_CryptoExtras", package: "swift-crypto"),
-        ]),
+        .target(
+            name: "Repository",
+            dependencies: [
+                "CZstd",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]),
         // The wire format shared by the agent and the coordinator.
         .target(name: "AgentProtocol"),
         // What each engine's dump and restore look like, as pure values: tool arguments,
         // credential files, the counts a dump carries, the restore filter, Redis RESP and slots.
         .target(name: "Engines"),
-        .executableTarget(name: "stowage", dependencies: [
-            "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "CAgentSys",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
+        .executableTarget(
+            name: "stowage",
+            dependencies: [
+                "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "CAgentSys",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
 
         // Paths, fixtures, the lab and the built binaries, for both test targets.
         .target(name: "TestSupport", dependencies: ["Topology"], path: "Tests/TestSupport"),
@@ -103,16 +124,20 @@ let package = Package(
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Topology", "Support", "TestSupport"]),
         .testTarget(name: "OperationsTests", dependencies: ["Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport"]),
-        .testTarget(name: "SchedulingTests", dependencies: [
-            "Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport", .product(name: "Logging", package: "swift-log"),
-        ]),
+        .testTarget(
+            name: "SchedulingTests",
+            dependencies: [
+                "Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport", .product(name: "Logging", package: "swift-log"),
+            ]),
         // The CLI's parsing and error format (runs the built binary; no lab).
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         // Everything on the lab's real servers (fixtures/lab/lab.sh up first); never skips.
-        .testTarget(name: "LabTests", dependencies: [
-            "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "TestSupport",
-            .product(name: "Crypto", package: "swift-crypto"),
-        ]),
+        .testTarget(
+            name: "LabTests",
+            dependencies: [
+                "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

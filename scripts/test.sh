@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The code follows .swift-format (docs/architecture.md); drift fails here, in seconds.
+swift format lint --strict -r Sources Tests Package.swift
 export STOWAGE_AGENT_BINARY=$PWD/.build-agent/release/stowage-agent
 trap 'bash fixtures/lab/lab.sh down' EXIT
 bash fixtures/lab/lab.sh up

@@ -54,8 +54,10 @@ final class Child {
     init(_ argv: [String], input: Bool = false, output: Bool = true, errorLog: String? = nil) throws(IOFailure) {
         var fds: [Int32] = [-1, -1]
         var ins: [Int32] = [-1, -1]
-        if output { guard pipe(&fds) == 0 else { throw .errno(errno) }
-            fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) } }
+        if output {
+            guard pipe(&fds) == 0 else { throw .errno(errno) }
+            fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+        }
         if input {
             // Close-on-exec: a later child must not hold this pipe open (its reader would
             // never see the end of its input).
@@ -99,8 +101,10 @@ final class Child {
         let cargs = full.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
         // A minimal environment: no secret ever travels through it.
-        let envList = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                       "LANG=C.UTF-8", "STOWAGE_AGENT_PID=\(getpid())"]
+        let envList = [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "LANG=C.UTF-8", "STOWAGE_AGENT_PID=\(getpid())",
+        ]
         let cenv = envList.map { strdup($0) } + [nil]
         defer { cenv.forEach { free($0) } }
         var pid: pid_t = 0

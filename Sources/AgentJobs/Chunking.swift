@@ -30,8 +30,10 @@ extension Session {
     /// chunk event per chunk to `events`; a chunk seen before in this stream is announced
     /// again but not written twice. Anything readable on `control` (the session's stdin)
     /// stops the source: that is how the coordinator cancels.
-    func chunkStream(_ source: StreamSource, keys: RepositoryKeys, chunker: Chunker, maxChunk: Int, zstdLevel level: Int32,
-                     control: Int32 = 0, output: Int32 = 1, events: (AgentEvent) -> Void = Events.send) throws -> AgentEvent {
+    func chunkStream(
+        _ source: StreamSource, keys: RepositoryKeys, chunker: Chunker, maxChunk: Int, zstdLevel level: Int32,
+        control: Int32 = 0, output: Int32 = 1, events: (AgentEvent) -> Void = Events.send
+    ) throws -> AgentEvent {
         let readSize = 1 << 20
         var buf = [UInt8](repeating: 0, count: maxChunk + readSize)
         var start = 0, end = 0, eof = false
@@ -85,7 +87,8 @@ extension Session {
             if poll(&fds, 2, source.hasBuffered ? 0 : -1) < 0 { if errno == EINTR { continue }; break }
             if fds[1].revents != 0 {
                 source.cancel()
-                throw JobFailure(exit: .inputCut, code: "cancelled", message: "the coordinator closed the session after \(total) bytes; \(source.label) stopped")
+                throw JobFailure(
+                    exit: .inputCut, code: "cancelled", message: "the coordinator closed the session after \(total) bytes; \(source.label) stopped")
             }
             if fds[0].revents == 0 && !source.hasBuffered { continue }
             let room = min(readSize, buf.count - end)

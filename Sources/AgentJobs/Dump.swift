@@ -71,8 +71,9 @@ final class CommandSource: StreamSource {
         guard st == 0 else {
             afterFailure?()
             let why = dir?.tail("stderr") ?? ""
-            throw JobFailure(exit: .jobFailed, code: toolFailureCode(why),
-                             message: "\(label) ended with \(describeStatus(st)) after \(total) bytes\(why.isEmpty ? "" : ": \(why)")")
+            throw JobFailure(
+                exit: .jobFailed, code: toolFailureCode(why),
+                message: "\(label) ended with \(describeStatus(st)) after \(total) bytes\(why.isEmpty ? "" : ": \(why)")")
         }
         if pgCounter != nil { return pgCounter!.finish() }
         if myCounter != nil { return myCounter!.finish() }
@@ -84,7 +85,8 @@ final class CommandSource: StreamSource {
 func toolFailureCode(_ stderr: String) -> String {
     let l = stderr.lowercased()
     if l.contains("password authentication failed") || l.contains("access denied") || l.contains("no password supplied")
-        || l.contains("wrongpass") || l.contains("noauth") {
+        || l.contains("wrongpass") || l.contains("noauth")
+    {
         return "auth-failed"
     }
     return "command-failed"
@@ -104,6 +106,7 @@ extension Session {
 
 func credentials(_ make: () throws -> String) throws -> String {
     do { return try make() } catch {
-        throw JobFailure(exit: .jobFailed, code: "bad-credentials", message: "the database password contains a line break, which the tools' password files cannot hold")
+        throw JobFailure(
+            exit: .jobFailed, code: "bad-credentials", message: "the database password contains a line break, which the tools' password files cannot hold")
     }
 }

@@ -15,7 +15,8 @@ final class PrivateDir {
         let base = access("/run", W_OK) == 0 ? "/run" : "/tmp"
         var template = Array("\(base)/stowage-agent.XXXXXX".utf8CString)
         guard let p = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-            throw JobFailure(exit: .jobFailed, code: "private-dir", message: "cannot create a private folder under \(base): \(String(cString: strerror(errno)))")
+            throw JobFailure(
+                exit: .jobFailed, code: "private-dir", message: "cannot create a private folder under \(base): \(String(cString: strerror(errno)))")
         }
         path = String(cString: p)
         chmod(path, 0o700)

@@ -73,8 +73,9 @@ final class RedisConnection {
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l)
             if n <= 0 || err != 0 {
                 close(fd)
-                throw JobFailure(exit: .jobFailed, code: "unreachable",
-                                 message: "redis \(name): \(n <= 0 ? "no connection within \(Int(timeout)) s" : String(cString: strerror(err)))")
+                throw JobFailure(
+                    exit: .jobFailed, code: "unreachable",
+                    message: "redis \(name): \(n <= 0 ? "no connection within \(Int(timeout)) s" : String(cString: strerror(err)))")
             }
         }
         _ = fcntl(fd, F_SETFL, flags)

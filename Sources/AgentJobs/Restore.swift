@@ -76,8 +76,9 @@ final class ToolSink: RestoreSink {
     private func failure(_ st: Int32) -> JobFailure {
         done = true
         let why = dir.tail("stderr")
-        return JobFailure(exit: .jobFailed, code: toolFailureCode(why),
-                          message: "\(label) ended with \(describeStatus(st))\(why.isEmpty ? "" : ": \(why)")")
+        return JobFailure(
+            exit: .jobFailed, code: toolFailureCode(why),
+            message: "\(label) ended with \(describeStatus(st))\(why.isEmpty ? "" : ": \(why)")")
     }
 
     func cancel() {
@@ -100,8 +101,10 @@ extension Session {
     /// The restore loop: each sealed chunk of `input` authenticated, decrypted and checked
     /// against its keyed ID, its plaintext handed to `sink` in order; the sink is cancelled
     /// on any failure (what the tool applied before stays applied).
-    func applyStream(_ input: inout InputBytes, keys: RepositoryKeys, to sink: RestoreSink,
-                     events: (AgentEvent) -> Void = Events.send) throws -> AgentEvent {
+    func applyStream(
+        _ input: inout InputBytes, keys: RepositoryKeys, to sink: RestoreSink,
+        events: (AgentEvent) -> Void = Events.send
+    ) throws -> AgentEvent {
         var finished = false
         defer { if !finished { sink.cancel() } }
         var hash = SHA256()
@@ -127,7 +130,8 @@ extension Session {
                 if total >= nextProgress { events(.progress(total)); nextProgress += Self.progressEvery }
             }
         } catch IOFailure.closed {
-            throw JobFailure(exit: .inputCut, code: "input-cut", message: "the input ended after \(chunks) chunks without its end frame; the restore was stopped")
+            throw JobFailure(
+                exit: .inputCut, code: "input-cut", message: "the input ended after \(chunks) chunks without its end frame; the restore was stopped")
         }
         let counts = try sink.finish()
         finished = true

@@ -66,8 +66,11 @@ package final class Session {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "the job line is not a JSON object with a \"type\"")
         }
         guard AgentJob.Kind(rawValue: t.type) != nil else {
-            throw JobFailure(exit: .badJob, code: "unknown-job",
-                             message: "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows \(AgentJob.Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
+            throw JobFailure(
+                exit: .badJob, code: "unknown-job",
+                message:
+                    "unknown job type '\(t.type)' (this agent, protocol \(AgentWire.protocolVersion), knows \(AgentJob.Kind.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
         }
         do { return try JSONDecoder().decode(AgentJob.self, from: data) } catch {
             throw JobFailure(exit: .badJob, code: "bad-job", message: "malformed \(t.type) job: \(error)")
@@ -82,7 +85,9 @@ package final class Session {
         var total: Int64 = 0
         var nextProgress = Self.progressEvery
         do {
-            while try reader.next({ buf in hash.update(bufferPointer: buf); total += Int64(buf.count) }) {
+            while try reader.next({ buf in
+                hash.update(bufferPointer: buf); total += Int64(buf.count)
+            }) {
                 if total >= nextProgress { Events.progress(total); nextProgress += Self.progressEvery }
             }
         } catch {

@@ -1,10 +1,10 @@
+import AgentProtocol
+import FoundationEssentials
 // Storage-node jobs (docs/storage-format.md, "Writes"): every object is written to
 // tmp/<random>, fsynced, renamed to its name, and its folder fsynced before the job reports
 // success, so a file under a final name is always complete and a crash leaves only tmp/
 // leftovers. Names are validated (relative, no "..") before anything touches the disk.
 import Repository
-import AgentProtocol
-import FoundationEssentials
 
 #if canImport(Glibc)
 import Glibc
@@ -84,8 +84,9 @@ struct Store {
     }
 
     func fail(_ what: String, _ name: String, _ e: Int32) -> JobFailure {
-        JobFailure(exit: .jobFailed, code: e == ENOSPC || e == EDQUOT ? "no-space" : (e == EROFS ? "read-only" : "io-error"),
-                   message: "\(what) \(root)/\(name): \(errnoText(e))")
+        JobFailure(
+            exit: .jobFailed, code: e == ENOSPC || e == EDQUOT ? "no-space" : (e == EROFS ? "read-only" : "io-error"),
+            message: "\(what) \(root)/\(name): \(errnoText(e))")
     }
 
     /// mkdir -p with mode 700; returns the folders it created (their parents need an fsync).
@@ -270,9 +271,13 @@ struct Store {
         var dirs = Set<String>()
         for name in names {
             try checkName(name)
-            if unlink("\(root)/\(name)") == 0 { deleted += 1; dirs.insert(parent("\(root)/\(name)")) }
-            else if errno == ENOENT { missing.append(name) }
-            else { throw fail("cannot delete", name + " in", errno) }
+            if unlink("\(root)/\(name)") == 0 {
+                deleted += 1; dirs.insert(parent("\(root)/\(name)"))
+            } else if errno == ENOENT {
+                missing.append(name)
+            } else {
+                throw fail("cannot delete", name + " in", errno)
+            }
         }
         for d in dirs { fsyncDirectory(d) }
         var e = AgentEvent(event: .result)
@@ -301,7 +306,8 @@ struct Store {
                 // A layer is held by the one owner of its own lock file; the repository (wanted
                 // exclusively) by every session holding a lock in it.
                 let who = name == ".repository" ? holders() : holders(of: [name])
-                throw JobFailure(exit: .jobFailed, code: "locked", message: "\(name == ".repository" ? "the repository" : "layer \(name)") is busy: locked by \(who)")
+                throw JobFailure(
+                    exit: .jobFailed, code: "locked", message: "\(name == ".repository" ? "the repository" : "layer \(name)") is busy: locked by \(who)")
             }
             return fd
         }

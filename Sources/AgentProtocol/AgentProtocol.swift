@@ -192,8 +192,10 @@ package struct ChunkJob: Codable, Sendable, Equatable {
     package var chunkSizes: [Int]?
     package var zstdLevel: Int?
 
-    package init(command: [String]? = nil, database: DatabaseAccess? = nil, secrets: JobSecrets = JobSecrets(),
-                 chunkSizes: [Int]? = nil, zstdLevel: Int? = nil) {
+    package init(
+        command: [String]? = nil, database: DatabaseAccess? = nil, secrets: JobSecrets = JobSecrets(),
+        chunkSizes: [Int]? = nil, zstdLevel: Int? = nil
+    ) {
         self.command = command
         self.database = database
         self.secrets = secrets

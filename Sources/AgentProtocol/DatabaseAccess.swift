@@ -24,8 +24,10 @@ package struct DatabaseAccess: Codable, Sendable, Equatable {
     /// the bootstrap superuser); default: the connecting role and "postgres".
     package var keepRoles: [String]?
 
-    package init(engine: DatabaseEngine, host: String, port: Int, user: String? = nil, fromReplica: Bool? = nil,
-                cluster: Bool? = nil, flush: Bool? = nil, keepRoles: [String]? = nil) {
+    package init(
+        engine: DatabaseEngine, host: String, port: Int, user: String? = nil, fromReplica: Bool? = nil,
+        cluster: Bool? = nil, flush: Bool? = nil, keepRoles: [String]? = nil
+    ) {
         self.engine = engine
         self.host = host
         self.port = port

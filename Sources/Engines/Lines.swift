@@ -14,9 +14,11 @@ package struct LineSplitter: Sendable {
 
     /// `bytes(segment, atLineStart)` sees every byte of the stream (newlines excluded);
     /// `line(head, wasCut)` runs at every newline.
-    package mutating func feed(_ buf: UnsafeRawBufferPointer,
-                              bytes: (UnsafeRawBufferPointer, Bool) -> Void = { _, _ in },
-                              line: ([UInt8], Bool) -> Void) {
+    package mutating func feed(
+        _ buf: UnsafeRawBufferPointer,
+        bytes: (UnsafeRawBufferPointer, Bool) -> Void = { _, _ in },
+        line: ([UInt8], Bool) -> Void
+    ) {
         var i = 0
         let n = buf.count
         while i < n {

@@ -98,7 +98,8 @@ package enum RedisCluster {
         let bytes = Array(key)
         var part = bytes[...]
         if let open = bytes.firstIndex(of: UInt8(ascii: "{")),
-           let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1 {
+            let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1
+        {
             part = bytes[(open + 1)..<close]
         }
         var crc: UInt16 = 0
@@ -115,7 +116,8 @@ package enum RedisCluster {
         var out: [(Int, Int, String, Int)] = []
         for r in ranges {
             guard case .array(let f?) = r, f.count >= 3, case .integer(let a) = f[0], case .integer(let b) = f[1],
-                  case .array(let m?) = f[2], m.count >= 2, let host = m[0].text, case .integer(let port) = m[1] else { continue }
+                case .array(let m?) = f[2], m.count >= 2, let host = m[0].text, case .integer(let port) = m[1]
+            else { continue }
             out.append((Int(a), Int(b), host, Int(port)))
         }
         return out

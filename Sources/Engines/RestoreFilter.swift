@@ -22,7 +22,8 @@ package struct PostgresRestoreFilter: Sendable {
 
     /// Identifiers the way pg_dump writes them: bare when lowercase-simple, quoted otherwise.
     package static func quoteIdent(_ s: String) -> String {
-        let simple = !s.isEmpty && s.unicodeScalars.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }
+        let simple =
+            !s.isEmpty && s.unicodeScalars.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "_" }
             && !(s.unicodeScalars.first! >= "0" && s.unicodeScalars.first! <= "9")
         return simple ? s : "\"" + s.replacing("\"", with: "\"\"") + "\""
     }

@@ -46,16 +46,23 @@ package enum ToolCommands {
     /// The whole cluster, roles and all databases, as one script that drops what it
     /// recreates.
     package static func pgDumpall(host: String, port: Int, user: String?, passfile: String?) -> [String] {
-        ["pg_dumpall", "--dbname=" + pgConninfo(host: host, port: port, user: user, passfile: passfile, application: "stowage-dump"),
-         "--clean", "--if-exists", "--no-password"]
+        [
+            "pg_dumpall", "--dbname=" + pgConninfo(host: host, port: port, user: user, passfile: passfile, application: "stowage-dump"),
+            "--clean", "--if-exists", "--no-password",
+        ]
     }
 
     /// Applies a script on stdin, stopping at the first error; notices (every DROP ... IF
     /// EXISTS of something absent) stay quiet.
     package static func psqlApply(host: String, port: Int, user: String?, passfile: String?) -> [String] {
-        ["psql", "--dbname=" + pgConninfo(host: host, port: port, user: user, passfile: passfile, application: "stowage-restore",
-                                          extra: [("options", "-c client_min_messages=warning")]),
-         "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--file=-"]
+        [
+            "psql",
+            "--dbname="
+                + pgConninfo(
+                    host: host, port: port, user: user, passfile: passfile, application: "stowage-restore",
+                    extra: [("options", "-c client_min_messages=warning")]),
+            "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1", "--file=-",
+        ]
     }
 
     /// Every database, consistent (one transaction), with routines, events, triggers, users
@@ -64,22 +71,28 @@ package enum ToolCommands {
     /// replica the primary's binlog position and GTID are recorded (commented out, so a
     /// restore never repoints replication).
     package static func mysqlDump(program: String, optionsFile: String, host: String, port: Int, fromReplica: Bool) -> [String] {
-        var a = [program, "--defaults-extra-file=\(optionsFile)", "--host=\(host)", "--port=\(port)", "--protocol=TCP",
-                 "--all-databases", "--single-transaction", "--routines", "--events", "--triggers",
-                 "--flush-privileges", "--hex-blob", "--skip-comments", "--ignore-table=mysql.gtid_slave_pos"]
+        var a = [
+            program, "--defaults-extra-file=\(optionsFile)", "--host=\(host)", "--port=\(port)", "--protocol=TCP",
+            "--all-databases", "--single-transaction", "--routines", "--events", "--triggers",
+            "--flush-privileges", "--hex-blob", "--skip-comments", "--ignore-table=mysql.gtid_slave_pos",
+        ]
         if fromReplica { a += ["--dump-slave=2", "--gtid"] }
         return a
     }
 
     package static func mysqlApply(program: String, optionsFile: String, host: String, port: Int) -> [String] {
-        [program, "--defaults-extra-file=\(optionsFile)", "--host=\(host)", "--port=\(port)", "--protocol=TCP",
-         "--batch", "--binary-mode"]
+        [
+            program, "--defaults-extra-file=\(optionsFile)", "--host=\(host)", "--port=\(port)", "--protocol=TCP",
+            "--batch", "--binary-mode",
+        ]
     }
 
     /// A private Redis server that loads an RDB and listens only on a socket in `dir`.
     package static func redisScratchServer(dir: String) -> [String] {
-        ["redis-server", "--port", "0", "--unixsocket", "\(dir)/redis.sock", "--unixsocketperm", "700",
-         "--dir", dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
-         "--logfile", "\(dir)/redis.log", "--daemonize", "no", "--databases", "256"]
+        [
+            "redis-server", "--port", "0", "--unixsocket", "\(dir)/redis.sock", "--unixsocketperm", "700",
+            "--dir", dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
+            "--logfile", "\(dir)/redis.log", "--daemonize", "no", "--databases", "256",
+        ]
     }
 }

@@ -144,8 +144,9 @@ extension Inventory {
     /// The inventory alone: what `addon install` starts from (the policies are its to write).
     static func loadWithoutPolicies(path: String) throws(StowageError) -> Inventory {
         guard FileManager.default.fileExists(atPath: path) else {
-            throw StowageError(.noInventory, "no inventory at \(path)",
-                               hint: "write one (docs/inventory.md, fixtures/inventories/example.yaml) or point --config or STOWAGE_CONFIG at it")
+            throw StowageError(
+                .noInventory, "no inventory at \(path)",
+                hint: "write one (docs/inventory.md, fixtures/inventories/example.yaml) or point --config or STOWAGE_CONFIG at it")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw StowageError(.noInventory, "cannot read the inventory \(path)", hint: "check the file's permissions")
@@ -174,8 +175,9 @@ extension Inventory {
                 if let c = policies.first(where: { $0.layer == id })?.credentials { environments[e].layers[l].credentials = c }
                 let layer = environments[e].layers[l]
                 if layer.credentials == nil && layer.engine != .redis {
-                    throw StowageError(.invalidInventory, "\(layer.location): layer \(id) has no credentials",
-                                       hint: "add credentials: { user: ..., password_env: VAR } or password_file, or install a policy with --db-user")
+                    throw StowageError(
+                        .invalidInventory, "\(layer.location): layer \(id) has no credentials",
+                        hint: "add credentials: { user: ..., password_env: VAR } or password_file, or install a policy with --db-user")
                 }
             }
         }
@@ -183,13 +185,16 @@ extension Inventory {
 
     package func policy(for layer: String) -> Policy? { policies.first { $0.layer == layer } }
 
-    static func parseWithoutPolicies(_ text: String, file: String,
-                                     environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> Inventory {
+    static func parseWithoutPolicies(
+        _ text: String, file: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(StowageError) -> Inventory {
         let root: Yams.Node
         do {
             guard let n = try Yams.compose(yaml: text) else {
-                throw StowageError(.invalidInventory, "\(file): the inventory is empty",
-                                   hint: "describe at least one environment (docs/inventory.md)")
+                throw StowageError(
+                    .invalidInventory, "\(file): the inventory is empty",
+                    hint: "describe at least one environment (docs/inventory.md)")
             }
             root = n
         } catch let e as StowageError {
@@ -375,8 +380,9 @@ private struct InventoryParser {
     func checkName(_ name: String, _ v: YAMLValue, what: String) throws(StowageError) {
         let ok = !name.isEmpty && name.allSatisfy { $0.isLetter || $0.isNumber || "-_.".contains($0) } && !name.hasPrefix(".")
         guard ok else {
-            throw v.error("\(what) name '\(name)' may hold only letters, digits, '-', '_' and '.'",
-                          hint: "names become folder names on the storage")
+            throw v.error(
+                "\(what) name '\(name)' may hold only letters, digits, '-', '_' and '.'",
+                hint: "names become folder names on the storage")
         }
     }
 
@@ -397,7 +403,9 @@ private struct InventoryParser {
         if nodes.isEmpty { throw v.error("storage '\(name)' has no nodes") }
         var quorum: Int?
         if let q = f["quorum"] {
-            if (try? q.string()) == "all" { quorum = nil } else {
+            if (try? q.string()) == "all" {
+                quorum = nil
+            } else {
                 let n = try q.int()
                 guard n >= 1 && n <= nodes.count else { throw q.error("quorum must be between 1 and \(nodes.count) (the storage's nodes), or all") }
                 quorum = n
@@ -417,8 +425,9 @@ private struct InventoryParser {
         let ev = try f.required("engine", hint: "engine: postgresql, mysql or redis")
         let engineName = try ev.string()
         guard let engine = Engine(rawValue: engineName.lowercased()) ?? Self.engineAliases[engineName.lowercased()] else {
-            throw ev.error("unknown engine '\(engineName)' for layer \(env)/\(name)",
-                           hint: "use postgresql, mysql (also for MariaDB and Percona) or redis")
+            throw ev.error(
+                "unknown engine '\(engineName)' for layer \(env)/\(name)",
+                hint: "use postgresql, mysql (also for MariaDB and Percona) or redis")
         }
         let nv = try f.required("nodes")
         var nodes: [NodeSpec] = []
@@ -431,15 +440,17 @@ private struct InventoryParser {
         }
         if nodes.isEmpty { throw nv.error("layer \(env)/\(name) has no nodes") }
         if masters.count > 1 {
-            throw nv.error("layer \(env)/\(name) has \(masters.count) nodes marked master: true (\(masters.joined(separator: ", ")))",
-                           hint: "a layer has one master node")
+            throw nv.error(
+                "layer \(env)/\(name) has \(masters.count) nodes marked master: true (\(masters.joined(separator: ", ")))",
+                hint: "a layer has one master node")
         }
         var creds: CredentialsSpec?
         if let cv = f["credentials"] { creds = try credentials(cv, engine: engine, layer: "\(env)/\(name)") }
         let maxLag = try f["max_lag"]?.seconds() ?? probe.maxLagSeconds
-        return LayerSpec(environment: env, name: name, engine: engine, nodes: nodes,
-                         masterNode: masters.first ?? nodes[0].name, credentials: creds,
-                         maxLagSeconds: maxLag, location: v.location)
+        return LayerSpec(
+            environment: env, name: name, engine: engine, nodes: nodes,
+            masterNode: masters.first ?? nodes[0].name, credentials: creds,
+            maxLagSeconds: maxLag, location: v.location)
     }
 
     static let engineAliases: [String: Engine] = [
@@ -463,8 +474,9 @@ private struct InventoryParser {
         let name = try nameValue.string()
         try checkName(name, nameValue, what: "node")
         if let first = nodeNames[name] {
-            throw nameValue.error("duplicate node name '\(name)' (first defined at \(first))",
-                                  hint: "node names identify hosts and must be unique across the inventory")
+            throw nameValue.error(
+                "duplicate node name '\(name)' (first defined at \(first))",
+                hint: "node names identify hosts and must be unique across the inventory")
         }
         nodeNames[name] = nameValue.location
         var ssh: SSHAddress?

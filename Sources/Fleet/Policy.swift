@@ -47,8 +47,10 @@ package struct Policy: Sendable, Equatable {
     /// Where the policy is written, for messages.
     package var location: String
 
-    package init(layer: String, schedule: PolicySchedule, storage: String, keep: Int, credentials: CredentialsSpec?,
-                source: DumpPreference = .primary, enabled: Bool = true, installed: Date, location: String = "") {
+    package init(
+        layer: String, schedule: PolicySchedule, storage: String, keep: Int, credentials: CredentialsSpec?,
+        source: DumpPreference = .primary, enabled: Bool = true, installed: Date, location: String = ""
+    ) {
         self.layer = layer
         self.schedule = schedule
         self.storage = storage
@@ -107,8 +109,9 @@ package enum PolicyFile {
         let schedule: PolicySchedule
         if case .mapping = sv.node {
             let s = try YAMLFields(sv, allowed: ["time", "days", "tz"])
-            schedule = .custom(time: try s.required("time").string(), days: try s["days"]?.string() ?? "*",
-                               timeZone: try s.required("tz", hint: "an IANA zone such as Europe/Berlin").string())
+            schedule = .custom(
+                time: try s.required("time").string(), days: try s["days"]?.string() ?? "*",
+                timeZone: try s.required("tz", hint: "an IANA zone such as Europe/Berlin").string())
         } else {
             schedule = .expression(try sv.string())
         }
@@ -121,10 +124,11 @@ package enum PolicyFile {
         let keep = try kv.int()
         guard keep >= 1 else { throw kv.error("policy \(layer): keep must be at least 1") }
         let sourceValue = f["source"]
-        let source = try sourceValue.map { (x: YAMLValue) throws(StowageError) -> DumpPreference in
-            guard let p = DumpPreference(rawValue: try x.string()) else { throw x.error("policy \(layer): source must be primary or replica") }
-            return p
-        } ?? .primary
+        let source =
+            try sourceValue.map { (x: YAMLValue) throws(StowageError) -> DumpPreference in
+                guard let p = DumpPreference(rawValue: try x.string()) else { throw x.error("policy \(layer): source must be primary or replica") }
+                return p
+            } ?? .primary
         var creds: CredentialsSpec?
         if let c = f["credentials"] {
             let cf = try YAMLFields(c, allowed: ["user", "password_env", "password_file", "password_credential", "password"])
@@ -144,8 +148,9 @@ package enum PolicyFile {
             guard m >= 60 else { throw mv.error("policy \(layer): max_age must be at least 1m", hint: "e.g. max_age: 26h for a daily schedule") }
             maxAge = m
         }
-        var p = Policy(layer: layer, schedule: schedule, storage: try f.required("storage").string(), keep: keep, credentials: creds,
-                       source: source, enabled: try f["enabled"]?.bool() ?? true, installed: installed, location: v.location)
+        var p = Policy(
+            layer: layer, schedule: schedule, storage: try f.required("storage").string(), keep: keep, credentials: creds,
+            source: source, enabled: try f["enabled"]?.bool() ?? true, installed: installed, location: v.location)
         p.maxAge = maxAge
         return p
     }
@@ -154,7 +159,9 @@ package enum PolicyFile {
     package static func render(_ policies: [Policy]) -> String {
         func q(_ s: String) -> String {
             // Quote anything YAML could read as something else (cron's '*', times' ':').
-            let plain = s.allSatisfy { $0.isLetter || $0.isNumber || "-_./@".contains($0) } && !s.isEmpty && !["true", "false", "yes", "no", "null", "on", "off", "~"].contains(s.lowercased())
+            let plain =
+                s.allSatisfy { $0.isLetter || $0.isNumber || "-_./@".contains($0) } && !s.isEmpty
+                && !["true", "false", "yes", "no", "null", "on", "off", "~"].contains(s.lowercased())
             return plain ? s : "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }
         var t = header + "policies:\n"
@@ -190,12 +197,14 @@ package enum PolicyFile {
     static func validate(_ policies: [Policy], against inv: Inventory) throws(StowageError) {
         for p in policies {
             guard inv.layers.contains(where: { $0.id == p.layer }) else {
-                throw StowageError(.invalidInventory, "\(p.location): policy for \(p.layer), which is not a layer of \(inv.path)",
-                                   hint: "remove it (stowage addon uninstall \(p.layer)) or add the layer to the inventory")
+                throw StowageError(
+                    .invalidInventory, "\(p.location): policy for \(p.layer), which is not a layer of \(inv.path)",
+                    hint: "remove it (stowage addon uninstall \(p.layer)) or add the layer to the inventory")
             }
             guard inv.storage(p.storage) != nil else {
-                throw StowageError(.invalidInventory, "\(p.location): policy \(p.layer) names storage '\(p.storage)', which is not in \(inv.path)",
-                                   hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
+                throw StowageError(
+                    .invalidInventory, "\(p.location): policy \(p.layer) names storage '\(p.storage)', which is not in \(inv.path)",
+                    hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
             }
         }
     }

@@ -51,8 +51,9 @@ package enum PolicyStore {
     static func writeAtomically(_ path: String, _ text: String) throws(StowageError) {
         let tmp = path + ".tmp.\(getpid())"
         func fail(_ what: String) -> StowageError {
-            StowageError(.invalidInventory, "cannot write the policies file \(path): \(what): \(String(cString: strerror(errno)))",
-                         hint: "check the folder's permissions and free space; the previous file is unchanged")
+            StowageError(
+                .invalidInventory, "cannot write the policies file \(path): \(what): \(String(cString: strerror(errno)))",
+                hint: "check the folder's permissions and free space; the previous file is unchanged")
         }
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw fail("create \(tmp)") }

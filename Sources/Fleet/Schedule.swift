@@ -21,8 +21,10 @@ package struct CronExpression: Sendable, Equatable, CustomStringConvertible {
 
     static let monthNames = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
     static let dayNames = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-    static let macros = ["@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
-                         "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"]
+    static let macros = [
+        "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0",
+        "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *",
+    ]
 
     package init(_ text: String) throws(StowageError) {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
@@ -32,8 +34,9 @@ package struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         }
         let f = expr.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
         guard f.count == 5 else {
-            throw StowageError(.usage, "cron '\(text)': expected 5 fields (minute hour day-of-month month day-of-week), found \(f.count)",
-                               hint: "e.g. '30 2 * * 1-5' (02:30 UTC on weekdays)")
+            throw StowageError(
+                .usage, "cron '\(text)': expected 5 fields (minute hour day-of-month month day-of-week), found \(f.count)",
+                hint: "e.g. '30 2 * * 1-5' (02:30 UTC on weekdays)")
         }
         minutes = try Self.field(f[0], "minute", 0...59, names: [], text: text)
         hours = try Self.field(f[1], "hour", 0...23, names: [], text: text)
@@ -49,8 +52,9 @@ package struct CronExpression: Sendable, Equatable, CustomStringConvertible {
             let longest = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
             if !months.contains(where: { m in daysOfMonth.contains { $0 <= longest[m - 1] } }) {
                 let names = months.sorted().map { Self.monthNames[$0 - 1].capitalized }.joined(separator: ", ")
-                throw StowageError(.usage, "cron '\(text)' never runs: day \(daysOfMonth.sorted().map(String.init).joined(separator: ",")) does not exist in \(names)",
-                                   hint: "pick a day every chosen month has, or use a day of the week")
+                throw StowageError(
+                    .usage, "cron '\(text)' never runs: day \(daysOfMonth.sorted().map(String.init).joined(separator: ",")) does not exist in \(names)",
+                    hint: "pick a day every chosen month has, or use a day of the week")
             }
         }
     }
@@ -58,11 +62,15 @@ package struct CronExpression: Sendable, Equatable, CustomStringConvertible {
     /// `openEnd` is where `*` and `a/n` stop when it is below the range's top: the day of
     /// week accepts 7 for Sunday where it is written, but `*/2` or `2/5` never reach it
     /// (croniter and Vixie cron agree: `2/5` is Tuesday only).
-    static func field(_ s: String, _ what: String, _ range: ClosedRange<Int>, openEnd: Int? = nil, names: [String], nameBase: Int = 0,
-                      text: String) throws(StowageError) -> Set<Int> {
+    static func field(
+        _ s: String, _ what: String, _ range: ClosedRange<Int>, openEnd: Int? = nil, names: [String], nameBase: Int = 0,
+        text: String
+    ) throws(StowageError) -> Set<Int> {
         let top = openEnd ?? range.upperBound
         func bad(_ why: String) -> StowageError {
-            StowageError(.usage, "cron '\(text)': \(what) '\(s)': \(why)", hint: "\(what) takes \(range.lowerBound)-\(range.upperBound), lists (a,b), ranges (a-b) and steps (*/n, a-b/n)")
+            StowageError(
+                .usage, "cron '\(text)': \(what) '\(s)': \(why)",
+                hint: "\(what) takes \(range.lowerBound)-\(range.upperBound), lists (a,b), ranges (a-b) and steps (*/n, a-b/n)")
         }
         func value(_ v: Substring) throws(StowageError) -> Int {
             if let n = Int(v) {

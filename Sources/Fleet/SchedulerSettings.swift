@@ -51,8 +51,10 @@ package struct NotificationTarget: Sendable, Equatable {
     package init() {}
 
     /// Every event a target can ask for, in the order the docs list them.
-    package static let eventNames = ["run-failed", "credentials-rejected", "unsafe-topology", "storage-degraded", "backup-stale",
-                                     "restore-completed", "backup-succeeded"]
+    package static let eventNames = [
+        "run-failed", "credentials-rejected", "unsafe-topology", "storage-degraded", "backup-stale",
+        "restore-completed", "backup-succeeded",
+    ]
 
     /// Whether this target wants `event` about `layer` (ENV/LAYER) (pure).
     package func wants(_ event: String, layer: String) -> Bool {

@@ -14,25 +14,28 @@ extension CredentialsSpec {
             return nil
         case .environment(let variable):
             guard let value = environment[variable], !value.isEmpty else {
-                throw StowageError(.invalidInventory,
-                                   "\(layer): environment variable \(variable) (\(field).password_env at \(location)) is not set",
-                                   hint: "export \(variable) before running stowage, or use password_file")
+                throw StowageError(
+                    .invalidInventory,
+                    "\(layer): environment variable \(variable) (\(field).password_env at \(location)) is not set",
+                    hint: "export \(variable) before running stowage, or use password_file")
             }
             return Secret(value)
         case .credential(let name):
             guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty else {
-                throw StowageError(.invalidInventory,
-                                   "\(layer): \(field).password_credential \(name) at \(location) needs $CREDENTIALS_DIRECTORY, which is not set",
-                                   hint: "run it under systemd with LoadCredential=\(name):/path/to/secret (contrib/systemd/stowage-scheduler.service), or use password_file")
+                throw StowageError(
+                    .invalidInventory,
+                    "\(layer): \(field).password_credential \(name) at \(location) needs $CREDENTIALS_DIRECTORY, which is not set",
+                    hint: "run it under systemd with LoadCredential=\(name):/path/to/secret (contrib/systemd/stowage-scheduler.service), or use password_file")
             }
             return try CredentialsSpec(user: user, password: .file("\(dir)/\(name)"), location: location, field: field)
                 .resolvePassword(layer: layer, environment: environment)
         case .file(let path):
             guard let data = FileManager.default.contents(atPath: path) else {
                 let exists = FileManager.default.fileExists(atPath: path)
-                throw StowageError(.invalidInventory,
-                                   "\(layer): cannot read password file \(path) (\(field).password_file at \(location)): \(exists ? "permission denied" : "no such file")",
-                                   hint: exists ? "make it readable by the user running stowage (mode 600)" : "create it, holding the password on one line")
+                throw StowageError(
+                    .invalidInventory,
+                    "\(layer): cannot read password file \(path) (\(field).password_file at \(location)): \(exists ? "permission denied" : "no such file")",
+                    hint: exists ? "make it readable by the user running stowage (mode 600)" : "create it, holding the password on one line")
             }
             // One trailing newline is the file's, not the password's.
             var s = String(decoding: data, as: UTF8.self)
@@ -50,8 +53,9 @@ extension StorageSpec {
     /// The storage password, read now.
     package func resolvePassword(environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> Secret {
         guard let password, let secret = try password.resolvePassword(layer: "storage \(name)", environment: environment) else {
-            throw StowageError(.invalidInventory, "storage \(name) has no password",
-                               hint: "add password_env: VARIABLE or password_file: PATH to storages.\(name)")
+            throw StowageError(
+                .invalidInventory, "storage \(name) has no password",
+                hint: "add password_env: VARIABLE or password_file: PATH to storages.\(name)")
         }
         return secret
     }

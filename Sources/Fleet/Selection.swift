@@ -1,6 +1,7 @@
 /// What a command names on its command line: everything, an environment, or one layer.
 import Support
 import Topology
+
 package struct LayerSelection: Sendable, Equatable, CustomStringConvertible {
     package var environment: String?
     package var layer: String?
@@ -29,13 +30,15 @@ package struct LayerSelection: Sendable, Equatable, CustomStringConvertible {
     package func layers(in inv: Inventory) throws(StowageError) -> [LayerSpec] {
         guard let environment else { return inv.layers }
         guard let env = inv.environment(environment) else {
-            throw StowageError(.usage, "unknown environment '\(environment)' in \(inv.path)",
-                               hint: "environments: \(inv.environments.map(\.name).joined(separator: ", "))")
+            throw StowageError(
+                .usage, "unknown environment '\(environment)' in \(inv.path)",
+                hint: "environments: \(inv.environments.map(\.name).joined(separator: ", "))")
         }
         guard let layer else { return env.layers }
         guard let l = env.layers.first(where: { $0.name == layer }) else {
-            throw StowageError(.usage, "unknown layer '\(layer)' in environment \(environment) (\(inv.path))",
-                               hint: "layers of \(environment): \(env.layers.map(\.name).joined(separator: ", "))")
+            throw StowageError(
+                .usage, "unknown layer '\(layer)' in environment \(environment) (\(inv.path))",
+                hint: "layers of \(environment): \(env.layers.map(\.name).joined(separator: ", "))")
         }
         return [l]
     }

@@ -73,8 +73,9 @@ struct YAMLValue {
             seen[key] = k
             if let allowed, !allowed.contains(key) {
                 let close = allowed.filter { editDistance($0, key) <= 2 }.first
-                throw keyValue.error("unknown key '\(key)' in \(path.isEmpty ? "the top level" : path)",
-                                     hint: close.map { "did you mean '\($0)'?" } ?? "known keys: \(allowed.joined(separator: ", "))")
+                throw keyValue.error(
+                    "unknown key '\(key)' in \(path.isEmpty ? "the top level" : path)",
+                    hint: close.map { "did you mean '\($0)'?" } ?? "known keys: \(allowed.joined(separator: ", "))")
             }
             out.append((key, child))
         }
@@ -124,15 +125,18 @@ extension YAMLFields {
     /// inventory and the policies file never hold a secret. `owner` names it in messages.
     func passwordSource(owner: String, file: String) throws(StowageError) -> CredentialsSpec.PasswordSource {
         if let p = fields["password"] {
-            throw p.error("plain-text passwords are not accepted in the \(file) (\(owner))",
-                          hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
+            throw p.error(
+                "plain-text passwords are not accepted in the \(file) (\(owner))",
+                hint: "use password_env: VARIABLE or password_file: /path/readable/by/stowage/only")
         }
         var given: [CredentialsSpec.PasswordSource] = []
         if let e = try self["password_env"]?.string() { given.append(.environment(e)) }
         if let p = try self["password_file"]?.string() { given.append(.file(p)) }
         if let c = self["password_credential"] {
             let name = try c.string()
-            guard !name.isEmpty, !name.contains("/") else { throw c.error("password_credential must be a credential's name (LoadCredential=NAME:...), not a path") }
+            guard !name.isEmpty, !name.contains("/") else {
+                throw c.error("password_credential must be a credential's name (LoadCredential=NAME:...), not a path")
+            }
             given.append(.credential(name))
         }
         guard given.count <= 1 else {

@@ -1,8 +1,8 @@
+import AgentProtocol
 // The pumps' shared parts: how backup and restore move sealed records between one agent
 // and several others through bounded queues (a slow receiver slows the sender instead of
 // growing memory), and their byte counts.
 import Fleet
-import AgentProtocol
 import Foundation
 import Remote
 import Repository

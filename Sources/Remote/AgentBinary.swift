@@ -7,6 +7,7 @@ import Fleet
 import Foundation
 import Repository
 import Support
+import Topology
 
 package struct AgentBinary: Sendable, Equatable {
     package static let remoteDirectory = "/var/lib/stowage/agent"
@@ -20,16 +21,19 @@ package struct AgentBinary: Sendable, Equatable {
     }
 
     /// `explicit`, else $STOWAGE_AGENT_BINARY, else `stowage-agent` beside the running executable.
-    package static func locate(_ explicit: String? = nil,
-                              environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> AgentBinary {
+    package static func locate(
+        _ explicit: String? = nil,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(StowageError) -> AgentBinary {
         let exeDir = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
             .deletingLastPathComponent().path
         let path = explicit ?? environment["STOWAGE_AGENT_BINARY"] ?? "\(exeDir)/stowage-agent"
         // Hashed in 1 MiB reads: the binary is tens of MB, and the coordinator's memory
         // should not grow with it.
         guard let fh = FileHandle(forReadingAtPath: path) else {
-            throw StowageError(.usage, "no stowage-agent binary at \(path)",
-                               hint: "build it (scripts/setup.sh builds a static one into .build-agent/release/) and pass --agent-binary or set STOWAGE_AGENT_BINARY")
+            throw StowageError(
+                .usage, "no stowage-agent binary at \(path)",
+                hint: "build it (scripts/setup.sh builds a static one into .build-agent/release/) and pass --agent-binary or set STOWAGE_AGENT_BINARY")
         }
         defer { try? fh.close() }
         var hash = SHA256()
@@ -68,17 +72,17 @@ package struct AgentNode: Sendable {
     package var workPath: String { storageRoot ?? AgentBinary.remoteDirectory }
 }
 
-import Topology
-
 extension Inventory {
     /// SSH settings of a node, or an error naming what the inventory lacks.
     package func sshTarget(_ node: NodeSpec) throws(StowageError) -> SSHTarget {
         guard let addr = node.ssh else {
-            throw StowageError(.invalidInventory, "node \(node.name) has no ssh address (\(node.location))",
-                               hint: "add ssh: root@HOST to the node")
+            throw StowageError(
+                .invalidInventory, "node \(node.name) has no ssh address (\(node.location))",
+                hint: "add ssh: root@HOST to the node")
         }
         guard let identity = ssh.identity else {
-            throw StowageError(.invalidInventory, "\(path): no ssh.identity", hint: "set ssh: { identity: /path/to/id_ed25519, known_hosts: /path/to/known_hosts }")
+            throw StowageError(
+                .invalidInventory, "\(path): no ssh.identity", hint: "set ssh: { identity: /path/to/id_ed25519, known_hosts: /path/to/known_hosts }")
         }
         guard let known = ssh.knownHosts else {
             throw StowageError(.invalidInventory, "\(path): no ssh.known_hosts", hint: "set ssh.known_hosts; stowage ssh trust NODE fills it")
@@ -114,7 +118,8 @@ extension Inventory {
     package func agentNode(named name: String) throws(StowageError) -> AgentNode {
         if let n = try agentNodes(nil).first(where: { $0.spec.name == name }) { return n }
         let all = layers.flatMap { $0.nodes.map(\.name) } + storages.flatMap { $0.nodes.map(\.name) }
-        throw StowageError(.usage, "unknown node '\(name)' in \(path)",
-                           hint: "nodes: \(all.prefix(20).joined(separator: ", "))\(all.count > 20 ? ", ..." : "")")
+        throw StowageError(
+            .usage, "unknown node '\(name)' in \(path)",
+            hint: "nodes: \(all.prefix(20).joined(separator: ", "))\(all.count > 20 ? ", ..." : "")")
     }
 }

@@ -36,9 +36,10 @@ package enum AgentCheck {
     }
 
     static func check(_ n: AgentNode, agent: AgentBinary) async -> NodeCheck {
-        var c = NodeCheck(node: n.spec.name, address: "\(n.target.user)@\(n.target.address)",
-                          role: n.layer.map { "db \($0)" } ?? "storage \(n.storage ?? "")",
-                          ssh: "?", agent: "?", tools: [:], freeBytes: nil, path: nil, problem: nil, hint: nil, exitCode: 0)
+        var c = NodeCheck(
+            node: n.spec.name, address: "\(n.target.user)@\(n.target.address)",
+            role: n.layer.map { "db \($0)" } ?? "storage \(n.storage ?? "")",
+            ssh: "?", agent: "?", tools: [:], freeBytes: nil, path: nil, problem: nil, hint: nil, exitCode: 0)
         do {
             let run = try await AgentClient.run(n.target, agent: agent, job: .check(CheckJob(tools: n.tools, path: n.workPath)))
             c.ssh = "ok"

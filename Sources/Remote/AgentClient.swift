@@ -28,11 +28,13 @@ package enum AgentClient {
     ///   until the job ends: closing it is how a job is cancelled.
     /// - output: receives the agent's stdout on the connection's thread, in order. It may
     ///   block (that is how a slow consumer slows the remote producer down).
-    package static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob,
-                           input: (() -> [UInt8]?)? = nil,
-                           output: ((UnsafeRawBufferPointer) -> Void)? = nil,
-                           progress: ((Int64) -> Void)? = nil,
-                           ready: (@Sendable () -> Void)? = nil) async throws(StowageError) -> AgentRun {
+    package static func run(
+        _ target: SSHTarget, agent: AgentBinary, job: AgentJob,
+        input: (() -> [UInt8]?)? = nil,
+        output: ((UnsafeRawBufferPointer) -> Void)? = nil,
+        progress: ((Int64) -> Void)? = nil,
+        ready: (@Sendable () -> Void)? = nil
+    ) async throws(StowageError) -> AgentRun {
         var source: (() -> ExecChannel.Input)?
         if let input {
             var ended = false
@@ -48,35 +50,42 @@ package enum AgentClient {
     /// As above, with the input taken record by record from a feed that another thread fills
     /// (a backup's chunks, a restore's sealed records): each record goes out as one frame,
     /// and the end frame follows the feed's end.
-    package static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, feed: any RecordFeed,
-                           output: ((UnsafeRawBufferPointer) -> Void)? = nil,
-                           progress: ((Int64) -> Void)? = nil) async throws(StowageError) -> AgentRun {
+    package static func run(
+        _ target: SSHTarget, agent: AgentBinary, job: AgentJob, feed: any RecordFeed,
+        output: ((UnsafeRawBufferPointer) -> Void)? = nil,
+        progress: ((Int64) -> Void)? = nil
+    ) async throws(StowageError) -> AgentRun {
         var ended = false
-        return try await run(target, agent: agent, job: job, framedInput: {
-            if ended { return .end }
-            switch feed.next() {
-            case .record(let r): return .bytes(framed(r))
-            case .later: return .later
-            case .end:
-                ended = true
-                return .bytes(Frame.end)
-            }
-        }, output: output, progress: progress, ready: nil)
+        return try await run(
+            target, agent: agent, job: job,
+            framedInput: {
+                if ended { return .end }
+                switch feed.next() {
+                case .record(let r): return .bytes(framed(r))
+                case .later: return .later
+                case .end:
+                    ended = true
+                    return .bytes(Frame.end)
+                }
+            }, output: output, progress: progress, ready: nil)
     }
 
     /// As above, with input that may be "not yet" (`.later`): a producer on another thread
     /// is behind. The closure frames its own bytes and ends with `Frame.end`.
-    package static func run(_ target: SSHTarget, agent: AgentBinary, job: AgentJob,
-                    framedInput: (() -> ChannelInput)?,
-                    output: ((UnsafeRawBufferPointer) -> Void)?,
-                    progress: ((Int64) -> Void)?,
-                    ready: (@Sendable () -> Void)?,
-                    until: Wakeup? = nil) async throws(StowageError) -> AgentRun {
+    package static func run(
+        _ target: SSHTarget, agent: AgentBinary, job: AgentJob,
+        framedInput: (() -> ChannelInput)?,
+        output: ((UnsafeRawBufferPointer) -> Void)?,
+        progress: ((Int64) -> Void)?,
+        ready: (@Sendable () -> Void)?,
+        until: Wakeup? = nil
+    ) async throws(StowageError) -> AgentRun {
         let call = Handoff(value: (framedInput, output, progress))
         do {
             return try await DedicatedThread.run("agent \(target.node)") { flag in
-                try runBlocking(target, agent: agent, job: job, input: call.value.0, output: call.value.1,
-                                progress: call.value.2, ready: ready, cancel: flag, until: until)
+                try runBlocking(
+                    target, agent: agent, job: job, input: call.value.0, output: call.value.1,
+                    progress: call.value.2, ready: ready, cancel: flag, until: until)
             }
         } catch let e as StowageError {
             throw e
@@ -85,9 +94,11 @@ package enum AgentClient {
         }
     }
 
-    static func runBlocking(_ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> ExecChannel.Input)?,
-                            output: ((UnsafeRawBufferPointer) -> Void)?, progress: ((Int64) -> Void)?,
-                            ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag, until: Wakeup? = nil) throws(StowageError) -> AgentRun {
+    static func runBlocking(
+        _ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> ExecChannel.Input)?,
+        output: ((UnsafeRawBufferPointer) -> Void)?, progress: ((Int64) -> Void)?,
+        ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag, until: Wakeup? = nil
+    ) throws(StowageError) -> AgentRun {
         // A job that holds something (a lock) until told: its input stays open until
         // `until` is set, then ends, and the agent finishes the job cleanly.
         let input = until.map { w in { w.isSet ? ExecChannel.Input.end : .hold } } ?? input
@@ -130,7 +141,9 @@ package enum AgentClient {
             exit = remoteExit
             // Closed on both ends: the connection can carry the next job to this node.
             if clean { SSHConnectionPool.shared.park(conn) }
-            Trace.log("\(target.node) \(job.kind.rawValue): channel \(Int((opened - started) * 1000)) ms (\(how) connection), job \(Int((Deadline.now() - opened) * 1000)) ms, \(received) bytes out")
+            Trace.log(
+                "\(target.node) \(job.kind.rawValue): channel \(Int((opened - started) * 1000)) ms (\(how) connection), job \(Int((Deadline.now() - opened) * 1000)) ms, \(received) bytes out"
+            )
         } catch let e as SSHError {
             if case .cancelled = e, let hello = events.mismatch {
                 throw mismatchError(target, hello, agent)
@@ -147,11 +160,14 @@ package enum AgentClient {
         let who = "\(target.node) (\(target.address))"
         guard let hello = events.hello else {
             if exit.status == 127 {
-                throw StowageError(.agentMismatch, "\(who): no stowage-agent of this build at \(agent.remotePath)",
-                                   hint: "install it: stowage agent install (an agent of another build may be there; each build has its own path)")
+                throw StowageError(
+                    .agentMismatch, "\(who): no stowage-agent of this build at \(agent.remotePath)",
+                    hint: "install it: stowage agent install (an agent of another build may be there; each build has its own path)")
             }
-            throw StowageError(.agentMismatch, "\(who): the program at \(agent.remotePath) did not greet as stowage-agent (exit \(exit.status)): \(events.plainText.prefix(200))",
-                               hint: "reinstall it: stowage agent install")
+            throw StowageError(
+                .agentMismatch,
+                "\(who): the program at \(agent.remotePath) did not greet as stowage-agent (exit \(exit.status)): \(events.plainText.prefix(200))",
+                hint: "reinstall it: stowage agent install")
         }
         if let err = events.error {
             let how = exit.signal.map { "; the agent was killed by signal \($0)" } ?? ""
@@ -168,12 +184,15 @@ package enum AgentClient {
             }
         }
         if let sig = exit.signal {
-            throw StowageError(.remoteFailed, "\(who): the agent (pid \(hello.pid ?? 0)) was killed by signal \(sig) during the \(job.kind.rawValue) job, after \(received) bytes of output",
-                               hint: "something on the node stopped it (OOM killer, an operator, a reboot); the job left nothing committed", retryable: true)
+            throw StowageError(
+                .remoteFailed,
+                "\(who): the agent (pid \(hello.pid ?? 0)) was killed by signal \(sig) during the \(job.kind.rawValue) job, after \(received) bytes of output",
+                hint: "something on the node stopped it (OOM killer, an operator, a reboot); the job left nothing committed", retryable: true)
         }
         guard let result = events.result else {
-            throw StowageError(.remoteFailed, "\(who): the agent ended (exit \(exit.status)) without a result: the stream was cut after \(received) bytes",
-                               retryable: true)
+            throw StowageError(
+                .remoteFailed, "\(who): the agent ended (exit \(exit.status)) without a result: the stream was cut after \(received) bytes",
+                retryable: true)
         }
         if let sent = result.bytes, job.kind == .source || job.kind == .echo, sent != received {
             throw StowageError(.remoteFailed, "\(who): the agent sent \(sent) bytes but \(received) arrived", retryable: true)
@@ -204,9 +223,10 @@ package enum AgentClient {
     }
 
     static func mismatchError(_ t: SSHTarget, _ hello: AgentEvent, _ agent: AgentBinary) -> StowageError {
-        StowageError(.agentMismatch,
-                     "\(t.node) (\(t.address)): the agent at \(agent.remotePath) speaks protocol \(hello.protocol.map(String.init) ?? "?") (version \(hello.version ?? "?")), this coordinator protocol \(AgentWire.protocolVersion)",
-                     hint: "upgrade it: stowage agent install")
+        StowageError(
+            .agentMismatch,
+            "\(t.node) (\(t.address)): the agent at \(agent.remotePath) speaks protocol \(hello.protocol.map(String.init) ?? "?") (version \(hello.version ?? "?")), this coordinator protocol \(AgentWire.protocolVersion)",
+            hint: "upgrade it: stowage agent install")
     }
 
     /// Input bytes as frames of at most `AgentWire.maxFrame`.

@@ -49,20 +49,24 @@ package enum AgentInstaller {
             let tmp = "\(dir)/.stowage-agent.tmp.\(UInt64.random(in: 0...UInt64.max))"
             // Streamed in 1 MiB reads: the binary is tens of MB.
             guard let file = FileHandle(forReadingAtPath: agent.localPath) else {
-                throw StowageError(.usage, "cannot read the agent binary \(agent.localPath)", hint: "check the file and its permissions, or point --agent-binary at a readable one")
+                throw StowageError(
+                    .usage, "cannot read the agent binary \(agent.localPath)",
+                    hint: "check the file and its permissions, or point --agent-binary at a readable one")
             }
             defer { try? file.close() }
             let scp = try ExecChannel(scpTo: tmp, mode: 0o700, size: agent.size, conn, deadline: Deadline(seconds: t.connectTimeout))
-            _ = try scp.pump(input: {
-                guard let chunk = try? file.read(upToCount: 1 << 20), !chunk.isEmpty else { return .end }
-                return .bytes(Array(chunk))
-            }, stdout: { _ in }, stderr: { _ in }, cancelled: { flag.isSet })
+            _ = try scp.pump(
+                input: {
+                    guard let chunk = try? file.read(upToCount: 1 << 20), !chunk.isEmpty else { return .end }
+                    return .bytes(Array(chunk))
+                }, stdout: { _ in }, stderr: { _ in }, cancelled: { flag.isSet })
 
             let sum = try run(conn, "sha256sum \(shellQuote(tmp))", flag)
             guard sum.stdout.split(separator: " ").first.map(String.init) == agent.sha256 else {
                 _ = try? run(conn, "rm -f \(shellQuote(tmp))", flag)
-                throw StowageError(.remoteFailed, "\(who): the uploaded agent's SHA-256 does not match (\(sum.stdout.prefix(64))): upload corrupted",
-                                   hint: "try again; nothing was installed", retryable: true)
+                throw StowageError(
+                    .remoteFailed, "\(who): the uploaded agent's SHA-256 does not match (\(sum.stdout.prefix(64))): upload corrupted",
+                    hint: "try again; nothing was installed", retryable: true)
             }
             let mv = try run(conn, "chmod 755 \(shellQuote(tmp)) && mv -f \(shellQuote(tmp)) \(shellQuote(final))", flag)
             guard mv.exit.status == 0 else {
@@ -83,13 +87,16 @@ package enum AgentInstaller {
     static func handshake(_ conn: SSHConnection, _ path: String, _ who: String, _ flag: CancelFlag) throws {
         let r = try run(conn, "\(shellQuote(path)) hello", flag)
         guard r.exit.status == 0,
-              let hello = try? JSONDecoder().decode(AgentEvent.self, from: Data(r.stdout.utf8)),
-              hello.agent == AgentWire.agentName else {
-            throw StowageError(.agentMismatch, "\(who): the installed agent does not start: \(r.stderr.prefix(300))",
-                               hint: "the node may lack libc/libstdc++ of Debian 12's generation, or mount its folder noexec")
+            let hello = try? JSONDecoder().decode(AgentEvent.self, from: Data(r.stdout.utf8)),
+            hello.agent == AgentWire.agentName
+        else {
+            throw StowageError(
+                .agentMismatch, "\(who): the installed agent does not start: \(r.stderr.prefix(300))",
+                hint: "the node may lack libc/libstdc++ of Debian 12's generation, or mount its folder noexec")
         }
         guard hello.protocol == AgentWire.protocolVersion else {
-            throw StowageError(.agentMismatch, "\(who): the installed agent speaks protocol \(hello.protocol ?? 0), this coordinator \(AgentWire.protocolVersion)")
+            throw StowageError(
+                .agentMismatch, "\(who): the installed agent speaks protocol \(hello.protocol ?? 0), this coordinator \(AgentWire.protocolVersion)")
         }
     }
 
@@ -103,9 +110,11 @@ package enum AgentInstaller {
     static func run(_ conn: SSHConnection, _ command: String, _ flag: CancelFlag) throws -> Captured {
         let ch = try ExecChannel(conn, command: command, deadline: Deadline(seconds: conn.target.connectTimeout))
         var out: [UInt8] = [], err: [UInt8] = []
-        let exit = try ch.pump(input: { .end }, stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) },
-                               cancelled: { flag.isSet })
-        return Captured(stdout: String(decoding: out, as: UTF8.self).trimmingWhitespace(),
-                        stderr: String(decoding: err, as: UTF8.self).trimmingWhitespace(), exit: exit)
+        let exit = try ch.pump(
+            input: { .end }, stdout: { out.append(contentsOf: $0) }, stderr: { err.append(contentsOf: $0) },
+            cancelled: { flag.isSet })
+        return Captured(
+            stdout: String(decoding: out, as: UTF8.self).trimmingWhitespace(),
+            stderr: String(decoding: err, as: UTF8.self).trimmingWhitespace(), exit: exit)
     }
 }

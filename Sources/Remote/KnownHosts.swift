@@ -47,9 +47,10 @@ package enum KnownHosts {
         }
         let sameType = forHost.filter { lines[$0].split(separator: " ")[1] == key.type }
         if !sameType.isEmpty && !replace {
-            throw StowageError(.hostKeyRefused,
-                               "\(t.node) (\(host)): known_hosts has another \(key.type) key for this host; the node now offers \(key.fingerprint)",
-                               hint: "if the node was rebuilt and the fingerprint is right, run: stowage ssh trust \(t.node) --replace")
+            throw StowageError(
+                .hostKeyRefused,
+                "\(t.node) (\(host)): known_hosts has another \(key.type) key for this host; the node now offers \(key.fingerprint)",
+                hint: "if the node was rebuilt and the fingerprint is right, run: stowage ssh trust \(t.node) --replace")
         }
         for i in sameType.reversed() { lines.remove(at: i) }
         lines.append(key.knownHostsLine(host: t.host, port: t.port))

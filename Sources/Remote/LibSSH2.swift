@@ -363,8 +363,10 @@ final class ExecChannel {
 
     /// `wake`: a descriptor (a `Wakeup`'s eventfd) that turns readable when `input` has
     /// something new to say (the end of a held lock's input), so the loop asks at once.
-    func pump(input: () -> Input, stdout: (UnsafeRawBufferPointer) throws -> Void,
-              stderr: (UnsafeRawBufferPointer) throws -> Void, cancelled: () -> Bool, wake: Int32 = -1) throws -> RemoteExit {
+    func pump(
+        input: () -> Input, stdout: (UnsafeRawBufferPointer) throws -> Void,
+        stderr: (UnsafeRawBufferPointer) throws -> Void, cancelled: () -> Bool, wake: Int32 = -1
+    ) throws -> RemoteExit {
         let ioTimeout = conn.target.ioTimeout
         var pending: [UInt8] = []
         var pendingOffset = 0
@@ -392,14 +394,21 @@ final class ExecChannel {
                 }
                 if pendingOffset < pending.count {
                     let n = pending.withUnsafeBytes { b in
-                        libssh2_channel_write_ex(channel, 0, b.baseAddress!.advanced(by: pendingOffset).assumingMemoryBound(to: CChar.self), b.count - pendingOffset)
+                        libssh2_channel_write_ex(
+                            channel, 0, b.baseAddress!.advanced(by: pendingOffset).assumingMemoryBound(to: CChar.self), b.count - pendingOffset)
                     }
-                    if n > 0 { pendingOffset += n; progressed = true }
-                    else if n != Int(LIBSSH2_ERROR_EAGAIN) { throw conn.lastError("sending to the remote command", Int32(n)) }
+                    if n > 0 {
+                        pendingOffset += n; progressed = true
+                    } else if n != Int(LIBSSH2_ERROR_EAGAIN) {
+                        throw conn.lastError("sending to the remote command", Int32(n))
+                    }
                 } else if inputDone {
                     let rc = libssh2_channel_send_eof(channel)
-                    if rc == 0 { eofSent = true; progressed = true }
-                    else if rc != LIBSSH2_ERROR_EAGAIN { throw conn.lastError("closing the remote command's input", rc) }
+                    if rc == 0 {
+                        eofSent = true; progressed = true
+                    } else if rc != LIBSSH2_ERROR_EAGAIN {
+                        throw conn.lastError("closing the remote command's input", rc)
+                    }
                 }
             }
 

@@ -22,7 +22,8 @@ package struct BackupName: Sendable, Hashable, Comparable, Codable, CustomString
         // 2026-11-21T030000Z
         let chars = Array(stamp)
         guard chars.count == 18, chars[4] == "-", chars[7] == "-", chars[10] == "T", chars[17] == "Z",
-              chars.enumerated().allSatisfy({ [4, 7, 10, 17].contains($0.offset) || $0.element.isNumber }) else { return nil }
+            chars.enumerated().allSatisfy({ [4, 7, 10, 17].contains($0.offset) || $0.element.isNumber })
+        else { return nil }
         self.stamp = stamp
         self.kind = kind
     }
@@ -80,8 +81,10 @@ package struct ManifestStream: Codable, Sendable, Equatable {
     /// `mysql` schema left out) or keys per database (Redis); a restore is checked against it.
     package var counts: [String: Int64]?
 
-    package init(name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk],
-                node: String? = nil, slots: String? = nil, counts: [String: Int64]? = nil) {
+    package init(
+        name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk],
+        node: String? = nil, slots: String? = nil, counts: [String: Int64]? = nil
+    ) {
         self.name = name
         self.rawBytes = rawBytes
         self.storedBytes = storedBytes

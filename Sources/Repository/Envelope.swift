@@ -16,8 +16,10 @@ package enum Envelope {
     }
 
     /// Compresses (when it helps) and encrypts `plaintext` for the object named `aad`.
-    package static func seal(_ plaintext: UnsafeRawBufferPointer, key: SymmetricKey, aad: String,
-                            zstdLevel: Int32? = 3) -> [UInt8] {
+    package static func seal(
+        _ plaintext: UnsafeRawBufferPointer, key: SymmetricKey, aad: String,
+        zstdLevel: Int32? = 3
+    ) -> [UInt8] {
         var compression = Compression.none
         var body: [UInt8]
         if let level = zstdLevel {
@@ -48,9 +50,10 @@ package enum Envelope {
         guard let compression = Compression(rawValue: blob[1]) else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
         let plain: [UInt8]
         do {
-            let box = try AES.GCM.SealedBox(nonce: try AES.GCM.Nonce(data: blob[2..<14]),
-                                            ciphertext: blob[14..<(blob.count - tagSize)],
-                                            tag: blob[(blob.count - tagSize)...])
+            let box = try AES.GCM.SealedBox(
+                nonce: try AES.GCM.Nonce(data: blob[2..<14]),
+                ciphertext: blob[14..<(blob.count - tagSize)],
+                tag: blob[(blob.count - tagSize)...])
             plain = Array(try AES.GCM.open(box, using: key, authenticating: Array(aad.utf8)))
         } catch {
             throw .authenticationFailed(object: aad)

@@ -21,8 +21,9 @@ package struct RepositoryKeys: Sendable, Equatable {
     }
 
     package static func generate() -> RepositoryKeys {
-        RepositoryKeys(data: SymmetricKey(size: .bits256), id: SymmetricKey(size: .bits256),
-                       chunkerSeed: (0..<8).map { _ in UInt8.random(in: 0...255) })
+        RepositoryKeys(
+            data: SymmetricKey(size: .bits256), id: SymmetricKey(size: .bits256),
+            chunkerSeed: (0..<8).map { _ in UInt8.random(in: 0...255) })
     }
 
     /// A chunk's ID: hex of HMAC-SHA256(id key, plaintext).
@@ -57,8 +58,9 @@ package struct KeyFile: Codable, Sendable, Equatable {
         let plain = Plain(data: b64(keys.data), id: b64(keys.id), chunkerSeed: Data(keys.chunkerSeed).base64EncodedString())
         let json = Array(try! JSONEncoder().encode(plain))
         let blob = Envelope.seal(json, key: kek, aad: aad, zstdLevel: nil)
-        return KeyFile(format: 1, kdf: "scrypt", n: n, r: 8, p: 1, salt: Data(salt).base64EncodedString(),
-                       wrapped: Data(blob).base64EncodedString())
+        return KeyFile(
+            format: 1, kdf: "scrypt", n: n, r: 8, p: 1, salt: Data(salt).base64EncodedString(),
+            wrapped: Data(blob).base64EncodedString())
     }
 
     /// The keys, or `.wrongPassword` when the password does not open them.
@@ -77,9 +79,10 @@ package struct KeyFile: Codable, Sendable, Equatable {
         }
         struct Plain: Decodable { var data, id, chunkerSeed: String }
         guard let plain = try? JSONDecoder().decode(Plain.self, from: Data(json)),
-              let d = Data(base64Encoded: plain.data), d.count == 32,
-              let i = Data(base64Encoded: plain.id), i.count == 32,
-              let s = Data(base64Encoded: plain.chunkerSeed) else {
+            let d = Data(base64Encoded: plain.data), d.count == 32,
+            let i = Data(base64Encoded: plain.id), i.count == 32,
+            let s = Data(base64Encoded: plain.chunkerSeed)
+        else {
             throw .malformedKeyFile("the wrapped keys do not decode")
         }
         return RepositoryKeys(data: SymmetricKey(data: d), id: SymmetricKey(data: i), chunkerSeed: Array(s))
@@ -87,8 +90,9 @@ package struct KeyFile: Codable, Sendable, Equatable {
 
     static func derive(_ password: String, salt: [UInt8], n: Int, r: Int, p: Int) -> SymmetricKey {
         // Parameters are validated by the callers; scrypt then only fails on allocation.
-        try! KDF.Scrypt.deriveKey(from: Array(password.utf8), salt: salt, outputByteCount: 32,
-                                  rounds: n, blockSize: r, parallelism: p)
+        try! KDF.Scrypt.deriveKey(
+            from: Array(password.utf8), salt: salt, outputByteCount: 32,
+            rounds: n, blockSize: r, parallelism: p)
     }
 
     static func b64(_ k: SymmetricKey) -> String { k.withUnsafeBytes { Data($0).base64EncodedString() } }

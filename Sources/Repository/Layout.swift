@@ -21,7 +21,8 @@ package enum RepositoryLayout {
     package static func chunkID(_ object: String) -> String? {
         let p = object.split(separator: "/", omittingEmptySubsequences: false)
         guard p.count == 3, p[0] == chunksPrefix, p[2].count == 64, p[2].hasPrefix(p[1]), p[1].count == 2,
-              p[2].allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
+            p[2].allSatisfy({ $0.isHexDigit && !$0.isUppercase })
+        else { return nil }
         return String(p[2])
     }
 

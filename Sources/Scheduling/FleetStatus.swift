@@ -84,8 +84,10 @@ package struct FleetReport: Codable, Sendable, Equatable {
 
 package enum FleetStatus {
     /// Judges one layer from what was gathered (pure).
-    package static func judge(layer: LayerSpec, policy: Policy?, last: RunRecord?, stored: [LayerStatus.Stored], topology: LayerTopology?,
-                             topologyError: String?, now: Date) -> LayerStatus {
+    package static func judge(
+        layer: LayerSpec, policy: Policy?, last: RunRecord?, stored: [LayerStatus.Stored], topology: LayerTopology?,
+        topologyError: String?, now: Date
+    ) -> LayerStatus {
         var problems: [(Severity, String)] = []
         if let last {
             switch last.outcome {
@@ -102,7 +104,13 @@ package enum FleetStatus {
             problems.append((.error, "topology: \(topologyError)"))
         }
         for s in stored {
-            if !s.newestMissingOn.isEmpty { problems.append((.warning, "storage \(s.storage) degraded: newest backup missing on \(s.newestMissingOn.joined(separator: ", ")) (stowage storage repair \(s.storage))")) }
+            if !s.newestMissingOn.isEmpty {
+                problems.append(
+                    (
+                        .warning,
+                        "storage \(s.storage) degraded: newest backup missing on \(s.newestMissingOn.joined(separator: ", ")) (stowage storage repair \(s.storage))"
+                    ))
+            }
             if let fault = s.setupFault {
                 problems.append((.error, "storage \(s.storage): \(fault)"))
             } else if !s.unreachable.isEmpty {
@@ -119,24 +127,29 @@ package enum FleetStatus {
             if let v = staleness, v.stale { problems.append((.error, "stale: \(v.message)")) }
         }
         if let policy, policy.enabled, staleness?.stale != true, stored.first(where: { $0.storage == policy.storage })?.count == 0,
-           let first = (try? policy.schedule.schedule())?.next(after: policy.installed), first < now.addingTimeInterval(-3600) {
+            let first = (try? policy.schedule.schedule())?.next(after: policy.installed), first < now.addingTimeInterval(-3600)
+        {
             problems.append((.warning, "no backup on \(policy.storage) although one was due at \(stamp(first))"))
         }
         let health = problems.map(\.0).max() ?? .ok
         var info: LayerStatus.PolicyInfo?
         var next: String?
         if let policy {
-            info = .init(schedule: policy.schedule.description, storage: policy.storage, keep: policy.keep, source: policy.source.rawValue,
-                         enabled: policy.enabled)
+            info = .init(
+                schedule: policy.schedule.description, storage: policy.storage, keep: policy.keep, source: policy.source.rawValue,
+                enabled: policy.enabled)
             if policy.enabled, let n = (try? policy.schedule.schedule())?.next(after: now) { next = stamp(n) }
         }
-        return LayerStatus(layer: layer.id, engine: layer.engine.rawValue, health: health.rawValue, problems: problems.map { .init(severity: $0.0.rawValue, message: $0.1) }, policy: info,
-                           lastRun: last.map {
-                               .init(started: stamp($0.started), outcome: $0.outcome.rawValue, seconds: $0.seconds, backup: $0.backup,
-                                     sourceNode: $0.sourceNode, storedBytes: $0.storedBytes, rawBytes: $0.rawBytes, error: $0.error)
-                           },
-                           nextRun: next, backups: stored, topology: topology.map { "\($0.kind.rawValue), primary \($0.primary ?? "none")" } ?? "not probed",
-                           findings: topology?.findings.filter { $0.severity != .ok }.map(\.message) ?? [], staleness: staleness)
+        return LayerStatus(
+            layer: layer.id, engine: layer.engine.rawValue, health: health.rawValue, problems: problems.map { .init(severity: $0.0.rawValue, message: $0.1) },
+            policy: info,
+            lastRun: last.map {
+                .init(
+                    started: stamp($0.started), outcome: $0.outcome.rawValue, seconds: $0.seconds, backup: $0.backup,
+                    sourceNode: $0.sourceNode, storedBytes: $0.storedBytes, rawBytes: $0.rawBytes, error: $0.error)
+            },
+            nextRun: next, backups: stored, topology: topology.map { "\($0.kind.rawValue), primary \($0.primary ?? "none")" } ?? "not probed",
+            findings: topology?.findings.filter { $0.severity != .ok }.map(\.message) ?? [], staleness: staleness)
     }
 
     /// Failures first, then warnings, then the rest; by layer within each.
@@ -146,8 +159,10 @@ package enum FleetStatus {
     }
 
     /// Gathers and judges the selected layers.
-    package static func gather(_ layers: [LayerSpec], inventory inv: Inventory, agent: AgentBinary, probe: Bool = true,
-                               now: Date = Date()) async throws(StowageError) -> FleetReport {
+    package static func gather(
+        _ layers: [LayerSpec], inventory inv: Inventory, agent: AgentBinary, probe: Bool = true,
+        now: Date = Date()
+    ) async throws(StowageError) -> FleetReport {
         var lastRuns: [String: RunRecord] = [:]
         var scheduler: SchedulerHealth?
         if FileManager.default.fileExists(atPath: inv.catalogPath) {
@@ -167,9 +182,11 @@ package enum FleetStatus {
                     let newest = held.newest(l.name)
                     guard !mine.isEmpty || inv.policy(for: l.id)?.storage == spec.name else { continue }
                     let missing = newest.map { n in held.reachable.filter { !(mine[n]?.contains($0) ?? false) } } ?? []
-                    stored[l.id, default: []].append(.init(storage: spec.name, count: mine.count, newest: newest?.description,
-                                                           newestMissingOn: missing, unreachable: held.unreachable,
-                                                           setupFault: held.setupFault?.message))
+                    stored[l.id, default: []].append(
+                        .init(
+                            storage: spec.name, count: mine.count, newest: newest?.description,
+                            newestMissingOn: missing, unreachable: held.unreachable,
+                            setupFault: held.setupFault?.message))
                 }
             }
         }
@@ -179,16 +196,21 @@ package enum FleetStatus {
             // Layers whose secrets cannot be read are reported, not fatal to the others.
             var probed: [LayerSpec] = []
             for l in layers {
-                do throws(StowageError) { _ = try TopologyCheck.members(of: l, settings: inv.probe); probed.append(l) } catch { topologyErrors[l.id] = error.message }
+                do throws(StowageError) { _ = try TopologyCheck.members(of: l, settings: inv.probe); probed.append(l) } catch {
+                    topologyErrors[l.id] = error.message
+                }
             }
             for t in try await TopologyCheck.run(probed, settings: inv.probe) { topologies["\(t.environment)/\(t.layer)"] = t }
         }
-        let judged = ordered(layers.map { l in
-            judge(layer: l, policy: inv.policy(for: l.id), last: lastRuns[l.id], stored: stored[l.id] ?? [], topology: topologies[l.id],
-                  topologyError: topologyErrors[l.id], now: now)
-        })
-        return FleetReport(layers: judged, scheduler: scheduler,
-                           problems: schedulerProblems(scheduler, policies: layers.compactMap { inv.policy(for: $0.id) }))
+        let judged = ordered(
+            layers.map { l in
+                judge(
+                    layer: l, policy: inv.policy(for: l.id), last: lastRuns[l.id], stored: stored[l.id] ?? [], topology: topologies[l.id],
+                    topologyError: topologyErrors[l.id], now: now)
+            })
+        return FleetReport(
+            layers: judged, scheduler: scheduler,
+            problems: schedulerProblems(scheduler, policies: layers.compactMap { inv.policy(for: $0.id) }))
     }
 
     /// A fleet with enabled policies and no scheduler running needs a look (pure).
@@ -205,9 +227,10 @@ package enum FleetStatus {
         var rows = [["LAYER", "HEALTH", "POLICY", "LAST RUN", "NEXT RUN", "BACKUPS"]]
         for s in all {
             let policy = s.policy.map { "\($0.schedule), keep \($0.keep) on \($0.storage)\($0.enabled ? "" : " (paused)")" } ?? "none"
-            let last = s.lastRun.map { r in
-                "\(r.started) \(r.outcome)" + (r.seconds.map { String(format: " %.0fs", $0) } ?? "") + (r.storedBytes.map { " " + formatBytes($0) } ?? "")
-            } ?? "never"
+            let last =
+                s.lastRun.map { r in
+                    "\(r.started) \(r.outcome)" + (r.seconds.map { String(format: " %.0fs", $0) } ?? "") + (r.storedBytes.map { " " + formatBytes($0) } ?? "")
+                } ?? "never"
             let backups = s.backups.map { "\($0.count) on \($0.storage)" + ($0.newest.map { ", newest \($0)" } ?? "") }.joined(separator: "; ")
             rows.append([s.layer, s.health, policy, last, s.nextRun ?? "-", backups.isEmpty ? "none" : backups])
         }

@@ -19,8 +19,10 @@ package enum ManualRuns {
         package var degraded = false
         package var warnings = false
 
-        package init(backup: String?, sourceNode: String? = nil, rawBytes: Int64? = nil, storedBytes: Int64? = nil,
-                     degraded: Bool = false, warnings: Bool = false) {
+        package init(
+            backup: String?, sourceNode: String? = nil, rawBytes: Int64? = nil, storedBytes: Int64? = nil,
+            degraded: Bool = false, warnings: Bool = false
+        ) {
             self.backup = backup
             self.sourceNode = sourceNode
             self.rawBytes = rawBytes
@@ -32,12 +34,15 @@ package enum ManualRuns {
 
     /// Records the run and notifies; waits for delivery at most `notifyWithin` seconds, and
     /// returns warnings for the operator (nothing here fails the command).
-    package static func finish(_ kind: Kind, inventory: Inventory, layer: String, storage: String, started: Date,
-                               result: Result<Ended, StowageError>, notifyWithin: Double = 30) async -> [String] {
+    package static func finish(
+        _ kind: Kind, inventory: Inventory, layer: String, storage: String, started: Date,
+        result: Result<Ended, StowageError>, notifyWithin: Double = 30
+    ) async -> [String] {
         var warnings: [String] = []
         let now = Date()
-        var record = RunRecord(layer: layer, storage: storage, trigger: kind == .backup ? "manual" : "restore", scheduledFor: nil,
-                               started: started, attempt: 1, schedulerPid: nil)
+        var record = RunRecord(
+            layer: layer, storage: storage, trigger: kind == .backup ? "manual" : "restore", scheduledFor: nil,
+            started: started, attempt: 1, schedulerPid: nil)
         record.ended = now
         let event: NotificationEvent
         switch result {
@@ -48,25 +53,33 @@ package enum ManualRuns {
             record.rawBytes = e.rawBytes
             record.storedBytes = e.storedBytes
             let what: NotificationEvent.Kind = kind == .restore ? .restoreCompleted : (e.degraded ? .storageDegraded : .backupSucceeded)
-            let message = kind == .restore ? "restored \(layer) from \(e.backup ?? "?")"
-                : e.degraded ? "backup \(e.backup ?? "?") committed without every storage node (stowage storage repair \(storage))"
-                : "backup \(e.backup ?? "?") committed"
-            event = NotificationEvent(event: what, layer: layer, storage: storage, time: ISO8601DateFormatter().string(from: now), message: message,
-                                      hint: nil, exitCode: nil, attempt: 1, backup: e.backup, coordinator: ProcessInfo.processInfo.hostName)
+            let message =
+                kind == .restore
+                ? "restored \(layer) from \(e.backup ?? "?")"
+                : e.degraded
+                    ? "backup \(e.backup ?? "?") committed without every storage node (stowage storage repair \(storage))"
+                    : "backup \(e.backup ?? "?") committed"
+            event = NotificationEvent(
+                event: what, layer: layer, storage: storage, time: ISO8601DateFormatter().string(from: now), message: message,
+                hint: nil, exitCode: nil, attempt: 1, backup: e.backup, coordinator: ProcessInfo.processInfo.hostName)
         case .failure(let error):
             record.outcome = error.status == .cancelled ? .cancelled : .failed
             record.exitCode = Int(error.status.rawValue)
             record.error = error.message
-            guard let e = NotificationEvent.of(judgement: error.status == .cancelled ? .cancelled : .permanent, exitCode: error.status.rawValue,
-                                               message: kind == .restore ? "restore failed: \(error.message)" : error.message, hint: error.hint,
-                                               layer: layer, storage: storage, attempt: 1, backup: nil, degraded: false, time: now) else {
+            guard
+                let e = NotificationEvent.of(
+                    judgement: error.status == .cancelled ? .cancelled : .permanent, exitCode: error.status.rawValue,
+                    message: kind == .restore ? "restore failed: \(error.message)" : error.message, hint: error.hint,
+                    layer: layer, storage: storage, attempt: 1, backup: nil, degraded: false, time: now)
+            else {
                 return await write(record, inventory).map { [$0] } ?? []
             }
             event = e
         }
         if let w = await write(record, inventory) { warnings.append(w) }
-        let notifier = Notifier(settings: inventory.notifications, workDir: FileManager.default.temporaryDirectory.path,
-                                log: { line in FileHandle.standardError.write(Data("warning: \(line)\n".utf8)) })
+        let notifier = Notifier(
+            settings: inventory.notifications, workDir: FileManager.default.temporaryDirectory.path,
+            log: { line in FileHandle.standardError.write(Data("warning: \(line)\n".utf8)) })
         notifier.post(event)
         await notifier.drain(within: notifyWithin)
         return warnings

@@ -6,11 +6,12 @@
 import Fleet
 import Foundation
 import Operations
-import Repository
 import Remote
+import Repository
 import Storage
 import Support
 import Topology
+
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -48,8 +49,10 @@ package struct NotificationEvent: Codable, Sendable, Equatable {
         case exitCode = "exit_code"
     }
 
-    package init(event: Kind, layer: String, storage: String, time: String, message: String, hint: String?, exitCode: Int?,
-                 attempt: Int, backup: String?, coordinator: String) {
+    package init(
+        event: Kind, layer: String, storage: String, time: String, message: String, hint: String?, exitCode: Int?,
+        attempt: Int, backup: String?, coordinator: String
+    ) {
         self.event = event
         self.layer = layer
         self.storage = storage
@@ -63,8 +66,10 @@ package struct NotificationEvent: Codable, Sendable, Equatable {
     }
 
     /// The event for a judged run, if it is one to report.
-    package static func of(judgement: RunJudgement, exitCode: Int32?, message: String, hint: String?, layer: String, storage: String,
-                          attempt: Int, backup: String?, degraded: Bool, time: Date) -> NotificationEvent? {
+    package static func of(
+        judgement: RunJudgement, exitCode: Int32?, message: String, hint: String?, layer: String, storage: String,
+        attempt: Int, backup: String?, degraded: Bool, time: Date
+    ) -> NotificationEvent? {
         let kind: Kind
         switch judgement {
         case .ok, .warnings:
@@ -78,9 +83,10 @@ package struct NotificationEvent: Codable, Sendable, Equatable {
             default: kind = .runFailed
             }
         }
-        return NotificationEvent(event: kind, layer: layer, storage: storage, time: ISO8601DateFormatter().string(from: time),
-                                 message: message, hint: hint, exitCode: exitCode.map(Int.init), attempt: attempt, backup: backup,
-                                 coordinator: ProcessInfo.processInfo.hostName)
+        return NotificationEvent(
+            event: kind, layer: layer, storage: storage, time: ISO8601DateFormatter().string(from: time),
+            message: message, hint: hint, exitCode: exitCode.map(Int.init), attempt: attempt, backup: backup,
+            coordinator: ProcessInfo.processInfo.hostName)
     }
 
     package var json: Data {
@@ -202,8 +208,9 @@ package final class Notifier: Sendable {
             }
             defer { unlink(input) }
             do {
-                let p = try RunProcess.start(["/bin/sh", "-c", command], workDir: workDir, stdin: input,
-                                             environment: ["STOWAGE_EVENT": e.event.rawValue, "STOWAGE_LAYER": e.layer])
+                let p = try RunProcess.start(
+                    ["/bin/sh", "-c", command], workDir: workDir, stdin: input,
+                    environment: ["STOWAGE_EVENT": e.event.rawValue, "STOWAGE_LAYER": e.layer])
                 let timeout = Task {
                     try await Task.sleep(for: .seconds(settings.timeout))
                     p.signal(SIGKILL)

@@ -94,8 +94,9 @@ package final class RunCatalog: Sendable {
     package init(path: String) throws(StowageError) {
         self.path = path
         do {
-            try FileManager.default.createDirectory(atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
-                                                    withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: URL(fileURLWithPath: path).deletingLastPathComponent().path,
+                withIntermediateDirectories: true)
             var config = Configuration()
             // The scheduler writes while `stowage backup` or `status` may open it too.
             config.busyMode = .timeout(10)
@@ -135,8 +136,9 @@ package final class RunCatalog: Sendable {
             }
             try migrator.migrate(pool)
         } catch {
-            throw StowageError(.invalidInventory, "cannot open the run catalog \(path): \(error)",
-                               hint: "it is a cache: move it away and a new one is started (scheduler.catalog in the inventory sets its place)")
+            throw StowageError(
+                .invalidInventory, "cannot open the run catalog \(path): \(error)",
+                hint: "it is a cache: move it away and a new one is started (scheduler.catalog in the inventory sets its place)")
         }
     }
 
@@ -193,10 +195,12 @@ package final class RunCatalog: Sendable {
     package func lastRuns() async throws(StowageError) -> [String: RunRecord] {
         do {
             return try await pool.read { db in
-                let rows = try RunRecord.fetchAll(db, sql: """
-                    SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE layer = r.layer AND outcome NOT IN ('running', 'skipped') AND trigger != 'restore'
-                                                     ORDER BY started DESC, id DESC LIMIT 1)
-                    """)
+                let rows = try RunRecord.fetchAll(
+                    db,
+                    sql: """
+                        SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE layer = r.layer AND outcome NOT IN ('running', 'skipped') AND trigger != 'restore'
+                                                         ORDER BY started DESC, id DESC LIMIT 1)
+                        """)
                 return Dictionary(rows.map { ($0.layer, $0) }, uniquingKeysWith: { a, _ in a })
             }
         } catch { throw fail(error) }
@@ -208,10 +212,12 @@ package final class RunCatalog: Sendable {
     package func lastAttemptedSlots() async throws(StowageError) -> [String: Date] {
         do {
             return try await pool.read { db in
-                let rows = try Row.fetchAll(db, sql: """
-                    SELECT layer, MAX(scheduledFor) AS t FROM runs
-                    WHERE outcome NOT IN ('running', 'interrupted', 'cancelled') AND scheduledFor IS NOT NULL GROUP BY layer
-                    """)
+                let rows = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT layer, MAX(scheduledFor) AS t FROM runs
+                        WHERE outcome NOT IN ('running', 'interrupted', 'cancelled') AND scheduledFor IS NOT NULL GROUP BY layer
+                        """)
                 var out: [String: Date] = [:]
                 for r in rows { if let l: String = r["layer"], let t: Date = r["t"] { out[l] = t } }
                 return out

@@ -23,8 +23,10 @@ package final class RunProcess: Sendable {
     private let errPath: String
 
     /// Starts `argv` (argv[0] an absolute path) in a process group of its own.
-    package static func start(_ argv: [String], workDir: String, stdin: String = "/dev/null",
-                             environment extra: [String: String] = [:]) throws(StowageError) -> RunProcess {
+    package static func start(
+        _ argv: [String], workDir: String, stdin: String = "/dev/null",
+        environment extra: [String: String] = [:]
+    ) throws(StowageError) -> RunProcess {
         let id = UUID().uuidString.prefix(8)
         let out = "\(workDir)/run-\(id).out", err = "\(workDir)/run-\(id).err"
         var actions = posix_spawn_file_actions_t()
@@ -80,8 +82,9 @@ package final class RunProcess: Sendable {
             return String(decoding: FileManager.default.contents(atPath: p) ?? Data(), as: UTF8.self)
         }
         let termSig = status & 0x7f
-        return RunProcessResult(exitStatus: termSig == 0 ? (status >> 8) & 0xff : nil,
-                                signal: termSig == 0 ? nil : termSig, stdout: read(outPath), stderr: read(errPath))
+        return RunProcessResult(
+            exitStatus: termSig == 0 ? (status >> 8) & 0xff : nil,
+            signal: termSig == 0 ? nil : termSig, stdout: read(outPath), stderr: read(errPath))
     }
 
     /// Signals the run's process group.

@@ -102,13 +102,17 @@ package actor Scheduler {
     package func run() async throws(StowageError) {
         let me = Int(getpid())
         for r in try await catalog.markInterrupted(exceptPid: me, at: Date()) {
-            log("run \(r.id ?? 0) of \(r.layer) (started \(stamp(r.started))) was interrupted: the scheduler stopped while it ran; its slot is made up", .warning, event: "run-interrupted", layer: r.layer, ["run": "\(r.id ?? 0)"])
+            log(
+                "run \(r.id ?? 0) of \(r.layer) (started \(stamp(r.started))) was interrupted: the scheduler stopped while it ran; its slot is made up",
+                .warning, event: "run-interrupted", layer: r.layer, ["run": "\(r.id ?? 0)"])
         }
         rebuild(makeUpFrom: try await makeUpReferences())
         let started = Date()
         let host = ProcessInfo.processInfo.hostName
         var lastBeat = Date.distantPast
-        log("scheduler started: \(states.count) enabled \(states.count == 1 ? "policy" : "policies") of \(inventory.policies.count), concurrency \(inventory.scheduler.concurrency) (\(inventory.scheduler.perStorage) per storage), start delay up to \(Int(inventory.scheduler.startDelay)) s; catalog \(catalog.path)", event: "scheduler-started", ["version": "\(AgentWire.version)"])
+        log(
+            "scheduler started: \(states.count) enabled \(states.count == 1 ? "policy" : "policies") of \(inventory.policies.count), concurrency \(inventory.scheduler.concurrency) (\(inventory.scheduler.perStorage) per storage), start delay up to \(Int(inventory.scheduler.startDelay)) s; catalog \(catalog.path)",
+            event: "scheduler-started", ["version": "\(AgentWire.version)"])
         while true {
             let now = Date()
             if now.timeIntervalSince(lastBeat) >= SchedulerHealth.beatEvery {
@@ -153,7 +157,9 @@ package actor Scheduler {
         guard stopDeadline == nil else { return }
         stopDeadline = Date().addingTimeInterval(inventory.scheduler.grace)
         queue.removeAll()
-        log("stopping: \(running.count) running \(running.count == 1 ? "run" : "runs") may take up to \(Int(inventory.scheduler.grace)) s, then they are cancelled", event: "stopping")
+        log(
+            "stopping: \(running.count) running \(running.count == 1 ? "run" : "runs") may take up to \(Int(inventory.scheduler.grace)) s, then they are cancelled",
+            event: "stopping")
     }
 
     /// The per-policy states from the inventory; `makeUpFrom` (at start) queues each policy's
@@ -172,8 +178,10 @@ package actor Scheduler {
                 let since = max(p.installed, refs[p.layer] ?? p.installed)
                 if let slot = SchedulerLogic.missedSlot(schedule, since: since, now: now) {
                     log("\(p.layer): the run due at \(stamp(slot)) was missed; making it up once", event: "make-up", layer: p.layer)
-                    enqueue(QueuedRun(layer: p.layer, storage: p.storage, slot: slot, trigger: "make-up", attempt: 1,
-                                      startAt: now.addingTimeInterval(delay())))
+                    enqueue(
+                        QueuedRun(
+                            layer: p.layer, storage: p.storage, slot: slot, trigger: "make-up", attempt: 1,
+                            startAt: now.addingTimeInterval(delay())))
                 }
             }
         }
@@ -198,7 +206,9 @@ package actor Scheduler {
                         if let name = BackupName(d.1) { newestBackup[id] = max(newestBackup[id] ?? name, name) }
                     }
                 } catch {
-                    log("storage \(storageName): cannot list backups of \(env) (\(error.message)); make-up runs use the catalog only", .warning, event: "storage-unlisted", ["storage": "\(storageName)"])
+                    log(
+                        "storage \(storageName): cannot list backups of \(env) (\(error.message)); make-up runs use the catalog only", .warning,
+                        event: "storage-unlisted", ["storage": "\(storageName)"])
                 }
             }
         }
@@ -232,26 +242,31 @@ package actor Scheduler {
         }
         for (layer, s) in states {
             guard let due = s.nextDue, due <= now else { continue }
-            let run = QueuedRun(layer: layer, storage: s.policy.storage, slot: due, trigger: "schedule", attempt: 1,
-                                startAt: due.addingTimeInterval(delay()))
+            let run = QueuedRun(
+                layer: layer, storage: s.policy.storage, slot: due, trigger: "schedule", attempt: 1,
+                startAt: due.addingTimeInterval(delay()))
             states[layer]?.nextDue = s.schedule.next(after: max(now, due))
             if let waiting = queue[layer] ?? running[layer]?.queued {
                 // One run per layer at a time, and one waiting: this slot's run replaces a
                 // waiting one, or follows the running one once.
-                var skipped = RunRecord(layer: layer, storage: s.policy.storage, trigger: "schedule", scheduledFor: waiting.slot,
-                                        started: now, attempt: waiting.attempt, schedulerPid: Int(getpid()))
+                var skipped = RunRecord(
+                    layer: layer, storage: s.policy.storage, trigger: "schedule", scheduledFor: waiting.slot,
+                    started: now, attempt: waiting.attempt, schedulerPid: Int(getpid()))
                 skipped.outcome = .skipped
                 skipped.ended = now
                 if queue[layer] != nil {
                     skipped.error = "replaced by the run due at \(stamp(due)) before it started (waiting for a concurrency slot or a retry)"
                     _ = try? await catalog.start(skipped)
                 }
-                log("\(layer): due at \(stamp(due)) while the previous run \(queue[layer] != nil ? "still waits" : "still runs"); one run follows", .notice, event: "run-skipped", layer: layer)
+                log(
+                    "\(layer): due at \(stamp(due)) while the previous run \(queue[layer] != nil ? "still waits" : "still runs"); one run follows", .notice,
+                    event: "run-skipped", layer: layer)
             }
             enqueue(run)
         }
-        let starting = SchedulerLogic.admissible(queue: Array(queue.values), running: running.map { ($0.key, $0.value.storage) }, now: now,
-                                                 concurrency: inventory.scheduler.concurrency, perStorage: inventory.scheduler.perStorage)
+        let starting = SchedulerLogic.admissible(
+            queue: Array(queue.values), running: running.map { ($0.key, $0.value.storage) }, now: now,
+            concurrency: inventory.scheduler.concurrency, perStorage: inventory.scheduler.perStorage)
         for q in starting { await start(q, now: now) }
     }
 
@@ -268,13 +283,16 @@ package actor Scheduler {
         queue[q.layer] = nil
         var argv = [options.executable, "backup", q.layer, "--policy", "--json", "--config", options.inventoryPath]
         if let a = options.agentBinary { argv += ["--agent-binary", a] }
-        var record = RunRecord(layer: q.layer, storage: q.storage, trigger: q.trigger, scheduledFor: q.slot, started: now,
-                               attempt: q.attempt, schedulerPid: Int(getpid()))
+        var record = RunRecord(
+            layer: q.layer, storage: q.storage, trigger: q.trigger, scheduledFor: q.slot, started: now,
+            attempt: q.attempt, schedulerPid: Int(getpid()))
         do throws(StowageError) {
             record = try await catalog.start(record)
             let process = try RunProcess.start(argv, workDir: options.workDir)
             running[q.layer] = Running(storage: q.storage, process: process, record: record, queued: q)
-            log("\(q.layer): run \(record.id ?? 0) started (\(q.trigger)\(q.slot.map { " for \(stamp($0))" } ?? ""), attempt \(q.attempt), pid \(process.pid))", event: "run-started", layer: q.layer, ["run": "\(record.id ?? 0)", "attempt": "\(q.attempt)", "trigger": "\(q.trigger)"])
+            log(
+                "\(q.layer): run \(record.id ?? 0) started (\(q.trigger)\(q.slot.map { " for \(stamp($0))" } ?? ""), attempt \(q.attempt), pid \(process.pid))",
+                event: "run-started", layer: q.layer, ["run": "\(record.id ?? 0)", "attempt": "\(q.attempt)", "trigger": "\(q.trigger)"])
             inFlight += 1
             Task { [process] in
                 let result = await process.wait()
@@ -312,10 +330,15 @@ package actor Scheduler {
         record.rawBytes = summary?.rawBytes
         record.storedBytes = summary?.storedBytes
         let lines = result.stderr.split(whereSeparator: \.isNewline).map(String.init)
-        let message = lines.last { $0.hasPrefix("stowage: error: ") }.map { String($0.dropFirst("stowage: error: ".count)) }
+        let message =
+            lines.last { $0.hasPrefix("stowage: error: ") }.map { String($0.dropFirst("stowage: error: ".count)) }
             ?? result.signal.map { sig in
                 // A crash report (Swift's backtracer writes one to stderr) is worth keeping whole.
-                if !lines.isEmpty { log("\(layer): the run was killed by signal \(sig); its stderr follows", .error, event: "run-crashed", layer: layer, ["stderr": .string(lines.prefix(50).joined(separator: "\n"))]) }
+                if !lines.isEmpty {
+                    log(
+                        "\(layer): the run was killed by signal \(sig); its stderr follows", .error, event: "run-crashed", layer: layer,
+                        ["stderr": .string(lines.prefix(50).joined(separator: "\n"))])
+                }
                 return "the run was killed by signal \(sig)"
             }
             ?? (judgement == .ok ? nil : lines.last)
@@ -329,8 +352,9 @@ package actor Scheduler {
         if record.outcome != .ok { record.error = message ?? lines.last }
         // A run stopped by a signal may have committed just before it: the storage says.
         if record.backup == nil, result.signal != nil, let spec = inventory.storage(r.storage),
-           let newest = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],
-           newest.0 >= record.started.addingTimeInterval(-1) {
+            let newest = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],
+            newest.0 >= record.started.addingTimeInterval(-1)
+        {
             record.outcome = .warnings
             record.backup = newest.1
             record.error = "committed, then stopped by signal \(result.signal!) before it ended (retention may not have run)"
@@ -344,27 +368,35 @@ package actor Scheduler {
         if let c = result.exitStatus { ended["exit_code"] = "\(c)" }
         // A failed run's own words, folded into its event (never spilled over lines).
         if record.outcome == .failed, !lines.isEmpty { ended["stderr"] = .string(lines.suffix(20).joined(separator: "\n")) }
-        log("\(layer): run \(record.id ?? 0) \(record.outcome.rawValue) in \(took) s\(record.backup.map { ": \($0)" } ?? "")\(record.error.map { ": \($0)" } ?? "")",
+        log(
+            "\(layer): run \(record.id ?? 0) \(record.outcome.rawValue) in \(took) s\(record.backup.map { ": \($0)" } ?? "")\(record.error.map { ": \($0)" } ?? "")",
             record.outcome == .ok ? .info : (record.outcome == .warnings ? .warning : .error), event: "run-ended", layer: layer, ended)
 
         var retrying = false
         if stopDeadline == nil, let s = states[layer] {
             let retryAt = now.addingTimeInterval(SchedulerLogic.retryDelay(attempt: r.queued.attempt + 1, base: inventory.scheduler.retryDelay))
-            if SchedulerLogic.shouldRetry(judgement, attempt: r.queued.attempt, retries: inventory.scheduler.retries, retryAt: retryAt,
-                                          nextSlot: s.nextDue), queue[layer] == nil {
+            if SchedulerLogic.shouldRetry(
+                judgement, attempt: r.queued.attempt, retries: inventory.scheduler.retries, retryAt: retryAt,
+                nextSlot: s.nextDue), queue[layer] == nil
+            {
                 var q = r.queued
                 q.attempt += 1
                 q.trigger = "retry"
                 q.startAt = retryAt
                 enqueue(q)
                 retrying = true
-                log("\(layer): transient failure; attempt \(q.attempt) at \(stamp(retryAt))", .warning, event: "run-retry", layer: layer, ["attempt": "\(q.attempt)"])
+                log(
+                    "\(layer): transient failure; attempt \(q.attempt) at \(stamp(retryAt))", .warning, event: "run-retry", layer: layer,
+                    ["attempt": "\(q.attempt)"])
             }
         }
         let degraded = !(summary?.missingReplicas.isEmpty ?? true)
-        if !retrying, let e = NotificationEvent.of(judgement: judgement, exitCode: result.exitStatus, message: message ?? "the run failed",
-                                                   hint: hint, layer: layer, storage: r.storage, attempt: r.queued.attempt,
-                                                   backup: record.backup, degraded: degraded, time: now) {
+        if !retrying,
+            let e = NotificationEvent.of(
+                judgement: judgement, exitCode: result.exitStatus, message: message ?? "the run failed",
+                hint: hint, layer: layer, storage: r.storage, attempt: r.queued.attempt,
+                backup: record.backup, degraded: degraded, time: now)
+        {
             notifier.post(e)
         }
     }
@@ -387,17 +419,20 @@ package actor Scheduler {
             }
             guard !staleReported.contains(layer), let spec = inventory.storage(state.policy.storage) else { continue }
             if let listed = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],
-               let name = BackupName(listed.1) {
+                let name = BackupName(listed.1)
+            {
                 newestBackup[layer] = max(newestBackup[layer] ?? name, name)
             }
             guard let again = Staleness.judge(policy: state.policy, newest: newestBackup[layer], now: now), again.stale else { continue }
             staleReported.insert(layer)
-            log("\(layer): backups are stale: \(again.message)", .error, event: "backup-stale", layer: layer,
+            log(
+                "\(layer): backups are stale: \(again.message)", .error, event: "backup-stale", layer: layer,
                 again.age.map { ["age_seconds": "\(Int($0))", "limit_seconds": "\(Int(again.limit))"] } ?? ["limit_seconds": "\(Int(again.limit))"])
-            let event = NotificationEvent(event: .backupStale, layer: layer, storage: state.policy.storage, time: stamp(now),
-                                          message: again.message, hint: "stowage status \(layer) shows the last runs; stowage backup \(layer) makes one now",
-                                          exitCode: nil, attempt: 0, backup: newestBackup[layer]?.description,
-                                          coordinator: ProcessInfo.processInfo.hostName)
+            let event = NotificationEvent(
+                event: .backupStale, layer: layer, storage: state.policy.storage, time: stamp(now),
+                message: again.message, hint: "stowage status \(layer) shows the last runs; stowage backup \(layer) makes one now",
+                exitCode: nil, attempt: 0, backup: newestBackup[layer]?.description,
+                coordinator: ProcessInfo.processInfo.hostName)
             // Delivery never holds the scheduler up.
             notifier.post(event)
         }

@@ -75,7 +75,7 @@ package enum SchedulerLogic {
         case .nodeUnreachable, .remoteFailed, .locked, .quorumNotReached: return .transient
         case .cancelled: return .transient
         case .internalError, .unsafeTopology, .credentialsRejected, .hostKeyRefused, .sshAuthFailed, .agentMismatch,
-             .toolsMissing, .repositoryDamaged, .restoreCheckFailed, .incompatibleBackup, .usage, .noInventory, .invalidInventory:
+            .toolsMissing, .repositoryDamaged, .restoreCheckFailed, .incompatibleBackup, .usage, .noInventory, .invalidInventory:
             return .permanent
         }
     }
@@ -96,8 +96,10 @@ package enum SchedulerLogic {
 
     /// The queued runs that may start now, in start order: due, their layer not running, and
     /// the fleet-wide and per-storage limits not reached (counting those started before them).
-    package static func admissible(queue: [QueuedRun], running: [(layer: String, storage: String)], now: Date,
-                                  concurrency: Int, perStorage: Int) -> [QueuedRun] {
+    package static func admissible(
+        queue: [QueuedRun], running: [(layer: String, storage: String)], now: Date,
+        concurrency: Int, perStorage: Int
+    ) -> [QueuedRun] {
         var total = running.count
         var perStore: [String: Int] = [:]
         for r in running { perStore[r.storage, default: 0] += 1 }

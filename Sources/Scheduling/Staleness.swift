@@ -3,8 +3,8 @@
 // (the newest backup's name carries its start time), so it holds whether or not any
 // scheduler is running.
 import Fleet
-import Repository
 import Foundation
+import Repository
 import Support
 
 package enum Staleness {
@@ -49,12 +49,14 @@ package enum Staleness {
         let allowed = Durations.format(limit)
         guard let newest else {
             let waited = now.timeIntervalSince(policy.installed)
-            return Verdict(stale: waited > limit, age: nil, limit: limit,
-                           message: "no backup on \(policy.storage) in the \(formatDuration(max(0, waited))) since the add-on was installed; the policy allows \(allowed)")
+            return Verdict(
+                stale: waited > limit, age: nil, limit: limit,
+                message: "no backup on \(policy.storage) in the \(formatDuration(max(0, waited))) since the add-on was installed; the policy allows \(allowed)")
         }
         let age = now.timeIntervalSince(newest.date)
-        return Verdict(stale: age > limit, age: age, limit: limit,
-                       message: "newest backup \(newest) is \(formatDuration(max(0, age))) old; the policy allows \(allowed)")
+        return Verdict(
+            stale: age > limit, age: age, limit: limit,
+            message: "newest backup \(newest) is \(formatDuration(max(0, age))) old; the policy allows \(allowed)")
     }
 }
 
@@ -88,17 +90,25 @@ package struct SchedulerHealth: Codable, Sendable, Equatable {
         let fmt = ISO8601DateFormatter()
         let byRecency = beats.sorted { $0.seen > $1.seen }
         if let live = byRecency.first(where: { $0.stopped == nil && now.timeIntervalSince($0.seen) <= silentAfter }) {
-            return SchedulerHealth(state: .running, host: live.host, pid: live.pid, seen: fmt.string(from: live.seen),
-                                   message: "running on \(live.host) (pid \(live.pid)) since \(fmt.string(from: live.started)), heard of \(formatDuration(max(0, now.timeIntervalSince(live.seen)))) ago")
+            return SchedulerHealth(
+                state: .running, host: live.host, pid: live.pid, seen: fmt.string(from: live.seen),
+                message:
+                    "running on \(live.host) (pid \(live.pid)) since \(fmt.string(from: live.started)), heard of \(formatDuration(max(0, now.timeIntervalSince(live.seen)))) ago"
+            )
         }
         guard let last = byRecency.first else {
-            return SchedulerHealth(state: .never, message: "no scheduler has run with this catalog: scheduled backups are not being made (stowage scheduler, or its systemd unit)")
+            return SchedulerHealth(
+                state: .never, message: "no scheduler has run with this catalog: scheduled backups are not being made (stowage scheduler, or its systemd unit)")
         }
         if let stopped = last.stopped {
-            return SchedulerHealth(state: .stopped, host: last.host, pid: last.pid, seen: fmt.string(from: last.seen),
-                                   message: "stopped on \(last.host) (pid \(last.pid)) at \(fmt.string(from: stopped)): scheduled backups are not being made")
+            return SchedulerHealth(
+                state: .stopped, host: last.host, pid: last.pid, seen: fmt.string(from: last.seen),
+                message: "stopped on \(last.host) (pid \(last.pid)) at \(fmt.string(from: stopped)): scheduled backups are not being made")
         }
-        return SchedulerHealth(state: .silent, host: last.host, pid: last.pid, seen: fmt.string(from: last.seen),
-                               message: "the scheduler on \(last.host) (pid \(last.pid)) stopped reporting \(formatDuration(now.timeIntervalSince(last.seen))) ago (killed, crashed or hung): scheduled backups are not being made")
+        return SchedulerHealth(
+            state: .silent, host: last.host, pid: last.pid, seen: fmt.string(from: last.seen),
+            message:
+                "the scheduler on \(last.host) (pid \(last.pid)) stopped reporting \(formatDuration(now.timeIntervalSince(last.seen))) ago (killed, crashed or hung): scheduled backups are not being made"
+        )
     }
 }

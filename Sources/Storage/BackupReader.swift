@@ -1,3 +1,4 @@
+import Crypto
 // Reading a backup back: every object is authenticated (AES-GCM with its name as AAD) and
 // every chunk's keyed hash recomputed; a missing or damaged copy is read from another node
 // and reported, and the whole stream's SHA-256 must match the manifest's.
@@ -36,8 +37,10 @@ package enum BackupReader {
     /// With `allCopies`, every node's copy is fetched and checked (all at once), so a bad
     /// copy is reported even when a good one comes first: what a restore does, since it
     /// says which copy it used and which it found bad.
-    package static func manifest(_ repo: OpenRepository, layer: String, name: BackupName,
-                                allCopies: Bool = false) async throws(StowageError) -> (Manifest, [BadCopy]) {
+    package static func manifest(
+        _ repo: OpenRepository, layer: String, name: BackupName,
+        allCopies: Bool = false
+    ) async throws(StowageError) -> (Manifest, [BadCopy]) {
         try await manifestWithSource(repo, layer: layer, name: name, allCopies: allCopies).map { ($0.manifest, $0.bad) }.get()
     }
 
@@ -48,8 +51,10 @@ package enum BackupReader {
         package var bad: [BadCopy]
     }
 
-    package static func manifestWithSource(_ repo: OpenRepository, layer: String, name: BackupName,
-                                          allCopies: Bool) async -> Result<ManifestRead, StowageError> {
+    package static func manifestWithSource(
+        _ repo: OpenRepository, layer: String, name: BackupName,
+        allCopies: Bool
+    ) async -> Result<ManifestRead, StowageError> {
         let objectName = RepositoryLayout.manifest(layer: layer, name: name)
         let nodes = repo.storage.nodes
         // Each node's copy: nil when the node has none, else its content or its problem.
@@ -78,11 +83,17 @@ package enum BackupReader {
         }
         if let (m, source) = found { return .success(ManifestRead(manifest: m, source: source, bad: bad)) }
         if !bad.isEmpty && bad.contains(where: { $0.problem != "unreachable" }) {
-            return .failure(StowageError(.repositoryDamaged, "backup \(name) of \(repo.environment)/\(layer): no good copy of its manifest on storage \(repo.storage.name) (\(bad.map(\.description).joined(separator: "; ")))",
-                                         hint: "this backup cannot be restored; use an earlier one (stowage backups)"))
+            return .failure(
+                StowageError(
+                    .repositoryDamaged,
+                    "backup \(name) of \(repo.environment)/\(layer): no good copy of its manifest on storage \(repo.storage.name) (\(bad.map(\.description).joined(separator: "; ")))",
+                    hint: "this backup cannot be restored; use an earlier one (stowage backups)"))
         }
-        return .failure(StowageError(.usage, "no backup \(name) of \(repo.environment)/\(layer) on storage \(repo.storage.name)\(bad.isEmpty ? "" : " (\(bad.map(\.description).joined(separator: "; ")))")",
-                                     hint: "stowage backups \(repo.environment)/\(layer) lists the backups there are"))
+        return .failure(
+            StowageError(
+                .usage,
+                "no backup \(name) of \(repo.environment)/\(layer) on storage \(repo.storage.name)\(bad.isEmpty ? "" : " (\(bad.map(\.description).joined(separator: "; ")))")",
+                hint: "stowage backups \(repo.environment)/\(layer) lists the backups there are"))
     }
 
     /// One node's copy of a manifest: nil when it has none.
@@ -96,8 +107,10 @@ package enum BackupReader {
     }
 
     /// Streams the plaintext of the manifest's stream `index` to `deliver`, in order.
-    package static func read(_ repo: OpenRepository, _ manifest: Manifest, stream index: Int = 0,
-                            deliver: (UnsafeRawBufferPointer) -> Void) async throws(StowageError) -> [BadCopy] {
+    package static func read(
+        _ repo: OpenRepository, _ manifest: Manifest, stream index: Int = 0,
+        deliver: (UnsafeRawBufferPointer) -> Void
+    ) async throws(StowageError) -> [BadCopy] {
         let stream = manifest.streams[index]
         var bad: [BadCopy] = []
         var hash = SHA256Hasher()
@@ -105,7 +118,9 @@ package enum BackupReader {
             let got = try await fetch(repo, manifest, batch, keepPlain: true, bad: &bad)
             for c in batch {
                 let p = got[c.id]!.plain
-                p.withUnsafeBytes { hash.update($0); deliver($0) }
+                p.withUnsafeBytes {
+                    hash.update($0); deliver($0)
+                }
             }
         }
         let digest = hash.hex()
@@ -136,8 +151,10 @@ package enum BackupReader {
     /// The sealed objects of `batch`, each authenticated and checked against its keyed ID,
     /// from the first node with a good copy; bad copies are added to `bad`. The plaintext is
     /// kept only when asked (a restore forwards the sealed bytes to the database node).
-    package static func fetch(_ repo: OpenRepository, _ manifest: Manifest, _ batch: [ManifestStream.Chunk], keepPlain: Bool,
-                      bad: inout [BadCopy]) async throws(StowageError) -> [String: (sealed: [UInt8], plain: [UInt8])] {
+    package static func fetch(
+        _ repo: OpenRepository, _ manifest: Manifest, _ batch: [ManifestStream.Chunk], keepPlain: Bool,
+        bad: inout [BadCopy]
+    ) async throws(StowageError) -> [String: (sealed: [UInt8], plain: [UInt8])] {
         var out: [String: (sealed: [UInt8], plain: [UInt8])] = [:]
         var wanted = Set(batch.map(\.id))
         for node in repo.storage.nodes where !wanted.isEmpty {
@@ -164,15 +181,14 @@ package enum BackupReader {
             }
         }
         if let lost = wanted.first {
-            throw StowageError(.repositoryDamaged,
-                               "backup \(manifest.name) of \(manifest.environment)/\(manifest.layer): chunk \(lost) is missing or damaged on every node (\(bad.map(\.description).joined(separator: "; ")))",
-                               hint: "this backup cannot be restored; use an earlier one (stowage backups)")
+            throw StowageError(
+                .repositoryDamaged,
+                "backup \(manifest.name) of \(manifest.environment)/\(manifest.layer): chunk \(lost) is missing or damaged on every node (\(bad.map(\.description).joined(separator: "; ")))",
+                hint: "this backup cannot be restored; use an earlier one (stowage backups)")
         }
         return out
     }
 }
-
-import Crypto
 
 struct SHA256Hasher {
     private var h = SHA256()

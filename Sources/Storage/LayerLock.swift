@@ -22,7 +22,8 @@ package final class LayerLock: Sendable {
     /// Acquires the layer's lock (and the repository lock, shared) on one replica, or fails
     /// at once naming the holder. `layer` nil with `exclusive` is prune's lock: the whole
     /// repository, while no backup or restore runs.
-    package static func acquire(_ driver: any StorageDriver, layer: String?, operation: String, exclusive: Bool = false) async throws(StowageError) -> LayerLock {
+    package static func acquire(_ driver: any StorageDriver, layer: String?, operation: String, exclusive: Bool = false) async throws(StowageError) -> LayerLock
+    {
         let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) (\(operation), since \(ISO8601DateFormatter().string(from: Date())))"
         let started = Deadline.now()
         let label = "\(driver.name) lock \(layer ?? "*")\(exclusive ? " exclusive" : "")"
@@ -42,8 +43,10 @@ package final class LayerLock: Sendable {
 
     /// `acquire`, but while the whole repository is busy (not the layer), tries again every
     /// half second for up to `patience` seconds.
-    package static func acquire(_ driver: any StorageDriver, layer: String?, operation: String, exclusive: Bool = false,
-                               waitWhileRepositoryBusy patience: Double) async throws(StowageError) -> LayerLock {
+    package static func acquire(
+        _ driver: any StorageDriver, layer: String?, operation: String, exclusive: Bool = false,
+        waitWhileRepositoryBusy patience: Double
+    ) async throws(StowageError) -> LayerLock {
         let deadline = Date().addingTimeInterval(patience)
         while true {
             do throws(StowageError) {
@@ -87,13 +90,17 @@ extension LayerLock {
     /// coordinators racing for a layer meet on the first node, and one of them wins
     /// outright instead of each holding half. A lock held elsewhere releases what was taken
     /// and throws (`locked`); a node that fails otherwise is listed in `failed`.
-    package static func acquireAll(_ nodes: [any StorageDriver], layer: String?, operation: String, exclusive: Bool = false,
-                                  patience: Double) async throws(StowageError) -> HeldLocks {
+    package static func acquireAll(
+        _ nodes: [any StorageDriver], layer: String?, operation: String, exclusive: Bool = false,
+        patience: Double
+    ) async throws(StowageError) -> HeldLocks {
         var held = HeldLocks(locks: [], failed: [:])
         for node in nodes {
             do throws(StowageError) {
-                held.locks.append(try await acquire(node, layer: layer, operation: operation, exclusive: exclusive,
-                                                    waitWhileRepositoryBusy: patience))
+                held.locks.append(
+                    try await acquire(
+                        node, layer: layer, operation: operation, exclusive: exclusive,
+                        waitWhileRepositoryBusy: patience))
             } catch {
                 // A lock held elsewhere, or a node this coordinator is not set up to trust
                 // or log into: nothing goes ahead on the other nodes alone.

@@ -23,9 +23,11 @@ package struct Manifest: Codable, Sendable, Equatable {
     package var storedBytes: Int64
     package var newBytes: Int64
 
-    package init(format: Int, environment: String, layer: String, name: String, engine: String, engineVersion: String?,
-                 sourceNode: String, sourceRole: String?, topology: LayerTopology?, started: String, finished: String,
-                 streams: [ManifestStream], rawBytes: Int64, storedBytes: Int64, newBytes: Int64) {
+    package init(
+        format: Int, environment: String, layer: String, name: String, engine: String, engineVersion: String?,
+        sourceNode: String, sourceRole: String?, topology: LayerTopology?, started: String, finished: String,
+        streams: [ManifestStream], rawBytes: Int64, storedBytes: Int64, newBytes: Int64
+    ) {
         self.format = format
         self.environment = environment
         self.layer = layer

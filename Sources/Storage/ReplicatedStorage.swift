@@ -28,8 +28,10 @@ package struct ReplicatedStorage: Sendable {
             guard let root = n.root ?? spec.root else {
                 throw StowageError(.invalidInventory, "storage node \(n.name) has no root folder (\(n.location))")
             }
-            drivers.append(SSHStorageNode(target: try inventory.sshTarget(n), agent: agent,
-                                          repository: environment.map { "\(root)/\($0)" } ?? root))
+            drivers.append(
+                SSHStorageNode(
+                    target: try inventory.sshTarget(n), agent: agent,
+                    repository: environment.map { "\(root)/\($0)" } ?? root))
         }
         nodes = drivers
     }
@@ -53,8 +55,9 @@ package struct ReplicatedStorage: Sendable {
             }
         }
         guard reached > 0 else {
-            throw StowageError(.nodeUnreachable, "storage \(spec.name): no node could be listed",
-                               hint: "stowage agent check \(spec.name) tells which nodes are unreachable and why", retryable: true)
+            throw StowageError(
+                .nodeUnreachable, "storage \(spec.name): no node could be listed",
+                hint: "stowage agent check \(spec.name) tells which nodes are unreachable and why", retryable: true)
         }
         return found.sorted()
     }
@@ -88,9 +91,10 @@ package struct ReplicatedStorage: Sendable {
         let outcome = QuorumOutcome.decide(nodes: nodes.map(\.name), failures: failures, quorum: quorum)
         guard outcome.committed else {
             let why = failures.keys.sorted().map { "\($0): \(failures[$0]!)" }.joined(separator: "; ")
-            throw StowageError(.quorumNotReached,
-                               "storage \(name): \(outcome.complete.count) of \(nodes.count) nodes hold the write, quorum is \(quorum.map(String.init) ?? "all"); \(why)",
-                               hint: "bring the nodes back, or lower the storage's quorum in the inventory; nothing was committed", retryable: true)
+            throw StowageError(
+                .quorumNotReached,
+                "storage \(name): \(outcome.complete.count) of \(nodes.count) nodes hold the write, quorum is \(quorum.map(String.init) ?? "all"); \(why)",
+                hint: "bring the nodes back, or lower the storage's quorum in the inventory; nothing was committed", retryable: true)
         }
         return ReplicatedWrite(outcome: outcome, stored: stored)
     }

@@ -29,9 +29,10 @@ package struct RepositoryConfig: Codable, Sendable, Equatable {
 
     static func fresh() -> RepositoryConfig {
         let p = ChunkerParameters.standard
-        return RepositoryConfig(format: currentFormat, id: hexString((0..<16).map { _ in UInt8.random(in: 0...255) }),
-                                created: ISO8601DateFormatter().string(from: Date()), cipher: "aes-256-gcm", compression: "zstd",
-                                chunkIDHash: "hmac-sha256", chunker: .init(algorithm: "fastcdc", min: p.min, avg: p.avg, max: p.max))
+        return RepositoryConfig(
+            format: currentFormat, id: hexString((0..<16).map { _ in UInt8.random(in: 0...255) }),
+            created: ISO8601DateFormatter().string(from: Date()), cipher: "aes-256-gcm", compression: "zstd",
+            chunkIDHash: "hmac-sha256", chunker: .init(algorithm: "fastcdc", min: p.min, avg: p.avg, max: p.max))
     }
 }
 
@@ -49,8 +50,10 @@ package struct OpenRepository: Sendable {
 
 package enum RepositoryAccess {
     /// Opens `environment`'s repository on the storage; creates it when absent and `create`.
-    package static func open(_ storage: ReplicatedStorage, environment: String, password: Secret,
-                            create: Bool, kdfCost: Int = 32768) async throws(StowageError) -> OpenRepository {
+    package static func open(
+        _ storage: ReplicatedStorage, environment: String, password: Secret,
+        create: Bool, kdfCost: Int = 32768
+    ) async throws(StowageError) -> OpenRepository {
         let label = "repository \(environment) on storage \(storage.name)"
         let (found, reached) = try await find(storage, environment: environment, password: password)
         if let found { return found }
@@ -61,8 +64,9 @@ package enum RepositoryAccess {
         // write a key file of their own and encrypt with their own keys: the second config
         // wins and the first one's backups become unreadable. So a repository is created under
         // the exclusive repository lock of every reachable node, after looking again.
-        let held = try await LayerLock.acquireAll(reached, layer: nil, operation: "create repository \(environment)", exclusive: true,
-                                                  patience: LayerLock.repositoryPatience)
+        let held = try await LayerLock.acquireAll(
+            reached, layer: nil, operation: "create repository \(environment)", exclusive: true,
+            patience: LayerLock.repositoryPatience)
         do throws(StowageError) {
             // Every node that answered a moment ago must be held, or a creator there could be missed.
             if let failure = held.failed.values.first { throw failure }
@@ -81,7 +85,9 @@ package enum RepositoryAccess {
     }
 
     /// The repository if a reached node holds its config; the nodes that answered.
-    static func find(_ storage: ReplicatedStorage, environment: String, password: Secret) async throws(StowageError) -> (found: OpenRepository?, reached: [any StorageDriver]) {
+    static func find(
+        _ storage: ReplicatedStorage, environment: String, password: Secret
+    ) async throws(StowageError) -> (found: OpenRepository?, reached: [any StorageDriver]) {
         let label = "repository \(environment) on storage \(storage.name)"
         var reachedNodes: [any StorageDriver] = []
         var reached = 0
@@ -93,7 +99,9 @@ package enum RepositoryAccess {
                 let got = try await node.get([RepositoryLayout.config] + listing.map(\.name))
                 reached += 1
                 reachedNodes.append(node)
-                found = (got.objects.first { $0.name == RepositoryLayout.config }?.bytes, got.objects.filter { $0.name != RepositoryLayout.config }.map(\.bytes))
+                found = (
+                    got.objects.first { $0.name == RepositoryLayout.config }?.bytes, got.objects.filter { $0.name != RepositoryLayout.config }.map(\.bytes)
+                )
             } catch {
                 if error.isSetupFault { throw error }
                 lastError = error
@@ -101,12 +109,14 @@ package enum RepositoryAccess {
             }
             guard let configBytes = found.config else { continue }
             guard let config = try? JSONDecoder().decode(RepositoryConfig.self, from: Data(configBytes)) else {
-                throw StowageError(.repositoryDamaged, "\(label): \(node.name) holds an unreadable config",
-                                   hint: "stowage storage repair \(storage.name) copies it from another node")
+                throw StowageError(
+                    .repositoryDamaged, "\(label): \(node.name) holds an unreadable config",
+                    hint: "stowage storage repair \(storage.name) copies it from another node")
             }
             guard config.format <= RepositoryConfig.currentFormat else {
-                throw StowageError(.repositoryDamaged, "\(label) has format \(config.format), newer than this Stowage (\(RepositoryConfig.currentFormat))",
-                                   hint: "use a newer stowage to read it; nothing was changed")
+                throw StowageError(
+                    .repositoryDamaged, "\(label) has format \(config.format), newer than this Stowage (\(RepositoryConfig.currentFormat))",
+                    hint: "use a newer stowage to read it; nothing was changed")
             }
             var sawKey = false
             for k in found.keys {
@@ -114,16 +124,21 @@ package enum RepositoryAccess {
                 sawKey = true
                 // A key file that does not open with this password is another's: try the next.
                 if let keys = await unlock(file, password) {
-                    return (OpenRepository(storage: storage, environment: environment, config: config, keys: keys, created: false,
-                                           password: password), reachedNodes)
+                    return (
+                        OpenRepository(
+                            storage: storage, environment: environment, config: config, keys: keys, created: false,
+                            password: password), reachedNodes
+                    )
                 }
             }
             if sawKey {
-                throw StowageError(.credentialsRejected, "wrong password for \(label)",
-                                   hint: "the storage password comes from storages.\(storage.name).password_env or password_file")
+                throw StowageError(
+                    .credentialsRejected, "wrong password for \(label)",
+                    hint: "the storage password comes from storages.\(storage.name).password_env or password_file")
             }
-            throw StowageError(.repositoryDamaged, "\(label): \(node.name) has a config but no readable key file",
-                               hint: "stowage storage repair \(storage.name) copies key files from another node")
+            throw StowageError(
+                .repositoryDamaged, "\(label): \(node.name) has a config but no readable key file",
+                hint: "stowage storage repair \(storage.name) copies key files from another node")
         }
         if reached == 0, let lastError { throw lastError }
         return (nil, reachedNodes)
@@ -166,9 +181,11 @@ extension RepositoryAccess {
     /// The repositories of `environments` on one storage, each opened in turn (environments
     /// with none yet are skipped) and handed to `body`: the opening sequence every
     /// storage-wide command shares (verify, repair, prune, the backup list, a password change).
-    package static func forEach<T>(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
-                                   password given: Secret? = nil,
-                                   _ body: (OpenRepository) async throws(StowageError) -> T) async throws(StowageError) -> [T] {
+    package static func forEach<T>(
+        _ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
+        password given: Secret? = nil,
+        _ body: (OpenRepository) async throws(StowageError) -> T
+    ) async throws(StowageError) -> [T] {
         let password: Secret
         if let given { password = given } else { password = try spec.resolvePassword() }
         var out: [T] = []

@@ -17,8 +17,10 @@ package struct StowageLogHandler: LogHandler {
     let timestamps: Bool
     let write: @Sendable (String) -> Void
 
-    package init(label: String, level: Logger.Level, format: LogFormat, timestamps: Bool,
-                 write: @escaping @Sendable (String) -> Void) {
+    package init(
+        label: String, level: Logger.Level, format: LogFormat, timestamps: Bool,
+        write: @escaping @Sendable (String) -> Void
+    ) {
         self.label = label
         self.logLevel = level
         self.format = format
@@ -27,8 +29,10 @@ package struct StowageLogHandler: LogHandler {
     }
 
     /// Without JOURNAL_STREAM: stamped lines on stdout. Under systemd: unstamped lines.
-    package static func standard(label: String, level: Logger.Level, format: LogFormat,
-                                 environment: [String: String] = ProcessInfo.processInfo.environment) -> StowageLogHandler {
+    package static func standard(
+        label: String, level: Logger.Level, format: LogFormat,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> StowageLogHandler {
         StowageLogHandler(label: label, level: level, format: format, timestamps: environment["JOURNAL_STREAM"] == nil) { line in
             FileHandle.standardOutput.write(Data((line + "\n").utf8))
         }

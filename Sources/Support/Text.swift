@@ -5,7 +5,8 @@ import Foundation
 package func textTable(_ rows: [[String]], indent: String = "") -> String {
     let widths = rows[0].indices.map { c in rows.map { $0[c].count }.max() ?? 0 }
     return rows.map { r in
-        indent + r.enumerated().map { c, cell in c == r.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+        indent
+            + r.enumerated().map { c, cell in c == r.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
             .joined(separator: "  ").trimmingTrailingWhitespace()
     }.joined(separator: "\n") + "\n"
 }

@@ -61,8 +61,9 @@ private struct Analyzer {
 
     mutating func read(_ node: NodeObservation) {
         let label = "\(node.name) (\(node.endpoint))"
-        var status = NodeStatus(name: node.name, address: node.endpoint.description, masterNode: node.name == masterNode,
-                                role: .unknown, upstream: nil, state: "", lagSeconds: nil, lagBytes: nil, version: nil, detail: nil)
+        var status = NodeStatus(
+            name: node.name, address: node.endpoint.description, masterNode: node.name == masterNode,
+            role: .unknown, upstream: nil, state: "", lagSeconds: nil, lagBytes: nil, version: nil, detail: nil)
         if let failure = node.failure {
             switch failure.kind {
             case .unreachable, .timeout:
@@ -71,8 +72,10 @@ private struct Analyzer {
                 findings.append(Finding(.warning, .nodeUnreachable, node: node.name, "\(label) is unreachable: \(failure.message)"))
             case .authenticationFailed:
                 status.state = "credentials rejected"
-                findings.append(Finding(.error, .credentialsRejected, node: node.name,
-                                        "\(label) rejected the layer's credentials: \(failure.message)"))
+                findings.append(
+                    Finding(
+                        .error, .credentialsRejected, node: node.name,
+                        "\(label) rejected the layer's credentials: \(failure.message)"))
             case .queryFailed:
                 status.state = "probe failed"
                 findings.append(Finding(.error, .probeFailed, node: node.name, "\(label): probe query failed: \(failure.message)"))
@@ -113,7 +116,7 @@ private struct Analyzer {
         if let byName = up.downstream.first(where: { $0.name == replica }) { return byName }
         return up.downstream.first { d in
             guard let ep = d.endpoint else { return false }
-            if ep.port == 0 { return false } // PostgreSQL: loopback clients all look alike; names only.
+            if ep.port == 0 { return false }  // PostgreSQL: loopback clients all look alike; names only.
             return nodeName(at: ep) == node.name
         }
     }
@@ -152,9 +155,10 @@ private struct Analyzer {
     }
 
     func topology(kind: LayerKind, primary: String?, shards: [ClusterShard]? = nil) -> LayerTopology {
-        LayerTopology(environment: obs.environment, layer: obs.layer, engine: obs.engine, kind: kind,
-                      primary: primary, masterNode: masterNode, nodes: statuses, links: links(), shards: shards,
-                      findings: findings)
+        LayerTopology(
+            environment: obs.environment, layer: obs.layer, engine: obs.engine, kind: kind,
+            primary: primary, masterNode: masterNode, nodes: statuses, links: links(), shards: shards,
+            findings: findings)
     }
 
     // MARK: primary-secondary, single node, non-clustered
@@ -165,10 +169,15 @@ private struct Analyzer {
         let hasLink = groups.contains { $0.count > 1 }
 
         let kind: LayerKind
-        if obs.nodes.count == 1 { kind = .singleNode }
-        else if hasReplica || hasLink { kind = .primarySecondary }
-        else if !notProbed.isEmpty { kind = .unknown }
-        else { kind = .nonClustered }
+        if obs.nodes.count == 1 {
+            kind = .singleNode
+        } else if hasReplica || hasLink {
+            kind = .primarySecondary
+        } else if !notProbed.isEmpty {
+            kind = .unknown
+        } else {
+            kind = .nonClustered
+        }
 
         // Roles, upstreams, lag.
         for name in reachable {
@@ -177,7 +186,8 @@ private struct Analyzer {
                 let replicas = f.downstream.count
                 setStatus(name) {
                     $0.role = (kind == .primarySecondary) ? .primary : .standalone
-                    $0.state = kind == .primarySecondary || replicas > 0
+                    $0.state =
+                        kind == .primarySecondary || replicas > 0
                         ? "\(replicas) replica\(replicas == 1 ? "" : "s") attached" : "standalone"
                 }
                 continue
@@ -194,36 +204,50 @@ private struct Analyzer {
             }
             let label = "\(name) (\(obs.nodes.first { $0.name == name }!.endpoint))"
             if let up = f.upstream, upName == nil {
-                findings.append(Finding(.warning, .upstreamOutsideLayer, node: name,
-                                        "\(label) replicates from \(up), which is not a node of this layer"))
+                findings.append(
+                    Finding(
+                        .warning, .upstreamOutsideLayer, node: name,
+                        "\(label) replicates from \(up), which is not a node of this layer"))
             }
             if let problem = f.linkProblem {
                 let from = upName ?? f.upstream?.description ?? "its upstream"
-                findings.append(Finding(.warning, .replicationBroken, node: name,
-                                        "\(label): replication from \(from) is broken: \(problem)"))
+                findings.append(
+                    Finding(
+                        .warning, .replicationBroken, node: name,
+                        "\(label): replication from \(from) is broken: \(problem)"))
             } else if let lag = lagSeconds, lag > settings.maxLagSeconds {
-                findings.append(Finding(.warning, .replicationLag, node: name,
-                                        "\(label) is \(formatDuration(lag)) behind \(upName ?? "its upstream") (limit \(formatDuration(settings.maxLagSeconds)))"))
+                findings.append(
+                    Finding(
+                        .warning, .replicationLag, node: name,
+                        "\(label) is \(formatDuration(lag)) behind \(upName ?? "its upstream") (limit \(formatDuration(settings.maxLagSeconds)))"))
             }
         }
 
         var primary: String?
         switch kind {
         case .singleNode:
-            if let only = reachable.first, facts[only]!.writable { primary = only }
-            else if let only = reachable.first {
-                findings.append(Finding(.error, .noPrimary, node: only,
-                                        "the layer's only node \(only) is a replica: there is no primary in this layer to back up or restore"))
+            if let only = reachable.first, facts[only]!.writable {
+                primary = only
+            } else if let only = reachable.first {
+                findings.append(
+                    Finding(
+                        .error, .noPrimary, node: only,
+                        "the layer's only node \(only) is a replica: there is no primary in this layer to back up or restore"))
             } else if let only = obs.nodes.first, let failure = only.failure, failure.kind == .unreachable || failure.kind == .timeout {
                 // Nothing else could stand in for it: the layer cannot be backed up or restored.
-                findings.append(Finding(.error, .noPrimary, node: only.name,
-                                        "the layer's only node \(only.name) (\(only.endpoint)) is unreachable: \(failure.message); there is no primary to back up or restore"))
+                findings.append(
+                    Finding(
+                        .error, .noPrimary, node: only.name,
+                        "the layer's only node \(only.name) (\(only.endpoint)) is unreachable: \(failure.message); there is no primary to back up or restore"))
             }
         case .nonClustered:
             primary = masterNode
             let all = obs.nodes.map(\.name).joined(separator: ", ")
-            findings.append(Finding(.warning, .nonClustered, node: masterNode,
-                                    "\(obs.nodes.count) independent servers (\(all)) in one layer: a restore reaches the master node \(masterNode) only (use --all-nodes to restore every node)"))
+            findings.append(
+                Finding(
+                    .warning, .nonClustered, node: masterNode,
+                    "\(obs.nodes.count) independent servers (\(all)) in one layer: a restore reaches the master node \(masterNode) only (use --all-nodes to restore every node)"
+                ))
         case .unknown:
             let writable = reachable.filter { facts[$0]!.writable }
             primary = writable.count == 1 ? writable[0] : nil
@@ -242,18 +266,24 @@ private struct Analyzer {
                 let id = facts[g[0]]?.identity.map { " (system \($0))" } ?? ""
                 return "{\(g.joined(separator: ", "))}\(id)"
             }.joined(separator: " and ")
-            findings.append(Finding(.error, .mixedClusters,
-                                    "nodes of \(groups.count) different clusters in one layer: \(described)"))
+            findings.append(
+                Finding(
+                    .error, .mixedClusters,
+                    "nodes of \(groups.count) different clusters in one layer: \(described)"))
         }
         var primary: String?
         for group in groups {
             let writable = group.filter { facts[$0]!.writable }
             if writable.count > 1 {
-                findings.append(Finding(.error, .splitBrain, node: writable.first,
-                                        "split brain: \(writable.count) nodes take writes (\(writable.joined(separator: ", ")))\(splitBrainCause(writable))"))
+                findings.append(
+                    Finding(
+                        .error, .splitBrain, node: writable.first,
+                        "split brain: \(writable.count) nodes take writes (\(writable.joined(separator: ", ")))\(splitBrainCause(writable))"))
                 for detached in detachedNodes(writable) {
-                    findings.append(Finding(.warning, .replicationBroken, node: detached.node,
-                                            "\(detached.node) no longer replicates from \(detached.from): \(detached.how)"))
+                    findings.append(
+                        Finding(
+                            .warning, .replicationBroken, node: detached.node,
+                            "\(detached.node) no longer replicates from \(detached.from): \(detached.how)"))
                 }
             } else if writable.count == 1, groups.count == 1 || group.contains(masterNode) {
                 primary = writable[0]
@@ -268,8 +298,11 @@ private struct Analyzer {
         }
         if let p = primary, p != masterNode, reachable.contains(masterNode) || notProbed.contains(masterNode) {
             let role = facts[masterNode].map { $0.writable ? "a primary" : "a replica" } ?? "unreachable"
-            findings.append(Finding(.warning, .masterNotPrimary, node: masterNode,
-                                    "the layer's master node \(masterNode) is \(role); the primary is \(p): Stowage backs up and restores \(p), where the add-on would have used \(masterNode)"))
+            findings.append(
+                Finding(
+                    .warning, .masterNotPrimary, node: masterNode,
+                    "the layer's master node \(masterNode) is \(role); the primary is \(p): Stowage backs up and restores \(p), where the add-on would have used \(masterNode)"
+                ))
         }
         return primary
     }
@@ -278,7 +311,8 @@ private struct Analyzer {
         let timelines = writable.compactMap { n in facts[n]?.timeline.map { (n, $0) } }
         if timelines.count == writable.count, let maxTL = timelines.map(\.1).max(), let minTL = timelines.map(\.1).min(), maxTL > minTL {
             let promoted = timelines.filter { $0.1 == maxTL }.map(\.0)
-            return "; \(promoted.joined(separator: ", ")) moved to timeline \(maxTL): promoted (pg_promote or failover) while \(timelines.filter { $0.1 == minTL }.map(\.0).joined(separator: ", ")) still runs on timeline \(minTL)"
+            return
+                "; \(promoted.joined(separator: ", ")) moved to timeline \(maxTL): promoted (pg_promote or failover) while \(timelines.filter { $0.1 == minTL }.map(\.0).joined(separator: ", ")) still runs on timeline \(minTL)"
         }
         if !detachedNodes(writable).isEmpty { return "; a replica was detached or promoted" }
         return ""
@@ -302,7 +336,9 @@ private struct Analyzer {
         for name in reachable {
             let f = facts[name]!
             guard let g = f.galera else {
-                setStatus(name) { $0.role = f.writable ? .standalone : .replica; $0.state = "not a Galera member" }
+                setStatus(name) {
+                    $0.role = f.writable ? .standalone : .replica; $0.state = "not a Galera member"
+                }
                 findings.append(Finding(.error, .mixedClusters, node: name, "\(name) is not a member of the layer's Galera cluster"))
                 continue
             }
@@ -312,8 +348,10 @@ private struct Analyzer {
                 $0.detail = ["cluster size \(g.clusterSize)", "component \(g.clusterStatus)", $0.detail].compactMap { $0 }.joined(separator: ", ")
             }
             if g.clusterStatus != "Primary" {
-                findings.append(Finding(.error, .splitBrain, node: name,
-                                        "\(name) is in a non-primary component (\(g.clusterStatus)): the Galera cluster is partitioned"))
+                findings.append(
+                    Finding(
+                        .error, .splitBrain, node: name,
+                        "\(name) is in a non-primary component (\(g.clusterStatus)): the Galera cluster is partitioned"))
             } else if g.localState != "Synced" {
                 findings.append(Finding(.warning, .galeraNotSynced, node: name, "\(name) is \(g.localState), not Synced"))
             } else {
@@ -324,8 +362,10 @@ private struct Analyzer {
             findings.append(Finding(.error, .mixedClusters, "nodes report \(uuids.count) different Galera cluster state UUIDs"))
         }
         if let size = reachable.compactMap({ facts[$0]?.galera?.clusterSize }).max(), size < obs.nodes.count {
-            findings.append(Finding(.warning, .galeraNotSynced,
-                                    "the Galera cluster has \(size) members but the layer lists \(obs.nodes.count) nodes"))
+            findings.append(
+                Finding(
+                    .warning, .galeraNotSynced,
+                    "the Galera cluster has \(size) members but the layer lists \(obs.nodes.count) nodes"))
         }
         let primary = synced.contains(masterNode) ? masterNode : synced.first
         if primary == nil, !findings.contains(where: { $0.severity == .error }) {
@@ -343,7 +383,9 @@ private struct Analyzer {
         for name in reachable {
             guard let c = facts[name]?.redisCluster else {
                 let writable = facts[name]!.writable
-                setStatus(name) { $0.role = writable ? .standalone : .replica; $0.state = "not in cluster mode" }
+                setStatus(name) {
+                    $0.role = writable ? .standalone : .replica; $0.state = "not in cluster mode"
+                }
                 findings.append(Finding(.error, .mixedClusters, node: name, "\(name) is not in cluster mode but the layer is a Redis Cluster"))
                 continue
             }
@@ -353,8 +395,11 @@ private struct Analyzer {
                 findings.append(Finding(.error, .clusterStateFail, node: name, "\(name) reports cluster_state:\(c.state)"))
             }
             if c.slotsAssigned < 16384 {
-                findings.append(Finding(.error, .slotsUnassigned, node: name,
-                                        "\(16384 - c.slotsAssigned) of 16384 hash slots are not assigned to any master (seen by \(name)): keys in them can be neither written nor backed up"))
+                findings.append(
+                    Finding(
+                        .error, .slotsUnassigned, node: name,
+                        "\(16384 - c.slotsAssigned) of 16384 hash slots are not assigned to any master (seen by \(name)): keys in them can be neither written nor backed up"
+                    ))
             }
         }
         // Nodes that do not know each other are in different clusters.
@@ -384,7 +429,8 @@ private struct Analyzer {
                 }
             }
             if me.failing {
-                findings.append(Finding(.warning, .nodeUnreachable, node: name, "the cluster marks \(name) as failing (\(me.flags.sorted().joined(separator: ",")))"))
+                findings.append(
+                    Finding(.warning, .nodeUnreachable, node: name, "the cluster marks \(name) as failing (\(me.flags.sorted().joined(separator: ",")))"))
             }
             if !me.isMaster, let problem = facts[name]?.linkProblem {
                 findings.append(Finding(.warning, .replicationBroken, node: name, "\(name): replication is broken: \(problem)"))
@@ -393,15 +439,19 @@ private struct Analyzer {
         let masters = view.values.filter { $0.isMaster && !$0.slotRanges.isEmpty }
             .sorted { (firstSlot($0) ?? 0) < (firstSlot($1) ?? 0) }
         for m in masters where nodeName(at: m.endpoint) == nil {
-            findings.append(Finding(.warning, .clusterNodeNotInLayer,
-                                    "cluster master \(m.endpoint) (slots \(m.slotRanges.joined(separator: ","))) is not a node of this layer: its keys cannot be backed up through it"))
+            findings.append(
+                Finding(
+                    .warning, .clusterNodeNotInLayer,
+                    "cluster master \(m.endpoint) (slots \(m.slotRanges.joined(separator: ","))) is not a node of this layer: its keys cannot be backed up through it"
+                ))
         }
         for m in view.values where m.failing && nodeName(at: m.endpoint) == nil {
             findings.append(Finding(.warning, .nodeUnreachable, "the cluster marks \(m.endpoint) as failing"))
         }
         let shards = masters.map { m in
-            ClusterShard(master: label(m), slots: m.slotRanges.joined(separator: ","),
-                         replicas: view.values.filter { $0.masterID == m.id }.map(label).sorted())
+            ClusterShard(
+                master: label(m), slots: m.slotRanges.joined(separator: ","),
+                replicas: view.values.filter { $0.masterID == m.id }.map(label).sorted())
         }
         return topology(kind: .redisCluster, primary: nil, shards: shards)
     }

@@ -147,9 +147,11 @@ package struct LayerTopology: Codable, Sendable, Equatable {
     /// The worst severity among the findings; `.ok` when there are none.
     package var status: Severity { findings.map(\.severity).max() ?? .ok }
 
-    package init(environment: String, layer: String, engine: Engine, kind: LayerKind, primary: String?,
-                masterNode: String, nodes: [NodeStatus], links: [ReplicationLink], shards: [ClusterShard]?,
-                findings: [Finding]) {
+    package init(
+        environment: String, layer: String, engine: Engine, kind: LayerKind, primary: String?,
+        masterNode: String, nodes: [NodeStatus], links: [ReplicationLink], shards: [ClusterShard]?,
+        findings: [Finding]
+    ) {
         self.environment = environment
         self.layer = layer
         self.engine = engine

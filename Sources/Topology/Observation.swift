@@ -35,8 +35,10 @@ package struct ProbeTarget: Sendable {
     package var connectTimeout: Double
     package var queryTimeout: Double
 
-    package init(name: String, endpoint: Endpoint, engine: Engine, user: String?, password: Secret?,
-                connectTimeout: Double, queryTimeout: Double) {
+    package init(
+        name: String, endpoint: Endpoint, engine: Engine, user: String?, password: Secret?,
+        connectTimeout: Double, queryTimeout: Double
+    ) {
         self.name = name
         self.endpoint = endpoint
         self.engine = engine

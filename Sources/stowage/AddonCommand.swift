@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 /// `stowage addon install|configure|uninstall ENV/LAYER`: the add-on's lifecycle, as a
 /// policy per layer in the policies file beside the inventory (docs/policies.md).
@@ -28,8 +28,9 @@ struct AddonCommand: AsyncParsableCommand {
         var tz: String?
         @Option(help: "The storage backups go to (default: the inventory's only storage).")
         var storage: String?
-        @Option(parsing: .unconditional, help: "How many backups of the layer to keep.",
-                transform: { try wholeNumber($0) })
+        @Option(
+            parsing: .unconditional, help: "How many backups of the layer to keep.",
+            transform: { try wholeNumber($0) })
         var keep: Int?
         @Option(help: "The database user the backups connect as.")
         var dbUser: String?
@@ -39,7 +40,10 @@ struct AddonCommand: AsyncParsableCommand {
         var dbPasswordFile: String?
         @Option(help: "Dump on the primary or on a healthy replica.")
         var source: String?
-        @Option(help: ArgumentHelp("Alert when the newest backup is older than this (26h, 90m, 2d; 'default': twice the schedule's longest interval, at least 1h).", valueName: "duration"))
+        @Option(
+            help: ArgumentHelp(
+                "Alert when the newest backup is older than this (26h, 90m, 2d; 'default': twice the schedule's longest interval, at least 1h).",
+                valueName: "duration"))
         var maxAge: String?
 
         func validate() throws {
@@ -48,8 +52,16 @@ struct AddonCommand: AsyncParsableCommand {
 
         func scheduleValue() throws(StowageError) -> PolicySchedule? {
             if time != nil || tz != nil || days != nil {
-                guard schedule == nil else { throw StowageError(.usage, "give --schedule or --time/--days/--tz, not both", hint: "--schedule takes hourly, daily, weekly, monthly or cron in UTC; --time/--days/--tz a local time") }
-                guard let time, let tz else { throw StowageError(.usage, "a custom schedule needs --time and --tz (and --days, default every day)", hint: "e.g. --time 03:30 --days mon-fri --tz Europe/Berlin") }
+                guard schedule == nil else {
+                    throw StowageError(
+                        .usage, "give --schedule or --time/--days/--tz, not both",
+                        hint: "--schedule takes hourly, daily, weekly, monthly or cron in UTC; --time/--days/--tz a local time")
+                }
+                guard let time, let tz else {
+                    throw StowageError(
+                        .usage, "a custom schedule needs --time and --tz (and --days, default every day)",
+                        hint: "e.g. --time 03:30 --days mon-fri --tz Europe/Berlin")
+                }
                 return .custom(time: time, days: days ?? "*", timeZone: tz)
             }
             return schedule.map { .expression($0) }
@@ -68,13 +80,18 @@ struct AddonCommand: AsyncParsableCommand {
                     p.maxAge = nil
                 } else {
                     guard let m = Durations.parse(maxAge), m >= 60 else {
-                        throw StowageError(.usage, "--max-age \(maxAge): expected a duration of at least 1m such as 26h, 90m or 2d", hint: "or --max-age default: twice the schedule's longest interval")
+                        throw StowageError(
+                            .usage, "--max-age \(maxAge): expected a duration of at least 1m such as 26h, 90m or 2d",
+                            hint: "or --max-age default: twice the schedule's longest interval")
                     }
                     p.maxAge = m
                 }
             }
             if let source {
-                guard let s = DumpPreference(rawValue: source) else { throw StowageError(.usage, "--source \(source): expected primary or replica", hint: "replica dumps on a healthy replica within the lag limit") }
+                guard let s = DumpPreference(rawValue: source) else {
+                    throw StowageError(
+                        .usage, "--source \(source): expected primary or replica", hint: "replica dumps on a healthy replica within the lag limit")
+                }
                 p.source = s
             }
             if dbPasswordEnv != nil && dbPasswordFile != nil {
@@ -105,15 +122,18 @@ struct AddonCommand: AsyncParsableCommand {
                 let inv = try global.loadInventory()
                 let spec = try requireLayer(layer, in: inv)
                 if inv.policy(for: spec.id) != nil {
-                    throw StowageError(.usage, "the add-on is already installed on \(spec.id)",
-                                       hint: "change it with stowage addon configure \(spec.id), or uninstall it first")
+                    throw StowageError(
+                        .usage, "the add-on is already installed on \(spec.id)",
+                        hint: "change it with stowage addon configure \(spec.id), or uninstall it first")
                 }
                 guard let schedule = try options.scheduleValue() else {
-                    throw StowageError(.usage, "no schedule", hint: "--schedule daily (or hourly, weekly, monthly, cron), or --time 09:00 --days mon-fri --tz Europe/Berlin")
+                    throw StowageError(
+                        .usage, "no schedule", hint: "--schedule daily (or hourly, weekly, monthly, cron), or --time 09:00 --days mon-fri --tz Europe/Berlin")
                 }
                 guard options.keep != nil else { throw StowageError(.usage, "no --keep", hint: "how many backups to keep, e.g. --keep 7") }
-                var p = Policy(layer: spec.id, schedule: schedule, storage: try inv.requireStorage(options.storage).name, keep: 1,
-                               credentials: nil, installed: Date())
+                var p = Policy(
+                    layer: spec.id, schedule: schedule, storage: try inv.requireStorage(options.storage).name, keep: 1,
+                    credentials: nil, installed: Date())
                 try options.apply(to: &p, layer: spec, inventory: inv)
                 return try await record(p, inv: inv, verb: "installed")
             }
@@ -172,7 +192,9 @@ struct AddonCommand: AsyncParsableCommand {
                 guard let removed else {
                     throw StowageError(.usage, "the add-on is not installed on \(spec.id)", hint: "stowage status lists the layers with a policy")
                 }
-                print("add-on uninstalled from \(spec.id): no more scheduled backups; its backups stay on storage \(removed.storage) (stowage backups \(spec.id) --storage \(removed.storage))")
+                print(
+                    "add-on uninstalled from \(spec.id): no more scheduled backups; its backups stay on storage \(removed.storage) (stowage backups \(spec.id) --storage \(removed.storage))"
+                )
                 return .ok
             }
         }
@@ -192,7 +214,9 @@ struct AddonCommand: AsyncParsableCommand {
             all.append(p)
         }
         let next = (try? p.schedule.schedule())?.next(after: Date()).map { ISO8601DateFormatter().string(from: $0) } ?? "never"
-        print("add-on \(verb) on \(p.layer): \(p.schedule), keep \(p.keep), storage \(p.storage), from the \(p.source.rawValue)\(p.enabled ? "" : ", paused"); next run \(next)")
+        print(
+            "add-on \(verb) on \(p.layer): \(p.schedule), keep \(p.keep), storage \(p.storage), from the \(p.source.rawValue)\(p.enabled ? "" : ", paused"); next run \(next)"
+        )
         print("  recorded in \(inv.policiesPath)\(checked.repositoryExists ? "" : "; the first backup creates the repository on \(p.storage)")")
         for w in checked.warnings { print("warning: \(w)") }
         return checked.warnings.isEmpty ? .ok : .warnings

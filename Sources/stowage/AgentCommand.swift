@@ -1,14 +1,14 @@
+import AgentProtocol
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 import Topology
-import AgentProtocol
 
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,13 +1,13 @@
 import ArgumentParser
 import CAgentSys
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,14 +23,16 @@ struct BackupCommand: AsyncParsableCommand {
     var from: String = "primary"
 
     // `.unconditional`: "--keep -1" is a value to refuse, not a missing one.
-    @Option(parsing: .unconditional, help: "After a successful backup, keep the newest N backups of the layer.",
-            transform: { try wholeNumber($0) })
+    @Option(
+        parsing: .unconditional, help: "After a successful backup, keep the newest N backups of the layer.",
+        transform: { try wholeNumber($0) })
     var keep: Int?
 
     @OptionGroup var storageOption: StorageOption
 
-    @Option(parsing: .unconditional, help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).",
-            transform: { try wholeNumber($0) })
+    @Option(
+        parsing: .unconditional, help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).",
+        transform: { try wholeNumber($0) })
     var zstdLevel: Int?
 
     @Flag(help: "Print the result as JSON.")
@@ -78,9 +80,10 @@ struct BackupCommand: AsyncParsableCommand {
             let started = Date()
             let out: BackupOutcome
             do throws(StowageError) {
-                out = try await BackupRun.run(inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
-                                              from: pref, keep: keep, kind: policy ? .auto : .manual, zstdLevel: zstdLevel,
-                                              progress: { progress.update($0) })
+                out = try await BackupRun.run(
+                    inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
+                    from: pref, keep: keep, kind: policy ? .auto : .manual, zstdLevel: zstdLevel,
+                    progress: { progress.update($0) })
             } catch {
                 progress.end()
                 // The scheduler records and reports its own runs; a manual one is recorded here.
@@ -89,10 +92,13 @@ struct BackupCommand: AsyncParsableCommand {
             }
             progress.end()
             if !policy {
-                await reportManual(inv, spec.id, storageSpec.name, started,
-                                   .success(.init(backup: out.manifest.name, sourceNode: out.manifest.sourceNode, rawBytes: out.manifest.rawBytes,
-                                                  storedBytes: out.manifest.storedBytes, degraded: !out.replicas.missing.isEmpty,
-                                                  warnings: !out.notes.isEmpty || out.pruneError != nil)))
+                await reportManual(
+                    inv, spec.id, storageSpec.name, started,
+                    .success(
+                        .init(
+                            backup: out.manifest.name, sourceNode: out.manifest.sourceNode, rawBytes: out.manifest.rawBytes,
+                            storedBytes: out.manifest.storedBytes, degraded: !out.replicas.missing.isEmpty,
+                            warnings: !out.notes.isEmpty || out.pruneError != nil)))
             }
             if json {
                 printJSON(BackupSummary(out))
@@ -149,12 +155,16 @@ struct BackupSummary: Encodable {
         t += "  source     \(sourceNodes.joined(separator: ", ")) (\(sourceRole ?? "?"))\n"
         t += "  size       \(formatBytes(rawBytes)) raw, \(formatBytes(storedBytes)) stored, \(formatBytes(newBytes)) new\n"
         t += "  duration   \(String(format: "%.1f", seconds)) s\n"
-        t += "  replicas   \(replicas.joined(separator: ", "))\(missingReplicas.isEmpty ? "" : "; missing on " + missingReplicas.keys.sorted().map { "\($0) (\(missingReplicas[$0]!))" }.joined(separator: ", ") + ": run stowage storage repair")\n"
+        t +=
+            "  replicas   \(replicas.joined(separator: ", "))\(missingReplicas.isEmpty ? "" : "; missing on " + missingReplicas.keys.sorted().map { "\($0) (\(missingReplicas[$0]!))" }.joined(separator: ", ") + ": run stowage storage repair")\n"
         if !counts.isEmpty {
             let unit = engine == "redis" ? "keys" : "rows"
             t += "  contents   " + counts.keys.sorted().map { "\($0) \(counts[$0]!) \(unit)" }.joined(separator: ", ") + "\n"
         }
-        if let pruned { t += "  retention  \(pruned.isEmpty ? "nothing to remove" : "removed " + pruned.joined(separator: ", "))\(reclaimDeferred.map { " (\($0))" } ?? "")\n" }
+        if let pruned {
+            t +=
+                "  retention  \(pruned.isEmpty ? "nothing to remove" : "removed " + pruned.joined(separator: ", "))\(reclaimDeferred.map { " (\($0))" } ?? "")\n"
+        }
         for n in notes { t += "note: \(n)\n" }
         return t.trimmingCharacters(in: .newlines)
     }
@@ -162,8 +172,10 @@ struct BackupSummary: Encodable {
 
 /// A manual backup or restore in the run catalog and to the notification targets; what
 /// goes wrong there is a warning on stderr, never the command's failure.
-func reportManual(_ inv: Inventory, _ layer: String, _ storage: String, _ started: Date, _ result: Result<ManualRuns.Ended, StowageError>,
-                  kind: ManualRuns.Kind = .backup) async {
+func reportManual(
+    _ inv: Inventory, _ layer: String, _ storage: String, _ started: Date, _ result: Result<ManualRuns.Ended, StowageError>,
+    kind: ManualRuns.Kind = .backup
+) async {
     for w in await ManualRuns.finish(kind, inventory: inv, layer: layer, storage: storage, started: started, result: result) {
         FileHandle.standardError.write(Data("warning: \(w)\n".utf8))
     }

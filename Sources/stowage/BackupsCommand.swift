@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 struct BackupsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,8 +30,9 @@ struct BackupsCommand: AsyncParsableCommand {
             let inv = try global.loadInventory()
             let sel = try LayerSelection(parsing: selection)
             let spec = try storageOption.spec(in: inv)
-            let entries = try await BackupCatalog.list(spec, inventory: inv, agent: try agentOption.locate(),
-                                                      environment: sel.environment, layer: sel.layer)
+            let entries = try await BackupCatalog.list(
+                spec, inventory: inv, agent: try agentOption.locate(),
+                environment: sel.environment, layer: sel.layer)
             if json {
                 printJSON(entries)
             } else {

@@ -1,11 +1,11 @@
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 import Synchronization
 
 /// A progress line on a terminal (stderr): bytes, rate, elapsed, stage. Silent otherwise.

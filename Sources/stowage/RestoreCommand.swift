@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 struct RestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,9 +56,10 @@ struct RestoreCommand: AsyncParsableCommand {
             }
             let storageSpec = try storageOption.spec(in: inv)
             let agent = try agentOption.locate()
-            let preview = try await RestoreRun.prepare(inventory: inv, layer: target, storage: storageSpec, agent: agent,
-                                                       fromEnvironment: fromEnv, fromLayer: fromLayer, backup: backup,
-                                                       node: node, allNodes: allNodes)
+            let preview = try await RestoreRun.prepare(
+                inventory: inv, layer: target, storage: storageSpec, agent: agent,
+                fromEnvironment: fromEnv, fromLayer: fromLayer, backup: backup,
+                node: node, allNodes: allNodes)
             let plan = planText(preview)
             if dryRun {
                 if json { printJSON(PlanJSON(preview)) } else { print(plan) }
@@ -66,8 +67,9 @@ struct RestoreCommand: AsyncParsableCommand {
             }
             if !yes {
                 guard isatty(0) == 1 else {
-                    throw StowageError(.usage, "restoring \(target.id) replaces all its data; confirmation needed",
-                                       hint: "review it with --dry-run, then pass --yes")
+                    throw StowageError(
+                        .usage, "restoring \(target.id) replaces all its data; confirmation needed",
+                        hint: "review it with --dry-run, then pass --yes")
                 }
                 FileHandle.standardError.write(Data("\(plan)\nType \(target.id) to replace its data: ".utf8))
                 guard readLine()?.trimmingCharacters(in: .whitespaces) == target.id else {
@@ -87,15 +89,18 @@ struct RestoreCommand: AsyncParsableCommand {
                 throw error
             }
             progress.end()
-            await reportManual(inv, target.id, storageSpec.name, started,
-                               out.checkPassed ? .success(.init(backup: preview.manifest.name, warnings: !out.badCopies.isEmpty))
-                                   : .failure(StowageError(.restoreCheckFailed, "the restored data does not match backup \(preview.manifest.name)")),
-                               kind: .restore)
+            await reportManual(
+                inv, target.id, storageSpec.name, started,
+                out.checkPassed
+                    ? .success(.init(backup: preview.manifest.name, warnings: !out.badCopies.isEmpty))
+                    : .failure(StowageError(.restoreCheckFailed, "the restored data does not match backup \(preview.manifest.name)")),
+                kind: .restore)
             if json { printJSON(ResultJSON(out)) } else { print(resultText(out)) }
             if !out.checkPassed {
                 let bad = out.checks.filter { !$0.ok }.map { "\($0.database) expected \($0.expected), found \($0.found.map(String.init) ?? "none")" }
-                throw StowageError(.restoreCheckFailed, "restore of \(target.id) finished but the data does not match the backup: \(bad.joined(separator: "; "))",
-                                   hint: "the target holds what was applied; check it, or restore again")
+                throw StowageError(
+                    .restoreCheckFailed, "restore of \(target.id) finished but the data does not match the backup: \(bad.joined(separator: "; "))",
+                    hint: "the target holds what was applied; check it, or restore again")
             }
             return out.badCopies.isEmpty && preview.plan.warnings.isEmpty ? .ok : .warnings
         }
@@ -104,11 +109,15 @@ struct RestoreCommand: AsyncParsableCommand {
     func planText(_ p: RestorePreview) -> String {
         let m = p.manifest
         var t = "restore \(p.layer.id) from \(m.environment)/\(m.layer) backup \(m.name)\n"
-        t += "  backup     \(m.engine) \(m.engineVersion ?? ""), \(formatBytes(m.rawBytes)) raw, taken on \(m.sourceNode) (\(m.sourceRole ?? "?")) at \(m.started)\n"
+        t +=
+            "  backup     \(m.engine) \(m.engineVersion ?? ""), \(formatBytes(m.rawBytes)) raw, taken on \(m.sourceNode) (\(m.sourceRole ?? "?")) at \(m.started)\n"
         t += "  manifest   read from \(p.manifestSource)\n"
         t += "  targets    " + p.plan.targets.map { "\($0.node) (\($0.role.rawValue))" }.joined(separator: ", ") + "\n"
-        t += "  replaces   " + (p.layer.engine == .redis ? "every key of the target (FLUSHALL, then the backup's keys)"
-                                                        : "every database and role the backup contains (dropped and recreated)") + "\n"
+        t +=
+            "  replaces   "
+            + (p.layer.engine == .redis
+                ? "every key of the target (FLUSHALL, then the backup's keys)"
+                : "every database and role the backup contains (dropped and recreated)") + "\n"
         for n in p.plan.notes { t += "note: \(n)\n" }
         for w in p.plan.warnings { t += "warning: \(w)\n" }
         for b in p.manifestBadCopies { t += "warning: bad copy \(b.description) (the manifest was read from \(p.manifestSource); stowage storage repair)\n" }

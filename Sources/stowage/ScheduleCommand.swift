@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 struct ScheduleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -29,8 +29,10 @@ struct ScheduleCommand: AsyncParsableCommand {
                 if i % 2 == 0 {
                     schedules.append(try Schedule.parse(crons[i % crons.count]))
                 } else {
-                    schedules.append(try Schedule.custom(time: String(format: "%02d:%02d", i % 24, i % 60), days: i % 3 == 0 ? "mon,wed,fri" : "*",
-                                                         timeZone: zones[i % zones.count]))
+                    schedules.append(
+                        try Schedule.custom(
+                            time: String(format: "%02d:%02d", i % 24, i % 60), days: i % 3 == 0 ? "mon,wed,fri" : "*",
+                            timeZone: zones[i % zones.count]))
                 }
             }
             let parsed = Date().timeIntervalSince(parseStart)
@@ -39,7 +41,9 @@ struct ScheduleCommand: AsyncParsableCommand {
             var latest = now
             for s in schedules { if let n = s.next(after: now), n > latest { latest = n } }
             let secs = Date().timeIntervalSince(start)
-            print("policies \(policies): parsed in \(String(format: "%.3f", parsed)) s, next runs in \(String(format: "%.3f", secs)) s (latest \(ISO8601DateFormatter().string(from: latest)))")
+            print(
+                "policies \(policies): parsed in \(String(format: "%.3f", parsed)) s, next runs in \(String(format: "%.3f", secs)) s (latest \(ISO8601DateFormatter().string(from: latest)))"
+            )
         }
     }
 
@@ -69,7 +73,10 @@ struct ScheduleCommand: AsyncParsableCommand {
                 switch (expression, time) {
                 case (let e?, nil): schedule = try Schedule.parse(e)
                 case (nil, let t?): schedule = try Schedule.custom(time: t, days: days, timeZone: tz)
-                default: throw StowageError(.usage, "give either a schedule expression or --time (with --days and --tz)", hint: "e.g. stowage schedule explain '30 2 * * mon-fri', or --time 03:30 --days mon-fri --tz Europe/Berlin")
+                default:
+                    throw StowageError(
+                        .usage, "give either a schedule expression or --time (with --days and --tz)",
+                        hint: "e.g. stowage schedule explain '30 2 * * mon-fri', or --time 03:30 --days mon-fri --tz Europe/Berlin")
                 }
                 print("\(schedule):")
                 let f = ISO8601DateFormatter()

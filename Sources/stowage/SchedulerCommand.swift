@@ -1,21 +1,23 @@
 import ArgumentParser
+import Dispatch
 import Fleet
+import Foundation
+import Logging
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Dispatch
-import Foundation
-import Logging
 
 /// `stowage scheduler`: the daemon that runs every enabled policy when due (docs/scheduler.md).
 struct SchedulerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scheduler",
         abstract: "Run every layer's backup policy on schedule (a long-running daemon).",
-        discussion: "SIGHUP reloads the inventory and policies; SIGTERM or SIGINT starts no more runs, lets running ones finish within scheduler.grace, then cancels them.")
+        discussion:
+            "SIGHUP reloads the inventory and policies; SIGTERM or SIGINT starts no more runs, lets running ones finish within scheduler.grace, then cancels them."
+    )
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var agentOption: AgentBinaryOption
@@ -23,18 +25,23 @@ struct SchedulerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where runs keep their output while they go on (default: a private folder under $TMPDIR).", valueName: "dir"))
     var workDir: String?
 
-    @Option(help: ArgumentHelp("The least severe events written: trace, debug, info, notice, warning, error, critical.", valueName: "level"),
-            transform: { v throws -> Logger.Level in
-                guard let l = Logger.Level(rawValue: v.lowercased()) else { throw ValidationError("--log-level \(v): expected trace, debug, info, notice, warning, error or critical") }
-                return l
-            })
+    @Option(
+        help: ArgumentHelp("The least severe events written: trace, debug, info, notice, warning, error, critical.", valueName: "level"),
+        transform: { v throws -> Logger.Level in
+            guard let l = Logger.Level(rawValue: v.lowercased()) else {
+                throw ValidationError("--log-level \(v): expected trace, debug, info, notice, warning, error or critical")
+            }
+            return l
+        })
     var logLevel: Logger.Level = .info
 
-    @Option(help: ArgumentHelp("One line per event as text (for people) or json (for machines); without a time stamp under systemd, whose journal adds one.", valueName: "format"),
-            transform: { v throws -> LogFormat in
-                guard let f = LogFormat(rawValue: v.lowercased()) else { throw ValidationError("--log-format \(v): expected text or json") }
-                return f
-            })
+    @Option(
+        help: ArgumentHelp(
+            "One line per event as text (for people) or json (for machines); without a time stamp under systemd, whose journal adds one.", valueName: "format"),
+        transform: { v throws -> LogFormat in
+            guard let f = LogFormat(rawValue: v.lowercased()) else { throw ValidationError("--log-format \(v): expected text or json") }
+            return f
+        })
     var logFormat: LogFormat = .text
 
     func run() async throws {
@@ -43,9 +50,11 @@ struct SchedulerCommand: AsyncParsableCommand {
             let work = try workDir ?? makePrivateDir()
             let (level, format) = (logLevel, logFormat)
             let logger = Logger(label: "stowage.scheduler") { label in StowageLogHandler.standard(label: label, level: level, format: format) }
-            let scheduler = try Scheduler(options: SchedulerOptions(inventoryPath: absolute(path), executable: try selfExecutable(),
-                                                                    agentBinary: agentOption.agentBinary.map(absolute), workDir: work),
-                                          logger: logger)
+            let scheduler = try Scheduler(
+                options: SchedulerOptions(
+                    inventoryPath: absolute(path), executable: try selfExecutable(),
+                    agentBinary: agentOption.agentBinary.map(absolute), workDir: work),
+                logger: logger)
             // Signals arrive on a dispatch source (not a C handler), so the actor is told on
             // an ordinary queue.
             var sources: [DispatchSourceSignal] = []

@@ -1,19 +1,21 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 /// `stowage status [ENV[/LAYER]]`: the fleet at a glance, failures first.
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Per layer: policy, last run, next run, backups stored and topology findings; failures first.",
-        discussion: "A layer whose newest backup is older than its policy's max_age is stale (an error). Exit status 0 when every selected layer is healthy and a scheduler runs for the enabled policies, 2 when something needs a look.")
+        discussion:
+            "A layer whose newest backup is older than its policy's max_age is stale (an error). Exit status 0 when every selected layer is healthy and a scheduler runs for the enabled policies, 2 when something needs a look."
+    )
 
     @OptionGroup var global: GlobalOptions
 

@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 struct StorageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -24,7 +24,9 @@ struct StorageCommand: AsyncParsableCommand {
         @Argument(help: "The storage's name in the inventory.")
         var storage: String
 
-        @Option(name: .customLong("read-data-subset"), help: ArgumentHelp("Share of the chunks whose data is read and authenticated, e.g. 5% (default 0%).", valueName: "P%"))
+        @Option(
+            name: .customLong("read-data-subset"),
+            help: ArgumentHelp("Share of the chunks whose data is read and authenticated, e.g. 5% (default 0%).", valueName: "P%"))
         var readDataSubset: String = "0%"
 
         @Option(help: ArgumentHelp("Environments to check (default: every environment of the inventory).", valueName: "env"))
@@ -46,9 +48,10 @@ struct StorageCommand: AsyncParsableCommand {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
                 let percent = Double(readDataSubset.hasSuffix("%") ? String(readDataSubset.dropLast()) : readDataSubset)!
-                let reports = try await StorageVerify.run(spec, inventory: inv, agent: try agentOption.locate(),
-                                                          environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
-                                                          readDataPercent: percent)
+                let reports = try await StorageVerify.run(
+                    spec, inventory: inv, agent: try agentOption.locate(),
+                    environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
+                    readDataPercent: percent)
                 if json {
                     printJSON(reports)
                 } else {
@@ -81,7 +84,8 @@ struct StorageCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard (newPasswordEnv == nil) != (newPasswordFile == nil) else {
-                throw ValidationError("give exactly one of --new-password-env or --new-password-file (never the password itself: argv is readable by every user)")
+                throw ValidationError(
+                    "give exactly one of --new-password-env or --new-password-file (never the password itself: argv is readable by every user)")
             }
         }
 
@@ -90,11 +94,15 @@ struct StorageCommand: AsyncParsableCommand {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
                 let source: CredentialsSpec.PasswordSource = newPasswordEnv.map { .environment($0) } ?? .file(newPasswordFile!)
-                guard let new = try CredentialsSpec(user: nil, password: source, location: "the command line").resolvePassword(layer: "new password of storage \(storage)") else {
+                guard
+                    let new = try CredentialsSpec(user: nil, password: source, location: "the command line").resolvePassword(
+                        layer: "new password of storage \(storage)")
+                else {
                     throw StowageError(.usage, "no new password", hint: "the variable or file named holds an empty value; put the new password there")
                 }
-                let changed = try await PasswordChange.run(spec, inventory: inv, agent: try agentOption.locate(),
-                                                           old: try spec.resolvePassword(), new: new, environments: inv.environments.map(\.name))
+                let changed = try await PasswordChange.run(
+                    spec, inventory: inv, agent: try agentOption.locate(),
+                    old: try spec.resolvePassword(), new: new, environments: inv.environments.map(\.name))
                 for env in changed { print("\(storage)/\(env): keys re-wrapped under the new password") }
                 if changed.isEmpty { print("\(storage): no repositories yet") }
                 return .ok

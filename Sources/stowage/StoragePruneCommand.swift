@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 extension StorageCommand {
     struct Prune: AsyncParsableCommand {
@@ -39,15 +39,18 @@ extension StorageCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
-                let reports = try await StoragePrune.run(spec, inventory: inv, agent: try agentOption.locate(),
-                                                         environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
-                                                         dryRun: dryRun)
+                let reports = try await StoragePrune.run(
+                    spec, inventory: inv, agent: try agentOption.locate(),
+                    environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
+                    dryRun: dryRun)
                 if json { printJSON(reports) } else { print(StoragePrune.text(reports, storage: storage), terminator: "") }
                 var status = ExitStatus.ok
                 for r in reports {
                     for (node, why) in r.skipped.sorted(by: { $0.key < $1.key }) {
-                        printError(StowageError(.nodeUnreachable, "\(storage)/\(r.environment): \(node) not pruned: \(why)",
-                                                hint: "it keeps its leftovers until the next prune"))
+                        printError(
+                            StowageError(
+                                .nodeUnreachable, "\(storage)/\(r.environment): \(node) not pruned: \(why)",
+                                hint: "it keeps its leftovers until the next prune"))
                         status = .nodeUnreachable
                     }
                 }

@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 extension StorageCommand {
     struct Repair: AsyncParsableCommand {
@@ -32,19 +32,25 @@ extension StorageCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
-                let results = try await StorageRepair.run(spec, inventory: inv, agent: try agentOption.locate(),
-                                                          environments: environment.isEmpty ? nil : environment)
+                let results = try await StorageRepair.run(
+                    spec, inventory: inv, agent: try agentOption.locate(),
+                    environments: environment.isEmpty ? nil : environment)
                 print(StorageRepair.text(results, storage: storage), terminator: "")
                 var status = ExitStatus.ok
                 for r in results {
                     for (node, why) in r.unreachable.sorted(by: { $0.key < $1.key }) {
-                        printError(StowageError(.nodeUnreachable, "\(storage)/\(r.environment): \(node) not repaired: \(why)",
-                                                hint: "run the repair again once the node is back"))
+                        printError(
+                            StowageError(
+                                .nodeUnreachable, "\(storage)/\(r.environment): \(node) not repaired: \(why)",
+                                hint: "run the repair again once the node is back"))
                         if status == .ok { status = .nodeUnreachable }
                     }
                     if !r.unrepairable.isEmpty {
-                        printError(StowageError(.repositoryDamaged, "\(storage)/\(r.environment): \(r.unrepairable.count) object(s) have no good copy on any node (listed above)",
-                                                hint: "the backups that need them cannot be restored; stowage backups lists the others"))
+                        printError(
+                            StowageError(
+                                .repositoryDamaged,
+                                "\(storage)/\(r.environment): \(r.unrepairable.count) object(s) have no good copy on any node (listed above)",
+                                hint: "the backups that need them cannot be restored; stowage backups lists the others"))
                         status = .repositoryDamaged
                     }
                 }

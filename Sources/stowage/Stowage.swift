@@ -4,13 +4,13 @@ import AgentProtocol
 import ArgumentParser
 import CAgentSys
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 
 @main
 struct Stowage: AsyncParsableCommand {
@@ -19,7 +19,10 @@ struct Stowage: AsyncParsableCommand {
         abstract: "Cluster-aware backup coordinator for PostgreSQL, MySQL/MariaDB and Redis fleets.",
         discussion: "Exit codes: docs/exit-codes.md. Inventory format: docs/inventory.md.",
         version: StowageVersion.string,
-        subcommands: [TopologyCommand.self, BackupCommand.self, RestoreCommand.self, BackupsCommand.self, AgentCommand.self, SSHCommand.self, StorageCommand.self, ScheduleCommand.self, AddonCommand.self, SchedulerCommand.self, StatusCommand.self])
+        subcommands: [
+            TopologyCommand.self, BackupCommand.self, RestoreCommand.self, BackupsCommand.self, AgentCommand.self, SSHCommand.self, StorageCommand.self,
+            ScheduleCommand.self, AddonCommand.self, SchedulerCommand.self, StatusCommand.self,
+        ])
 
     /// Parses and runs; a command-line error becomes the same one-line error and hint as
     /// every other error (docs/exit-codes.md), exit 64, instead of the parser's usage block.

@@ -1,12 +1,12 @@
 import ArgumentParser
 import Fleet
+import Foundation
 import Operations
 import Remote
 import Repository
 import Scheduling
 import Storage
 import Support
-import Foundation
 import Topology
 
 struct TopologyCommand: AsyncParsableCommand {

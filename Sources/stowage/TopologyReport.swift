@@ -15,8 +15,9 @@ enum TopologyReport {
             var layers: [LayerTopology]
         }
         let fmt = ISO8601DateFormatter()
-        let doc = Document(schema: schema, generatedAt: fmt.string(from: generatedAt),
-                           status: layers.map(\.status).max() ?? .ok, layers: layers)
+        let doc = Document(
+            schema: schema, generatedAt: fmt.string(from: generatedAt),
+            status: layers.map(\.status).max() ?? .ok, layers: layers)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         // Encoding plain values cannot fail.
@@ -37,10 +38,14 @@ enum TopologyReport {
             head = "primary: \(t.primary ?? "none")"
         }
         out += "\(t.environment)/\(t.layer)  \(t.engine.displayName)  \(t.kind.rawValue)  \(head)  [\(statusWord(t.status))]\n"
-        let rows = [["", "NODE", "ADDRESS", "ROLE", "UPSTREAM", "LAG", "STATE", "VERSION / DETAIL"]] + t.nodes.map { n in
-            [n.masterNode ? "*" : "", n.name, n.address, n.role.rawValue, n.upstream ?? "-", lag(n), n.state,
-             [n.version, n.detail].compactMap { $0 }.joined(separator: ", ")]
-        }
+        let rows =
+            [["", "NODE", "ADDRESS", "ROLE", "UPSTREAM", "LAG", "STATE", "VERSION / DETAIL"]]
+            + t.nodes.map { n in
+                [
+                    n.masterNode ? "*" : "", n.name, n.address, n.role.rawValue, n.upstream ?? "-", lag(n), n.state,
+                    [n.version, n.detail].compactMap { $0 }.joined(separator: ", "),
+                ]
+            }
         out += textTable(rows, indent: "  ")
         out += "  (* = the layer's master node)\n"
         if t.findings.isEmpty {

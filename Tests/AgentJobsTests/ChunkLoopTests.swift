@@ -9,6 +9,7 @@ import Foundation
 import Repository
 import TestSupport
 import Testing
+
 @testable import AgentJobs
 
 /// Children start through a built agent's `__child` step (the test binary has none).
@@ -69,9 +70,10 @@ private func records(_ bytes: [UInt8]) throws -> [(name: String, bytes: [UInt8])
         try useBuiltAgentAsLauncher()
         var collected: [AgentEvent] = []
         defer { events = collected }
-        return try Session().chunkStream(try CommandSource(command, dir: nil), keys: keys,
-                                         chunker: Chunker(seed: keys.chunkerSeed, parameters: small), maxChunk: small.max,
-                                         zstdLevel: 3, control: control.read, output: output, events: { collected.append($0) })
+        return try Session().chunkStream(
+            try CommandSource(command, dir: nil), keys: keys,
+            chunker: Chunker(seed: keys.chunkerSeed, parameters: small), maxChunk: small.max,
+            zstdLevel: 3, control: control.read, output: output, events: { collected.append($0) })
     }
 
     @Test func theRecordsReassembleTheStreamAndARepeatedChunkIsWrittenOnce() throws {

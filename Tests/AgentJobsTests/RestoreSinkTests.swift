@@ -10,6 +10,7 @@ import Foundation
 import Repository
 import TestSupport
 import Testing
+
 @testable import AgentJobs
 
 /// The job's input as the coordinator frames it (frames of 64 KiB), in a file.
@@ -38,8 +39,10 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
         }
     }
 
-    func apply(_ records: [[UInt8]], cut: Bool = false, filter: (any ScriptFilter)? = nil,
-               tool: (String) -> [String] = { ["sh", "-c", "cat > '\($0)'"] }) throws -> (AgentEvent, [UInt8]) {
+    func apply(
+        _ records: [[UInt8]], cut: Bool = false, filter: (any ScriptFilter)? = nil,
+        tool: (String) -> [String] = { ["sh", "-c", "cat > '\($0)'"] }
+    ) throws -> (AgentEvent, [UInt8]) {
         try useBuiltAgentAsLauncher()
         let dir = try PrivateDir()
         let out = "\(dir.path)/applied"

@@ -5,6 +5,7 @@
 import AgentProtocol
 import Foundation
 import Testing
+
 @testable import AgentJobs
 
 /// The job's input as the coordinator frames it: object records in frames, then the end frame

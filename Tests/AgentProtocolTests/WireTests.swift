@@ -11,10 +11,12 @@ import Testing
         try JSONDecoder().decode(T.self, from: JSONEncoder().encode(v))
     }
 
-    static let secrets = JobSecrets(dataKey: Data(repeating: 1, count: 32), idKey: Data(repeating: 2, count: 32),
-                                    chunkerSeed: Data([3, 4]), dbPassword: "pw")
-    static let database = DatabaseAccess(engine: .mysql, host: "h", port: 3306, user: "u", fromReplica: true, cluster: false,
-                                         flush: true, keepRoles: ["r"])
+    static let secrets = JobSecrets(
+        dataKey: Data(repeating: 1, count: 32), idKey: Data(repeating: 2, count: 32),
+        chunkerSeed: Data([3, 4]), dbPassword: "pw")
+    static let database = DatabaseAccess(
+        engine: .mysql, host: "h", port: 3306, user: "u", fromReplica: true, cluster: false,
+        flush: true, keepRoles: ["r"])
     /// One job of every kind, each with every field its payload has.
     static let everyKind: [AgentJob] = [
         .check(CheckJob(tools: ["psql"], path: "/")),
@@ -42,7 +44,9 @@ import Testing
     }
 
     @Test func theWireNamesAreTheDocumentedOnes() throws {
-        let lock = try JSONSerialization.jsonObject(with: JSONEncoder().encode(AgentJob.lock(LockJob(root: "/r", layers: ["l"], owner: nil, exclusive: false)))) as? [String: Any]
+        let lock =
+            try JSONSerialization.jsonObject(with: JSONEncoder().encode(AgentJob.lock(LockJob(root: "/r", layers: ["l"], owner: nil, exclusive: false))))
+            as? [String: Any]
         #expect(lock?["names"] as? [String] == ["l"])
         #expect(lock?["root"] as? String == "/r")
         // A put that does not replace says nothing about it.
@@ -51,8 +55,10 @@ import Testing
     }
 
     @Test func aKindWithoutAFieldItNeedsIsRefused() throws {
-        for line in [#"{"type":"put"}"#, #"{"type":"get","root":"/r"}"#, #"{"type":"delete","names":["a"]}"#,
-                     #"{"type":"restore","secrets":{}}"#, #"{"type":"chunk"}"#, #"{"type":"lock"}"#] {
+        for line in [
+            #"{"type":"put"}"#, #"{"type":"get","root":"/r"}"#, #"{"type":"delete","names":["a"]}"#,
+            #"{"type":"restore","secrets":{}}"#, #"{"type":"chunk"}"#, #"{"type":"lock"}"#,
+        ] {
             #expect(throws: DecodingError.self, "\(line)") { try JSONDecoder().decode(AgentJob.self, from: Data(line.utf8)) }
         }
         // Optional fields may be absent: a shared lock of the repository only.
@@ -61,8 +67,9 @@ import Testing
     }
 
     @Test func secretsAreBase64UnderTheirNamesAndTheKeysMustBe32Bytes() throws {
-        let s = JobSecrets(dataKey: Data(repeating: 0xAB, count: 32), idKey: Data(repeating: 0xCD, count: 32), chunkerSeed: Data([1]),
-                           dbPassword: "p")
+        let s = JobSecrets(
+            dataKey: Data(repeating: 0xAB, count: 32), idKey: Data(repeating: 0xCD, count: 32), chunkerSeed: Data([1]),
+            dbPassword: "p")
         let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(s)) as? [String: String]
         #expect(json?["dataKey"] == Data(repeating: 0xAB, count: 32).base64EncodedString())
         #expect(json?["idKey"] == Data(repeating: 0xCD, count: 32).base64EncodedString())

@@ -2,8 +2,8 @@
 // `stowage: error:` line saying what is wrong with the value given, one `hint:` line, exit
 // 64, and no usage block. Parsing fails before any inventory is read, so no lab is needed.
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct CLIUsage {
     struct Case: Sendable, CustomStringConvertible {

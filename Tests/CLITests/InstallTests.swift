@@ -2,8 +2,8 @@
 // by systemd itself: no warning from `systemd-analyze verify`, and the settings the
 // scheduler's shutdown and reload depend on.
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct Install {
     @Test func aStagedInstallHasEverythingAndTheUnitVerifies() throws {
@@ -12,8 +12,10 @@ import TestSupport
         let binaries = URL(fileURLWithPath: Repo.stowage).deletingLastPathComponent().path
         let r = try runCommand("/bin/bash", [Repo.path("scripts/install.sh"), "--binaries", binaries], env: ["DESTDIR": root])
         #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
-        for f in ["usr/local/bin/stowage", "usr/local/bin/stowage-agent", "etc/stowage/stowage.yaml", "etc/systemd/system/stowage-scheduler.service",
-                  "usr/local/share/doc/stowage/scheduler.md", "usr/local/share/doc/stowage/exit-codes.md"] {
+        for f in [
+            "usr/local/bin/stowage", "usr/local/bin/stowage-agent", "etc/stowage/stowage.yaml", "etc/systemd/system/stowage-scheduler.service",
+            "usr/local/share/doc/stowage/scheduler.md", "usr/local/share/doc/stowage/exit-codes.md",
+        ] {
             #expect(FileManager.default.fileExists(atPath: "\(root)/\(f)"), "\(f)")
         }
         func mode(_ f: String) throws -> Int { try FileManager.default.attributesOfItem(atPath: "\(root)/\(f)")[.posixPermissions] as? Int ?? -1 }
@@ -24,8 +26,10 @@ import TestSupport
 
         let unitPath = "\(root)/etc/systemd/system/stowage-scheduler.service"
         let unit = try String(contentsOfFile: unitPath, encoding: .utf8)
-        for setting in ["User=stowage", "StateDirectory=stowage", "LoadCredential=storage-password:", "ExecReload=/bin/kill -HUP $MAINPID",
-                        "KillMode=mixed", "TimeoutStopSec=660"] {
+        for setting in [
+            "User=stowage", "StateDirectory=stowage", "LoadCredential=storage-password:", "ExecReload=/bin/kill -HUP $MAINPID",
+            "KillMode=mixed", "TimeoutStopSec=660",
+        ] {
             #expect(unit.contains(setting), "\(setting)")
         }
         // systemd checks that ExecStart's program exists: point it at the staged binary.

@@ -1,8 +1,8 @@
 // `stowage --version` says which build this is: the version and the commit it was built
 // from, the one scripts/build-info.sh recorded (a real commit of this repository).
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct Version {
     @Test func versionNamesTheCommitOfTheBuild() throws {

@@ -16,31 +16,31 @@ private func feedAll<S>(_ text: String, pieces: Int, into state: inout S, _ feed
 }
 
 private let pgDump = """
---
--- PostgreSQL database cluster dump
---
-\\restrict abc
-DROP ROLE IF EXISTS app;
-DROP ROLE IF EXISTS webadmin;
-CREATE ROLE app;
-CREATE ROLE webadmin;
-ALTER ROLE webadmin WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$x';
-\\unrestrict abc
-\\connect template1
-\\connect -reuse-previous=on "dbname='shop''s data'"
-COPY public.items (id, name) FROM stdin;
-1\tapple
-2\tCOPY public.fake (x) FROM stdin;
-3\t\\\\.
-\\.
-COPY public.empty (id) FROM stdin;
-\\.
-\\connect crm
-COPY public.people (id) FROM stdin;
-7
-\\.
+    --
+    -- PostgreSQL database cluster dump
+    --
+    \\restrict abc
+    DROP ROLE IF EXISTS app;
+    DROP ROLE IF EXISTS webadmin;
+    CREATE ROLE app;
+    CREATE ROLE webadmin;
+    ALTER ROLE webadmin WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$x';
+    \\unrestrict abc
+    \\connect template1
+    \\connect -reuse-previous=on "dbname='shop''s data'"
+    COPY public.items (id, name) FROM stdin;
+    1\tapple
+    2\tCOPY public.fake (x) FROM stdin;
+    3\t\\\\.
+    \\.
+    COPY public.empty (id) FROM stdin;
+    \\.
+    \\connect crm
+    COPY public.people (id) FROM stdin;
+    7
+    \\.
 
-"""
+    """
 
 @Suite struct DumpCountTests {
     @Test(arguments: [1, 7, 50, 1000])
@@ -59,20 +59,20 @@ COPY public.people (id) FROM stdin;
     @Test(arguments: [1, 5, 33, 1000])
     func mysqlRowsPerDatabase(pieces: Int) {
         let dump = """
-        CREATE DATABASE `shop`;
-        USE `shop`;
-        INSERT INTO `items` VALUES (1,'a(b'),(2,'it\\'s ),(x'),(3,NULL);
-        INSERT INTO `we(ird` VALUES (4,"q\\"(");
-        USE `mysql`;
-        INSERT INTO `global_priv` VALUES ('localhost','root','{}');
-        USE `crm`;
-        INSERT INTO `t` VALUES (1),(2);
-        INSERT INTO `t` VALUES
-        (3,'x;y'),
-        (4,'(');
-        USE `empty`;
+            CREATE DATABASE `shop`;
+            USE `shop`;
+            INSERT INTO `items` VALUES (1,'a(b'),(2,'it\\'s ),(x'),(3,NULL);
+            INSERT INTO `we(ird` VALUES (4,"q\\"(");
+            USE `mysql`;
+            INSERT INTO `global_priv` VALUES ('localhost','root','{}');
+            USE `crm`;
+            INSERT INTO `t` VALUES (1),(2);
+            INSERT INTO `t` VALUES
+            (3,'x;y'),
+            (4,'(');
+            USE `empty`;
 
-        """
+            """
         var c = MySQLDumpCounter()
         feedAll(dump, pieces: pieces, into: &c) { $0.feed($1) }
         #expect(c.finish() == ["shop": 4, "crm": 4, "empty": 0])
@@ -163,7 +163,8 @@ private let myDump = """
         let script = "USE `mysql`;\nINSERT INTO `procs_priv` VALUES ('%','a','b','c','PROCEDURE','g','Execute','t');\nSELECT 1;"
         Array(script.utf8).withUnsafeBytes { f.feed($0) { out += $0 } }
         f.finish { out += $0 }
-        #expect(String(decoding: out, as: UTF8.self)
+        #expect(
+            String(decoding: out, as: UTF8.self)
                 == "USE `mysql`;\nSELECT 1;\nREPLACE INTO `mysql`.`procs_priv` VALUES ('%','a','b','c','PROCEDURE','g','Execute','t');\nFLUSH PRIVILEGES;\n")
     }
 }

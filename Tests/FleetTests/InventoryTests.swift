@@ -1,11 +1,12 @@
 // Inventory parsing and validation: every bad input gets one line naming file, line and
 // column, and a hint.
 import Foundation
-import Testing
-import TestSupport
-import Topology
-@testable import Fleet
 import Support
+import TestSupport
+import Testing
+import Topology
+
+@testable import Fleet
 
 private func parseError(_ yaml: String) -> StowageError? {
     do {
@@ -119,8 +120,14 @@ private let minimal = """
         ("environments: {}\nstorages: []\n", "storages must be a mapping"),
         ("ssh: {}\n", "has no 'environments'"),
         ("environments:\n  shop:\n    layers:\n      db:\n        engine: redis\n        nodes: []\n", "has no nodes"),
-        ("environments:\n  shop:\n    layers:\n      db:\n        engine: redis\n        nodes:\n          - { name: a, db: 'h:99999' }\n", "port 99999 is out of range"),
-        ("environments:\n  shop:\n    layers:\n      db:\n        engine: redis\n        nodes:\n          - { name: a, db: h, master: true }\n          - { name: b, db: h, master: true }\n", "2 nodes marked master: true"),
+        (
+            "environments:\n  shop:\n    layers:\n      db:\n        engine: redis\n        nodes:\n          - { name: a, db: 'h:99999' }\n",
+            "port 99999 is out of range"
+        ),
+        (
+            "environments:\n  shop:\n    layers:\n      db:\n        engine: redis\n        nodes:\n          - { name: a, db: h, master: true }\n          - { name: b, db: h, master: true }\n",
+            "2 nodes marked master: true"
+        ),
         ("environments:\n  'sh op':\n    layers: {}\n", "environment name 'sh op'"),
         ("probe: { connect_timeout: soon }\nenvironments: {}\n", "must be a duration"),
         ("environments:\n  shop:\n    layers:\n      db:\n        engine: mysql\n        nodes:\n          - { name: a, db: h }\n", "has no credentials"),
@@ -161,9 +168,12 @@ private let minimal = """
         let local = try Inventory.parseWithoutPolicies(text, file: "/srv/lab/fleet.yaml", environment: [:])
         #expect(local.policiesPath == "/srv/lab/fleet.policies.yaml" && local.catalogPath == "/srv/lab/fleet.catalog.sqlite")
         // The inventory's own word wins; a relative folder is refused with the line.
-        let named = try Inventory.parseWithoutPolicies("state_dir: /data/stowage\n" + text, file: "/etc/stowage/stowage.yaml", environment: ["STATE_DIRECTORY": "/x"])
+        let named = try Inventory.parseWithoutPolicies(
+            "state_dir: /data/stowage\n" + text, file: "/etc/stowage/stowage.yaml", environment: ["STATE_DIRECTORY": "/x"])
         #expect(named.catalogPath == "/data/stowage/stowage.catalog.sqlite")
-        #expect(throws: StowageError.self) { try Inventory.parseWithoutPolicies("state_dir: data\n" + text, file: "/etc/stowage/stowage.yaml", environment: [:]) }
+        #expect(throws: StowageError.self) {
+            try Inventory.parseWithoutPolicies("state_dir: data\n" + text, file: "/etc/stowage/stowage.yaml", environment: [:])
+        }
     }
 }
 
@@ -200,7 +210,8 @@ private let minimal = """
     }
 
     @Test func aStoragePasswordFileIsNamedAsTheStoragesField() throws {
-        let inv = try Inventory.parse("""
+        let inv = try Inventory.parse(
+            """
             environments:
               shop:
                 layers:
@@ -241,7 +252,8 @@ private let minimal = """
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "s3cret\n".write(toFile: "\(dir)/storage-password", atomically: true, encoding: .utf8)
-        let inv = try Inventory.parseWithoutPolicies("""
+        let inv = try Inventory.parseWithoutPolicies(
+            """
             storages:
               backup-storage:
                 password_credential: storage-password
@@ -263,7 +275,8 @@ private let minimal = """
         }
         // A path is not a credential's name.
         #expect(throws: StowageError.self) {
-            try Inventory.parseWithoutPolicies("""
+            try Inventory.parseWithoutPolicies(
+                """
                 storages:
                   s: { password_credential: ../etc/shadow, nodes: [ { name: st1, ssh: root@10.0.0.1, root: /srv } ] }
                 environments: { e: { layers: { c: { engine: redis, nodes: [ { name: n1, db: h1 } ] } } } }

@@ -2,9 +2,10 @@
 // pre-defined schedules, month ends, leap days, and daylight-saving changes in
 // Europe/Berlin and America/New_York for custom schedules; bad input rejected with reasons.
 import Foundation
-import Testing
-@testable import Fleet
 import Support
+import Testing
+
+@testable import Fleet
 
 private func utc(_ s: String) -> Date {
     let f = ISO8601DateFormatter()
@@ -39,7 +40,9 @@ private func message(_ body: () throws(StowageError) -> Schedule) -> String? {
         Case(expr: "weekly", after: "2026-11-21T10:00:00Z", expect: ["2026-11-22T00:00:00Z", "2026-11-29T00:00:00Z"]),  // Sundays
         Case(expr: "monthly", after: "2026-11-21T10:00:00Z", expect: ["2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z"]),
         // Lists, ranges, steps, names.
-        Case(expr: "0,30 9-10 * * *", after: "2026-11-21T09:15:00Z", expect: ["2026-11-21T09:30:00Z", "2026-11-21T10:00:00Z", "2026-11-21T10:30:00Z", "2026-11-22T09:00:00Z"]),
+        Case(
+            expr: "0,30 9-10 * * *", after: "2026-11-21T09:15:00Z",
+            expect: ["2026-11-21T09:30:00Z", "2026-11-21T10:00:00Z", "2026-11-21T10:30:00Z", "2026-11-22T09:00:00Z"]),
         Case(expr: "*/20 * * * *", after: "2026-11-21T10:41:00Z", expect: ["2026-11-21T11:00:00Z", "2026-11-21T11:20:00Z"]),
         Case(expr: "5/20 8 * * *", after: "2026-11-21T08:06:00Z", expect: ["2026-11-21T08:25:00Z", "2026-11-21T08:45:00Z", "2026-11-22T08:05:00Z"]),
         Case(expr: "0 0-12/6 * * *", after: "2026-11-21T00:00:00Z", expect: ["2026-11-21T06:00:00Z", "2026-11-21T12:00:00Z", "2026-11-22T00:00:00Z"]),
@@ -52,7 +55,9 @@ private func message(_ body: () throws(StowageError) -> Schedule) -> String? {
         Case(expr: "0 0 * * */3", after: "2026-11-21T00:00:00Z", expect: ["2026-11-22T00:00:00Z", "2026-11-25T00:00:00Z", "2026-11-28T00:00:00Z"]),
         Case(expr: "0 0 * * 5-7", after: "2026-11-21T00:00:00Z", expect: ["2026-11-22T00:00:00Z", "2026-11-27T00:00:00Z", "2026-11-28T00:00:00Z"]),
         // Day of month OR day of week when both are restricted.
-        Case(expr: "0 0 13 * fri", after: "2026-11-10T00:00:00Z", expect: ["2026-11-13T00:00:00Z", "2026-11-20T00:00:00Z", "2026-11-27T00:00:00Z", "2026-12-04T00:00:00Z"]),
+        Case(
+            expr: "0 0 13 * fri", after: "2026-11-10T00:00:00Z",
+            expect: ["2026-11-13T00:00:00Z", "2026-11-20T00:00:00Z", "2026-11-27T00:00:00Z", "2026-12-04T00:00:00Z"]),
         // Month ends and leap days.
         Case(expr: "0 0 31 * *", after: "2026-11-21T00:00:00Z", expect: ["2026-12-31T00:00:00Z", "2027-01-31T00:00:00Z", "2027-03-31T00:00:00Z"]),
         Case(expr: "0 0 29 2 *", after: "2026-11-21T00:00:00Z", expect: ["2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z"]),
@@ -79,7 +84,9 @@ private func message(_ body: () throws(StowageError) -> Schedule) -> String? {
         #expect(message { () throws(StowageError) in try Schedule.parse("*/0 * * * *") }?.contains("not a positive number") == true)
         #expect(message { () throws(StowageError) in try Schedule.parse("@fortnightly") }?.contains("unknown macro") == true)
         #expect(message { () throws(StowageError) in try Schedule.custom(time: "25:00", days: "*", timeZone: "UTC") }?.contains("HH:MM") == true)
-        #expect(message { () throws(StowageError) in try Schedule.custom(time: "09:00", days: "*", timeZone: "Mars/Olympus") }?.contains("unknown time zone 'Mars/Olympus'") == true)
+        #expect(
+            message { () throws(StowageError) in try Schedule.custom(time: "09:00", days: "*", timeZone: "Mars/Olympus") }?.contains(
+                "unknown time zone 'Mars/Olympus'") == true)
         #expect(message { () throws(StowageError) in try Schedule.custom(time: "09:00", days: "mon,xyz", timeZone: "UTC") } != nil)
     }
 }

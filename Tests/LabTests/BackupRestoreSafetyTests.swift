@@ -3,261 +3,269 @@
 // mid-restore, a dump killed mid-stream; replicas refused as targets; a master node that is
 // a replica; restores into another environment's layer.
 import Foundation
-import Testing
+import Support
 import TestSupport
+import Testing
 import Topology
+
 @testable import Fleet
 @testable import Operations
 @testable import Remote
 @testable import Scheduling
 @testable import Storage
-import Support
 
 private func storageStatus<T>(_ body: () async throws(StowageError) -> T) async -> StowageError? {
     do { _ = try await body(); return nil } catch { return error }
 }
 
 extension LabSuites {
-@Suite(.serialized) struct BackupRestoreSafety {
-    let inv: Inventory
-    let agent: AgentBinary
-    var spec: StorageSpec { inv.storage("lab-storage")! }
+    @Suite(.serialized) struct BackupRestoreSafety {
+        let inv: Inventory
+        let agent: AgentBinary
+        var spec: StorageSpec { inv.storage("lab-storage")! }
 
-    init() async throws {
-        try Lab.require()
-        inv = try Inventory.load(path: Lab.inventory)
-        agent = try AgentBinary.locate()
-        for n in ["st1", "st2", "pg1", "pg2", "pg3", "pg4", "rd1", "rd2", "my1", "my2"] {
-            _ = try await AgentInstaller.install(try inv.agentNode(named: n), agent)
+        init() async throws {
+            try Lab.require()
+            inv = try Inventory.load(path: Lab.inventory)
+            agent = try AgentBinary.locate()
+            for n in ["st1", "st2", "pg1", "pg2", "pg3", "pg4", "rd1", "rd2", "my1", "my2"] {
+                _ = try await AgentInstaller.install(try inv.agentNode(named: n), agent)
+            }
         }
-    }
 
-    func layer(_ id: String, _ change: (inout LayerSpec) -> Void = { _ in }) throws -> LayerSpec {
-        var l = try LayerSelection(parsing: id).layers(in: inv)[0]
-        change(&l)
-        return l
-    }
-
-    /// The committed backups of a layer, as the storage nodes hold them.
-    func backups(_ env: String, _ layer: String) -> [String: [String]] {
-        var out: [String: [String]] = [:]
-        for n in ["st1", "st2"] {
-            out[n] = ((try? FileManager.default.contentsOfDirectory(atPath: "\(Lab.dir)/storage/\(n)/\(env)/backups/\(layer)")) ?? [])
-                .filter { !$0.hasPrefix(".") }.sorted()
+        func layer(_ id: String, _ change: (inout LayerSpec) -> Void = { _ in }) throws -> LayerSpec {
+            var l = try LayerSelection(parsing: id).layers(in: inv)[0]
+            change(&l)
+            return l
         }
-        return out
-    }
 
-    @Test func wrongDatabasePasswordStartsNoDumpAndWritesNothing() async throws {
-        let bad = FileManager.default.temporaryDirectory.appendingPathComponent("wrong-\(UUID().uuidString)").path
-        try "not-the-password\n".write(toFile: bad, atomically: true, encoding: .utf8)
-        defer { unlink(bad) }
-        let before = backups("shop", "sqldb")
-        for id in ["shop/sqldb", "shop/cache"] {
-            let l = try layer(id) { $0.credentials?.password = .file(bad) }
+        /// The committed backups of a layer, as the storage nodes hold them.
+        func backups(_ env: String, _ layer: String) -> [String: [String]] {
+            var out: [String: [String]] = [:]
+            for n in ["st1", "st2"] {
+                out[n] = ((try? FileManager.default.contentsOfDirectory(atPath: "\(Lab.dir)/storage/\(n)/\(env)/backups/\(layer)")) ?? [])
+                    .filter { !$0.hasPrefix(".") }.sorted()
+            }
+            return out
+        }
+
+        @Test func wrongDatabasePasswordStartsNoDumpAndWritesNothing() async throws {
+            let bad = FileManager.default.temporaryDirectory.appendingPathComponent("wrong-\(UUID().uuidString)").path
+            try "not-the-password\n".write(toFile: bad, atomically: true, encoding: .utf8)
+            defer { unlink(bad) }
+            let before = backups("shop", "sqldb")
+            for id in ["shop/sqldb", "shop/cache"] {
+                let l = try layer(id) { $0.credentials?.password = .file(bad) }
+                let e = await storageStatus { () async throws(StowageError) in
+                    try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent, keep: 1)
+                }
+                #expect(e?.status == .credentialsRejected)
+                #expect(e?.message.contains("DB credentials of \(id) are incorrect") == true, "\(e?.message ?? "")")
+                #expect(e?.message.contains("not-the-password") == false)
+            }
+            #expect(backups("shop", "sqldb") == before)
+        }
+
+        @Test func aDumpKilledMidStreamCommitsNothingAndPrunesNothing() async throws {
+            try LabData.seedPostgres("pg1")
+            defer { try? LabData.cleanPostgres("pg1") }
+            let l = try layer("shop/sqldb")
+            _ = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent)
+            let before = backups("shop", "sqldb")
+            #expect(before["st1"]!.count >= 1)
+            // Kill pg_dumpall as soon as it runs.
+            let killer = Task.detached { () -> Bool in
+                for _ in 0..<3000 {
+                    if let pid = Procs.matching("stowage-dump").first(where: { Procs.matching("pg_dumpall").contains($0) }) {
+                        kill(pid, SIGKILL)
+                        return true
+                    }
+                    usleep(2_000)
+                }
+                return false
+            }
             let e = await storageStatus { () async throws(StowageError) in
                 try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent, keep: 1)
             }
-            #expect(e?.status == .credentialsRejected)
-            #expect(e?.message.contains("DB credentials of \(id) are incorrect") == true, "\(e?.message ?? "")")
-            #expect(e?.message.contains("not-the-password") == false)
+            #expect(await killer.value)
+            #expect(e?.status == .remoteFailed)
+            #expect(e?.message.contains("pg_dumpall ended with killed by signal KILL") == true, "\(e?.message ?? "")")
+            // No new backup, and retention (keep 1) did not run: every earlier backup is there.
+            #expect(backups("shop", "sqldb") == before)
         }
-        #expect(backups("shop", "sqldb") == before)
-    }
 
-    @Test func aDumpKilledMidStreamCommitsNothingAndPrunesNothing() async throws {
-        try LabData.seedPostgres("pg1")
-        defer { try? LabData.cleanPostgres("pg1") }
-        let l = try layer("shop/sqldb")
-        _ = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent)
-        let before = backups("shop", "sqldb")
-        #expect(before["st1"]!.count >= 1)
-        // Kill pg_dumpall as soon as it runs.
-        let killer = Task.detached { () -> Bool in
-            for _ in 0..<3000 {
-                if let pid = Procs.matching("stowage-dump").first(where: { Procs.matching("pg_dumpall").contains($0) }) {
-                    kill(pid, SIGKILL)
-                    return true
-                }
-                usleep(2_000)
+        @Test func fromReplicaDumpsTheReplicaAndRecordsThePrimarysPosition() async throws {
+            let out = try await BackupRun.run(inventory: inv, layer: try layer("shop/mariadb"), storage: spec, agent: agent, from: .replica)
+            #expect(out.manifest.sourceNode == "my2")
+            #expect(out.manifest.sourceRole == "replica")
+            #expect(out.notes.contains { $0.contains("dumping the replica my2") })
+            // The dump (read back and decrypted here) names the primary's binlog position and
+            // GTID, commented out so that a restore never repoints replication.
+            let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: "shop")
+            let repo = try await RepositoryAccess.open(storage, environment: "shop", password: try spec.resolvePassword(), create: false)
+            var text = Data()
+            _ = try await BackupReader.read(repo, out.manifest) { text.append(contentsOf: $0) }
+            let dump = String(decoding: text, as: UTF8.self)
+            let lines = dump.split(separator: "\n")
+            #expect(lines.contains { $0.hasPrefix("-- CHANGE MASTER '' TO MASTER_LOG_FILE='binlog.") }, "\(lines.prefix(20))")
+            #expect(lines.contains { $0.hasPrefix("-- CHANGE MASTER '' TO MASTER_USE_GTID=") })
+            #expect(!lines.contains { $0.hasPrefix("CHANGE MASTER") })
+            // The replica is replicating again afterwards (--dump-slave pauses its SQL thread).
+            let running = try LabData.eventually(seconds: 10) {
+                try LabData.mariadb("my2", "SHOW SLAVE STATUS").contains("\tYes\tYes\t")
             }
-            return false
+            #expect(running)
         }
-        let e = await storageStatus { () async throws(StowageError) in
-            try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent, keep: 1)
-        }
-        #expect(await killer.value)
-        #expect(e?.status == .remoteFailed)
-        #expect(e?.message.contains("pg_dumpall ended with killed by signal KILL") == true, "\(e?.message ?? "")")
-        // No new backup, and retention (keep 1) did not run: every earlier backup is there.
-        #expect(backups("shop", "sqldb") == before)
-    }
 
-    @Test func fromReplicaDumpsTheReplicaAndRecordsThePrimarysPosition() async throws {
-        let out = try await BackupRun.run(inventory: inv, layer: try layer("shop/mariadb"), storage: spec, agent: agent, from: .replica)
-        #expect(out.manifest.sourceNode == "my2")
-        #expect(out.manifest.sourceRole == "replica")
-        #expect(out.notes.contains { $0.contains("dumping the replica my2") })
-        // The dump (read back and decrypted here) names the primary's binlog position and
-        // GTID, commented out so that a restore never repoints replication.
-        let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: "shop")
-        let repo = try await RepositoryAccess.open(storage, environment: "shop", password: try spec.resolvePassword(), create: false)
-        var text = Data()
-        _ = try await BackupReader.read(repo, out.manifest) { text.append(contentsOf: $0) }
-        let dump = String(decoding: text, as: UTF8.self)
-        let lines = dump.split(separator: "\n")
-        #expect(lines.contains { $0.hasPrefix("-- CHANGE MASTER '' TO MASTER_LOG_FILE='binlog.") }, "\(lines.prefix(20))")
-        #expect(lines.contains { $0.hasPrefix("-- CHANGE MASTER '' TO MASTER_USE_GTID=") })
-        #expect(!lines.contains { $0.hasPrefix("CHANGE MASTER") })
-        // The replica is replicating again afterwards (--dump-slave pauses its SQL thread).
-        let running = try LabData.eventually(seconds: 10) {
-            try LabData.mariadb("my2", "SHOW SLAVE STATUS").contains("\tYes\tYes\t")
-        }
-        #expect(running)
-    }
-
-    @Test func aReplicaDumpKilledMidStreamLeavesTheReplicaReplicating() async throws {
-        try LabData.seedMariaDB("my1")
-        defer { try? LabData.cleanMariaDB("my1") }
-        let killer = Task.detached { () -> Bool in
-            for _ in 0..<3000 {
-                if let pid = Procs.matching("--dump-slave=2").first(where: { Procs.matching("mariadb-dump").contains($0) }) {
-                    // Into the dump: once --dump-slave has stopped the replica's SQL thread.
-                    for _ in 0..<1500 {
-                        if (try? LabData.mariadb("my2", "SHOW SLAVE STATUS"))?.contains("\tYes\tNo\t") == true { break }
-                        usleep(2_000)
+        @Test func aReplicaDumpKilledMidStreamLeavesTheReplicaReplicating() async throws {
+            try LabData.seedMariaDB("my1")
+            defer { try? LabData.cleanMariaDB("my1") }
+            let killer = Task.detached { () -> Bool in
+                for _ in 0..<3000 {
+                    if let pid = Procs.matching("--dump-slave=2").first(where: { Procs.matching("mariadb-dump").contains($0) }) {
+                        // Into the dump: once --dump-slave has stopped the replica's SQL thread.
+                        for _ in 0..<1500 {
+                            if (try? LabData.mariadb("my2", "SHOW SLAVE STATUS"))?.contains("\tYes\tNo\t") == true { break }
+                            usleep(2_000)
+                        }
+                        kill(pid, SIGKILL)
+                        return true
                     }
-                    kill(pid, SIGKILL)
-                    return true
+                    usleep(2_000)
                 }
-                usleep(2_000)
+                return false
             }
-            return false
-        }
-        let e = await storageStatus { () async throws(StowageError) in
-            try await BackupRun.run(inventory: inv, layer: try! layer("shop/mariadb"), storage: spec, agent: agent, from: .replica)
-        }
-        #expect(await killer.value)
-        #expect(e?.status == .remoteFailed, "\(e?.message ?? "")")
-        let running = try LabData.eventually(seconds: 10) {
-            try LabData.mariadb("my2", "SHOW SLAVE STATUS").contains("\tYes\tYes\t")
-        }
-        #expect(running, "my2's SQL thread was left stopped")
-    }
-
-    @Test func unknownBackupAndAnotherEnginesBackupAreRefused() async throws {
-        let cache = try layer("shop/cache")
-        _ = try await BackupRun.run(inventory: inv, layer: try layer("shop/sqldb"), storage: spec, agent: agent)
-        let unknown = await storageStatus { () async throws(StowageError) in
-            try await RestoreRun.prepare(inventory: inv, layer: cache, storage: spec, agent: agent, fromEnvironment: "shop",
-                                         fromLayer: "cache", backup: "2001-01-01T000000Z-manual", node: nil, allNodes: false)
-        }
-        #expect(unknown?.status == .usage)
-        #expect(unknown?.message.contains("no backup 2001-01-01T000000Z-manual of shop/cache") == true, "\(unknown?.message ?? "")")
-        let other = await storageStatus { () async throws(StowageError) in
-            try await RestoreRun.prepare(inventory: inv, layer: cache, storage: spec, agent: agent, fromEnvironment: "shop",
-                                         fromLayer: "sqldb", backup: "latest", node: nil, allNodes: false)
-        }
-        #expect(other?.status == .incompatibleBackup)
-        #expect(other?.message.contains("postgresql backup") == true, "\(other?.message ?? "")")
-    }
-
-    @Test func aReplicaIsRefusedAsTargetAndTheMasterNodeReplicaDumpsTheRealPrimary() async throws {
-        let asReplica = try layer("shop/sqldb") { $0.masterNode = "pg2" }
-        let out = try await BackupRun.run(inventory: inv, layer: asReplica, storage: spec, agent: agent)
-        #expect(out.manifest.sourceNode == "pg1")
-        #expect(out.manifest.sourceRole == "primary")
-        #expect(out.notes.contains { $0.contains("master node pg2 is a replica") })
-        let e = await storageStatus { () async throws(StowageError) in
-            try await RestoreRun.prepare(inventory: inv, layer: try! layer("shop/sqldb"), storage: spec, agent: agent, fromEnvironment: "shop",
-                                         fromLayer: "sqldb", backup: out.manifest.name, node: "pg2", allNodes: false)
-        }
-        #expect(e?.status == .unsafeTopology)
-        #expect(e?.message.contains("pg2 is a replica of pg1") == true, "\(e?.message ?? "")")
-    }
-
-    @Test func aChunkCorruptedOnOneNodeIsReadFromTheOtherAndOnBothRefusesBeforeTouchingTheTarget() async throws {
-        let l = try layer("shop/cache")
-        try LabData.seedRedis("rd1")
-        defer { try? LabData.redis("rd1", ["FLUSHALL"]) }
-        let m = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent).manifest
-        let id = m.streams[0].chunks[0].id
-        let paths = ["st1", "st2"].map { "\(Lab.dir)/storage/\($0)/shop/chunks/\(id.prefix(2))/\(id)" }
-        let original = try Data(contentsOf: URL(fileURLWithPath: paths[0]))
-        defer { for p in paths { try? original.write(to: URL(fileURLWithPath: p)) } }
-        var bad = original
-        bad[bad.count / 2] ^= 0xFF
-
-        try bad.write(to: URL(fileURLWithPath: paths[0]))
-        let p = try await RestoreRun.prepare(inventory: inv, layer: l, storage: spec, agent: agent, fromEnvironment: "shop",
-                                             fromLayer: "cache", backup: m.name, node: nil, allNodes: false)
-        let ok = try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent)
-        #expect(ok.checkPassed)
-        #expect(ok.badCopies.contains { $0.node == "st1" && $0.object.contains(id) }, "\(ok.badCopies)")
-
-        try bad.write(to: URL(fileURLWithPath: paths[1]))
-        try LabData.redis("rd1", ["SET", "after-the-backup", "1"])
-        let e = await storageStatus { () async throws(StowageError) in try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent) }
-        #expect(e?.status == .repositoryDamaged)
-        #expect(e?.message.contains("chunk \(id) is missing or damaged on every node") == true, "\(e?.message ?? "")")
-        // Nothing reached the target: the key written after the backup is still there.
-        #expect(try LabData.redis("rd1", ["GET", "after-the-backup"]).trimmingCharacters(in: .whitespacesAndNewlines) == "1")
-    }
-
-    @Test func aTargetConnectionLostMidRestoreIsAClearErrorAndTheNextRestoreRuns() async throws {
-        try LabData.seedPostgres("pg1")
-        defer { try? LabData.cleanPostgres("pg1") }
-        let l = try layer("shop/sqldb")
-        let m = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent).manifest
-        let p = try await RestoreRun.prepare(inventory: inv, layer: l, storage: spec, agent: agent, fromEnvironment: "shop",
-                                             fromLayer: "sqldb", backup: m.name, node: nil, allNodes: false)
-        // The server ends the restore's connection once psql is applying the dump (as a
-        // restart or a failover would).
-        let killer = Task.detached { () -> Bool in
-            for _ in 0..<5000 {
-                let r = try? LabData.psql("pg1", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'stowage-restore'")
-                if let r, r.trimmingCharacters(in: .whitespacesAndNewlines) != "0" { return true }
-                usleep(5_000)
+            let e = await storageStatus { () async throws(StowageError) in
+                try await BackupRun.run(inventory: inv, layer: try! layer("shop/mariadb"), storage: spec, agent: agent, from: .replica)
             }
-            return false
+            #expect(await killer.value)
+            #expect(e?.status == .remoteFailed, "\(e?.message ?? "")")
+            let running = try LabData.eventually(seconds: 10) {
+                try LabData.mariadb("my2", "SHOW SLAVE STATUS").contains("\tYes\tYes\t")
+            }
+            #expect(running, "my2's SQL thread was left stopped")
         }
-        let e = await storageStatus { () async throws(StowageError) in try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent) }
-        #expect(await killer.value)
-        #expect(e?.status == .remoteFailed, "\(e?.status.rawValue ?? 0): \(e?.message ?? "")")
-        #expect(e?.message.contains("pg1") == true && e?.message.contains("psql ended with exit") == true, "\(e?.message ?? "")")
-        #expect(e?.message.contains("connection to server was lost") == true, "\(e?.message ?? "")")
-        #expect(e?.hint?.contains("partly") == true)
-        // The restore's lock went with it: the next restore runs, and succeeds.
-        let again = try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent)
-        #expect(again.checkPassed)
-    }
 
-    @Test func restoreIntoAnotherEnvironmentsNonClusteredLayer() async throws {
-        try LabData.seedPostgres("pg1")
-        defer {
-            try? LabData.cleanPostgres("pg1")
-            for n in ["pg3", "pg4"] { try? LabData.cleanPostgres(n) }
+        @Test func unknownBackupAndAnotherEnginesBackupAreRefused() async throws {
+            let cache = try layer("shop/cache")
+            _ = try await BackupRun.run(inventory: inv, layer: try layer("shop/sqldb"), storage: spec, agent: agent)
+            let unknown = await storageStatus { () async throws(StowageError) in
+                try await RestoreRun.prepare(
+                    inventory: inv, layer: cache, storage: spec, agent: agent, fromEnvironment: "shop",
+                    fromLayer: "cache", backup: "2001-01-01T000000Z-manual", node: nil, allNodes: false)
+            }
+            #expect(unknown?.status == .usage)
+            #expect(unknown?.message.contains("no backup 2001-01-01T000000Z-manual of shop/cache") == true, "\(unknown?.message ?? "")")
+            let other = await storageStatus { () async throws(StowageError) in
+                try await RestoreRun.prepare(
+                    inventory: inv, layer: cache, storage: spec, agent: agent, fromEnvironment: "shop",
+                    fromLayer: "sqldb", backup: "latest", node: nil, allNodes: false)
+            }
+            #expect(other?.status == .incompatibleBackup)
+            #expect(other?.message.contains("postgresql backup") == true, "\(other?.message ?? "")")
         }
-        let m = try await BackupRun.run(inventory: inv, layer: try layer("shop/sqldb"), storage: spec, agent: agent).manifest
-        let staging = try layer("staging/sqldb")
-        for n in ["pg3", "pg4"] { try LabData.cleanPostgres(n) }
 
-        let one = try await RestoreRun.prepare(inventory: inv, layer: staging, storage: spec, agent: agent, fromEnvironment: "shop",
-                                               fromLayer: "sqldb", backup: m.name, node: nil, allNodes: false)
-        #expect(one.plan.targets.map(\.node) == ["pg3"])
-        #expect(one.plan.warnings.contains { $0.contains("only the master node pg3") })
-        let r1 = try await RestoreRun.execute(one, inventory: inv, storage: spec, agent: agent)
-        #expect(r1.checkPassed)
-        #expect(try LabData.psql("pg3", "SELECT count(*) FROM people", db: "rt_crm").trimmingCharacters(in: .whitespacesAndNewlines) == "1000")
-        #expect(try LabData.psql("pg4", "SELECT count(*) FROM pg_database WHERE datname = 'rt_crm'").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+        @Test func aReplicaIsRefusedAsTargetAndTheMasterNodeReplicaDumpsTheRealPrimary() async throws {
+            let asReplica = try layer("shop/sqldb") { $0.masterNode = "pg2" }
+            let out = try await BackupRun.run(inventory: inv, layer: asReplica, storage: spec, agent: agent)
+            #expect(out.manifest.sourceNode == "pg1")
+            #expect(out.manifest.sourceRole == "primary")
+            #expect(out.notes.contains { $0.contains("master node pg2 is a replica") })
+            let e = await storageStatus { () async throws(StowageError) in
+                try await RestoreRun.prepare(
+                    inventory: inv, layer: try! layer("shop/sqldb"), storage: spec, agent: agent, fromEnvironment: "shop",
+                    fromLayer: "sqldb", backup: out.manifest.name, node: "pg2", allNodes: false)
+            }
+            #expect(e?.status == .unsafeTopology)
+            #expect(e?.message.contains("pg2 is a replica of pg1") == true, "\(e?.message ?? "")")
+        }
 
-        let all = try await RestoreRun.prepare(inventory: inv, layer: staging, storage: spec, agent: agent, fromEnvironment: "shop",
-                                               fromLayer: "sqldb", backup: "latest", node: nil, allNodes: true)
-        #expect(all.plan.targets.map(\.node) == ["pg3", "pg4"])
-        let r2 = try await RestoreRun.execute(all, inventory: inv, storage: spec, agent: agent)
-        #expect(r2.checkPassed)
-        #expect(r2.checks.contains { $0.database == "pg4:rt_shop" && $0.ok })
-        #expect(try LabData.psql("pg4", "SELECT count(*) FROM items", db: "rt_shop").trimmingCharacters(in: .whitespacesAndNewlines) == "150000")
+        @Test func aChunkCorruptedOnOneNodeIsReadFromTheOtherAndOnBothRefusesBeforeTouchingTheTarget() async throws {
+            let l = try layer("shop/cache")
+            try LabData.seedRedis("rd1")
+            defer { try? LabData.redis("rd1", ["FLUSHALL"]) }
+            let m = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent).manifest
+            let id = m.streams[0].chunks[0].id
+            let paths = ["st1", "st2"].map { "\(Lab.dir)/storage/\($0)/shop/chunks/\(id.prefix(2))/\(id)" }
+            let original = try Data(contentsOf: URL(fileURLWithPath: paths[0]))
+            defer { for p in paths { try? original.write(to: URL(fileURLWithPath: p)) } }
+            var bad = original
+            bad[bad.count / 2] ^= 0xFF
+
+            try bad.write(to: URL(fileURLWithPath: paths[0]))
+            let p = try await RestoreRun.prepare(
+                inventory: inv, layer: l, storage: spec, agent: agent, fromEnvironment: "shop",
+                fromLayer: "cache", backup: m.name, node: nil, allNodes: false)
+            let ok = try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent)
+            #expect(ok.checkPassed)
+            #expect(ok.badCopies.contains { $0.node == "st1" && $0.object.contains(id) }, "\(ok.badCopies)")
+
+            try bad.write(to: URL(fileURLWithPath: paths[1]))
+            try LabData.redis("rd1", ["SET", "after-the-backup", "1"])
+            let e = await storageStatus { () async throws(StowageError) in try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent) }
+            #expect(e?.status == .repositoryDamaged)
+            #expect(e?.message.contains("chunk \(id) is missing or damaged on every node") == true, "\(e?.message ?? "")")
+            // Nothing reached the target: the key written after the backup is still there.
+            #expect(try LabData.redis("rd1", ["GET", "after-the-backup"]).trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+        }
+
+        @Test func aTargetConnectionLostMidRestoreIsAClearErrorAndTheNextRestoreRuns() async throws {
+            try LabData.seedPostgres("pg1")
+            defer { try? LabData.cleanPostgres("pg1") }
+            let l = try layer("shop/sqldb")
+            let m = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent).manifest
+            let p = try await RestoreRun.prepare(
+                inventory: inv, layer: l, storage: spec, agent: agent, fromEnvironment: "shop",
+                fromLayer: "sqldb", backup: m.name, node: nil, allNodes: false)
+            // The server ends the restore's connection once psql is applying the dump (as a
+            // restart or a failover would).
+            let killer = Task.detached { () -> Bool in
+                for _ in 0..<5000 {
+                    let r = try? LabData.psql("pg1", "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'stowage-restore'")
+                    if let r, r.trimmingCharacters(in: .whitespacesAndNewlines) != "0" { return true }
+                    usleep(5_000)
+                }
+                return false
+            }
+            let e = await storageStatus { () async throws(StowageError) in try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent) }
+            #expect(await killer.value)
+            #expect(e?.status == .remoteFailed, "\(e?.status.rawValue ?? 0): \(e?.message ?? "")")
+            #expect(e?.message.contains("pg1") == true && e?.message.contains("psql ended with exit") == true, "\(e?.message ?? "")")
+            #expect(e?.message.contains("connection to server was lost") == true, "\(e?.message ?? "")")
+            #expect(e?.hint?.contains("partly") == true)
+            // The restore's lock went with it: the next restore runs, and succeeds.
+            let again = try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent)
+            #expect(again.checkPassed)
+        }
+
+        @Test func restoreIntoAnotherEnvironmentsNonClusteredLayer() async throws {
+            try LabData.seedPostgres("pg1")
+            defer {
+                try? LabData.cleanPostgres("pg1")
+                for n in ["pg3", "pg4"] { try? LabData.cleanPostgres(n) }
+            }
+            let m = try await BackupRun.run(inventory: inv, layer: try layer("shop/sqldb"), storage: spec, agent: agent).manifest
+            let staging = try layer("staging/sqldb")
+            for n in ["pg3", "pg4"] { try LabData.cleanPostgres(n) }
+
+            let one = try await RestoreRun.prepare(
+                inventory: inv, layer: staging, storage: spec, agent: agent, fromEnvironment: "shop",
+                fromLayer: "sqldb", backup: m.name, node: nil, allNodes: false)
+            #expect(one.plan.targets.map(\.node) == ["pg3"])
+            #expect(one.plan.warnings.contains { $0.contains("only the master node pg3") })
+            let r1 = try await RestoreRun.execute(one, inventory: inv, storage: spec, agent: agent)
+            #expect(r1.checkPassed)
+            #expect(try LabData.psql("pg3", "SELECT count(*) FROM people", db: "rt_crm").trimmingCharacters(in: .whitespacesAndNewlines) == "1000")
+            #expect(try LabData.psql("pg4", "SELECT count(*) FROM pg_database WHERE datname = 'rt_crm'").trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+
+            let all = try await RestoreRun.prepare(
+                inventory: inv, layer: staging, storage: spec, agent: agent, fromEnvironment: "shop",
+                fromLayer: "sqldb", backup: "latest", node: nil, allNodes: true)
+            #expect(all.plan.targets.map(\.node) == ["pg3", "pg4"])
+            let r2 = try await RestoreRun.execute(all, inventory: inv, storage: spec, agent: agent)
+            #expect(r2.checkPassed)
+            #expect(r2.checks.contains { $0.database == "pg4:rt_shop" && $0.ok })
+            #expect(try LabData.psql("pg4", "SELECT count(*) FROM items", db: "rt_shop").trimmingCharacters(in: .whitespacesAndNewlines) == "150000")
+        }
     }
-}
 }

@@ -4,15 +4,16 @@
 import Crypto
 import Foundation
 import Repository
-import Testing
+import Support
 import TestSupport
+import Testing
 import Topology
+
 @testable import Fleet
 @testable import Operations
 @testable import Remote
 @testable import Scheduling
 @testable import Storage
-import Support
 
 private func sha256Hex(_ path: String) throws -> String {
     SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path))).map { String(format: "%02x", $0) }.joined()
@@ -65,150 +66,159 @@ private typealias Fixture = StorageFixture
 let dumpMeta = BackupMetadata(engine: "postgresql", engineVersion: "PostgreSQL 15", sourceRole: "primary")
 
 extension LabSuites {
-@Suite struct BackupWriteRead {
-    init() async throws {
-        try Lab.require()
-        let inv = try Inventory.load(path: Lab.inventory)
-        for n in ["st1", "st2", "pg1"] { _ = try await AgentInstaller.install(try inv.agentNode(named: n), try AgentBinary.locate()) }
-    }
-
-    @Test func writeThenReadBackByteIdenticalFromBothNodes() async throws {
-        let f = try Fixture()
-        defer { f.cleanup() }
-        let dump = "\(f.dir)/dump.sql"
-        try writeDump(dump, rows: 400_000, seed: 1)
-        let repo = try await f.repo()
-        let name = BackupName("2026-11-21T030000Z-manual")!
-        let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
-        let m = w.manifest
-        #expect(w.replicas.complete.sorted() == ["st1", "st2"])
-        #expect(m.rawBytes == Int64(try Data(contentsOf: URL(fileURLWithPath: dump)).count))
-        #expect(m.streams[0].sha256 == (try sha256Hex(dump)))
-        #expect(m.streams[0].chunks.count >= 5)
-        #expect(m.storedBytes < m.rawBytes / 2, "compressed: \(m.storedBytes) of \(m.rawBytes)")
-        #expect(m.sourceNode == "pg1")
-        for n in ["st1", "st2"] {
-            #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/backups/sqldb/\(name)"))
-        }
-        // No plaintext on the storage: a distinctive phrase of the dump appears in no stored file.
-        let phrase = Data("lorem ipsum dolor".utf8)
-        for file in FileManager.default.enumerator(atPath: "\(Lab.dir)/storage/st1/\(f.env)")!.compactMap({ $0 as? String }) {
-            if let d = FileManager.default.contents(atPath: "\(Lab.dir)/storage/st1/\(f.env)/\(file)") { #expect(d.range(of: phrase) == nil, "\(file)") }
+    @Suite struct BackupWriteRead {
+        init() async throws {
+            try Lab.require()
+            let inv = try Inventory.load(path: Lab.inventory)
+            for n in ["st1", "st2", "pg1"] { _ = try await AgentInstaller.install(try inv.agentNode(named: n), try AgentBinary.locate()) }
         }
 
-        // A reader that knows only the nodes and the password.
-        let reopened = try await RepositoryAccess.open(repo.storage, environment: f.env, password: try f.inv.storage("lab-storage")!.resolvePassword(), create: false)
-        let (manifest, badManifests) = try await BackupReader.manifest(reopened, layer: "sqldb", name: name)
-        #expect(badManifests.isEmpty)
-        #expect(manifest == m)
-        var out = Data()
-        let bad = try await BackupReader.read(reopened, manifest) { out.append(contentsOf: $0) }
-        #expect(bad.isEmpty)
-        #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
-    }
+        @Test func writeThenReadBackByteIdenticalFromBothNodes() async throws {
+            let f = try Fixture()
+            defer { f.cleanup() }
+            let dump = "\(f.dir)/dump.sql"
+            try writeDump(dump, rows: 400_000, seed: 1)
+            let repo = try await f.repo()
+            let name = BackupName("2026-11-21T030000Z-manual")!
+            let w = try await BackupWriter.write(
+                repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            let m = w.manifest
+            #expect(w.replicas.complete.sorted() == ["st1", "st2"])
+            #expect(m.rawBytes == Int64(try Data(contentsOf: URL(fileURLWithPath: dump)).count))
+            #expect(m.streams[0].sha256 == (try sha256Hex(dump)))
+            #expect(m.streams[0].chunks.count >= 5)
+            #expect(m.storedBytes < m.rawBytes / 2, "compressed: \(m.storedBytes) of \(m.rawBytes)")
+            #expect(m.sourceNode == "pg1")
+            for n in ["st1", "st2"] {
+                #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/backups/sqldb/\(name)"))
+            }
+            // No plaintext on the storage: a distinctive phrase of the dump appears in no stored file.
+            let phrase = Data("lorem ipsum dolor".utf8)
+            for file in FileManager.default.enumerator(atPath: "\(Lab.dir)/storage/st1/\(f.env)")!.compactMap({ $0 as? String }) {
+                if let d = FileManager.default.contents(atPath: "\(Lab.dir)/storage/st1/\(f.env)/\(file)") { #expect(d.range(of: phrase) == nil, "\(file)") }
+            }
 
-    @Test func nextDaysBackupStoresOnlyWhatChanged() async throws {
-        let f = try Fixture()
-        defer { f.cleanup() }
-        let dump = "\(f.dir)/dump.sql"
-        try writeDump(dump, rows: 400_000, seed: 2)
-        let repo = try await f.repo()
-        let first = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(),
-                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
-        try writeDump(dump, rows: 400_000, seed: 2, insertAt: 100)
-        let second = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
-                                                  agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
-        #expect(first.manifest.newBytes == first.manifest.storedBytes)
-        // One row inserted near the start: one or two chunks are new, the rest deduplicated.
-        #expect(second.manifest.newBytes < second.manifest.storedBytes / 3,
+            // A reader that knows only the nodes and the password.
+            let reopened = try await RepositoryAccess.open(
+                repo.storage, environment: f.env, password: try f.inv.storage("lab-storage")!.resolvePassword(), create: false)
+            let (manifest, badManifests) = try await BackupReader.manifest(reopened, layer: "sqldb", name: name)
+            #expect(badManifests.isEmpty)
+            #expect(manifest == m)
+            var out = Data()
+            let bad = try await BackupReader.read(reopened, manifest) { out.append(contentsOf: $0) }
+            #expect(bad.isEmpty)
+            #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
+        }
+
+        @Test func nextDaysBackupStoresOnlyWhatChanged() async throws {
+            let f = try Fixture()
+            defer { f.cleanup() }
+            let dump = "\(f.dir)/dump.sql"
+            try writeDump(dump, rows: 400_000, seed: 2)
+            let repo = try await f.repo()
+            let first = try await BackupWriter.write(
+                repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(),
+                agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            try writeDump(dump, rows: 400_000, seed: 2, insertAt: 100)
+            let second = try await BackupWriter.write(
+                repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
+                agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            #expect(first.manifest.newBytes == first.manifest.storedBytes)
+            // One row inserted near the start: one or two chunks are new, the rest deduplicated.
+            #expect(
+                second.manifest.newBytes < second.manifest.storedBytes / 3,
                 "new \(second.manifest.newBytes) of \(second.manifest.storedBytes) stored")
-        let shared = Set(first.manifest.streams[0].chunks.map(\.id)).intersection(second.manifest.streams[0].chunks.map(\.id))
-        #expect(shared.count >= first.manifest.streams[0].chunks.count - 2)
-    }
+            let shared = Set(first.manifest.streams[0].chunks.map(\.id)).intersection(second.manifest.streams[0].chunks.map(\.id))
+            #expect(shared.count >= first.manifest.streams[0].chunks.count - 2)
+        }
 
-    @Test func aCorruptedChunkIsReadFromTheOtherNodeAndReported() async throws {
-        let f = try Fixture()
-        defer { f.cleanup() }
-        let dump = "\(f.dir)/dump.sql"
-        try writeDump(dump, rows: 200_000, seed: 3)
-        let repo = try await f.repo()
-        let name = BackupName("2026-11-21T030000Z-auto")!
-        let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
-        let victim = w.manifest.streams[0].chunks[1].id
-        let path = "\(Lab.dir)/storage/st1/\(f.env)/chunks/\(victim.prefix(2))/\(victim)"
-        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
-        bytes[bytes.count / 2] ^= 0xff
-        try bytes.write(to: URL(fileURLWithPath: path))
-        var out = Data()
-        let bad = try await BackupReader.read(repo, w.manifest) { out.append(contentsOf: $0) }
-        #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
-        #expect(bad.count == 1)
-        #expect(bad.first?.node == "st1")
-        #expect(bad.first?.object == "chunks/\(victim.prefix(2))/\(victim)")
-        #expect(bad.first?.problem.contains("authentication failed") == true)
-    }
+        @Test func aCorruptedChunkIsReadFromTheOtherNodeAndReported() async throws {
+            let f = try Fixture()
+            defer { f.cleanup() }
+            let dump = "\(f.dir)/dump.sql"
+            try writeDump(dump, rows: 200_000, seed: 3)
+            let repo = try await f.repo()
+            let name = BackupName("2026-11-21T030000Z-auto")!
+            let w = try await BackupWriter.write(
+                repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            let victim = w.manifest.streams[0].chunks[1].id
+            let path = "\(Lab.dir)/storage/st1/\(f.env)/chunks/\(victim.prefix(2))/\(victim)"
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            bytes[bytes.count / 2] ^= 0xff
+            try bytes.write(to: URL(fileURLWithPath: path))
+            var out = Data()
+            let bad = try await BackupReader.read(repo, w.manifest) { out.append(contentsOf: $0) }
+            #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
+            #expect(bad.count == 1)
+            #expect(bad.first?.node == "st1")
+            #expect(bad.first?.object == "chunks/\(victim.prefix(2))/\(victim)")
+            #expect(bad.first?.problem.contains("authentication failed") == true)
+        }
 
-    @Test func aStorageNodeDownDuringTheWrite() async throws {
-        let f = try Fixture()
-        defer { f.cleanup() }
-        let dump = "\(f.dir)/dump.sql"
-        try writeDump(dump, rows: 100_000, seed: 4)
-        // Quorum all: the write fails and commits nothing.
-        let strict = try await f.repo()
-        let src = try f.source()
-        try await Lab.with("block", "st2") {
+        @Test func aStorageNodeDownDuringTheWrite() async throws {
+            let f = try Fixture()
+            defer { f.cleanup() }
+            let dump = "\(f.dir)/dump.sql"
+            try writeDump(dump, rows: 100_000, seed: 4)
+            // Quorum all: the write fails and commits nothing.
+            let strict = try await f.repo()
+            let src = try f.source()
+            try await Lab.with("block", "st2") {
+                do throws(StowageError) {
+                    _ = try await BackupWriter.write(
+                        strict, layer: "sqldb", name: BackupName("2026-11-21T010000Z-auto")!, source: src,
+                        agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+                    Issue.record("committed without st2 under quorum all")
+                } catch {
+                    #expect(error.status == .quorumNotReached)
+                }
+            }
+            #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st1/\(f.env)/backups/sqldb/2026-11-21T010000Z-auto"))
+            // Quorum 1: commits on st1, reports st2, and repair completes st2 later.
+            let lenient = try await f.repo(quorum: 1)
+            let name = BackupName("2026-11-21T020000Z-auto")!
+            let w = try await Lab.with("block", "st2") {
+                try await BackupWriter.write(
+                    lenient, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                    command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            }
+            #expect(w.replicas.complete == ["st1"])
+            #expect(w.replicas.missing["st2"] != nil)
+            #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
+            let repaired = try await StorageRepair.repair(lenient)
+            #expect(repaired.ok, "\(repaired)")
+            #expect(repaired.copied["st2"]?.contains(RepositoryLayout.manifest(layer: "sqldb", name: name)) == true)
+            #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
+            let st2Only = ReplicatedStorage(name: "lab-storage", nodes: [lenient.storage.nodes[1]], quorum: nil)
+            var only = lenient
+            only.storage = st2Only
+            var out = Data()
+            _ = try await BackupReader.read(only, w.manifest) { out.append(contentsOf: $0) }
+            #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
+        }
+
+        @Test func aFailingSourceCommitsNothing() async throws {
+            let f = try Fixture()
+            defer { f.cleanup() }
+            let repo = try await f.repo()
+            let src = try f.source()
             do throws(StowageError) {
-                _ = try await BackupWriter.write(strict, layer: "sqldb", name: BackupName("2026-11-21T010000Z-auto")!, source: src,
-                                                 agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
-                Issue.record("committed without st2 under quorum all")
+                _ = try await BackupWriter.write(
+                    repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src,
+                    agent: f.agent, command: ["sh", "-c", "head -c 3000000 /dev/urandom; exit 3"],
+                    streamName: "pg_dumpall", metadata: dumpMeta)
+                Issue.record("a failed dump was committed")
             } catch {
-                #expect(error.status == .quorumNotReached)
+                #expect(error.status == .remoteFailed)
+                #expect(error.message.contains("pg1 (\(Lab.sshHost("127.0.1.10"))): chunk job failed: sh ended with exit 3"))
+            }
+            for n in ["st1", "st2"] {
+                #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/backups"), "a manifest on \(n)")
             }
         }
-        #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st1/\(f.env)/backups/sqldb/2026-11-21T010000Z-auto"))
-        // Quorum 1: commits on st1, reports st2, and repair completes st2 later.
-        let lenient = try await f.repo(quorum: 1)
-        let name = BackupName("2026-11-21T020000Z-auto")!
-        let w = try await Lab.with("block", "st2") {
-            try await BackupWriter.write(lenient, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
-        }
-        #expect(w.replicas.complete == ["st1"])
-        #expect(w.replicas.missing["st2"] != nil)
-        #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
-        let repaired = try await StorageRepair.repair(lenient)
-        #expect(repaired.ok, "\(repaired)")
-        #expect(repaired.copied["st2"]?.contains(RepositoryLayout.manifest(layer: "sqldb", name: name)) == true)
-        #expect(FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/\(name)"))
-        let st2Only = ReplicatedStorage(name: "lab-storage", nodes: [lenient.storage.nodes[1]], quorum: nil)
-        var only = lenient
-        only.storage = st2Only
-        var out = Data()
-        _ = try await BackupReader.read(only, w.manifest) { out.append(contentsOf: $0) }
-        #expect(out == (try Data(contentsOf: URL(fileURLWithPath: dump))))
     }
-
-    @Test func aFailingSourceCommitsNothing() async throws {
-        let f = try Fixture()
-        defer { f.cleanup() }
-        let repo = try await f.repo()
-        let src = try f.source()
-        do throws(StowageError) {
-            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src,
-                                             agent: f.agent, command: ["sh", "-c", "head -c 3000000 /dev/urandom; exit 3"],
-                                             streamName: "pg_dumpall", metadata: dumpMeta)
-            Issue.record("a failed dump was committed")
-        } catch {
-            #expect(error.status == .remoteFailed)
-            #expect(error.message.contains("pg1 (\(Lab.sshHost("127.0.1.10"))): chunk job failed: sh ended with exit 3"))
-        }
-        for n in ["st1", "st2"] {
-            #expect(!FileManager.default.fileExists(atPath: "\(Lab.dir)/storage/\(n)/\(f.env)/backups"), "a manifest on \(n)")
-        }
-    }
-}
 }
 
 extension LabSuites.BackupWriteRead {
@@ -219,8 +229,9 @@ extension LabSuites.BackupWriteRead {
         try writeDump(dump, rows: 20_000, seed: 5)
         let repo = try await f.repo()
         for stamp in ["2026-11-21T030000Z-auto", "2026-11-20T030000Z-manual"] {
-            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            _ = try await BackupWriter.write(
+                repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
+                command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         }
         let ok = try runCommand(Repo.stowage, ["backups", f.env, "--config", Lab.inventory])
         #expect(ok.status == 0, "\(ok.stderr)")
@@ -253,14 +264,16 @@ extension LabSuites.BackupWriteRead {
             let dump = "\(f.dir)/sqldb-\(i).sql"
             try writeDump(dump, rows: 60_000, seed: 10 + UInt64(i))
             files[stamp] = dump
-            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            _ = try await BackupWriter.write(
+                repo, layer: "sqldb", name: BackupName(stamp)!, source: try f.source(), agent: f.agent,
+                command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         }
         let cacheDump = "\(f.dir)/cache.rdb"
         try writeDump(cacheDump, rows: 30_000, seed: 99)
         let cacheName = BackupName("2026-11-18T040000Z-auto")!
-        _ = try await BackupWriter.write(repo, layer: "cache", name: cacheName, source: try f.source(), agent: f.agent,
-                                         command: ["cat", cacheDump], streamName: "rdb", metadata: dumpMeta)
+        _ = try await BackupWriter.write(
+            repo, layer: "cache", name: cacheName, source: try f.source(), agent: f.agent,
+            command: ["cat", cacheDump], streamName: "rdb", metadata: dumpMeta)
         let chunksBefore = try await repo.storage.nodes[0].list(prefix: "chunks").count
 
         let report = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
@@ -289,11 +302,13 @@ extension LabSuites.BackupWriteRead {
         let repo = try await f.repo()
         let dump = "\(f.dir)/d.sql"
         try writeDump(dump, rows: 5_000, seed: 1)
-        _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-19T030000Z-auto")!, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+        _ = try await BackupWriter.write(
+            repo, layer: "sqldb", name: BackupName("2026-11-19T030000Z-auto")!, source: try f.source(), agent: f.agent,
+            command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         try writeDump(dump, rows: 5_000, seed: 2)
-        _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+        _ = try await BackupWriter.write(
+            repo, layer: "sqldb", name: BackupName("2026-11-20T030000Z-auto")!, source: try f.source(), agent: f.agent,
+            command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let chunksBefore = try await repo.storage.nodes[0].list(prefix: "chunks").count
         // A backup of the same layer running: retention waits for it.
         let sameLayer = try await LayerLock.acquire(repo.storage.nodes[0], layer: "sqldb", operation: "backup \(f.env)/sqldb")
@@ -316,8 +331,9 @@ extension LabSuites.BackupWriteRead {
         await backupLock.release()
         // The next retention that removes a backup, with the repository idle, reclaims them.
         try writeDump(dump, rows: 5_000, seed: 3)
-        _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-20T040000Z-auto")!, source: try f.source(), agent: f.agent,
-                                         command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+        _ = try await BackupWriter.write(
+            repo, layer: "sqldb", name: BackupName("2026-11-20T040000Z-auto")!, source: try f.source(), agent: f.agent,
+            command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let chunksNow = try await repo.storage.nodes[0].list(prefix: "chunks").count
         let later = try await Pruner.prune(repo, layer: "sqldb", keep: 1)
         #expect(later.removedBackups == ["sqldb/2026-11-20T030000Z-auto"])
@@ -331,8 +347,9 @@ extension LabSuites.BackupWriteRead {
         let agent = f.agent
         let started = Date()
         let backup = Task { () async throws -> Date in
-            _ = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src, agent: agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+            _ = try await BackupWriter.write(
+                repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: src, agent: agent,
+                command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
             return Date()
         }
         // The backup is waiting once it holds the layer's lock on st1 (its owner text there)
@@ -361,8 +378,9 @@ extension LabSuites.BackupWriteRead {
         let dump = "\(f.dir)/d.sql"
         try writeDump(dump, rows: 150_000, seed: 21)
         let repo = try await f.repo()
-        let w = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
-                                             agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+        let w = try await BackupWriter.write(
+            repo, layer: "sqldb", name: BackupName("2026-11-21T030000Z-auto")!, source: try f.source(),
+            agent: f.agent, command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let args = ["storage", "verify", "lab-storage", "--environment", f.env, "--read-data-subset", "100%", "--config", Lab.inventory]
         let clean = try runCommand(Repo.stowage, args)
         #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
@@ -401,8 +419,9 @@ extension LabSuites.BackupWriteRead {
         try writeDump(dump, rows: 30_000, seed: 31)
         let repo = try await f.repo()
         let name = BackupName("2026-11-21T030000Z-auto")!
-        let w = try await BackupWriter.write(repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
-                                             command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+        let w = try await BackupWriter.write(
+            repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+            command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
         let chunkPath = "\(Lab.dir)/storage/st1/\(f.env)/chunks/\(w.manifest.streams[0].chunks[0].id.prefix(2))/\(w.manifest.streams[0].chunks[0].id)"
         let chunkBefore = try Data(contentsOf: URL(fileURLWithPath: chunkPath))
         let spec = f.inv.storage("lab-storage")!

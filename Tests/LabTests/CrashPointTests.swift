@@ -6,15 +6,16 @@
 // with no manual step (locks free; the next write cleans old temporary files).
 import Foundation
 import Repository
-import Testing
+import Support
 import TestSupport
+import Testing
 import Topology
+
 @testable import Fleet
 @testable import Operations
 @testable import Remote
 @testable import Scheduling
 @testable import Storage
-import Support
 
 private func writeDump(_ path: String, mb: Int, seed: UInt64) throws {
     var x = seed | 1
@@ -36,130 +37,136 @@ enum Interrupt: String, CaseIterable, Sendable {
 }
 
 extension LabSuites {
-@Suite struct CrashPoints {
-    init() async throws {
-        try Lab.require()
-        let inv = try Inventory.load(path: Lab.inventory)
-        for n in ["st1", "st2", "pg1"] { _ = try await AgentInstaller.install(try inv.agentNode(named: n), try AgentBinary.locate()) }
-    }
-
-    /// The time a test waits for an event at most before it fails.
-    static let patience: Double = 30
-
-    /// Waits for `condition` (polled) for at most `patience` seconds.
-    static func waitFor(_ condition: () -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(patience)
-        while !condition() {
-            if Date() > deadline { return false }
-            try? await Task.sleep(for: .milliseconds(20))
+    @Suite struct CrashPoints {
+        init() async throws {
+            try Lab.require()
+            let inv = try Inventory.load(path: Lab.inventory)
+            for n in ["st1", "st2", "pg1"] { _ = try await AgentInstaller.install(try inv.agentNode(named: n), try AgentBinary.locate()) }
         }
-        return true
-    }
 
-    @Test(arguments: Interrupt.allCases)
-    func aWriteInterruptedLeavesNothingPartial(_ point: Interrupt) async throws {
-        let env = "crash-\(UUID().uuidString.prefix(8))"
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer {
-            try? FileManager.default.removeItem(atPath: dir)
-            for n in ["st1", "st2"] { try? FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/\(n)/\(env)") }
+        /// The time a test waits for an event at most before it fails.
+        static let patience: Double = 30
+
+        /// Waits for `condition` (polled) for at most `patience` seconds.
+        static func waitFor(_ condition: () -> Bool) async -> Bool {
+            let deadline = Date().addingTimeInterval(patience)
+            while !condition() {
+                if Date() > deadline { return false }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return true
         }
-        let inv = try Inventory.load(path: Lab.inventory)
-        let spec = try #require(inv.storage("lab-storage"))
-        let agent = try AgentBinary.locate()
-        let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: env)
-        let repo = try await RepositoryAccess.open(storage, environment: env, password: try spec.resolvePassword(), create: true, kdfCost: 1024)
-        let source = try inv.agentNode(named: "pg1").target
-        let meta = BackupMetadata(engine: "postgresql")
-        let dump = "\(dir)/dump.sql"
-        try writeDump(dump, mb: 30, seed: 77)
-        let original = try Data(contentsOf: URL(fileURLWithPath: dump))
-        // The source stops after 20 MB and says so (`paused`), then goes on once told (`go`):
-        // "mid-stream" is an event the test waits for, not a time it guesses.
-        let paused = "\(dir)/paused", go = "\(dir)/go"
-        let slow = ["sh", "-c", "head -c 20000000 \(dump); : > \(paused); while [ ! -e \(go) ]; do sleep 0.02; done; tail -c +20000001 \(dump)"]
 
-        let good = BackupName("2026-11-01T000000Z-auto")!
-        _ = try await BackupWriter.write(repo, layer: "sqldb", name: good, source: source, agent: agent, command: ["cat", dump],
-                                         streamName: "dump", metadata: meta)
+        @Test(arguments: Interrupt.allCases)
+        func aWriteInterruptedLeavesNothingPartial(_ point: Interrupt) async throws {
+            let env = "crash-\(UUID().uuidString.prefix(8))"
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("crash-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer {
+                try? FileManager.default.removeItem(atPath: dir)
+                for n in ["st1", "st2"] { try? FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/\(n)/\(env)") }
+            }
+            let inv = try Inventory.load(path: Lab.inventory)
+            let spec = try #require(inv.storage("lab-storage"))
+            let agent = try AgentBinary.locate()
+            let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: env)
+            let repo = try await RepositoryAccess.open(storage, environment: env, password: try spec.resolvePassword(), create: true, kdfCost: 1024)
+            let source = try inv.agentNode(named: "pg1").target
+            let meta = BackupMetadata(engine: "postgresql")
+            let dump = "\(dir)/dump.sql"
+            try writeDump(dump, mb: 30, seed: 77)
+            let original = try Data(contentsOf: URL(fileURLWithPath: dump))
+            // The source stops after 20 MB and says so (`paused`), then goes on once told (`go`):
+            // "mid-stream" is an event the test waits for, not a time it guesses.
+            let paused = "\(dir)/paused", go = "\(dir)/go"
+            let slow = ["sh", "-c", "head -c 20000000 \(dump); : > \(paused); while [ ! -e \(go) ]; do sleep 0.02; done; tail -c +20000001 \(dump)"]
 
-        let name = BackupName("2026-11-02T000000Z-auto")!
-        // Mid-stream interruptions happen while the source is paused; then it is let go.
-        let task = Task { () async throws -> BackupWriteResult in
-            try await BackupWriter.write(repo, layer: "sqldb", name: name, source: source, agent: agent, command: slow,
-                                         streamName: "dump", metadata: meta, phase: { p, locks in
-                switch (point, p) {
-                case (.cancelAfterListing, .listed), (.cancelAfterLocking, .locked), (.cancelAfterChunks, .chunksDone), (.cancelAtManifest, .manifest):
-                    withUnsafeCurrentTask { $0?.cancel() }
-                case (.killStorage2LockAfterChunks, .chunksDone):
-                    for p in (try? Procs.agentSessions(on: "st2")) ?? [] { kill(p, SIGKILL) }
-                    // Until the writer's own view of that lock says it is gone.
-                    let lost = await Self.waitFor { locks.first { $0.node == "st2" }?.isHeld == false }
-                    if !lost { Issue.record("the killed lock session on st2 still looks held") }
-                case (.blockStorage2AtManifest, .manifest):
-                    try? Lab.fault("block", "st2")
-                case (.cancelMidStream, .locked), (.killSourceMidStream, .locked), (.killStorage1MidStream, .locked),
-                     (.killStorage2MidStream, .locked), (.dropStorage1MidStream, .locked):
-                    let task = withUnsafeCurrentTask { $0 }
-                    Task.detached {
-                        guard await Self.waitFor({ FileManager.default.fileExists(atPath: paused) }) else { return }
-                        switch point {
-                        case .cancelMidStream: task?.cancel()
-                        case .killSourceMidStream: for p in (try? Procs.agentSessions(on: "pg1")) ?? [] { kill(p, SIGKILL) }
-                        case .killStorage1MidStream: for p in (try? Procs.agentSessions(on: "st1")) ?? [] { kill(p, SIGKILL) }
-                        case .killStorage2MidStream: for p in (try? Procs.agentSessions(on: "st2")) ?? [] { kill(p, SIGKILL) }
-                        case .dropStorage1MidStream: for p in (try? Procs.sshdSessions("st1")) ?? [] { kill(p, SIGKILL) }
+            let good = BackupName("2026-11-01T000000Z-auto")!
+            _ = try await BackupWriter.write(
+                repo, layer: "sqldb", name: good, source: source, agent: agent, command: ["cat", dump],
+                streamName: "dump", metadata: meta)
+
+            let name = BackupName("2026-11-02T000000Z-auto")!
+            // Mid-stream interruptions happen while the source is paused; then it is let go.
+            let task = Task { () async throws -> BackupWriteResult in
+                try await BackupWriter.write(
+                    repo, layer: "sqldb", name: name, source: source, agent: agent, command: slow,
+                    streamName: "dump", metadata: meta,
+                    phase: { p, locks in
+                        switch (point, p) {
+                        case (.cancelAfterListing, .listed), (.cancelAfterLocking, .locked), (.cancelAfterChunks, .chunksDone), (.cancelAtManifest, .manifest):
+                            withUnsafeCurrentTask { $0?.cancel() }
+                        case (.killStorage2LockAfterChunks, .chunksDone):
+                            for p in (try? Procs.agentSessions(on: "st2")) ?? [] { kill(p, SIGKILL) }
+                            // Until the writer's own view of that lock says it is gone.
+                            let lost = await Self.waitFor { locks.first { $0.node == "st2" }?.isHeld == false }
+                            if !lost { Issue.record("the killed lock session on st2 still looks held") }
+                        case (.blockStorage2AtManifest, .manifest):
+                            try? Lab.fault("block", "st2")
+                        case (.cancelMidStream, .locked), (.killSourceMidStream, .locked), (.killStorage1MidStream, .locked),
+                            (.killStorage2MidStream, .locked), (.dropStorage1MidStream, .locked):
+                            let task = withUnsafeCurrentTask { $0 }
+                            Task.detached {
+                                guard await Self.waitFor({ FileManager.default.fileExists(atPath: paused) }) else { return }
+                                switch point {
+                                case .cancelMidStream: task?.cancel()
+                                case .killSourceMidStream: for p in (try? Procs.agentSessions(on: "pg1")) ?? [] { kill(p, SIGKILL) }
+                                case .killStorage1MidStream: for p in (try? Procs.agentSessions(on: "st1")) ?? [] { kill(p, SIGKILL) }
+                                case .killStorage2MidStream: for p in (try? Procs.agentSessions(on: "st2")) ?? [] { kill(p, SIGKILL) }
+                                case .dropStorage1MidStream: for p in (try? Procs.sshdSessions("st1")) ?? [] { kill(p, SIGKILL) }
+                                default: break
+                                }
+                                _ = FileManager.default.createFile(atPath: go, contents: nil)
+                            }
+                        case (_, .locked):
+                            // Not a mid-stream case: the source need not pause.
+                            _ = FileManager.default.createFile(atPath: go, contents: nil)
                         default: break
                         }
-                        _ = FileManager.default.createFile(atPath: go, contents: nil)
-                    }
-                case (_, .locked):
-                    // Not a mid-stream case: the source need not pause.
-                    _ = FileManager.default.createFile(atPath: go, contents: nil)
-                default: break
-                }
-            })
-        }
-        let outcome = await task.result
-        if point == .blockStorage2AtManifest { try Lab.heal("block", "st2") }
-        switch outcome {
-        case .success(let w):
-            Issue.record("\(point): a write interrupted at this point committed (\(w.replicas))")
-        case .failure(let e):
-            #expect(e is StowageError, "\(point): \(e)")
-        }
-
-        // 1. What the storage lists reads back whole; the interrupted backup is not listed
-        //    as committed anywhere a reader would take it from.
-        let listed = try await BackupCatalog.list(spec, inventory: inv, agent: agent, environment: env, layer: "sqldb")
-        for entry in listed {
-            let (m, _) = try await BackupReader.manifest(repo, layer: "sqldb", name: BackupName(entry.name)!)
-            var out = Data()
-            _ = try await BackupReader.read(repo, m) { out.append(contentsOf: $0) }
-            #expect(out == original, "\(point): listed backup \(entry.name) does not read back whole")
-        }
-        #expect(!listed.contains { $0.name == name.description }, "\(point): the interrupted backup is listed")
-        // 2. The earlier backup is intact on both nodes.
-        #expect(listed.contains { $0.name == good.description && $0.replicas == ["st1", "st2"] }, "\(point)")
-
-        // 3. The next run succeeds at once: no lock left behind, nothing to clean by hand.
-        for n in ["st1", "st2"] {
-            for f in (try? FileManager.default.contentsOfDirectory(atPath: "\(Lab.dir)/storage/\(n)/\(env)/tmp")) ?? [] {
-                try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)],
-                                                      ofItemAtPath: "\(Lab.dir)/storage/\(n)/\(env)/tmp/\(f)")
+                    })
             }
-        }
-        let next = try await BackupWriter.write(repo, layer: "sqldb", name: BackupName("2026-11-03T000000Z-auto")!, source: source,
-                                                agent: agent, command: ["cat", dump], streamName: "dump", metadata: meta)
-        #expect(next.replicas.complete.sorted() == ["st1", "st2"], "\(point)")
-        for n in ["st1", "st2"] {
-            #expect(((try? FileManager.default.contentsOfDirectory(atPath: "\(Lab.dir)/storage/\(n)/\(env)/tmp")) ?? []).isEmpty,
+            let outcome = await task.result
+            if point == .blockStorage2AtManifest { try Lab.heal("block", "st2") }
+            switch outcome {
+            case .success(let w):
+                Issue.record("\(point): a write interrupted at this point committed (\(w.replicas))")
+            case .failure(let e):
+                #expect(e is StowageError, "\(point): \(e)")
+            }
+
+            // 1. What the storage lists reads back whole; the interrupted backup is not listed
+            //    as committed anywhere a reader would take it from.
+            let listed = try await BackupCatalog.list(spec, inventory: inv, agent: agent, environment: env, layer: "sqldb")
+            for entry in listed {
+                let (m, _) = try await BackupReader.manifest(repo, layer: "sqldb", name: BackupName(entry.name)!)
+                var out = Data()
+                _ = try await BackupReader.read(repo, m) { out.append(contentsOf: $0) }
+                #expect(out == original, "\(point): listed backup \(entry.name) does not read back whole")
+            }
+            #expect(!listed.contains { $0.name == name.description }, "\(point): the interrupted backup is listed")
+            // 2. The earlier backup is intact on both nodes.
+            #expect(listed.contains { $0.name == good.description && $0.replicas == ["st1", "st2"] }, "\(point)")
+
+            // 3. The next run succeeds at once: no lock left behind, nothing to clean by hand.
+            for n in ["st1", "st2"] {
+                for f in (try? FileManager.default.contentsOfDirectory(atPath: "\(Lab.dir)/storage/\(n)/\(env)/tmp")) ?? [] {
+                    try FileManager.default.setAttributes(
+                        [.modificationDate: Date().addingTimeInterval(-7200)],
+                        ofItemAtPath: "\(Lab.dir)/storage/\(n)/\(env)/tmp/\(f)")
+                }
+            }
+            let next = try await BackupWriter.write(
+                repo, layer: "sqldb", name: BackupName("2026-11-03T000000Z-auto")!, source: source,
+                agent: agent, command: ["cat", dump], streamName: "dump", metadata: meta)
+            #expect(next.replicas.complete.sorted() == ["st1", "st2"], "\(point)")
+            for n in ["st1", "st2"] {
+                #expect(
+                    ((try? FileManager.default.contentsOfDirectory(atPath: "\(Lab.dir)/storage/\(n)/\(env)/tmp")) ?? []).isEmpty,
                     "\(point): \(n): leftovers of the interrupted write were not cleaned")
+            }
+            // And storage verify finds everything listed intact on every node.
+            let reports = try await StorageVerify.run(spec, inventory: inv, agent: agent, environments: [env], readDataPercent: 100)
+            #expect(reports.allSatisfy { $0.ok }, "\(point): \(reports)")
         }
-        // And storage verify finds everything listed intact on every node.
-        let reports = try await StorageVerify.run(spec, inventory: inv, agent: agent, environments: [env], readDataPercent: 100)
-        #expect(reports.allSatisfy { $0.ok }, "\(point): \(reports)")
     }
-}
 }

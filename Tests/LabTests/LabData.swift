@@ -2,8 +2,8 @@
 // each server's admin path (PostgreSQL's socket as postgres, MariaDB's socket as root, Redis
 // with REDISCLI_AUTH): no password in any test process's argv.
 import Foundation
-import Testing
 import TestSupport
+import Testing
 
 enum LabData {
     static func run(_ program: String, _ args: [String], env: [String: String?] = [:]) throws -> String {
@@ -18,14 +18,22 @@ enum LabData {
 
     @discardableResult
     static func psql(_ node: String, _ sql: String, db: String = "postgres") throws -> String {
-        try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
-                                      "-h", "\(Lab.dir)/run/\(node)", "-U", "postgres", "-d", db, "-c", sql])
+        try run(
+            "/usr/sbin/runuser",
+            [
+                "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1",
+                "-h", "\(Lab.dir)/run/\(node)", "-U", "postgres", "-d", db, "-c", sql,
+            ])
     }
 
     /// The whole cluster as pg_dumpall writes it, with a fixed \restrict key.
     static func pgDumpall(_ node: String) throws -> String {
-        try run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_dumpall", "-h", "\(Lab.dir)/run/\(node)",
-                                      "-U", "postgres", "--restrict-key=stowagetest"])
+        try run(
+            "/usr/sbin/runuser",
+            [
+                "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_dumpall", "-h", "\(Lab.dir)/run/\(node)",
+                "-U", "postgres", "--restrict-key=stowagetest",
+            ])
     }
 
     static func seedPostgres(_ node: String) throws {
@@ -35,7 +43,9 @@ enum LabData {
         try psql(node, "CREATE ROLE rt_reader LOGIN")
         try psql(node, "CREATE DATABASE rt_shop")
         try psql(node, "CREATE DATABASE rt_crm")
-        try psql(node, """
+        try psql(
+            node,
+            """
             CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(10,2), note text);
             INSERT INTO items SELECT g, 'item ' || g, (g % 1000) / 10.0,
                    CASE WHEN g % 3 = 0 THEN md5(g::text) ELSE repeat('lorem ipsum ', g % 7) END FROM generate_series(1, 150000) g;
@@ -45,13 +55,15 @@ enum LabData {
             CREATE VIEW cheap AS SELECT id, name FROM items WHERE price < 10;
             GRANT SELECT ON items TO rt_reader;
             """, db: "rt_shop")
-        try psql(node, "CREATE TABLE people (id int PRIMARY KEY, name text); INSERT INTO people SELECT g, 'person ' || g FROM generate_series(1, 1000) g",
-                 db: "rt_crm")
+        try psql(
+            node, "CREATE TABLE people (id int PRIMARY KEY, name text); INSERT INTO people SELECT g, 'person ' || g FROM generate_series(1, 1000) g",
+            db: "rt_crm")
     }
 
     static func damagePostgres(_ node: String) throws {
         try psql(node, "DROP DATABASE rt_crm")
-        try psql(node, "DELETE FROM items WHERE id % 2 = 0; DROP FUNCTION total(); REVOKE ALL ON items FROM rt_reader; UPDATE notes SET body = 'x'", db: "rt_shop")
+        try psql(
+            node, "DELETE FROM items WHERE id % 2 = 0; DROP FUNCTION total(); REVOKE ALL ON items FROM rt_reader; UPDATE notes SET body = 'x'", db: "rt_shop")
         try psql(node, "DROP ROLE rt_reader")
     }
 
@@ -77,17 +89,24 @@ enum LabData {
     /// server version a node stamps into an account's privileges (`version_id`, which a
     /// replica adds to mariadb.sys on its own) is dropped.
     static func mariadbDump(_ node: String) throws -> String {
-        let dump = try run("/usr/bin/mariadb-dump", ["--no-defaults", "-S", "\(Lab.dir)/run/\(node).sock", "-u", "root", "--all-databases",
-                                                     "--skip-comments", "--routines", "--events", "--triggers", "--single-transaction", "--hex-blob",
-                                                     "--ignore-table=mysql.gtid_slave_pos", "--ignore-table=mysql.innodb_index_stats",
-                                                     "--ignore-table=mysql.innodb_table_stats", "--ignore-table=mysql.event", "--ignore-table=mysql.proc",
-                                                     "--ignore-table=mysql.procs_priv"])
-            .replacing(" DISABLE ON SLAVE ", with: " DISABLE ")
-            .replacing(/,\\"version_id\\":\d+/, with: "")
+        let dump = try run(
+            "/usr/bin/mariadb-dump",
+            [
+                "--no-defaults", "-S", "\(Lab.dir)/run/\(node).sock", "-u", "root", "--all-databases",
+                "--skip-comments", "--routines", "--events", "--triggers", "--single-transaction", "--hex-blob",
+                "--ignore-table=mysql.gtid_slave_pos", "--ignore-table=mysql.innodb_index_stats",
+                "--ignore-table=mysql.innodb_table_stats", "--ignore-table=mysql.event", "--ignore-table=mysql.proc",
+                "--ignore-table=mysql.procs_priv",
+            ]
+        )
+        .replacing(" DISABLE ON SLAVE ", with: " DISABLE ")
+        .replacing(/,\\"version_id\\":\d+/, with: "")
         // Routine grants, without those a replica adds on its own: replaying CREATE PROCEDURE
         // of the system routines (definer mariadb.sys), its SQL thread grants the definer
         // EXECUTE and ALTER ROUTINE (automatic_sp_privileges); the primary does not.
-        let grants = try mariadb(node, "SELECT Host, Db, User, Routine_name, Routine_type, Grantor, Proc_priv FROM mysql.procs_priv WHERE User <> 'mariadb.sys' ORDER BY 1, 2, 3, 4, 5")
+        let grants = try mariadb(
+            node,
+            "SELECT Host, Db, User, Routine_name, Routine_type, Grantor, Proc_priv FROM mysql.procs_priv WHERE User <> 'mariadb.sys' ORDER BY 1, 2, 3, 4, 5")
         return dump + "\n-- procs_priv\n" + grants + "\n-- grants\n" + (try mariadbGrants(node))
     }
 
@@ -107,7 +126,9 @@ enum LabData {
     }
 
     static func seedMariaDB(_ node: String) throws {
-        try mariadb(node, """
+        try mariadb(
+            node,
+            """
             DROP DATABASE IF EXISTS rt_shop; DROP DATABASE IF EXISTS rt_crm; DROP USER IF EXISTS 'rt_reader'@'%'; DROP USER IF EXISTS 'rt_reporter'@'%';
             CREATE DATABASE rt_shop; CREATE DATABASE rt_crm;
             CREATE TABLE rt_shop.items (id INT PRIMARY KEY, name VARCHAR(100), price DECIMAL(10,2), note TEXT, data BLOB);
@@ -130,7 +151,9 @@ enum LabData {
     }
 
     static func damageMariaDB(_ node: String) throws {
-        try mariadb(node, """
+        try mariadb(
+            node,
+            """
             DROP DATABASE rt_crm; DELETE FROM rt_shop.items WHERE id % 2 = 0; DROP PROCEDURE rt_shop.total;
             DROP USER 'rt_reader'@'%'; UPDATE rt_shop.items SET name = 'x' WHERE id < 10;
             REVOKE SELECT (name, price) ON rt_shop.items FROM 'rt_reporter'@'%';
@@ -138,7 +161,8 @@ enum LabData {
     }
 
     static func cleanMariaDB(_ node: String) throws {
-        try mariadb(node, "DROP DATABASE IF EXISTS rt_shop; DROP DATABASE IF EXISTS rt_crm; DROP USER IF EXISTS 'rt_reader'@'%'; DROP USER IF EXISTS 'rt_reporter'@'%'")
+        try mariadb(
+            node, "DROP DATABASE IF EXISTS rt_shop; DROP DATABASE IF EXISTS rt_crm; DROP USER IF EXISTS 'rt_reader'@'%'; DROP USER IF EXISTS 'rt_reporter'@'%'")
     }
 
     // MARK: Redis
@@ -146,7 +170,8 @@ enum LabData {
     static func address(_ node: String) throws -> String {
         let inv = try String(contentsOfFile: Lab.inventory, encoding: .utf8)
         guard let line = inv.split(separator: "\n").first(where: { $0.contains("name: \(node),") }),
-              let r = line.range(of: "db: "), let colon = line[r.upperBound...].firstIndex(of: ":") else {
+            let r = line.range(of: "db: "), let colon = line[r.upperBound...].firstIndex(of: ":")
+        else {
             throw SpawnError(description: "no node \(node) in \(Lab.inventory)")
         }
         return String(line[r.upperBound..<colon])
@@ -154,8 +179,9 @@ enum LabData {
 
     @discardableResult
     static func redis(_ node: String, _ args: [String], cluster: Bool = false) throws -> String {
-        try run("/usr/bin/redis-cli", (cluster ? ["-c"] : []) + ["-h", try address(node), "-p", "6379"] + args,
-                env: ["REDISCLI_AUTH": try Lab.secret("redis-password")])
+        try run(
+            "/usr/bin/redis-cli", (cluster ? ["-c"] : []) + ["-h", try address(node), "-p", "6379"] + args,
+            env: ["REDISCLI_AUTH": try Lab.secret("redis-password")])
     }
 
     static let seedScript = """

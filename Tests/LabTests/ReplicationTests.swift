@@ -2,14 +2,15 @@
 // during a write. (Repair, on real repositories: StorageRepairTests.)
 import Foundation
 import Repository
-import Testing
+import Support
 import TestSupport
+import Testing
+
 @testable import Fleet
 @testable import Operations
 @testable import Remote
 @testable import Scheduling
 @testable import Storage
-import Support
 
 private func storage(quorum: Int?) throws -> (ReplicatedStorage, String) {
     let inv = try Inventory.load(path: Lab.inventory)
@@ -28,57 +29,57 @@ private func cleanup(_ env: String) {
 }
 
 extension LabSuites {
-@Suite struct Replication {
-    init() async throws {
-        try Lab.require()
-        let inv = try Inventory.load(path: Lab.inventory)
-        for n in ["st1", "st2"] { _ = try await AgentInstaller.install(try inv.agentNode(named: n), try AgentBinary.locate()) }
-    }
+    @Suite struct Replication {
+        init() async throws {
+            try Lab.require()
+            let inv = try Inventory.load(path: Lab.inventory)
+            for n in ["st1", "st2"] { _ = try await AgentInstaller.install(try inv.agentNode(named: n), try AgentBinary.locate()) }
+        }
 
-    @Test func everyNodeGetsACopy() async throws {
-        let (s, env) = try storage(quorum: nil)
-        defer { cleanup(env) }
-        let objs = objects("aa", 5)
-        let w = try await s.put(objs)
-        #expect(w.outcome.committed)
-        #expect(w.outcome.complete.sorted() == ["st1", "st2"])
-        #expect(w.stored["st1"]?.stored == 5 && w.stored["st2"]?.stored == 5)
-        let l1 = try await s.nodes[0].list(), l2 = try await s.nodes[1].list()
-        #expect(l1.map(\.name) == objs.map(\.name).sorted())
-        #expect(l1.map(\.name) == l2.map(\.name))
-        // Writing the same chunks again sends nothing new.
-        let again = try await s.put(objs)
-        #expect(again.stored.values.allSatisfy { $0.stored == 0 && $0.existed == 5 })
-    }
+        @Test func everyNodeGetsACopy() async throws {
+            let (s, env) = try storage(quorum: nil)
+            defer { cleanup(env) }
+            let objs = objects("aa", 5)
+            let w = try await s.put(objs)
+            #expect(w.outcome.committed)
+            #expect(w.outcome.complete.sorted() == ["st1", "st2"])
+            #expect(w.stored["st1"]?.stored == 5 && w.stored["st2"]?.stored == 5)
+            let l1 = try await s.nodes[0].list(), l2 = try await s.nodes[1].list()
+            #expect(l1.map(\.name) == objs.map(\.name).sorted())
+            #expect(l1.map(\.name) == l2.map(\.name))
+            // Writing the same chunks again sends nothing new.
+            let again = try await s.put(objs)
+            #expect(again.stored.values.allSatisfy { $0.stored == 0 && $0.existed == 5 })
+        }
 
-    @Test func nodeDownWithQuorumOneCommitsDegraded() async throws {
-        let (s, env) = try storage(quorum: 1)
-        defer { cleanup(env) }
-        let first = objects("bb", 3)
-        _ = try await s.put(first)
-        let second = objects("cc", 4) + [StoredObject(name: "backups/sqldb/2026-11-21T030000Z-auto", bytes: [1, 2, 3])]
-        let degraded = try await Lab.with("block", "st2") { try await s.put(second) }
-        #expect(degraded.outcome.committed)
-        #expect(degraded.outcome.complete == ["st1"])
-        #expect(degraded.outcome.missing["st2"]?.contains("unreachable") == true)
-        #expect(try await s.nodes[1].list().count == 3)
-        // (storage repair completing st2 with real backups: StorageRepairTests.)
-    }
+        @Test func nodeDownWithQuorumOneCommitsDegraded() async throws {
+            let (s, env) = try storage(quorum: 1)
+            defer { cleanup(env) }
+            let first = objects("bb", 3)
+            _ = try await s.put(first)
+            let second = objects("cc", 4) + [StoredObject(name: "backups/sqldb/2026-11-21T030000Z-auto", bytes: [1, 2, 3])]
+            let degraded = try await Lab.with("block", "st2") { try await s.put(second) }
+            #expect(degraded.outcome.committed)
+            #expect(degraded.outcome.complete == ["st1"])
+            #expect(degraded.outcome.missing["st2"]?.contains("unreachable") == true)
+            #expect(try await s.nodes[1].list().count == 3)
+            // (storage repair completing st2 with real backups: StorageRepairTests.)
+        }
 
-    @Test func nodeDownWithQuorumAllFailsCleanly() async throws {
-        let (s, env) = try storage(quorum: nil)
-        defer { cleanup(env) }
-        try await Lab.with("block", "st2") {
-            do throws(StowageError) {
-                _ = try await s.put(objects("dd", 2))
-                Issue.record("committed without st2")
-            } catch {
-                #expect(error.status == .quorumNotReached)
-                #expect(error.message.contains("storage lab-storage: 1 of 2 nodes hold the write, quorum is all"))
-                #expect(error.message.contains("st2: st2 (root@\(Lab.sshHost("127.0.9.2"))): unreachable"))
-                #expect(error.retryable)
+        @Test func nodeDownWithQuorumAllFailsCleanly() async throws {
+            let (s, env) = try storage(quorum: nil)
+            defer { cleanup(env) }
+            try await Lab.with("block", "st2") {
+                do throws(StowageError) {
+                    _ = try await s.put(objects("dd", 2))
+                    Issue.record("committed without st2")
+                } catch {
+                    #expect(error.status == .quorumNotReached)
+                    #expect(error.message.contains("storage lab-storage: 1 of 2 nodes hold the write, quorum is all"))
+                    #expect(error.message.contains("st2: st2 (root@\(Lab.sshHost("127.0.9.2"))): unreachable"))
+                    #expect(error.retryable)
+                }
             }
         }
     }
-}
 }

@@ -4,15 +4,16 @@
 // or key in any process's argv or environment.
 import Foundation
 import Repository
-import Testing
+import Support
 import TestSupport
+import Testing
 import Topology
+
 @testable import Fleet
 @testable import Operations
 @testable import Remote
 @testable import Scheduling
 @testable import Storage
-import Support
 
 enum RoundTripCase: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case postgresql, mariadb, redis, redisCluster
@@ -113,92 +114,93 @@ struct Snapshot {
 }
 
 extension LabSuites {
-@Suite(.serialized) struct RoundTrip {
-    let inv: Inventory
-    let agent: AgentBinary
+    @Suite(.serialized) struct RoundTrip {
+        let inv: Inventory
+        let agent: AgentBinary
 
-    init() async throws {
-        try Lab.require()
-        inv = try Inventory.load(path: Lab.inventory)
-        agent = try AgentBinary.locate()
-        for n in ["st1", "st2", "pg1", "pg2", "my1", "my2", "rd1", "rd2", "rc1", "rc2", "rc3"] {
-            _ = try await AgentInstaller.install(try inv.agentNode(named: n), agent)
+        init() async throws {
+            try Lab.require()
+            inv = try Inventory.load(path: Lab.inventory)
+            agent = try AgentBinary.locate()
+            for n in ["st1", "st2", "pg1", "pg2", "my1", "my2", "rd1", "rd2", "rc1", "rc2", "rc3"] {
+                _ = try await AgentInstaller.install(try inv.agentNode(named: n), agent)
+            }
+        }
+
+        func layer(_ id: String) throws -> LayerSpec { try LayerSelection(parsing: id).layers(in: inv)[0] }
+
+        @Test(arguments: RoundTripCase.allCases)
+        func backupDamageRestoreCompare(_ c: RoundTripCase) async throws {
+            try c.seed()
+            defer { try? c.clean() }
+            let before = try c.fingerprint(c.primary)
+            #expect(before.size >= 60)
+            if c == .mariadb {
+                // Routine-level grants are part of what is compared (they were once lost silently).
+                #expect(before.text?.contains("GRANT EXECUTE ON PROCEDURE `rt_shop`.`total` TO `rt_reporter`@`%`") == true)
+                #expect(before.text?.contains("ON `rt_shop`.`items` TO `rt_reporter`@`%`") == true, "\(before.text?.suffix(1500) ?? "")")
+            }
+            let spec = inv.storage("lab-storage")!
+            let layer = try layer(c.layer)
+
+            // The repository's keys are secrets too: open it first to know them.
+            let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: "shop")
+            let keys = try await RepositoryAccess.open(storage, environment: "shop", password: try spec.resolvePassword(), create: true).keys
+            let secrets = [
+                "db password": try Lab.secret("db-password"), "redis password": try Lab.secret("redis-password"),
+                "storage password": try Lab.secret("storage-password"),
+                "data key": keys.data.withUnsafeBytes { Data($0).base64EncodedString() },
+                "id key": keys.id.withUnsafeBytes { Data($0).base64EncodedString() },
+            ]
+            // Scanned while the backup and while the restore run (not while this test's own
+            // tools seed or damage the data).
+            let backupScan = SecretScan(secrets)
+            let backup = try await BackupRun.run(inventory: inv, layer: layer, storage: spec, agent: agent)
+            let m = backup.manifest
+            #expect(backup.replicas.complete.sorted() == ["st1", "st2"])
+            #expect(m.streams.count == c.primary.count)
+            #expect(Set(m.streams.compactMap(\.node)) == Set(c.primary))
+            let counts = m.streams.reduce(into: [String: Int64]()) { acc, s in for (k, v) in s.counts ?? [:] { acc[k, default: 0] += v } }
+            switch c {
+            case .postgresql: #expect(counts["rt_shop"] == 150_500 && counts["rt_crm"] == 1000)
+            case .mariadb: #expect(counts["rt_shop"] == 100_001 && counts["rt_crm"] == 1000)
+            // 3000 strings, 300 each of lists, hashes, sets, sorted sets, streams and expiring
+            // strings, and one large value; 50 + 30 in db2.
+            case .redis: #expect(counts["db0"] == 4801 && counts["db2"] == 80)
+            case .redisCluster: #expect(counts["db0"] == 60)
+            }
+
+            let (backupLeaks, backupRounds) = backupScan.stop()
+            #expect(backupLeaks.isEmpty, "secrets visible in /proc during the backup: \(backupLeaks)")
+            #expect(backupRounds > 3)
+
+            try c.damage()
+            let damagedDiffers = !(try c.fingerprint(c.primary)).same(as: before)
+            #expect(damagedDiffers)
+
+            let preview = try await RestoreRun.prepare(
+                inventory: inv, layer: layer, storage: spec, agent: agent,
+                fromEnvironment: "shop", fromLayer: layer.name, backup: m.name, node: nil, allNodes: false)
+            #expect(preview.plan.targets.map(\.node).sorted() == c.primary)
+            let restoreScan = SecretScan(secrets)
+            let restored = try await RestoreRun.execute(preview, inventory: inv, storage: spec, agent: agent)
+            let (leaks, rounds) = restoreScan.stop()
+            #expect(leaks.isEmpty, "secrets visible in /proc during the restore: \(leaks)")
+            #expect(rounds > 3)
+
+            let passed = restored.checkPassed
+            #expect(passed, "count check: \(restored.checks)")
+            #expect(!restored.checks.isEmpty)
+            #expect(restored.badCopies.isEmpty)
+
+            let after = try c.fingerprint(c.primary)
+            let same = after.same(as: before)
+            #expect(same, "\(c.layer) after restore differs: \(before.firstDifference(after))")
+            for r in c.replicas {
+                let followed = try LabData.eventually { try c.fingerprint([r]).same(as: before) }
+                let seen = try c.fingerprint([r])
+                #expect(followed, "replica \(r) did not follow the restore: \(before.firstDifference(seen))")
+            }
         }
     }
-
-    func layer(_ id: String) throws -> LayerSpec { try LayerSelection(parsing: id).layers(in: inv)[0] }
-
-    @Test(arguments: RoundTripCase.allCases)
-    func backupDamageRestoreCompare(_ c: RoundTripCase) async throws {
-        try c.seed()
-        defer { try? c.clean() }
-        let before = try c.fingerprint(c.primary)
-        #expect(before.size >= 60)
-        if c == .mariadb {
-            // Routine-level grants are part of what is compared (they were once lost silently).
-            #expect(before.text?.contains("GRANT EXECUTE ON PROCEDURE `rt_shop`.`total` TO `rt_reporter`@`%`") == true)
-            #expect(before.text?.contains("ON `rt_shop`.`items` TO `rt_reporter`@`%`") == true, "\(before.text?.suffix(1500) ?? "")")
-        }
-        let spec = inv.storage("lab-storage")!
-        let layer = try layer(c.layer)
-
-        // The repository's keys are secrets too: open it first to know them.
-        let storage = try ReplicatedStorage(spec, inventory: inv, agent: agent, environment: "shop")
-        let keys = try await RepositoryAccess.open(storage, environment: "shop", password: try spec.resolvePassword(), create: true).keys
-        let secrets = [
-            "db password": try Lab.secret("db-password"), "redis password": try Lab.secret("redis-password"),
-            "storage password": try Lab.secret("storage-password"),
-            "data key": keys.data.withUnsafeBytes { Data($0).base64EncodedString() },
-            "id key": keys.id.withUnsafeBytes { Data($0).base64EncodedString() },
-        ]
-        // Scanned while the backup and while the restore run (not while this test's own
-        // tools seed or damage the data).
-        let backupScan = SecretScan(secrets)
-        let backup = try await BackupRun.run(inventory: inv, layer: layer, storage: spec, agent: agent)
-        let m = backup.manifest
-        #expect(backup.replicas.complete.sorted() == ["st1", "st2"])
-        #expect(m.streams.count == c.primary.count)
-        #expect(Set(m.streams.compactMap(\.node)) == Set(c.primary))
-        let counts = m.streams.reduce(into: [String: Int64]()) { acc, s in for (k, v) in s.counts ?? [:] { acc[k, default: 0] += v } }
-        switch c {
-        case .postgresql: #expect(counts["rt_shop"] == 150_500 && counts["rt_crm"] == 1000)
-        case .mariadb: #expect(counts["rt_shop"] == 100_001 && counts["rt_crm"] == 1000)
-        // 3000 strings, 300 each of lists, hashes, sets, sorted sets, streams and expiring
-        // strings, and one large value; 50 + 30 in db2.
-        case .redis: #expect(counts["db0"] == 4801 && counts["db2"] == 80)
-        case .redisCluster: #expect(counts["db0"] == 60)
-        }
-
-        let (backupLeaks, backupRounds) = backupScan.stop()
-        #expect(backupLeaks.isEmpty, "secrets visible in /proc during the backup: \(backupLeaks)")
-        #expect(backupRounds > 3)
-
-        try c.damage()
-        let damagedDiffers = !(try c.fingerprint(c.primary)).same(as: before)
-        #expect(damagedDiffers)
-
-        let preview = try await RestoreRun.prepare(inventory: inv, layer: layer, storage: spec, agent: agent,
-                                                   fromEnvironment: "shop", fromLayer: layer.name, backup: m.name, node: nil, allNodes: false)
-        #expect(preview.plan.targets.map(\.node).sorted() == c.primary)
-        let restoreScan = SecretScan(secrets)
-        let restored = try await RestoreRun.execute(preview, inventory: inv, storage: spec, agent: agent)
-        let (leaks, rounds) = restoreScan.stop()
-        #expect(leaks.isEmpty, "secrets visible in /proc during the restore: \(leaks)")
-        #expect(rounds > 3)
-
-        let passed = restored.checkPassed
-        #expect(passed, "count check: \(restored.checks)")
-        #expect(!restored.checks.isEmpty)
-        #expect(restored.badCopies.isEmpty)
-
-        let after = try c.fingerprint(c.primary)
-        let same = after.same(as: before)
-        #expect(same, "\(c.layer) after restore differs: \(before.firstDifference(after))")
-        for r in c.replicas {
-            let followed = try LabData.eventually { try c.fingerprint([r]).same(as: before) }
-            let seen = try c.fingerprint([r])
-            #expect(followed, "replica \(r) did not follow the restore: \(before.firstDifference(seen))")
-        }
-    }
-}
 }

@@ -5,14 +5,15 @@
 // the lab's nodes.
 @preconcurrency import Crypto
 import Foundation
-import Testing
+import Support
 import TestSupport
+import Testing
+
 @testable import Fleet
 @testable import Operations
 @testable import Remote
 @testable import Scheduling
 @testable import Storage
-import Support
 
 /// A fleet inventory in a folder of its own.
 struct FleetLab {
@@ -39,16 +40,18 @@ struct FleetLab {
             scheduler: { \(scheduler) }
 
             """
-        t += notifications ?? """
-            notifications:
-              command: "cat >> \(dir)/notes.jsonl; echo >> \(dir)/notes.jsonl"
+        t +=
+            notifications ?? """
+                notifications:
+                  command: "cat >> \(dir)/notes.jsonl; echo >> \(dir)/notes.jsonl"
 
-            """
+                """
         if let webhookPort { t += "  webhook: http://127.0.0.1:\(webhookPort)/hook\n" }
         t += "environments:\n  fleet:\n    layers:\n"
         for n in fleet {
             let i = Int(n.dropFirst(2))!
-            t += "      r\(n.dropFirst(2)): { engine: redis, nodes: [ { name: \(n), ssh: root@127.0.5.\(i):\(Lab.sshPort), db: 127.0.5.\(i):6379 } ], credentials: { password_file: \(Lab.dir)/secrets/redis-password } }\n"
+            t +=
+                "      r\(n.dropFirst(2)): { engine: redis, nodes: [ { name: \(n), ssh: root@127.0.5.\(i):\(Lab.sshPort), db: 127.0.5.\(i):6379 } ], credentials: { password_file: \(Lab.dir)/secrets/redis-password } }\n"
         }
         if shop {
             t += """
@@ -193,224 +196,240 @@ func peakOverlap(_ intervals: [(Date, Date)]) -> Int {
 }
 
 extension LabSuites {
-@Suite(.serialized) struct SchedulerDaemon {
-    init() throws { try Lab.require() }
+    @Suite(.serialized) struct SchedulerDaemon {
+        init() throws { try Lab.require() }
 
-    @Test func aFleetOfTwentyTwoLayersEveryMinuteWithConcurrencyFour() async throws {
-        let hook = try FileManager.default.temporaryDirectory.appendingPathComponent("webhook-\(UUID().uuidString).jsonl").path
-        let receiver = try WebhookReceiver(log: hook)
-        defer { unlink(hook) }
-        let fleet = Array(FleetLab.fleetNodes.prefix(19)) + ["fl20"]
-        let lab = try FleetLab(fleet: fleet, shop: true,
-                               scheduler: "concurrency: 4, per_storage: 4, start_delay: 10s, retries: 4, retry_delay: 3s, grace: 60s",
-                               webhookPort: receiver.port)
-        defer { lab.cleanup() }
-        for n in fleet { _ = try FleetLab.redis(n, ["SET", "fleet:\(n)", String(repeating: n, count: 1000)]) }
-        let wrong = "\(lab.dir)/wrong-password"
-        try "not-the-password\n".write(toFile: wrong, atomically: true, encoding: .utf8)
-        let now = Date()
-        var policies = fleet.map { n in
-            Policy(layer: "fleet/r\(n.dropFirst(2))", schedule: .expression("* * * * *"), storage: "fleet-storage", keep: 3, credentials: nil, installed: now)
-        }
-        // fl20's policy carries a wrong password: its runs fail for good and are reported.
-        policies[policies.count - 1].credentials = CredentialsSpec(user: nil, password: .file(wrong), location: "")
-        policies += ["shop/sqldb", "shop/mariadb"].map {
-            Policy(layer: $0, schedule: .expression("* * * * *"), storage: "fleet-storage", keep: 3, credentials: nil, installed: now)
-        }
-        try lab.writePolicies(policies)
-        let good = policies.map(\.layer).filter { $0 != "fleet/r20" }
-
-        let daemon = try lab.startScheduler()
-        let first = try #require(try Schedule.parse("* * * * *").next(after: now))
-        let second = first.addingTimeInterval(60)
-        // While the second slot comes due, another coordinator holds r02's lock: its run
-        // fails with "locked" (transient) and is retried until the lock is gone.
-        let inv = try Inventory.load(path: lab.inventory)
-        while Date() < second.addingTimeInterval(-3) { try await Task.sleep(for: .milliseconds(200)) }
-        let storage = try ReplicatedStorage(try inv.requireStorage(nil), inventory: inv, agent: try AgentBinary.locate(nil), environment: "fleet")
-        let held = try await LayerLock.acquire(storage.nodes[0], layer: "r02", operation: "another coordinator's backup")
-        // Held until r02's run for the second slot has failed on it (its start depends on the
-        // random delay and on how fast the wave ahead of it drains), at most 60 s.
-        let holdUntil = Date().addingTimeInterval(60)
-        while Date() < holdUntil {
-            let r02 = try await lab.runs().filter { $0.layer == "fleet/r02" && $0.scheduledFor == second }
-            if r02.contains(where: { $0.outcome == .failed }) { break }
-            try await Task.sleep(for: .milliseconds(300))
-        }
-        await held.release()
-
-        // Every good layer has a successful run for both slots, or the test waits up to 60 s for it.
-        let deadline = second.addingTimeInterval(75)
-        var rows: [RunRecord] = []
-        while Date() < deadline {
-            rows = try await lab.runs()
-            let done = good.allSatisfy { l in [first, second].allSatisfy { s in rows.contains { $0.layer == l && $0.scheduledFor == s && $0.outcome == .ok } } }
-            if done && !rows.contains(where: { $0.outcome == .running }) { break }
-            try await Task.sleep(for: .seconds(1))
-        }
-        daemon.signal(SIGTERM)
-        let exit = daemon.wait(timeout: 60)
-        #expect(exit == 0, "scheduler exit \(String(describing: exit)):\n\(daemon.output.suffix(3000))")
-        #expect(daemon.output.contains("scheduler stopped"))
-        rows = try await lab.runs()
-        let log = daemon.output
-
-        // Every due run happened, once, and succeeded (retries aside); none for a slot that was not due.
-        for l in good {
-            for s in [first, second] {
-                let ok = rows.filter { $0.layer == l && $0.scheduledFor == s && $0.outcome == .ok }
-                #expect(ok.count == 1, "\(l) at \(s): \(rows.filter { $0.layer == l }.map { "\($0.outcome) \($0.error ?? "")" })\n\(log.suffix(2000))")
+        @Test func aFleetOfTwentyTwoLayersEveryMinuteWithConcurrencyFour() async throws {
+            let hook = try FileManager.default.temporaryDirectory.appendingPathComponent("webhook-\(UUID().uuidString).jsonl").path
+            let receiver = try WebhookReceiver(log: hook)
+            defer { unlink(hook) }
+            let fleet = Array(FleetLab.fleetNodes.prefix(19)) + ["fl20"]
+            let lab = try FleetLab(
+                fleet: fleet, shop: true,
+                scheduler: "concurrency: 4, per_storage: 4, start_delay: 10s, retries: 4, retry_delay: 3s, grace: 60s",
+                webhookPort: receiver.port)
+            defer { lab.cleanup() }
+            for n in fleet { _ = try FleetLab.redis(n, ["SET", "fleet:\(n)", String(repeating: n, count: 1000)]) }
+            let wrong = "\(lab.dir)/wrong-password"
+            try "not-the-password\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+            let now = Date()
+            var policies = fleet.map { n in
+                Policy(
+                    layer: "fleet/r\(n.dropFirst(2))", schedule: .expression("* * * * *"), storage: "fleet-storage", keep: 3, credentials: nil, installed: now)
             }
-            #expect(!rows.contains { $0.layer == l && $0.outcome == .skipped }, "\(l) skipped a slot")
-            #expect(rows.filter { $0.layer == l }.allSatisfy { [first, second, second.addingTimeInterval(60)].contains($0.scheduledFor!) })
-        }
-        // None overlapped: per layer, runs one after another; fleet-wide at most 4 at once (and
-        // the limit was used); each start within the 10 s delay window, or waiting for a slot.
-        for l in policies.map(\.layer) {
-            let mine = rows.filter { $0.layer == l && $0.ended != nil }.map { ($0.started, $0.ended!) }
-            #expect(peakOverlap(mine) <= 1, "\(l) overlapped itself")
-        }
-        let all = rows.filter { $0.ended != nil && $0.outcome != .skipped }.map { ($0.started, $0.ended!) }
-        let peak = peakOverlap(all)
-        #expect(peak <= 4 && peak >= 2, "peak concurrency \(peak)")
-        for r in rows where r.trigger == "schedule" { #expect(r.started >= r.scheduledFor!, "\(r.layer) started before its slot") }
-        let firstStarts = rows.filter { $0.trigger == "schedule" && $0.attempt == 1 }.map { $0.started.timeIntervalSince($0.scheduledFor!) }
-        #expect(Set(firstStarts.map { Int($0) }).count > 3, "starts were not spread: \(firstStarts)")
+            // fl20's policy carries a wrong password: its runs fail for good and are reported.
+            policies[policies.count - 1].credentials = CredentialsSpec(user: nil, password: .file(wrong), location: "")
+            policies += ["shop/sqldb", "shop/mariadb"].map {
+                Policy(layer: $0, schedule: .expression("* * * * *"), storage: "fleet-storage", keep: 3, credentials: nil, installed: now)
+            }
+            try lab.writePolicies(policies)
+            let good = policies.map(\.layer).filter { $0 != "fleet/r20" }
 
-        // The held lock: r02's second slot failed with exit 11 at least once, then succeeded, unreported.
-        let r02 = rows.filter { $0.layer == "fleet/r02" && $0.scheduledFor == second }.sorted { $0.attempt < $1.attempt }
-        #expect(r02.first?.outcome == .failed && r02.first?.exitCode == 11, "\(r02.map { "\($0.attempt) \($0.outcome) \($0.exitCode ?? -1)" })")
-        #expect(r02.last?.outcome == .ok && (r02.last?.attempt ?? 0) >= 2)
-        #expect(r02.dropLast().allSatisfy { $0.error?.contains("another coordinator's backup") == true })
+            let daemon = try lab.startScheduler()
+            let first = try #require(try Schedule.parse("* * * * *").next(after: now))
+            let second = first.addingTimeInterval(60)
+            // While the second slot comes due, another coordinator holds r02's lock: its run
+            // fails with "locked" (transient) and is retried until the lock is gone.
+            let inv = try Inventory.load(path: lab.inventory)
+            while Date() < second.addingTimeInterval(-3) { try await Task.sleep(for: .milliseconds(200)) }
+            let storage = try ReplicatedStorage(try inv.requireStorage(nil), inventory: inv, agent: try AgentBinary.locate(nil), environment: "fleet")
+            let held = try await LayerLock.acquire(storage.nodes[0], layer: "r02", operation: "another coordinator's backup")
+            // Held until r02's run for the second slot has failed on it (its start depends on the
+            // random delay and on how fast the wave ahead of it drains), at most 60 s.
+            let holdUntil = Date().addingTimeInterval(60)
+            while Date() < holdUntil {
+                let r02 = try await lab.runs().filter { $0.layer == "fleet/r02" && $0.scheduledFor == second }
+                if r02.contains(where: { $0.outcome == .failed }) { break }
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            await held.release()
 
-        // Wrong credentials: failed, never retried, reported by the command and the webhook.
-        let r20 = rows.filter { $0.layer == "fleet/r20" }
-        #expect(!r20.isEmpty && r20.allSatisfy { $0.outcome == .failed && $0.exitCode == 4 && $0.attempt == 1 })
-        let notes = try String(contentsOfFile: lab.notes, encoding: .utf8).split(separator: "\n").map { Data($0.utf8) }
-        struct Note: Decodable { var event: String; var layer: String; var exit_code: Int?; var message: String }
-        let decoded = try notes.map { try JSONDecoder().decode(Note.self, from: $0) }
-        #expect(decoded.count == r20.count, "\(decoded.map { "\($0.layer) \($0.event)" })")
-        #expect(decoded.allSatisfy { $0.layer == "fleet/r20" && $0.event == "credentials-rejected" && $0.exit_code == 4 })
-        #expect(decoded.first?.message.contains("DB credentials of fleet/r20 are incorrect") == true)
-        let hooked = try String(contentsOfFile: hook, encoding: .utf8).split(separator: "\n").map { try JSONDecoder().decode(Note.self, from: Data($0.utf8)) }
-        #expect(hooked.map(\.layer) == decoded.map(\.layer))
-
-        // The storage proves it: a backup per successful run (two, or three if the third slot
-        // came before the scheduler stopped), on both nodes.
-        let stored = try lab.backups("fleet") + (try lab.backups("shop"))
-        for l in good {
-            let mine = stored.filter { "\($0.environment)/\($0.layer)" == l }
-            #expect(mine.count >= 2 && mine.count == rows.filter { $0.layer == l && $0.outcome == .ok }.count, "\(l): \(mine.map(\.name))")
-            #expect(mine.allSatisfy { $0.replicas == ["st1", "st2"] && $0.name.hasSuffix("-auto") })
-        }
-
-        // status: failures first, from the catalog and the storage.
-        let status = try runCommand(Repo.stowage, ["status", "--json", "--config", lab.inventory])
-        #expect(status.status == 2)
-        struct S: Decodable { var layer: String; var health: String; var lastRun: L?; var backups: [B]; var nextRun: String? }
-        struct L: Decodable { var outcome: String }
-        struct B: Decodable { var count: Int }
-        struct Report: Decodable { var layers: [S]; var scheduler: H? }
-        struct H: Decodable { var state: String }
-        let report = try JSONDecoder().decode(Report.self, from: Data(status.stdout.utf8))
-        let st = report.layers
-        // The scheduler said goodbye when it stopped.
-        #expect(report.scheduler?.state == "stopped", "\(status.stdout)")
-        #expect(st.first?.layer == "fleet/r20" && st.first?.health == "error")
-        #expect(st.first { $0.layer == "fleet/r01" }?.lastRun?.outcome == "ok")
-        #expect((st.first { $0.layer == "fleet/r01" }?.backups.first?.count ?? 0) >= 2)
-        #expect(st.allSatisfy { $0.nextRun != nil })
-        for n in fleet { _ = try FleetLab.redis(n, ["DEL", "fleet:\(n)"]) }
-        _ = receiver
-    }
-
-    @Test func killedMidRunThenRestartedItRecoversAndLeavesNothingPartial() async throws {
-        let lab = try FleetLab(fleet: ["fl01"], shop: false, scheduler: "concurrency: 2, start_delay: 0s, retries: 2, retry_delay: 2s, grace: 30s")
-        defer { lab.cleanup() }
-        // Enough data that the dump is still streaming when the scheduler is killed.
-        try FleetLab.fill("fl01")
-        defer { FleetLab.empty("fl01") }
-        // Installed three hours ago, hourly: the last slot was missed, so it runs at once.
-        let installed = Date().addingTimeInterval(-3 * 3600)
-        try lab.writePolicies([Policy(layer: "fleet/r01", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
-                                      credentials: nil, installed: installed)])
-        let slot = try #require(SchedulerLogic.missedSlot(try Schedule.parse("hourly"), since: installed, now: Date()))
-
-        let daemon = try lab.startScheduler()
-        // Mid-run: the dump is streaming and chunks are landing on the storage; the server
-        // is then frozen, so the stream cannot end before the scheduler is killed.
-        #expect(try await lab.waitForChunks(), "no chunks arrived: \(daemon.output)")
-        try FleetLab.freeze("fl01", true)
-        let agents = try Procs.agentSessions(on: "fl01")
-        #expect(!agents.isEmpty, "no agent running on fl01")
-        daemon.signal(SIGKILL)
-        #expect(daemon.wait(timeout: 10) == 128 + SIGKILL)
-        try FleetLab.freeze("fl01", false)
-
-        // The run dies with its scheduler, its agents end, and nothing was committed.
-        let left = try await lab.leftovers(on: "fl01")
-        #expect(left.isEmpty, "still running: \(left)")
-        #expect(try lab.backups("fleet").isEmpty)
-        let before = try await lab.runs()
-        #expect(before.count == 1 && before[0].outcome == .running && before[0].scheduledFor == slot)
-
-        // Restarted: the interrupted row is marked, the slot made up once, and it commits.
-        let again = try lab.startScheduler(log: "restarted")
-        var rows: [RunRecord] = []
-        for _ in 0..<120 {
+            // Every good layer has a successful run for both slots, or the test waits up to 60 s for it.
+            let deadline = second.addingTimeInterval(75)
+            var rows: [RunRecord] = []
+            while Date() < deadline {
+                rows = try await lab.runs()
+                let done = good.allSatisfy { l in
+                    [first, second].allSatisfy { s in rows.contains { $0.layer == l && $0.scheduledFor == s && $0.outcome == .ok } }
+                }
+                if done && !rows.contains(where: { $0.outcome == .running }) { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            daemon.signal(SIGTERM)
+            let exit = daemon.wait(timeout: 60)
+            #expect(exit == 0, "scheduler exit \(String(describing: exit)):\n\(daemon.output.suffix(3000))")
+            #expect(daemon.output.contains("scheduler stopped"))
             rows = try await lab.runs()
-            if rows.contains(where: { $0.outcome == .ok }) { break }
-            try await Task.sleep(for: .seconds(1))
-        }
-        again.signal(SIGTERM)
-        #expect(again.wait(timeout: 40) == 0, "\(again.output)")
-        rows = try await lab.runs()
-        #expect(rows.count == 2, "\(rows.map { "\($0.trigger) \($0.outcome)" })")
-        let interrupted = rows.first { $0.id == before[0].id }
-        #expect(interrupted?.outcome == .interrupted)
-        let madeUp = rows.first { $0.id != before[0].id }
-        #expect(madeUp?.outcome == .ok && madeUp?.trigger == "make-up" && madeUp?.scheduledFor == slot, "\(again.output)")
-        #expect(again.output.contains("was interrupted"))
-        #expect(again.output.contains("making it up once"))
-        let stored = try lab.backups("fleet")
-        #expect(stored.count == 1 && stored.first?.replicas == ["st1", "st2"])
-        // Every chunk the backup references is there and sound, on both nodes.
-        let verify = try runCommand(Repo.stowage, ["storage", "verify", "fleet-storage", "--environment", "fleet", "--read-data-subset", "100%",
-                                                   "--config", lab.inventory])
-        #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
-        #expect(!verify.stdout.contains("foreign"))
-    }
+            let log = daemon.output
 
-    @Test func restartAfterAFinishedRunDoesNotRunAgain() async throws {
-        // The storage, not the catalog, says what ran: with the catalog deleted, a slot whose
-        // backup is on the storage is not made up.
-        let lab = try FleetLab(fleet: ["fl02"], shop: false, scheduler: "start_delay: 0s, grace: 10s")
-        defer { lab.cleanup() }
-        let installed = Date().addingTimeInterval(-2 * 3600)
-        try lab.writePolicies([Policy(layer: "fleet/r02", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
-                                      credentials: nil, installed: installed)])
-        let d1 = try lab.startScheduler()
-        var rows: [RunRecord] = []
-        for _ in 0..<60 {
-            rows = try await lab.runs()
-            if rows.contains(where: { $0.outcome == .ok }) { break }
-            try await Task.sleep(for: .seconds(1))
+            // Every due run happened, once, and succeeded (retries aside); none for a slot that was not due.
+            for l in good {
+                for s in [first, second] {
+                    let ok = rows.filter { $0.layer == l && $0.scheduledFor == s && $0.outcome == .ok }
+                    #expect(ok.count == 1, "\(l) at \(s): \(rows.filter { $0.layer == l }.map { "\($0.outcome) \($0.error ?? "")" })\n\(log.suffix(2000))")
+                }
+                #expect(!rows.contains { $0.layer == l && $0.outcome == .skipped }, "\(l) skipped a slot")
+                #expect(rows.filter { $0.layer == l }.allSatisfy { [first, second, second.addingTimeInterval(60)].contains($0.scheduledFor!) })
+            }
+            // None overlapped: per layer, runs one after another; fleet-wide at most 4 at once (and
+            // the limit was used); each start within the 10 s delay window, or waiting for a slot.
+            for l in policies.map(\.layer) {
+                let mine = rows.filter { $0.layer == l && $0.ended != nil }.map { ($0.started, $0.ended!) }
+                #expect(peakOverlap(mine) <= 1, "\(l) overlapped itself")
+            }
+            let all = rows.filter { $0.ended != nil && $0.outcome != .skipped }.map { ($0.started, $0.ended!) }
+            let peak = peakOverlap(all)
+            #expect(peak <= 4 && peak >= 2, "peak concurrency \(peak)")
+            for r in rows where r.trigger == "schedule" { #expect(r.started >= r.scheduledFor!, "\(r.layer) started before its slot") }
+            let firstStarts = rows.filter { $0.trigger == "schedule" && $0.attempt == 1 }.map { $0.started.timeIntervalSince($0.scheduledFor!) }
+            #expect(Set(firstStarts.map { Int($0) }).count > 3, "starts were not spread: \(firstStarts)")
+
+            // The held lock: r02's second slot failed with exit 11 at least once, then succeeded, unreported.
+            let r02 = rows.filter { $0.layer == "fleet/r02" && $0.scheduledFor == second }.sorted { $0.attempt < $1.attempt }
+            #expect(r02.first?.outcome == .failed && r02.first?.exitCode == 11, "\(r02.map { "\($0.attempt) \($0.outcome) \($0.exitCode ?? -1)" })")
+            #expect(r02.last?.outcome == .ok && (r02.last?.attempt ?? 0) >= 2)
+            #expect(r02.dropLast().allSatisfy { $0.error?.contains("another coordinator's backup") == true })
+
+            // Wrong credentials: failed, never retried, reported by the command and the webhook.
+            let r20 = rows.filter { $0.layer == "fleet/r20" }
+            #expect(!r20.isEmpty && r20.allSatisfy { $0.outcome == .failed && $0.exitCode == 4 && $0.attempt == 1 })
+            let notes = try String(contentsOfFile: lab.notes, encoding: .utf8).split(separator: "\n").map { Data($0.utf8) }
+            struct Note: Decodable { var event: String; var layer: String; var exit_code: Int?; var message: String }
+            let decoded = try notes.map { try JSONDecoder().decode(Note.self, from: $0) }
+            #expect(decoded.count == r20.count, "\(decoded.map { "\($0.layer) \($0.event)" })")
+            #expect(decoded.allSatisfy { $0.layer == "fleet/r20" && $0.event == "credentials-rejected" && $0.exit_code == 4 })
+            #expect(decoded.first?.message.contains("DB credentials of fleet/r20 are incorrect") == true)
+            let hooked = try String(contentsOfFile: hook, encoding: .utf8).split(separator: "\n").map {
+                try JSONDecoder().decode(Note.self, from: Data($0.utf8))
+            }
+            #expect(hooked.map(\.layer) == decoded.map(\.layer))
+
+            // The storage proves it: a backup per successful run (two, or three if the third slot
+            // came before the scheduler stopped), on both nodes.
+            let stored = try lab.backups("fleet") + (try lab.backups("shop"))
+            for l in good {
+                let mine = stored.filter { "\($0.environment)/\($0.layer)" == l }
+                #expect(mine.count >= 2 && mine.count == rows.filter { $0.layer == l && $0.outcome == .ok }.count, "\(l): \(mine.map(\.name))")
+                #expect(mine.allSatisfy { $0.replicas == ["st1", "st2"] && $0.name.hasSuffix("-auto") })
+            }
+
+            // status: failures first, from the catalog and the storage.
+            let status = try runCommand(Repo.stowage, ["status", "--json", "--config", lab.inventory])
+            #expect(status.status == 2)
+            struct S: Decodable { var layer: String; var health: String; var lastRun: L?; var backups: [B]; var nextRun: String? }
+            struct L: Decodable { var outcome: String }
+            struct B: Decodable { var count: Int }
+            struct Report: Decodable { var layers: [S]; var scheduler: H? }
+            struct H: Decodable { var state: String }
+            let report = try JSONDecoder().decode(Report.self, from: Data(status.stdout.utf8))
+            let st = report.layers
+            // The scheduler said goodbye when it stopped.
+            #expect(report.scheduler?.state == "stopped", "\(status.stdout)")
+            #expect(st.first?.layer == "fleet/r20" && st.first?.health == "error")
+            #expect(st.first { $0.layer == "fleet/r01" }?.lastRun?.outcome == "ok")
+            #expect((st.first { $0.layer == "fleet/r01" }?.backups.first?.count ?? 0) >= 2)
+            #expect(st.allSatisfy { $0.nextRun != nil })
+            for n in fleet { _ = try FleetLab.redis(n, ["DEL", "fleet:\(n)"]) }
+            _ = receiver
         }
-        d1.signal(SIGTERM)
-        #expect(d1.wait(timeout: 20) == 0)
-        #expect(rows.filter { $0.outcome == .ok }.count == 1)
-        for suffix in ["", "-wal", "-shm"] { unlink(lab.catalog + suffix) }
-        let d2 = try lab.startScheduler(log: "restarted")
-        // Started (its make-up decisions are taken at start), then a few seconds for any run.
-        #expect(try await d2.waitForOutput("scheduler started"), "\(d2.output)")
-        try await Task.sleep(for: .seconds(3))
-        d2.signal(SIGTERM)
-        #expect(d2.wait(timeout: 20) == 0)
-        #expect(try await lab.runs().isEmpty, "\(d2.output)")
-        #expect(!d2.output.contains("making it up"))
-        #expect(try lab.backups("fleet").count == 1)
+
+        @Test func killedMidRunThenRestartedItRecoversAndLeavesNothingPartial() async throws {
+            let lab = try FleetLab(fleet: ["fl01"], shop: false, scheduler: "concurrency: 2, start_delay: 0s, retries: 2, retry_delay: 2s, grace: 30s")
+            defer { lab.cleanup() }
+            // Enough data that the dump is still streaming when the scheduler is killed.
+            try FleetLab.fill("fl01")
+            defer { FleetLab.empty("fl01") }
+            // Installed three hours ago, hourly: the last slot was missed, so it runs at once.
+            let installed = Date().addingTimeInterval(-3 * 3600)
+            try lab.writePolicies([
+                Policy(
+                    layer: "fleet/r01", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
+                    credentials: nil, installed: installed)
+            ])
+            let slot = try #require(SchedulerLogic.missedSlot(try Schedule.parse("hourly"), since: installed, now: Date()))
+
+            let daemon = try lab.startScheduler()
+            // Mid-run: the dump is streaming and chunks are landing on the storage; the server
+            // is then frozen, so the stream cannot end before the scheduler is killed.
+            #expect(try await lab.waitForChunks(), "no chunks arrived: \(daemon.output)")
+            try FleetLab.freeze("fl01", true)
+            let agents = try Procs.agentSessions(on: "fl01")
+            #expect(!agents.isEmpty, "no agent running on fl01")
+            daemon.signal(SIGKILL)
+            #expect(daemon.wait(timeout: 10) == 128 + SIGKILL)
+            try FleetLab.freeze("fl01", false)
+
+            // The run dies with its scheduler, its agents end, and nothing was committed.
+            let left = try await lab.leftovers(on: "fl01")
+            #expect(left.isEmpty, "still running: \(left)")
+            #expect(try lab.backups("fleet").isEmpty)
+            let before = try await lab.runs()
+            #expect(before.count == 1 && before[0].outcome == .running && before[0].scheduledFor == slot)
+
+            // Restarted: the interrupted row is marked, the slot made up once, and it commits.
+            let again = try lab.startScheduler(log: "restarted")
+            var rows: [RunRecord] = []
+            for _ in 0..<120 {
+                rows = try await lab.runs()
+                if rows.contains(where: { $0.outcome == .ok }) { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            again.signal(SIGTERM)
+            #expect(again.wait(timeout: 40) == 0, "\(again.output)")
+            rows = try await lab.runs()
+            #expect(rows.count == 2, "\(rows.map { "\($0.trigger) \($0.outcome)" })")
+            let interrupted = rows.first { $0.id == before[0].id }
+            #expect(interrupted?.outcome == .interrupted)
+            let madeUp = rows.first { $0.id != before[0].id }
+            #expect(madeUp?.outcome == .ok && madeUp?.trigger == "make-up" && madeUp?.scheduledFor == slot, "\(again.output)")
+            #expect(again.output.contains("was interrupted"))
+            #expect(again.output.contains("making it up once"))
+            let stored = try lab.backups("fleet")
+            #expect(stored.count == 1 && stored.first?.replicas == ["st1", "st2"])
+            // Every chunk the backup references is there and sound, on both nodes.
+            let verify = try runCommand(
+                Repo.stowage,
+                [
+                    "storage", "verify", "fleet-storage", "--environment", "fleet", "--read-data-subset", "100%",
+                    "--config", lab.inventory,
+                ])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+            #expect(!verify.stdout.contains("foreign"))
+        }
+
+        @Test func restartAfterAFinishedRunDoesNotRunAgain() async throws {
+            // The storage, not the catalog, says what ran: with the catalog deleted, a slot whose
+            // backup is on the storage is not made up.
+            let lab = try FleetLab(fleet: ["fl02"], shop: false, scheduler: "start_delay: 0s, grace: 10s")
+            defer { lab.cleanup() }
+            let installed = Date().addingTimeInterval(-2 * 3600)
+            try lab.writePolicies([
+                Policy(
+                    layer: "fleet/r02", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
+                    credentials: nil, installed: installed)
+            ])
+            let d1 = try lab.startScheduler()
+            var rows: [RunRecord] = []
+            for _ in 0..<60 {
+                rows = try await lab.runs()
+                if rows.contains(where: { $0.outcome == .ok }) { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            d1.signal(SIGTERM)
+            #expect(d1.wait(timeout: 20) == 0)
+            #expect(rows.filter { $0.outcome == .ok }.count == 1)
+            for suffix in ["", "-wal", "-shm"] { unlink(lab.catalog + suffix) }
+            let d2 = try lab.startScheduler(log: "restarted")
+            // Started (its make-up decisions are taken at start), then a few seconds for any run.
+            #expect(try await d2.waitForOutput("scheduler started"), "\(d2.output)")
+            try await Task.sleep(for: .seconds(3))
+            d2.signal(SIGTERM)
+            #expect(d2.wait(timeout: 20) == 0)
+            #expect(try await lab.runs().isEmpty, "\(d2.output)")
+            #expect(!d2.output.contains("making it up"))
+            #expect(try lab.backups("fleet").count == 1)
+        }
     }
-}
 }
 
 extension LabSuites.SchedulerDaemon {
@@ -419,8 +438,11 @@ extension LabSuites.SchedulerDaemon {
         defer { lab.cleanup() }
         try FleetLab.fill("fl03", slowSnapshot: true)
         defer { FleetLab.empty("fl03") }
-        try lab.writePolicies([Policy(layer: "fleet/r03", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
-                                      credentials: nil, installed: Date().addingTimeInterval(-3 * 3600))])
+        try lab.writePolicies([
+            Policy(
+                layer: "fleet/r03", schedule: .expression("hourly"), storage: "fleet-storage", keep: 2,
+                credentials: nil, installed: Date().addingTimeInterval(-3 * 3600))
+        ])
         let daemon = try lab.startScheduler()
         // Mid-run: the node's agent is dumping (the snapshot takes seconds).
         var dumping = false
@@ -448,11 +470,15 @@ extension LabSuites.SchedulerDaemon {
         let lab = try FleetLab(fleet: ["fl04", "fl05"], shop: false, scheduler: "start_delay: 0s, grace: 5s")
         defer { lab.cleanup() }
         let installed = Date()
-        try lab.writePolicies([Policy(layer: "fleet/r04", schedule: .expression("daily"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed)])
+        try lab.writePolicies([
+            Policy(layer: "fleet/r04", schedule: .expression("daily"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed)
+        ])
         let daemon = try lab.startScheduler()
         #expect(try await daemon.waitForOutput("1 enabled policy of 1"), "\(daemon.output)")
-        try lab.writePolicies([Policy(layer: "fleet/r04", schedule: .expression("daily"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed),
-                               Policy(layer: "fleet/r05", schedule: .expression("weekly"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed)])
+        try lab.writePolicies([
+            Policy(layer: "fleet/r04", schedule: .expression("daily"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed),
+            Policy(layer: "fleet/r05", schedule: .expression("weekly"), storage: "fleet-storage", keep: 2, credentials: nil, installed: installed),
+        ])
         daemon.signal(SIGHUP)
         #expect(try await daemon.waitForOutput("reloaded \(lab.inventory): 2 enabled policies"), "\(daemon.output)")
         try "policies:\n  fleet/r04: { schedule: '0 0 31 2 *', storage: fleet-storage, keep: 2 }\n"
@@ -467,82 +493,88 @@ extension LabSuites.SchedulerDaemon {
 }
 
 extension LabSuites {
-@Suite(.serialized) struct AddonCLI {
-    init() throws { try Lab.require() }
+    @Suite(.serialized) struct AddonCLI {
+        init() throws { try Lab.require() }
 
-    @Test func installChecksFirstConfigureChangesUninstallKeepsBackups() throws {
-        let dir = "\(Lab.dir)/work/addon-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        // The lab inventory plus a storage whose only node has no sshd.
-        let inventory = "\(dir)/stowage.yaml"
-        var text = try String(contentsOfFile: Lab.inventory, encoding: .utf8)
-        text = text.replacingOccurrences(of: "storages:\n", with: "storages:\n  gone:\n    password_file: \(Lab.dir)/secrets/storage-password\n    nodes: [ { name: st9, ssh: root@127.0.9.99:\(Lab.sshPort), root: \(dir)/st9 } ]\n")
-        try text.write(toFile: inventory, atomically: true, encoding: .utf8)
-        let policies = "\(dir)/stowage.policies.yaml"
-        func stowage(_ args: String...) throws -> CommandResult { try runCommand(Repo.stowage, args + ["--config", inventory]) }
-        let wrong = "\(dir)/wrong"
-        try "nope\n".write(toFile: wrong, atomically: true, encoding: .utf8)
+        @Test func installChecksFirstConfigureChangesUninstallKeepsBackups() throws {
+            let dir = "\(Lab.dir)/work/addon-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            // The lab inventory plus a storage whose only node has no sshd.
+            let inventory = "\(dir)/stowage.yaml"
+            var text = try String(contentsOfFile: Lab.inventory, encoding: .utf8)
+            text = text.replacingOccurrences(
+                of: "storages:\n",
+                with:
+                    "storages:\n  gone:\n    password_file: \(Lab.dir)/secrets/storage-password\n    nodes: [ { name: st9, ssh: root@127.0.9.99:\(Lab.sshPort), root: \(dir)/st9 } ]\n"
+            )
+            try text.write(toFile: inventory, atomically: true, encoding: .utf8)
+            let policies = "\(dir)/stowage.policies.yaml"
+            func stowage(_ args: String...) throws -> CommandResult { try runCommand(Repo.stowage, args + ["--config", inventory]) }
+            let wrong = "\(dir)/wrong"
+            try "nope\n".write(toFile: wrong, atomically: true, encoding: .utf8)
 
-        let badCreds = try stowage("addon", "install", "shop/sqldb", "--schedule", "daily", "--keep", "7", "--storage", "lab-storage",
-                                   "--db-user", "webadmin", "--db-password-file", wrong)
-        #expect(badCreds.status == 4, "\(badCreds.stderr)")
-        #expect(badCreds.stderr.contains("DB credentials of shop/sqldb are incorrect"))
-        #expect(badCreds.stderr.contains("nothing was installed"))
-        #expect(!FileManager.default.fileExists(atPath: policies))
+            let badCreds = try stowage(
+                "addon", "install", "shop/sqldb", "--schedule", "daily", "--keep", "7", "--storage", "lab-storage",
+                "--db-user", "webadmin", "--db-password-file", wrong)
+            #expect(badCreds.status == 4, "\(badCreds.stderr)")
+            #expect(badCreds.stderr.contains("DB credentials of shop/sqldb are incorrect"))
+            #expect(badCreds.stderr.contains("nothing was installed"))
+            #expect(!FileManager.default.fileExists(atPath: policies))
 
-        let unreachable = try stowage("addon", "install", "shop/cache", "--schedule", "daily", "--keep", "7", "--storage", "gone")
-        #expect(unreachable.status == 5, "\(unreachable.stderr)")
-        #expect(unreachable.stderr.contains("st9"))
-        #expect(!FileManager.default.fileExists(atPath: policies))
+            let unreachable = try stowage("addon", "install", "shop/cache", "--schedule", "daily", "--keep", "7", "--storage", "gone")
+            #expect(unreachable.status == 5, "\(unreachable.stderr)")
+            #expect(unreachable.stderr.contains("st9"))
+            #expect(!FileManager.default.fileExists(atPath: policies))
 
-        let badSchedule = try stowage("addon", "install", "shop/cache", "--schedule", "0 0 31 2 *", "--keep", "7", "--storage", "lab-storage")
-        #expect(badSchedule.status == 64)
-        #expect(badSchedule.stderr.contains("never runs: day 31 does not exist in Feb"))
+            let badSchedule = try stowage("addon", "install", "shop/cache", "--schedule", "0 0 31 2 *", "--keep", "7", "--storage", "lab-storage")
+            #expect(badSchedule.status == 64)
+            #expect(badSchedule.stderr.contains("never runs: day 31 does not exist in Feb"))
 
-        let ok = try stowage("addon", "install", "shop/cache", "--time", "09:00", "--days", "mon-fri", "--tz", "Europe/Berlin", "--keep", "2",
-                             "--storage", "lab-storage")
-        #expect(ok.status == 0, "\(ok.stderr)")
-        #expect(ok.stdout.contains("add-on installed on shop/cache: 09:00 mon-fri Europe/Berlin, keep 2"))
-        let mode = try FileManager.default.attributesOfItem(atPath: policies)[.posixPermissions] as? Int
-        #expect(mode == 0o600)
-        #expect(try PolicyStore.read(policies).map(\.layer) == ["shop/cache"])
+            let ok = try stowage(
+                "addon", "install", "shop/cache", "--time", "09:00", "--days", "mon-fri", "--tz", "Europe/Berlin", "--keep", "2",
+                "--storage", "lab-storage")
+            #expect(ok.status == 0, "\(ok.stderr)")
+            #expect(ok.stdout.contains("add-on installed on shop/cache: 09:00 mon-fri Europe/Berlin, keep 2"))
+            let mode = try FileManager.default.attributesOfItem(atPath: policies)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            #expect(try PolicyStore.read(policies).map(\.layer) == ["shop/cache"])
 
-        let again = try stowage("addon", "install", "shop/cache", "--schedule", "daily", "--keep", "2", "--storage", "lab-storage")
-        #expect(again.status == 64)
-        #expect(again.stderr.contains("already installed"))
+            let again = try stowage("addon", "install", "shop/cache", "--schedule", "daily", "--keep", "2", "--storage", "lab-storage")
+            #expect(again.status == 64)
+            #expect(again.stderr.contains("already installed"))
 
-        let conf = try stowage("addon", "configure", "shop/cache", "--keep", "5", "--disable")
-        #expect(conf.status == 0, "\(conf.stderr)")
-        let p = try #require(try PolicyStore.read(policies).first)
-        #expect(p.keep == 5 && !p.enabled && p.schedule == .custom(time: "09:00", days: "mon-fri", timeZone: "Europe/Berlin"))
+            let conf = try stowage("addon", "configure", "shop/cache", "--keep", "5", "--disable")
+            #expect(conf.status == 0, "\(conf.stderr)")
+            let p = try #require(try PolicyStore.read(policies).first)
+            #expect(p.keep == 5 && !p.enabled && p.schedule == .custom(time: "09:00", days: "mon-fri", timeZone: "Europe/Berlin"))
 
-        // A hand edit with a mistake: every command names the file and line.
-        let good = try String(contentsOfFile: policies, encoding: .utf8)
-        try good.replacingOccurrences(of: "keep: 5", with: "keep: five").write(toFile: policies, atomically: true, encoding: .utf8)
-        let broken = try stowage("status", "--no-probe")
-        #expect(broken.status == 78)
-        #expect(broken.stderr.contains("\(policies):"), "\(broken.stderr)")
-        #expect(broken.stderr.contains("must be a whole number"))
-        try good.write(toFile: policies, atomically: true, encoding: .utf8)
+            // A hand edit with a mistake: every command names the file and line.
+            let good = try String(contentsOfFile: policies, encoding: .utf8)
+            try good.replacingOccurrences(of: "keep: 5", with: "keep: five").write(toFile: policies, atomically: true, encoding: .utf8)
+            let broken = try stowage("status", "--no-probe")
+            #expect(broken.status == 78)
+            #expect(broken.stderr.contains("\(policies):"), "\(broken.stderr)")
+            #expect(broken.stderr.contains("must be a whole number"))
+            try good.write(toFile: policies, atomically: true, encoding: .utf8)
 
-        // A backup, then uninstall: the policy goes, the backup stays.
-        let b = try stowage("backup", "shop/cache", "--storage", "lab-storage", "--json")
-        #expect(b.status == 0, "\(b.stderr)")
-        let status = try stowage("status", "shop/cache", "--json", "--no-probe")
-        #expect(status.stdout.contains("\"schedule\" : \"09:00 mon-fri Europe/Berlin\""), "\(status.stdout)")
-        let un = try stowage("addon", "uninstall", "shop/cache")
-        #expect(un.status == 0)
-        #expect(un.stdout.contains("its backups stay on storage lab-storage"))
-        #expect(try PolicyStore.read(policies).isEmpty)
-        let listed = try stowage("backups", "shop/cache", "--storage", "lab-storage")
-        struct Summary: Decodable { var backup: String }
-        let name = try JSONDecoder().decode(Summary.self, from: Data(b.stdout.utf8)).backup
-        #expect(listed.stdout.contains(name))
-        let none = try stowage("addon", "uninstall", "shop/cache")
-        #expect(none.status == 64)
+            // A backup, then uninstall: the policy goes, the backup stays.
+            let b = try stowage("backup", "shop/cache", "--storage", "lab-storage", "--json")
+            #expect(b.status == 0, "\(b.stderr)")
+            let status = try stowage("status", "shop/cache", "--json", "--no-probe")
+            #expect(status.stdout.contains("\"schedule\" : \"09:00 mon-fri Europe/Berlin\""), "\(status.stdout)")
+            let un = try stowage("addon", "uninstall", "shop/cache")
+            #expect(un.status == 0)
+            #expect(un.stdout.contains("its backups stay on storage lab-storage"))
+            #expect(try PolicyStore.read(policies).isEmpty)
+            let listed = try stowage("backups", "shop/cache", "--storage", "lab-storage")
+            struct Summary: Decodable { var backup: String }
+            let name = try JSONDecoder().decode(Summary.self, from: Data(b.stdout.utf8)).backup
+            #expect(listed.stdout.contains(name))
+            let none = try stowage("addon", "uninstall", "shop/cache")
+            #expect(none.status == 64)
+        }
     }
-}
 }
 
 extension LabSuites.SchedulerDaemon {
@@ -576,8 +608,9 @@ extension LabSuites.SchedulerDaemon {
         defer { lab.cleanup() }
         // Due once a year (nothing is due now), installed a day ago, allowed to be an hour
         // old: a layer whose backups stopped, as the scheduler finds it.
-        var p = Policy(layer: "fleet/r04", schedule: .expression("0 0 1 1 *"), storage: "fleet-storage", keep: 2, credentials: nil,
-                       installed: Date().addingTimeInterval(-86400))
+        var p = Policy(
+            layer: "fleet/r04", schedule: .expression("0 0 1 1 *"), storage: "fleet-storage", keep: 2, credentials: nil,
+            installed: Date().addingTimeInterval(-86400))
         p.maxAge = 3600
         try lab.writePolicies([p])
         let daemon = try lab.startScheduler()
@@ -633,25 +666,28 @@ extension LabSuites.SchedulerDaemon {
         let hanging = try WebhookReceiver(log: "\(tmp)/hanging.jsonl", hang: true)
         let secret = "a webhook secret"
         try (secret + "\n").write(toFile: "\(tmp)/hook-secret", atomically: true, encoding: .utf8)
-        let lab = try FleetLab(fleet: ["fl05", "fl06"], shop: false, scheduler: "concurrency: 1, start_delay: 0s, grace: 5s", notifications: """
-            notifications:
-              timeout: 2s
-              retries: 2
-              retry_delay: 1s
-              routes:
-                - { webhook: "http://127.0.0.1:\(good.port)/hook", secret_file: \(tmp)/hook-secret, events: [backup-succeeded, restore-completed] }
-                - { match: fleet/r05, webhook: "http://127.0.0.1:\(hanging.port)/hook", events: [backup-succeeded] }
+        let lab = try FleetLab(
+            fleet: ["fl05", "fl06"], shop: false, scheduler: "concurrency: 1, start_delay: 0s, grace: 5s",
+            notifications: """
+                notifications:
+                  timeout: 2s
+                  retries: 2
+                  retry_delay: 1s
+                  routes:
+                    - { webhook: "http://127.0.0.1:\(good.port)/hook", secret_file: \(tmp)/hook-secret, events: [backup-succeeded, restore-completed] }
+                    - { match: fleet/r05, webhook: "http://127.0.0.1:\(hanging.port)/hook", events: [backup-succeeded] }
 
-            """)
+                """)
         defer { lab.cleanup() }
         let installedAgents = try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory])
         #expect(installedAgents.status == 0, "\(installedAgents.stderr)")
         // Both hourly, installed two hours ago: each makes its missed slot up at once, one
         // after the other (concurrency 1).
         let installed = Date().addingTimeInterval(-2 * 3600)
-        try lab.writePolicies(["fleet/r05", "fleet/r06"].map {
-            Policy(layer: $0, schedule: .expression("hourly"), storage: "fleet-storage", keep: 3, credentials: nil, installed: installed)
-        })
+        try lab.writePolicies(
+            ["fleet/r05", "fleet/r06"].map {
+                Policy(layer: $0, schedule: .expression("hourly"), storage: "fleet-storage", keep: 3, credentials: nil, installed: installed)
+            })
         let daemon = try lab.startScheduler()
         defer { daemon.signal(SIGKILL) }
         // r05's success goes to the hanging receiver too: three attempts of 2 s plus 1 s and
@@ -694,8 +730,12 @@ extension LabSuites.SchedulerDaemon {
         // By hand: a backup and a restore are recorded in the catalog and reported too.
         let b = try runCommand(Repo.stowage, ["backup", "fleet/r06", "--storage", "fleet-storage", "--json", "--config", lab.inventory])
         #expect(b.status == 0, "\(b.stderr)")
-        let r = try runCommand(Repo.stowage, ["restore", "fleet/r06", "--storage", "fleet-storage", "--backup", "latest", "--yes",
-                                              "--config", lab.inventory])
+        let r = try runCommand(
+            Repo.stowage,
+            [
+                "restore", "fleet/r06", "--storage", "fleet-storage", "--backup", "latest", "--yes",
+                "--config", lab.inventory,
+            ])
         #expect(r.status == 0, "\(r.stderr)")
         let manual = try await lab.runs().filter { $0.trigger == "manual" || $0.trigger == "restore" }
         #expect(manual.map(\.trigger).sorted() == ["manual", "restore"] && manual.allSatisfy { $0.outcome == .ok && $0.layer == "fleet/r06" })

@@ -1,13 +1,14 @@
+import Fleet
 // Backup and restore plans from recorded topologies (fixtures/probes/): where a dump runs,
 // where a restore goes, what is refused and what is warned about. No server involved.
 import Repository
-import Testing
+import Support
 import TestSupport
+import Testing
 import Topology
-import Fleet
+
 @testable import Operations
 @testable import Storage
-import Support
 
 private func topology(_ fixture: String, master: String? = nil, maxLag: Double = 60) throws -> LayerTopology {
     var obs = try Fixtures.observation(fixture)
@@ -16,10 +17,11 @@ private func topology(_ fixture: String, master: String? = nil, maxLag: Double =
 }
 
 private func manifest(engine: String, version: String? = nil, streams: Int = 1) -> Manifest {
-    Manifest(format: 1, environment: "shop", layer: "x", name: "2026-11-21T030000Z-manual", engine: engine, engineVersion: version,
-             sourceNode: "n", sourceRole: "primary", topology: nil, started: "", finished: "",
-             streams: (0..<streams).map { ManifestStream(name: "s\($0)", rawBytes: 0, storedBytes: 0, sha256: "", chunks: []) },
-             rawBytes: 0, storedBytes: 0, newBytes: 0)
+    Manifest(
+        format: 1, environment: "shop", layer: "x", name: "2026-11-21T030000Z-manual", engine: engine, engineVersion: version,
+        sourceNode: "n", sourceRole: "primary", topology: nil, started: "", finished: "",
+        streams: (0..<streams).map { ManifestStream(name: "s\($0)", rawBytes: 0, storedBytes: 0, sha256: "", chunks: []) },
+        rawBytes: 0, storedBytes: 0, newBytes: 0)
 }
 
 private func status<T>(_ body: () throws(StowageError) -> T) -> Support.ExitStatus? {
@@ -79,17 +81,21 @@ private func status<T>(_ body: () throws(StowageError) -> T) -> Support.ExitStat
 
 @Suite struct RestorePlans {
     @Test func restoresThePrimary() throws {
-        let p = try Plans.restore(try topology("healthy/shop-sqldb.json"), manifest: manifest(engine: "postgresql", version: "PostgreSQL 15.20"),
-                                  node: nil, allNodes: false)
+        let p = try Plans.restore(
+            try topology("healthy/shop-sqldb.json"), manifest: manifest(engine: "postgresql", version: "PostgreSQL 15.20"),
+            node: nil, allNodes: false)
         #expect(p.targets.map(\.node) == ["pg1"])
         #expect(p.warnings.isEmpty)
     }
 
     @Test func aReplicaIsRefused() throws {
         let t = try topology("healthy/shop-sqldb.json")
-        #expect(status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "postgresql"), node: "pg2", allNodes: false) } == .unsafeTopology)
+        #expect(
+            status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "postgresql"), node: "pg2", allNodes: false) }
+                == .unsafeTopology)
         let r = try topology("healthy/shop-cache.json")
-        #expect(status { () throws(StowageError) in try Plans.restore(r, manifest: manifest(engine: "redis"), node: "rd2", allNodes: false) } == .unsafeTopology)
+        #expect(
+            status { () throws(StowageError) in try Plans.restore(r, manifest: manifest(engine: "redis"), node: "rd2", allNodes: false) } == .unsafeTopology)
     }
 
     @Test func masterNodeReplicaRestoresThePrimaryWithAWarning() throws {
@@ -100,7 +106,8 @@ private func status<T>(_ body: () throws(StowageError) -> T) -> Support.ExitStat
 
     @Test func splitBrainRefused() throws {
         let t = try topology("pg-promoted/shop-sqldb.json")
-        #expect(status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "postgresql"), node: nil, allNodes: false) } == .unsafeTopology)
+        #expect(
+            status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "postgresql"), node: nil, allNodes: false) } == .unsafeTopology)
     }
 
     @Test func nonClusteredWarnsOrRestoresEveryNode() throws {
@@ -114,10 +121,17 @@ private func status<T>(_ body: () throws(StowageError) -> T) -> Support.ExitStat
 
     @Test func otherEngineAndNewerMajorVersionRefused() throws {
         let t = try topology("healthy/shop-sqldb.json")
-        #expect(status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "redis"), node: nil, allNodes: false) } == .incompatibleBackup)
-        #expect(status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "postgresql", version: "PostgreSQL 16.4"), node: nil, allNodes: false) } == .incompatibleBackup)
+        #expect(
+            status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "redis"), node: nil, allNodes: false) } == .incompatibleBackup)
+        #expect(
+            status { () throws(StowageError) in
+                try Plans.restore(t, manifest: manifest(engine: "postgresql", version: "PostgreSQL 16.4"), node: nil, allNodes: false)
+            } == .incompatibleBackup)
         // An older major version restores into a newer server.
-        #expect(status { () throws(StowageError) in try Plans.restore(t, manifest: manifest(engine: "postgresql", version: "PostgreSQL 14.9"), node: nil, allNodes: false) } == nil)
+        #expect(
+            status { () throws(StowageError) in
+                try Plans.restore(t, manifest: manifest(engine: "postgresql", version: "PostgreSQL 14.9"), node: nil, allNodes: false)
+            } == nil)
     }
 
     @Test func majorVersions() {

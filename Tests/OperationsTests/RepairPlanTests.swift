@@ -1,10 +1,11 @@
+import Fleet
+import Support
 // Repair's decision, from a scan's per-node states: which good copy goes where, and what
 // has no good copy at all (pure; the lab tests run the same through real nodes).
 import Testing
-import Fleet
+
 @testable import Operations
 @testable import Storage
-import Support
 
 @Suite struct RepairPlanTests {
     typealias State = RepairPlan.NodeState
@@ -16,7 +17,8 @@ import Support
         let st2 = State(node: "st2", problems: ["chunks/bb/b": CopyProblem(kind: .wrongSize)], verified: ["chunks/aa/a", "backups/db/x"], unread: [])
         let plan = RepairPlan.decide([st1, st2], writable: ["st1", "st2"])
         #expect(plan.unrepairable.isEmpty)
-        #expect(Set(plan.copies.map { "\($0.object) \($0.from)->\($0.to)" })
+        #expect(
+            Set(plan.copies.map { "\($0.object) \($0.from)->\($0.to)" })
                 == ["chunks/aa/a st2->st1", "backups/db/x st2->st1", "chunks/bb/b st1->st2"])
     }
 
@@ -26,8 +28,11 @@ import Support
         let plan = RepairPlan.decide([st1, st2], writable: ["st1", "st2"])
         #expect(plan.copies.isEmpty)
         #expect(plan.unrepairable["chunks/aa/a"] == "no good copy on any reachable node (bad on st1, st2)")
-        let gone = RepairPlan.decide([State(node: "st1", problems: ["chunks/dd/d": missing], verified: [], unread: []),
-                                      State(node: "st2", problems: ["chunks/dd/d": missing], verified: [], unread: [])], writable: ["st1", "st2"])
+        let gone = RepairPlan.decide(
+            [
+                State(node: "st1", problems: ["chunks/dd/d": missing], verified: [], unread: []),
+                State(node: "st2", problems: ["chunks/dd/d": missing], verified: [], unread: []),
+            ], writable: ["st1", "st2"])
         #expect(gone.unrepairable["chunks/dd/d"] == "no reachable node holds a copy")
     }
 

@@ -1,10 +1,11 @@
 import Foundation
 import Testing
+
 @testable import Repository
 
 @Suite struct BackupNameTests {
     @Test func formatsAndParsesUTCStamps() throws {
-        let d = Date(timeIntervalSince1970: 1_795_230_000) // date -u -d @1795230000: 2026-11-21 03:00:00
+        let d = Date(timeIntervalSince1970: 1_795_230_000)  // date -u -d @1795230000: 2026-11-21 03:00:00
         let n = BackupName(date: d, kind: .auto)
         #expect(n.description == "2026-11-21T030000Z-auto")
         #expect(BackupName(n.description) == n)
@@ -21,7 +22,10 @@ import Testing
         #expect(BackupName("2024-02-29T235959Z-auto")?.date == Date(timeIntervalSince1970: 1_709_251_199))
     }
 
-    @Test(arguments: ["", "2026-11-21T030000Z", "2026-11-21T030000Z-weekly", "2026-11-21 030000Z-auto", "20261121T030000Z-auto", "2026-11-21T03000Z-auto", "../2026-11-21T030000Z-auto"])
+    @Test(arguments: [
+        "", "2026-11-21T030000Z", "2026-11-21T030000Z-weekly", "2026-11-21 030000Z-auto", "20261121T030000Z-auto", "2026-11-21T03000Z-auto",
+        "../2026-11-21T030000Z-auto",
+    ])
     func rejectsForeignNames(_ s: String) {
         #expect(BackupName(s) == nil)
     }
@@ -29,7 +33,10 @@ import Testing
     @Test func sortsInTimeOrder() throws {
         let names = ["2026-11-21T030000Z-auto", "2026-11-20T230000Z-manual", "2026-11-21T030000Z-manual", "2025-12-31T235959Z-auto"]
             .compactMap(BackupName.init)
-        #expect(names.sorted().map(\.description) == ["2025-12-31T235959Z-auto", "2026-11-20T230000Z-manual", "2026-11-21T030000Z-auto", "2026-11-21T030000Z-manual"])
+        #expect(
+            names.sorted().map(\.description) == [
+                "2025-12-31T235959Z-auto", "2026-11-20T230000Z-manual", "2026-11-21T030000Z-auto", "2026-11-21T030000Z-manual",
+            ])
     }
 }
 

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Repository
 
 /// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
@@ -51,7 +52,9 @@ func dumpLike(_ rows: Int, seed: UInt64) -> [UInt8] {
 
         func chunks(_ d: [UInt8]) -> [[UInt8]] {
             var off = 0
-            return c.split(d).map { len in defer { off += len }; return Array(d[off..<(off + len)]) }
+            return c.split(d).map { len in
+                defer { off += len }; return Array(d[off..<(off + len)])
+            }
         }
         let a = chunks(original), b = chunks(edited)
         let shared = Set(a.map { $0.hashValue }).intersection(b.map { $0.hashValue })

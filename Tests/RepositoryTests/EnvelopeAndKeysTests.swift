@@ -1,5 +1,6 @@
 @preconcurrency import Crypto
 import Testing
+
 @testable import Repository
 
 @Suite struct EnvelopeTests {

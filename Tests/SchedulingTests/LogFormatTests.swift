@@ -10,9 +10,10 @@ import Testing
     let stderr = "pg_dumpall: error: connection failed\nFATAL:  password authentication failed for user \"webadmin\""
 
     @Test func textIsOneLinePerEventWithItsMetadata() {
-        let line = StowageLogHandler.line(level: .error, message: "shop/sqldb: run 7 failed in 1.2 s",
-                                          metadata: ["layer": "shop/sqldb", "run": "7", "stderr": .string(stderr)],
-                                          time: Date(timeIntervalSince1970: 1_764_000_000), format: .text)
+        let line = StowageLogHandler.line(
+            level: .error, message: "shop/sqldb: run 7 failed in 1.2 s",
+            metadata: ["layer": "shop/sqldb", "run": "7", "stderr": .string(stderr)],
+            time: Date(timeIntervalSince1970: 1_764_000_000), format: .text)
         #expect(!line.contains("\n"))
         #expect(line.hasPrefix("2025-11-24T16:00:00Z error shop/sqldb: run 7 failed in 1.2 s "))
         #expect(line.contains(" layer=shop/sqldb "))
@@ -20,8 +21,9 @@ import Testing
     }
 
     @Test func jsonParsesLineByLineAndKeepsTheValuesWhole() throws {
-        let line = StowageLogHandler.line(level: .warning, message: "a\nb", metadata: ["layer": "shop/cache", "stderr": .string(stderr)],
-                                          time: Date(timeIntervalSince1970: 0), format: .json)
+        let line = StowageLogHandler.line(
+            level: .warning, message: "a\nb", metadata: ["layer": "shop/cache", "stderr": .string(stderr)],
+            time: Date(timeIntervalSince1970: 0), format: .json)
         #expect(!line.contains("\n"))
         let doc = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(doc["level"] as? String == "warning")

@@ -26,8 +26,9 @@ import Testing
         """
 
     func event(_ kind: NotificationEvent.Kind, _ layer: String) -> NotificationEvent {
-        NotificationEvent(event: kind, layer: layer, storage: "lab", time: "2026-12-06T03:00:00Z", message: "newest backup is 3 h old",
-                          hint: "stowage backup \(layer)", exitCode: nil, attempt: 0, backup: nil, coordinator: "c1")
+        NotificationEvent(
+            event: kind, layer: layer, storage: "lab", time: "2026-12-06T03:00:00Z", message: "newest backup is 3 h old",
+            hint: "stowage backup \(layer)", exitCode: nil, attempt: 0, backup: nil, coordinator: "c1")
     }
 
     @Test func eachTargetGetsTheLayersAndEventsItAsksFor() throws {
@@ -50,9 +51,12 @@ import Testing
         let doc = try #require(try JSONSerialization.jsonObject(with: e.body(.json)) as? [String: Any])
         #expect(doc["event"] as? String == "backup-stale" && doc["version"] as? Int == 1 && doc["layer"] as? String == "shop/sqldb")
         // The schema in docs/ names every field the document has, and every event.
-        let schema = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("docs/notification.schema.json"))) as? [String: Any])
+        let schema = try #require(
+            try JSONSerialization.jsonObject(
+                with: Data(
+                    contentsOf: URL(fileURLWithPath: #filePath)
+                        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                        .appendingPathComponent("docs/notification.schema.json"))) as? [String: Any])
         let properties = try #require(schema["properties"] as? [String: Any])
         for key in doc.keys { #expect(properties[key] != nil, "\(key) is not in the schema") }
         let events = ((properties["event"] as? [String: Any])?["enum"] as? [String]) ?? []

@@ -1,10 +1,11 @@
+import Fleet
 // The scheduler's pure decisions, policies files and status ordering, without servers.
 import Foundation
-import Testing
-import Fleet
 import Operations
-@testable import Scheduling
 import Support
+import Testing
+
+@testable import Scheduling
 
 private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
 
@@ -67,7 +68,8 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
         let started = SchedulerLogic.admissible(queue: queue, running: [("e/busy", "s2")], now: now, concurrency: 3, perStorage: 2)
         #expect(started.map(\.layer) == ["e/a", "e/b"])
         // Global limit reached: nothing.
-        #expect(SchedulerLogic.admissible(queue: queue, running: [("x/1", "s3"), ("x/2", "s3"), ("x/3", "s3")], now: now, concurrency: 3, perStorage: 9).isEmpty)
+        #expect(
+            SchedulerLogic.admissible(queue: queue, running: [("x/1", "s3"), ("x/2", "s3"), ("x/3", "s3")], now: now, concurrency: 3, perStorage: 9).isEmpty)
         // Not yet due (start delay): not started.
         #expect(!SchedulerLogic.admissible(queue: queue, running: [], now: now, concurrency: 9, perStorage: 9).map(\.layer).contains("e/e"))
         #expect(SchedulerLogic.startDelay(window: 60, random: 0.5) == 30)
@@ -76,8 +78,9 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
 
     @Test func notificationsForEachKindOfTrouble() throws {
         func e(_ j: RunJudgement, _ code: Int32?, degraded: Bool = false) -> NotificationEvent.Kind? {
-            NotificationEvent.of(judgement: j, exitCode: code, message: "m", hint: nil, layer: "shop/sqldb", storage: "s", attempt: 1,
-                                 backup: nil, degraded: degraded, time: utc("2026-11-22T10:00:00Z"))?.event
+            NotificationEvent.of(
+                judgement: j, exitCode: code, message: "m", hint: nil, layer: "shop/sqldb", storage: "s", attempt: 1,
+                backup: nil, degraded: degraded, time: utc("2026-11-22T10:00:00Z"))?.event
         }
         // A good run is an event too; only targets that opt in get it (NotificationTarget.wants).
         #expect(e(.ok, 0) == .backupSucceeded)
@@ -86,9 +89,11 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
         #expect(e(.permanent, 3) == .unsafeTopology)
         #expect(e(.transient, 12) == .runFailed)
         #expect(e(.cancelled, nil) == nil)
-        let payload = try #require(NotificationEvent.of(judgement: .permanent, exitCode: 4, message: "DB credentials of shop/sqldb are incorrect",
-                                                        hint: "h", layer: "shop/sqldb", storage: "s", attempt: 2, backup: nil, degraded: false,
-                                                        time: utc("2026-11-22T10:00:00Z")))
+        let payload = try #require(
+            NotificationEvent.of(
+                judgement: .permanent, exitCode: 4, message: "DB credentials of shop/sqldb are incorrect",
+                hint: "h", layer: "shop/sqldb", storage: "s", attempt: 2, backup: nil, degraded: false,
+                time: utc("2026-11-22T10:00:00Z")))
         let obj = try #require(try JSONSerialization.jsonObject(with: payload.json) as? [String: Any])
         #expect(obj["event"] as? String == "credentials-rejected")
         #expect(obj["exit_code"] as? Int == 4)
@@ -111,8 +116,9 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
     @Test func roundTripsEverySchedulesKind() throws {
         let installed = utc("2026-11-22T09:00:00Z")
         let policies = [
-            Policy(layer: "shop/sqldb", schedule: .custom(time: "09:00", days: "mon,wed,fri", timeZone: "Europe/Berlin"), storage: "st", keep: 7,
-                   credentials: CredentialsSpec(user: "webadmin", password: .file("/etc/stowage/pw"), location: ""), source: .replica, installed: installed),
+            Policy(
+                layer: "shop/sqldb", schedule: .custom(time: "09:00", days: "mon,wed,fri", timeZone: "Europe/Berlin"), storage: "st", keep: 7,
+                credentials: CredentialsSpec(user: "webadmin", password: .file("/etc/stowage/pw"), location: ""), source: .replica, installed: installed),
             Policy(layer: "shop/cache", schedule: .expression("*/15 * * * *"), storage: "st", keep: 3, credentials: nil, enabled: false, installed: installed),
         ]
         let text = PolicyFile.render(policies)
@@ -155,13 +161,17 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
     }
 
     @Test func policiesMustNameKnownLayersAndStorages() throws {
-        for (p, why) in [("policies:\n  shop/nosuch: { schedule: daily, storage: st, keep: 3 }\n", "not a layer of i.yaml"),
-                         ("policies:\n  shop/cache: { schedule: daily, storage: other, keep: 3 }\n", "names storage 'other'")] {
+        for (p, why) in [
+            ("policies:\n  shop/nosuch: { schedule: daily, storage: st, keep: 3 }\n", "not a layer of i.yaml"),
+            ("policies:\n  shop/cache: { schedule: daily, storage: other, keep: 3 }\n", "names storage 'other'"),
+        ] {
             let policies = try PolicyFile.parse(p, file: "p.yaml")
             do throws(StowageError) {
-                _ = try Inventory.parse(inventory.replacingOccurrences(of: "{ engine: postgresql, nodes: [ { name: a, db: 10.0.0.1 } ] }",
-                                                                         with: "{ engine: postgresql, nodes: [ { name: a, db: 10.0.0.1 } ], credentials: { user: u } }"),
-                                        file: "i.yaml", policies: policies)
+                _ = try Inventory.parse(
+                    inventory.replacingOccurrences(
+                        of: "{ engine: postgresql, nodes: [ { name: a, db: 10.0.0.1 } ] }",
+                        with: "{ engine: postgresql, nodes: [ { name: a, db: 10.0.0.1 } ], credentials: { user: u } }"),
+                    file: "i.yaml", policies: policies)
                 Issue.record("accepted \(p)")
             } catch {
                 #expect(error.message.contains(why), "\(error.message)")
@@ -176,7 +186,8 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
         let path = "\(dir)/stowage.policies.yaml"
         #expect(PolicyStore.defaultPath(forInventory: "\(dir)/stowage.yaml") == path)
         try PolicyStore.update(path) { (all: inout [Policy]) throws(StowageError) in
-            all.append(Policy(layer: "shop/cache", schedule: .expression("daily"), storage: "st", keep: 2, credentials: nil, installed: utc("2026-11-22T00:00:00Z")))
+            all.append(
+                Policy(layer: "shop/cache", schedule: .expression("daily"), storage: "st", keep: 2, credentials: nil, installed: utc("2026-11-22T00:00:00Z")))
         }
         // A change that throws writes nothing.
         let before = try String(contentsOfFile: path, encoding: .utf8)
@@ -199,7 +210,8 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
 
 @Suite struct FleetStatusTests {
     @Test func failuresComeFirst() throws {
-        let inv = try Inventory.parse("""
+        let inv = try Inventory.parse(
+            """
             environments:
               e:
                 layers:
@@ -223,6 +235,8 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
         #expect(all.map(\.layer) == ["e/c", "e/b", "e/a"])
         #expect(all.map(\.health) == ["error", "warning", "ok"])
         #expect(all[0].problems.first?.message.contains("credentials") == true)
-        #expect(FleetStatus.text(FleetReport(layers: all, scheduler: nil, problems: [])).contains("error: e/c: last run failed: DB credentials of e/c are incorrect"))
+        #expect(
+            FleetStatus.text(FleetReport(layers: all, scheduler: nil, problems: [])).contains(
+                "error: e/c: last run failed: DB credentials of e/c are incorrect"))
     }
 }

@@ -10,10 +10,13 @@ import Topology
 
 private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
 
-private func policy(_ schedule: PolicySchedule, maxAge: Double? = nil, enabled: Bool = true,
-                    installed: String = "2026-11-01T00:00:00Z") -> Policy {
-    var p = Policy(layer: "shop/sqldb", schedule: schedule, storage: "lab", keep: 3, credentials: nil, enabled: enabled,
-                   installed: utc(installed))
+private func policy(
+    _ schedule: PolicySchedule, maxAge: Double? = nil, enabled: Bool = true,
+    installed: String = "2026-11-01T00:00:00Z"
+) -> Policy {
+    var p = Policy(
+        layer: "shop/sqldb", schedule: schedule, storage: "lab", keep: 3, credentials: nil, enabled: enabled,
+        installed: utc(installed))
     p.maxAge = maxAge
     return p
 }
@@ -58,26 +61,32 @@ private func policy(_ schedule: PolicySchedule, maxAge: Double? = nil, enabled: 
     }
 
     @Test func statusMarksAStaleLayerAsAnError() throws {
-        let inv = try Inventory.parse("""
+        let inv = try Inventory.parse(
+            """
             environments:
               shop:
                 layers:
                   sqldb: { engine: redis, nodes: [ { name: n1, db: h1 } ] }
             """, file: "i.yaml")
         let stored = [LayerStatus.Stored(storage: "lab", count: 3, newest: "2026-11-25T095900Z-auto", newestMissingOn: [], unreachable: [])]
-        let s = FleetStatus.judge(layer: inv.layers[0], policy: policy(.expression("hourly")), last: nil, stored: stored,
-                                  topology: nil, topologyError: nil, now: now)
+        let s = FleetStatus.judge(
+            layer: inv.layers[0], policy: policy(.expression("hourly")), last: nil, stored: stored,
+            topology: nil, topologyError: nil, now: now)
         #expect(s.health == "error")
         #expect(s.staleness?.stale == true)
         #expect(s.problems.contains { $0.message.hasPrefix("stale: newest backup 2026-11-25T095900Z-auto") })
         // An hour later than that backup it was fine.
-        let earlier = FleetStatus.judge(layer: inv.layers[0], policy: policy(.expression("hourly")), last: nil, stored: stored,
-                                        topology: nil, topologyError: nil, now: utc("2026-11-25T10:30:00Z"))
+        let earlier = FleetStatus.judge(
+            layer: inv.layers[0], policy: policy(.expression("hourly")), last: nil, stored: stored,
+            topology: nil, topologyError: nil, now: utc("2026-11-25T10:30:00Z"))
         #expect(earlier.health == "ok" && earlier.staleness?.stale == false)
         // A storage that could not be read shows nothing: no verdict from it.
         let unread = [LayerStatus.Stored(storage: "lab", count: 0, newest: nil, newestMissingOn: [], unreachable: ["st1", "st2"])]
-        #expect(FleetStatus.judge(layer: inv.layers[0], policy: policy(.expression("hourly")), last: nil, stored: unread,
-                                  topology: nil, topologyError: nil, now: now).staleness == nil)
+        #expect(
+            FleetStatus.judge(
+                layer: inv.layers[0], policy: policy(.expression("hourly")), last: nil, stored: unread,
+                topology: nil, topologyError: nil, now: now
+            ).staleness == nil)
     }
 }
 
@@ -104,8 +113,9 @@ private func policy(_ schedule: PolicySchedule, maxAge: Double? = nil, enabled: 
 
     @Test func aCleanStopIsToldApartAndTheNewestSchedulerCounts() {
         let old = SchedulerBeat(host: "c1", pid: 41, started: utc("2026-11-24T08:00:00Z"), seen: utc("2026-11-24T09:00:00Z"))
-        let stopped = SchedulerBeat(host: "c1", pid: 42, started: utc("2026-11-25T08:00:00Z"), seen: utc("2026-11-25T11:00:00Z"),
-                                    stopped: utc("2026-11-25T11:00:00Z"))
+        let stopped = SchedulerBeat(
+            host: "c1", pid: 42, started: utc("2026-11-25T08:00:00Z"), seen: utc("2026-11-25T11:00:00Z"),
+            stopped: utc("2026-11-25T11:00:00Z"))
         #expect(SchedulerHealth.judge([old, stopped], now: now).state == .stopped)
         #expect(SchedulerHealth.judge([], now: now).state == .never)
         let live = SchedulerBeat(host: "c2", pid: 7, started: now.addingTimeInterval(-30), seen: now.addingTimeInterval(-5))

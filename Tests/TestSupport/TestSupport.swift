@@ -205,7 +205,9 @@ package final class SecretScan: @unchecked Sendable {
                 for file in ["cmdline", "environ"] {
                     guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/\(file)"), !data.isEmpty else { continue }
                     for (name, s) in secrets where data.range(of: s) != nil {
-                        let cmd = String(decoding: (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).prefix(80).map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+                        let cmd = String(
+                            decoding: (FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()).prefix(80).map { $0 == 0 ? 0x20 : $0 },
+                            as: UTF8.self)
                         lock.withLock { found.append("\(name) in /proc/\(pid)/\(file) (\(cmd))") }
                     }
                 }

@@ -1,8 +1,9 @@
+import TestSupport
 // The analysis from recorded probe answers: no server involved. Recordings under
 // fixtures/probes/ come from the lab (`stowage topology --record`) except
 // recorded-elsewhere/, which holds MySQL 8 and Galera answers the lab does not run.
 import Testing
-import TestSupport
+
 @testable import Topology
 
 private func analyze(_ fixture: String, maxLag: Double = 60, _ change: (inout LayerObservation) -> Void = { _ in }) throws -> LayerTopology {

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import Topology
 
 @Suite struct RedisTextParsing {
@@ -17,7 +18,8 @@ import Testing
     @Test func replicaLagInBytesFromTheMastersOffsets() throws {
         let raw = RawProbe(replies: [
             "role": "master",
-            "info replication": "role:master\r\nconnected_slaves:1\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=900,lag=2\r\nmaster_repl_offset:1000\r\n",
+            "info replication":
+                "role:master\r\nconnected_slaves:1\r\nslave0:ip=10.0.0.2,port=6379,state=online,offset=900,lag=2\r\nmaster_repl_offset:1000\r\n",
         ])
         let f = try redisFacts(raw)
         #expect(f.downstream == [DownstreamReplica(name: nil, endpoint: Endpoint(host: "10.0.0.2", port: 6379), state: "online", lagSeconds: 2, lagBytes: 100)])
@@ -48,18 +50,24 @@ import Testing
 
 @Suite struct SQLColumnFolding {
     @Test func mariadbAndMySQL8ColumnsMeanTheSame() {
-        let maria = MySQLReplicaChannel(row: ["Master_Host": "10.0.0.1", "Master_Port": "3307", "Slave_IO_Running": "Yes",
-                                              "Slave_SQL_Running": "No", "Seconds_Behind_Master": "12", "Last_SQL_Error": "dup key"])
-        let mysql = MySQLReplicaChannel(row: ["Source_Host": "10.0.0.1", "Source_Port": "3307", "Replica_IO_Running": "Yes",
-                                              "Replica_SQL_Running": "No", "Seconds_Behind_Source": "12", "Last_SQL_Error": "dup key"])
+        let maria = MySQLReplicaChannel(row: [
+            "Master_Host": "10.0.0.1", "Master_Port": "3307", "Slave_IO_Running": "Yes",
+            "Slave_SQL_Running": "No", "Seconds_Behind_Master": "12", "Last_SQL_Error": "dup key",
+        ])
+        let mysql = MySQLReplicaChannel(row: [
+            "Source_Host": "10.0.0.1", "Source_Port": "3307", "Replica_IO_Running": "Yes",
+            "Replica_SQL_Running": "No", "Seconds_Behind_Source": "12", "Last_SQL_Error": "dup key",
+        ])
         #expect(maria == mysql)
         #expect(maria.sourcePort == 3307)
         #expect(maria.secondsBehind == 12)
     }
 
     @Test func replicaWithoutAWalReceiverIsBroken() throws {
-        let raw = RawProbe(results: ["server": [["server_version": "15.4", "in_recovery": "true", "system_identifier": "1", "timeline": "3"]],
-                                     "replication": [], "wal_receiver": []])
+        let raw = RawProbe(results: [
+            "server": [["server_version": "15.4", "in_recovery": "true", "system_identifier": "1", "timeline": "3"]],
+            "replication": [], "wal_receiver": [],
+        ])
         let f = try postgresFacts(raw)
         #expect(!f.writable)
         #expect(f.upstream == nil)

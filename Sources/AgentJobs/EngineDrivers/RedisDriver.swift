@@ -152,7 +152,8 @@ final class RedisSink: RestoreSink {
             var cursor = "0"
             repeat {
                 guard case .array(let r?) = try src.call("SCAN", cursor, "COUNT", "1000"), r.count == 2,
-                      let next = r[0].text, case .array(let items?) = r[1] else {
+                    let next = r[0].text, case .array(let items?) = r[1]
+                else {
                     throw JobFailure(exit: .jobFailed, code: "redis", message: "scratch redis-server: unexpected SCAN reply")
                 }
                 cursor = next
@@ -192,8 +193,9 @@ final class RedisSink: RestoreSink {
         let deadline = monotonicNow() + 300
         while monotonicNow() < deadline {
             if child.tryReap() {
-                throw JobFailure(exit: .jobFailed, code: "command-failed",
-                                 message: "redis-server could not load the backup's RDB (\(describeStatus(child.status))): \(dir.tail("redis.log"))")
+                throw JobFailure(
+                    exit: .jobFailed, code: "command-failed",
+                    message: "redis-server could not load the backup's RDB (\(describeStatus(child.status))): \(dir.tail("redis.log"))")
             }
             if let c = try? RedisConnection(unixPath: "\(dir.path)/redis.sock", timeout: 60) {
                 try c.send(RESP.command("PING"))
@@ -204,4 +206,3 @@ final class RedisSink: RestoreSink {
         throw JobFailure(exit: .jobFailed, code: "timeout", message: "redis-server did not load the backup's RDB within 300 s")
     }
 }
-

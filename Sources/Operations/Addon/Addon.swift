@@ -31,8 +31,9 @@ package enum Addon {
             throw StowageError(.usage, "unknown layer \(policy.layer) in \(inv.path)", hint: "name one layer of the inventory as ENV/LAYER")
         }
         guard let storageSpec = inv.storage(policy.storage) else {
-            throw StowageError(.usage, "unknown storage '\(policy.storage)' in \(inv.path)",
-                               hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
+            throw StowageError(
+                .usage, "unknown storage '\(policy.storage)' in \(inv.path)",
+                hint: "storages: \(inv.storages.map(\.name).joined(separator: ", "))")
         }
         // The storage: every node is asked; the repository opens with the storage password
         // (or does not exist yet: the first backup creates it).
@@ -40,12 +41,16 @@ package enum Addon {
         let storage = try ReplicatedStorage(storageSpec, inventory: inv, agent: agent, environment: layer.environment)
         var unreachable: [String] = []
         for node in storage.nodes {
-            do throws(StowageError) { _ = try await node.list(prefix: RepositoryLayout.keysPrefix) } catch { unreachable.append("\(node.name) (\(error.message))") }
+            do throws(StowageError) { _ = try await node.list(prefix: RepositoryLayout.keysPrefix) } catch {
+                unreachable.append("\(node.name) (\(error.message))")
+            }
         }
         let needed = storageSpec.quorum ?? storage.nodes.count
         if storage.nodes.count - unreachable.count < needed {
-            throw StowageError(.nodeUnreachable, "storage \(storageSpec.name): \(unreachable.joined(separator: ", ")) cannot be reached; a backup needs \(needed) of \(storage.nodes.count) nodes",
-                               hint: "check the storage nodes (stowage agent check), then install again; nothing was written", retryable: true)
+            throw StowageError(
+                .nodeUnreachable,
+                "storage \(storageSpec.name): \(unreachable.joined(separator: ", ")) cannot be reached; a backup needs \(needed) of \(storage.nodes.count) nodes",
+                hint: "check the storage nodes (stowage agent check), then install again; nothing was written", retryable: true)
         }
         let repo = try await RepositoryAccess.openIfPresent(storage, environment: layer.environment, password: password)
         var warnings: [String] = unreachable.map { "storage node \($0) cannot be reached: backups will miss it until it is back" }

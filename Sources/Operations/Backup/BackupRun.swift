@@ -21,9 +21,11 @@ package struct BackupOutcome: Sendable {
 }
 
 package enum BackupRun {
-    package static func run(inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
-                           from: DumpPreference = .primary, keep: Int? = nil, kind: BackupName.Kind = .manual,
-                           zstdLevel: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> BackupOutcome {
+    package static func run(
+        inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
+        from: DumpPreference = .primary, keep: Int? = nil, kind: BackupName.Kind = .manual,
+        zstdLevel: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil
+    ) async throws(StowageError) -> BackupOutcome {
         let started = Date()
         // Credentials and topology before anything touches the storage.
         let topology = try await Trace.span("topology check of \(layer.id)") { () async throws(StowageError) in
@@ -37,7 +39,8 @@ package enum BackupRun {
         // Each storage node carries a lock session and a listing or a stream at once; each
         // dumped node one stream. Connected while the repository's key is derived.
         storage.prewarm(connections: 2)
-        SSHConnectionPool.shared.prewarm(plan.streams.compactMap { s in layer.nodes.first { $0.name == s.node }.flatMap { try? inventory.sshTarget($0) } }, count: 1)
+        SSHConnectionPool.shared.prewarm(
+            plan.streams.compactMap { s in layer.nodes.first { $0.name == s.node }.flatMap { try? inventory.sshTarget($0) } }, count: 1)
         let repo = try await Trace.span("repository open") { () async throws(StowageError) in
             try await RepositoryAccess.open(storage, environment: layer.environment, password: storagePassword, create: true)
         }
@@ -47,18 +50,22 @@ package enum BackupRun {
             guard let node = layer.nodes.first(where: { $0.name == s.node }), let db = node.db else {
                 throw StowageError(.internalError, "\(layer.id): planned node \(s.node) is not in the inventory")
             }
-            let job = ChunkJob(database: DatabaseAccess(engine: layer.engine.wire, host: db.host, port: db.port,
-                                                        user: layer.credentials?.user, fromReplica: plan.fromReplica),
-                               secrets: JobSecrets(dbPassword: dbPassword?.value))
+            let job = ChunkJob(
+                database: DatabaseAccess(
+                    engine: layer.engine.wire, host: db.host, port: db.port,
+                    user: layer.credentials?.user, fromReplica: plan.fromReplica),
+                secrets: JobSecrets(dbPassword: dbPassword?.value))
             let name = plan.streams.count == 1 ? "dump" : "master-\(i + 1)-\(s.node)"
             streams.append(BackupStreamSource(name: name, node: try inventory.sshTarget(node), job: job, slots: s.slots))
         }
-        let metadata = BackupMetadata(engine: layer.engine.rawValue, engineVersion: topology.node(plan.streams[0].node)?.version,
-                                      sourceRole: plan.streams[0].role.rawValue, topology: topology)
+        let metadata = BackupMetadata(
+            engine: layer.engine.rawValue, engineVersion: topology.node(plan.streams[0].node)?.version,
+            sourceRole: plan.streams[0].role.rawValue, topology: topology)
         let name = BackupName(date: started, kind: kind)
         Trace.log("backup \(name) of \(layer.id) starts")
-        let result = try await BackupWriter.write(repo, layer: layer.name, name: name, streams: streams, agent: agent,
-                                                  metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress)
+        let result = try await BackupWriter.write(
+            repo, layer: layer.name, name: name, streams: streams, agent: agent,
+            metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress)
         // Retention only after a committed backup: a failed one prunes nothing.
         var pruned: PruneReport?
         var pruneError: StowageError?
@@ -69,7 +76,8 @@ package enum BackupRun {
                 pruneError = error
             }
         }
-        return BackupOutcome(manifest: result.manifest, replicas: result.replicas, notes: plan.notes, plan: plan, pruned: pruned,
-                             pruneError: pruneError, seconds: Date().timeIntervalSince(started))
+        return BackupOutcome(
+            manifest: result.manifest, replicas: result.replicas, notes: plan.notes, plan: plan, pruned: pruned,
+            pruneError: pruneError, seconds: Date().timeIntervalSince(started))
     }
 }

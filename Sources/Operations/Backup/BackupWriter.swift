@@ -59,17 +59,22 @@ package enum BackupWriter {
     package typealias PhaseHook = @Sendable (Phase, [LayerLock]) async -> Void
 
     /// A backup of one command's output on `source` (tests, benchmarks).
-    package static func write(_ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
-                             command: [String], streamName: String, metadata: BackupMetadata,
-                             zstdLevel: Int = 3, phase: PhaseHook? = nil) async throws(StowageError) -> BackupWriteResult {
-        try await write(repo, layer: layer, name: name, streams: [BackupStreamSource(name: streamName, node: source, job: ChunkJob(command: command))],
-                        agent: agent, metadata: metadata, zstdLevel: zstdLevel, phase: phase)
+    package static func write(
+        _ repo: OpenRepository, layer: String, name: BackupName, source: SSHTarget, agent: AgentBinary,
+        command: [String], streamName: String, metadata: BackupMetadata,
+        zstdLevel: Int = 3, phase: PhaseHook? = nil
+    ) async throws(StowageError) -> BackupWriteResult {
+        try await write(
+            repo, layer: layer, name: name, streams: [BackupStreamSource(name: streamName, node: source, job: ChunkJob(command: command))],
+            agent: agent, metadata: metadata, zstdLevel: zstdLevel, phase: phase)
     }
 
     /// A backup of one or more streams (one per Redis Cluster master), dumped at once.
-    package static func write(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
-                             metadata: BackupMetadata, zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil,
-                             phase: PhaseHook? = nil) async throws(StowageError) -> BackupWriteResult {
+    package static func write(
+        _ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
+        metadata: BackupMetadata, zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil,
+        phase: PhaseHook? = nil
+    ) async throws(StowageError) -> BackupWriteResult {
         let started = Date()
         let storage = repo.storage
         var failures: [String: String] = [:]
@@ -79,8 +84,9 @@ package enum BackupWriter {
         // listed before the lock could be reclaimed by a prune before the lock, and the
         // backup would then reference a chunk it did not send. A repository held by a prune
         // (seconds) is waited for; a layer held by another backup or restore is not.
-        let held = try await LayerLock.acquireAll(storage.nodes, layer: layer, operation: "backup \(repo.environment)/\(layer) \(name)",
-                                                  patience: LayerLock.repositoryPatience)
+        let held = try await LayerLock.acquireAll(
+            storage.nodes, layer: layer, operation: "backup \(repo.environment)/\(layer) \(name)",
+            patience: LayerLock.repositoryPatience)
         for (node, error) in held.failed { failures[node] = error.message }
         let locks = held.locks
         await phase?(.locked, locks)
@@ -104,9 +110,10 @@ package enum BackupWriter {
         let live = storage.nodes.filter { present[$0.name] != nil }
         await phase?(.listed, locks)
         do throws(StowageError) {
-            let r = try await writeLocked(repo, layer: layer, name: name, streams: streams, agent: agent,
-                                          metadata: metadata, zstdLevel: zstdLevel, progress: progress, started: started,
-                                          live: live, present: present, failures: failures, locks: locks, phase: phase)
+            let r = try await writeLocked(
+                repo, layer: layer, name: name, streams: streams, agent: agent,
+                metadata: metadata, zstdLevel: zstdLevel, progress: progress, started: started,
+                live: live, present: present, failures: failures, locks: locks, phase: phase)
             await held.release()
             return r
         } catch {
@@ -124,8 +131,11 @@ package enum BackupWriter {
     static func reclaimingLeftovers(of error: StowageError, repo: OpenRepository, layer: String, name: BackupName) async -> StowageError {
         guard ![.cancelled, .locked, .hostKeyRefused, .sshAuthFailed, .agentMismatch].contains(error.status), !Task.isCancelled else { return error }
         var e = error
-        switch await captured({ try await Pruner.reclaimUnreferenced(repo, dryRun: false, patience: 0,
-                                                                     operation: "clean up after backup \(repo.environment)/\(layer) \(name)") }) {
+        switch await captured({
+            try await Pruner.reclaimUnreferenced(
+                repo, dryRun: false, patience: 0,
+                operation: "clean up after backup \(repo.environment)/\(layer) \(name)")
+        }) {
         case .success(let r):
             let removed = r.removed.values.reduce(0, +)
             if removed > 0 {
@@ -138,11 +148,13 @@ package enum BackupWriter {
         return e
     }
 
-    static func writeLocked(_ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
-                            metadata: BackupMetadata, zstdLevel: Int, progress: (@Sendable (Int64) -> Void)?, started: Date,
-                            live: [any StorageDriver], present: [String: Set<String>],
-                            failures initialFailures: [String: String], locks: [LayerLock],
-                            phase: PhaseHook?) async throws(StowageError) -> BackupWriteResult {
+    static func writeLocked(
+        _ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
+        metadata: BackupMetadata, zstdLevel: Int, progress: (@Sendable (Int64) -> Void)?, started: Date,
+        live: [any StorageDriver], present: [String: Set<String>],
+        failures initialFailures: [String: String], locks: [LayerLock],
+        phase: PhaseHook?
+    ) async throws(StowageError) -> BackupWriteResult {
         let storage = repo.storage
         var failures = initialFailures
         let fan = FanOut(names: live.map(\.name), capacity: 32 << 20)
@@ -182,18 +194,20 @@ package enum BackupWriter {
                 group.addTask {
                     let parser = RecordSplitter()
                     do throws(StowageError) {
-                        let run = try await AgentClient.run(s.node, agent: agent, job: .chunk(job), framedInput: nil, output: { buf in
-                            parser.feed(buf) { name, record, _ in
-                                guard sent.insert(name) else { return }
-                                var sentAnywhere = false
-                                for n in liveNames where !presentSnapshot[n]!.contains(name) {
-                                    fan.enqueue(record, to: n)
-                                    sentAnywhere = true
+                        let run = try await AgentClient.run(
+                            s.node, agent: agent, job: .chunk(job), framedInput: nil,
+                            output: { buf in
+                                parser.feed(buf) { name, record, _ in
+                                    guard sent.insert(name) else { return }
+                                    var sentAnywhere = false
+                                    for n in liveNames where !presentSnapshot[n]!.contains(name) {
+                                        fan.enqueue(record, to: n)
+                                        sentAnywhere = true
+                                    }
+                                    // Stored bytes are the envelope's, without the record's name and size header.
+                                    if sentAnywhere { newBytes.add(record.count - 12 - name.utf8.count) }
                                 }
-                                // Stored bytes are the envelope's, without the record's name and size header.
-                                if sentAnywhere { newBytes.add(record.count - 12 - name.utf8.count) }
-                            }
-                        }, progress: { b in progress?(dumped.set(i, b)) }, ready: nil)
+                            }, progress: { b in progress?(dumped.set(i, b)) }, ready: nil)
                         return (i, .success(run), parser.complete)
                     } catch {
                         return (i, .failure(error), parser.complete)
@@ -226,9 +240,10 @@ package enum BackupWriter {
         let chunkOutcome = QuorumOutcome.decide(nodes: storage.nodes.map(\.name), failures: failures, quorum: storage.quorum)
         guard chunkOutcome.committed else {
             let why = failures.keys.sorted().map { "\($0): \(failures[$0]!)" }.joined(separator: "; ")
-            throw StowageError(.quorumNotReached,
-                               "storage \(storage.name): \(chunkOutcome.complete.count) of \(storage.nodes.count) nodes hold the backup's chunks, quorum is \(storage.quorum.map(String.init) ?? "all"); \(why)",
-                               hint: "nothing was committed; bring the nodes back or lower the quorum", retryable: true)
+            throw StowageError(
+                .quorumNotReached,
+                "storage \(storage.name): \(chunkOutcome.complete.count) of \(storage.nodes.count) nodes hold the backup's chunks, quorum is \(storage.quorum.map(String.init) ?? "all"); \(why)",
+                hint: "nothing was committed; bring the nodes back or lower the quorum", retryable: true)
         }
 
         await phase?(.chunksDone, locks)
@@ -238,17 +253,19 @@ package enum BackupWriter {
 
         let manifestStreams = done.map { s, run in
             let chunks = run.chunks.map { ManifestStream.Chunk(id: $0.id ?? "", size: Int($0.bytes ?? 0), stored: $0.stored ?? 0) }
-            return ManifestStream(name: s.name, rawBytes: run.result.bytes ?? 0, storedBytes: Int64(chunks.map(\.stored).reduce(0, +)),
-                                  sha256: run.result.sha256 ?? "", chunks: chunks, node: s.node.node, slots: s.slots,
-                                  counts: run.result.counts)
+            return ManifestStream(
+                name: s.name, rawBytes: run.result.bytes ?? 0, storedBytes: Int64(chunks.map(\.stored).reduce(0, +)),
+                sha256: run.result.sha256 ?? "", chunks: chunks, node: s.node.node, slots: s.slots,
+                counts: run.result.counts)
         }
         let fmt = ISO8601DateFormatter()
-        let manifest = Manifest(format: 1, environment: repo.environment, layer: layer, name: name.description,
-                                engine: metadata.engine, engineVersion: metadata.engineVersion, sourceNode: streams[0].node.node,
-                                sourceRole: metadata.sourceRole, topology: metadata.topology,
-                                started: fmt.string(from: started), finished: fmt.string(from: Date()), streams: manifestStreams,
-                                rawBytes: manifestStreams.map(\.rawBytes).reduce(0, +),
-                                storedBytes: manifestStreams.map(\.storedBytes).reduce(0, +), newBytes: newBytes.total)
+        let manifest = Manifest(
+            format: 1, environment: repo.environment, layer: layer, name: name.description,
+            engine: metadata.engine, engineVersion: metadata.engineVersion, sourceNode: streams[0].node.node,
+            sourceRole: metadata.sourceRole, topology: metadata.topology,
+            started: fmt.string(from: started), finished: fmt.string(from: Date()), streams: manifestStreams,
+            rawBytes: manifestStreams.map(\.rawBytes).reduce(0, +),
+            storedBytes: manifestStreams.map(\.storedBytes).reduce(0, +), newBytes: newBytes.total)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let objectName = RepositoryLayout.manifest(layer: layer, name: name)
@@ -257,8 +274,9 @@ package enum BackupWriter {
         // A lock session that died (its agent killed, its connection dropped) no longer keeps
         // other writers or prune away: do not commit on the strength of it.
         for l in locks where !l.isHeld {
-            throw StowageError(.remoteFailed, "backup \(repo.environment)/\(layer) \(name): the lock on \(l.node) was lost during the write; nothing was committed",
-                               hint: "run the backup again", retryable: true)
+            throw StowageError(
+                .remoteFailed, "backup \(repo.environment)/\(layer) \(name): the lock on \(l.node) was lost during the write; nothing was committed",
+                hint: "run the backup again", retryable: true)
         }
         await phase?(.manifest, locks)
         if Task.isCancelled {
@@ -266,8 +284,9 @@ package enum BackupWriter {
         }
 
         // The manifest goes only to nodes holding every chunk, and commits on the quorum.
-        let holders = ReplicatedStorage(name: storage.name, nodes: storage.nodes.filter { chunkOutcome.complete.contains($0.name) },
-                                        quorum: nil)
+        let holders = ReplicatedStorage(
+            name: storage.name, nodes: storage.nodes.filter { chunkOutcome.complete.contains($0.name) },
+            quorum: nil)
         var manifestFailures = failures
         for node in holders.nodes {
             do throws(StowageError) {
@@ -284,8 +303,10 @@ package enum BackupWriter {
             for node in holders.nodes where manifestFailures[node.name] == nil {
                 _ = try? await node.delete([objectName])
             }
-            throw StowageError(.quorumNotReached, "storage \(storage.name): the manifest of \(objectName) reached \(outcome.complete.count) of \(storage.nodes.count) nodes, quorum is \(storage.quorum.map(String.init) ?? "all"); it was withdrawn",
-                               hint: "nothing was committed; run the backup again once the nodes are back", retryable: true)
+            throw StowageError(
+                .quorumNotReached,
+                "storage \(storage.name): the manifest of \(objectName) reached \(outcome.complete.count) of \(storage.nodes.count) nodes, quorum is \(storage.quorum.map(String.init) ?? "all"); it was withdrawn",
+                hint: "nothing was committed; run the backup again once the nodes are back", retryable: true)
         }
         return BackupWriteResult(manifest: manifest, replicas: outcome)
     }

@@ -30,8 +30,10 @@ package struct BackupEntry: Codable, Sendable, Equatable {
 
 package enum BackupCatalog {
     /// Backups of the selected environment (or every environment of the inventory) and layer.
-    package static func list(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary,
-                            environment: String?, layer: String?) async throws(StowageError) -> [BackupEntry] {
+    package static func list(
+        _ spec: StorageSpec, inventory: Inventory, agent: AgentBinary,
+        environment: String?, layer: String?
+    ) async throws(StowageError) -> [BackupEntry] {
         let envs = environment.map { [$0] } ?? inventory.environments.map(\.name)
         let perEnvironment = try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: envs) { repo throws(StowageError) in
             let env = repo.environment
@@ -42,10 +44,12 @@ package enum BackupCatalog {
             for (l, backups) in stored.holders where layer == nil || l == layer {
                 for (name, nodes) in backups {
                     guard let (m, _) = try? await BackupReader.manifest(repo, layer: l, name: name) else { continue }
-                    out.append(BackupEntry(environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNodes,
-                                           sourceRole: m.sourceRole, started: m.started, finished: m.finished, rawBytes: m.rawBytes,
-                                           storedBytes: m.storedBytes, replicas: nodes.sorted(),
-                                           missingOn: stored.reachable.filter { !nodes.contains($0) }.sorted(), unreachable: stored.unreachable.sorted()))
+                    out.append(
+                        BackupEntry(
+                            environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNodes,
+                            sourceRole: m.sourceRole, started: m.started, finished: m.finished, rawBytes: m.rawBytes,
+                            storedBytes: m.storedBytes, replicas: nodes.sorted(),
+                            missingOn: stored.reachable.filter { !nodes.contains($0) }.sorted(), unreachable: stored.unreachable.sorted()))
                 }
             }
             return out
@@ -60,8 +64,10 @@ package enum BackupCatalog {
             var replicas = e.replicas.joined(separator: ",")
             if !e.missingOn.isEmpty { replicas += " (missing on \(e.missingOn.joined(separator: ",")))" }
             if !e.unreachable.isEmpty { replicas += " (\(e.unreachable.joined(separator: ",")) unreachable)" }
-            rows.append(["\(e.environment)/\(e.layer)", e.name, e.engine, e.sourceNode + (e.sourceRole.map { " (\($0))" } ?? ""),
-                         formatBytes(e.rawBytes), formatBytes(e.storedBytes), replicas])
+            rows.append([
+                "\(e.environment)/\(e.layer)", e.name, e.engine, e.sourceNode + (e.sourceRole.map { " (\($0))" } ?? ""),
+                formatBytes(e.rawBytes), formatBytes(e.storedBytes), replicas,
+            ])
         }
         return textTable(rows, indent: "")
     }

@@ -11,10 +11,14 @@ import Support
 import Topology
 
 package enum PasswordChange {
-    package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, old: Secret, new: Secret,
-                           environments: [String], kdfCost: Int = 32768) async throws(StowageError) -> [String] {
-        try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: environments,
-                                           password: old) { repo throws(StowageError) in
+    package static func run(
+        _ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, old: Secret, new: Secret,
+        environments: [String], kdfCost: Int = 32768
+    ) async throws(StowageError) -> [String] {
+        try await RepositoryAccess.forEach(
+            spec, inventory: inventory, agent: agent, environments: environments,
+            password: old
+        ) { repo throws(StowageError) in
             let storage = repo.storage
             // Old key file names, from every reachable node.
             var oldKeys = Set<String>()

@@ -9,7 +9,6 @@ import Storage
 import Support
 import Topology
 
-
 package struct PlannedStream: Sendable, Equatable {
     /// The node to dump (or restore) through.
     package var node: String
@@ -38,13 +37,15 @@ package enum Plans {
     /// The checks every run makes first: credentials, split brain, a trustworthy primary.
     static func refuseUnsafe(_ t: LayerTopology, action: String) throws(StowageError) {
         if let f = t.findings(.credentialsRejected).first {
-            throw StowageError(.credentialsRejected, "DB credentials of \(t.environment)/\(t.layer) are incorrect: \(f.message)",
-                               hint: "fix the layer's credentials in the inventory; no \(action) was started")
+            throw StowageError(
+                .credentialsRejected, "DB credentials of \(t.environment)/\(t.layer) are incorrect: \(f.message)",
+                hint: "fix the layer's credentials in the inventory; no \(action) was started")
         }
         for code in [Finding.Code.splitBrain, .mixedClusters, .slotsUnassigned, .clusterStateFail] {
             if let f = t.findings(code).first {
-                throw StowageError(.unsafeTopology, "\(t.environment)/\(t.layer): \(f.message); \(action) refused",
-                                   hint: "stowage topology \(t.environment)/\(t.layer) shows the layer; fix the replication first")
+                throw StowageError(
+                    .unsafeTopology, "\(t.environment)/\(t.layer): \(f.message); \(action) refused",
+                    hint: "stowage topology \(t.environment)/\(t.layer) shows the layer; fix the replication first")
             }
         }
     }
@@ -55,7 +56,8 @@ package enum Plans {
             let id = "\(t.environment)/\(t.layer)"
             // Name the nodes and why they could not be asked, not only that no primary answered.
             let unreachable = t.findings(.nodeUnreachable).map(\.message)
-            let why = t.findings.first { $0.severity == .error }?.message
+            let why =
+                t.findings.first { $0.severity == .error }?.message
                 ?? (unreachable.isEmpty ? "no primary is reachable" : "no primary is reachable (\(unreachable.joined(separator: "; ")))")
             throw StowageError(.unsafeTopology, "\(id): \(why); \(action) refused", hint: "stowage topology \(id) shows the layer")
         }
@@ -74,8 +76,9 @@ package enum Plans {
             for s in shards {
                 if from == .replica {
                     guard let r = s.replicas.first(where: { t.node($0)?.role == .clusterReplica && healthy(t, $0) }) else {
-                        throw StowageError(.unsafeTopology, "\(id): the shard of \(s.master) (slots \(s.slots)) has no healthy replica to dump from",
-                                           hint: "dump the masters instead: --from primary")
+                        throw StowageError(
+                            .unsafeTopology, "\(id): the shard of \(s.master) (slots \(s.slots)) has no healthy replica to dump from",
+                            hint: "dump the masters instead: --from primary")
                     }
                     streams.append(PlannedStream(node: r, role: .clusterReplica, slots: s.slots))
                 } else {
@@ -95,8 +98,9 @@ package enum Plans {
         if from == .replica {
             let candidates = t.nodes.filter { $0.role == .replica && $0.upstream == primary && healthy(t, $0.name) }
             guard let r = candidates.min(by: { ($0.lagSeconds ?? 0) < ($1.lagSeconds ?? 0) }) else {
-                throw StowageError(.unsafeTopology, "\(id): no replica of \(primary) is streaming within the lag limit; backup refused",
-                                   hint: "dump the primary instead: --from primary")
+                throw StowageError(
+                    .unsafeTopology, "\(id): no replica of \(primary) is streaming within the lag limit; backup refused",
+                    hint: "dump the primary instead: --from primary")
             }
             notes.append("dumping the replica \(r.name)\(r.lagSeconds.map { " (lag \(Int($0)) s)" } ?? "") of \(primary)")
             return BackupPlan(streams: [PlannedStream(node: r.name, role: .replica, slots: nil)], notes: notes, fromReplica: true)
@@ -113,8 +117,10 @@ package enum Plans {
     package static func restore(_ t: LayerTopology, manifest: Manifest, node: String?, allNodes: Bool) throws(StowageError) -> RestorePlan {
         let id = "\(t.environment)/\(t.layer)"
         guard manifest.engine == t.engine.rawValue else {
-            throw StowageError(.incompatibleBackup, "backup \(manifest.name) of \(manifest.environment)/\(manifest.layer) is a \(manifest.engine) backup; \(id) is \(t.engine.rawValue)",
-                               hint: "pick a backup of a \(t.engine.displayName) layer (stowage backups)")
+            throw StowageError(
+                .incompatibleBackup,
+                "backup \(manifest.name) of \(manifest.environment)/\(manifest.layer) is a \(manifest.engine) backup; \(id) is \(t.engine.rawValue)",
+                hint: "pick a backup of a \(t.engine.displayName) layer (stowage backups)")
         }
         try refuseUnsafe(t, action: "restore")
         var warnings: [String] = []
@@ -132,8 +138,9 @@ package enum Plans {
             }
             switch n.role {
             case .replica, .clusterReplica:
-                throw StowageError(.unsafeTopology, "\(node) is a replica\(n.upstream.map { " of \($0)" } ?? ""); restoring onto a replica is refused",
-                                   hint: "restore the primary\(t.primary.map { " \($0)" } ?? ""); replicas follow it")
+                throw StowageError(
+                    .unsafeTopology, "\(node) is a replica\(n.upstream.map { " of \($0)" } ?? ""); restoring onto a replica is refused",
+                    hint: "restore the primary\(t.primary.map { " \($0)" } ?? ""); replicas follow it")
             case .unreachable, .unknown:
                 throw StowageError(.unsafeTopology, "\(node) cannot be used: \(n.state); restore refused", hint: "stowage topology \(id)")
             default:
@@ -147,13 +154,16 @@ package enum Plans {
             if t.kind == .nonClustered {
                 if allNodes {
                     if let down = t.nodes.first(where: { $0.role == .unreachable || $0.role == .unknown }) {
-                        throw StowageError(.unsafeTopology, "\(id): \(down.name) cannot be reached; --all-nodes restore refused",
-                                           hint: "bring \(down.name) back, or restore the master node alone (without --all-nodes)")
+                        throw StowageError(
+                            .unsafeTopology, "\(id): \(down.name) cannot be reached; --all-nodes restore refused",
+                            hint: "bring \(down.name) back, or restore the master node alone (without --all-nodes)")
                     }
                     targets = t.nodes.map { PlannedStream(node: $0.name, role: $0.role, slots: nil) }
                 } else {
                     let others = t.nodes.map(\.name).filter { $0 != primary }
-                    warnings.append("non-clustered layer: only the master node \(primary) gets the data; \(others.joined(separator: ", ")) keep theirs (--all-nodes restores every node)")
+                    warnings.append(
+                        "non-clustered layer: only the master node \(primary) gets the data; \(others.joined(separator: ", ")) keep theirs (--all-nodes restores every node)"
+                    )
                     targets = [PlannedStream(node: primary, role: t.node(primary)?.role ?? .standalone, slots: nil)]
                 }
             } else {
@@ -166,9 +176,12 @@ package enum Plans {
         // A dump of a newer major version may use what an older server lacks.
         for target in targets {
             if let have = t.node(target.node)?.version, let made = manifest.engineVersion,
-               let a = majorVersion(made, engine: t.engine), let b = majorVersion(have, engine: t.engine), a.lexicographicallyPrecedes(b) == false, a != b {
-                throw StowageError(.incompatibleBackup, "backup \(manifest.name) comes from \(t.engine.displayName) \(made); \(target.node) runs \(have), an older major version",
-                                   hint: "restore into a server of version \(a.map(String.init).joined(separator: ".")) or newer")
+                let a = majorVersion(made, engine: t.engine), let b = majorVersion(have, engine: t.engine), a.lexicographicallyPrecedes(b) == false, a != b
+            {
+                throw StowageError(
+                    .incompatibleBackup,
+                    "backup \(manifest.name) comes from \(t.engine.displayName) \(made); \(target.node) runs \(have), an older major version",
+                    hint: "restore into a server of version \(a.map(String.init).joined(separator: ".")) or newer")
             }
         }
         return RestorePlan(targets: targets, warnings: warnings, notes: notes)

@@ -33,8 +33,9 @@ package enum Pruner {
         // keep extra data until a later prune. Manifests are listed under the locks: what
         // committed before the lock was held must count (a chunk a just-committed backup
         // references is never reclaimed).
-        let forgetting = try await LayerLock.acquireAll(storage.nodes, layer: layer, operation: "forget \(repo.environment)/\(layer)",
-                                                        patience: LayerLock.repositoryPatience)
+        let forgetting = try await LayerLock.acquireAll(
+            storage.nodes, layer: layer, operation: "forget \(repo.environment)/\(layer)",
+            patience: LayerLock.repositoryPatience)
         let skipped = forgetting.failed.mapValues(\.message)
         let live = storage.nodes.filter { skipped[$0.name] == nil }
         guard !live.isEmpty else {
@@ -77,8 +78,10 @@ package enum Pruner {
     }
 
     /// Step 1: the layer's expired manifests, on every live node.
-    static func forget(_ repo: OpenRepository, layer: String, keep: Int, live: [any StorageDriver],
-                       manifests: [String: Set<String>]) async throws(StowageError) -> (removed: [String], kept: [String]) {
+    static func forget(
+        _ repo: OpenRepository, layer: String, keep: Int, live: [any StorageDriver],
+        manifests: [String: Set<String>]
+    ) async throws(StowageError) -> (removed: [String], kept: [String]) {
         var refs: [BackupRef] = []
         for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
             let parts = object.split(separator: "/")
@@ -101,8 +104,10 @@ package enum Pruner {
 
     /// The chunks no manifest on any live node references, per node (name and size); deleted
     /// unless `dryRun`. The caller holds the repository's exclusive lock on every live node.
-    static func reclaim(_ repo: OpenRepository, live: [any StorageDriver], manifests: [String: Set<String>],
-                        dryRun: Bool) async throws(StowageError) -> [String: [ListedObject]] {
+    static func reclaim(
+        _ repo: OpenRepository, live: [any StorageDriver], manifests: [String: Set<String>],
+        dryRun: Bool
+    ) async throws(StowageError) -> [String: [ListedObject]] {
         var referenced = Set<String>()
         for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
             guard let (layer, name) = RepositoryLayout.manifest(object) else { continue }
@@ -141,8 +146,10 @@ extension Pruner {
     /// the repository's exclusive lock: no backup is running, so none is about to reference
     /// what goes. `patience`: how long to wait for backups holding the repository (0: fail
     /// at once with `locked`).
-    package static func reclaimUnreferenced(_ repo: OpenRepository, dryRun: Bool, patience: Double,
-                                           operation: String) async throws(StowageError) -> ReclaimReport {
+    package static func reclaimUnreferenced(
+        _ repo: OpenRepository, dryRun: Bool, patience: Double,
+        operation: String
+    ) async throws(StowageError) -> ReclaimReport {
         let held = try await LayerLock.acquireAll(repo.storage.nodes, layer: nil, operation: operation, exclusive: true, patience: patience)
         var report = ReclaimReport(environment: repo.environment, skipped: held.failed.mapValues(\.message), dryRun: dryRun)
         let live = repo.storage.nodes.filter { held.failed[$0.name] == nil }

@@ -9,11 +9,14 @@ import Support
 import Topology
 
 package enum StoragePrune {
-    package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
-                           dryRun: Bool) async throws(StowageError) -> [ReclaimReport] {
+    package static func run(
+        _ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
+        dryRun: Bool
+    ) async throws(StowageError) -> [ReclaimReport] {
         try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: environments) { repo throws(StowageError) in
-            try await Pruner.reclaimUnreferenced(repo, dryRun: dryRun, patience: LayerLock.repositoryPatience,
-                                                 operation: "storage prune \(repo.environment)")
+            try await Pruner.reclaimUnreferenced(
+                repo, dryRun: dryRun, patience: LayerLock.repositoryPatience,
+                operation: "storage prune \(repo.environment)")
         }
     }
 

@@ -56,13 +56,16 @@ struct RepairPlan: Sendable, Equatable {
         var plan = RepairPlan()
         for target in nodes where writable.contains(target.node) {
             for (object, problem) in target.problems.sorted(by: { $0.key < $1.key }) {
-                let source = nodes.first { $0.node != target.node && $0.verified.contains(object) }
+                let source =
+                    nodes.first { $0.node != target.node && $0.verified.contains(object) }
                     ?? nodes.first { $0.node != target.node && $0.unread.contains(object) }
                 if let source {
                     plan.copies.append(Copy(object: object, from: source.node, to: target.node, problem: problem))
                 } else {
                     let bad = nodes.filter { ($0.problems[object]?.kind ?? .missing) != .missing }.map(\.node)
-                    plan.unrepairable[object] = bad.isEmpty ? "no reachable node holds a copy"
+                    plan.unrepairable[object] =
+                        bad.isEmpty
+                        ? "no reachable node holds a copy"
                         : "no good copy on any reachable node (bad on \(bad.joined(separator: ", ")))"
                 }
             }
@@ -73,8 +76,10 @@ struct RepairPlan: Sendable, Equatable {
 
 package enum StorageRepair {
     /// Every environment repository on the storage (folders without one are left alone).
-    package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments only: [String]? = nil,
-                           readDataPercent: Double = 100) async throws(StowageError) -> [RepairOutcome] {
+    package static func run(
+        _ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments only: [String]? = nil,
+        readDataPercent: Double = 100
+    ) async throws(StowageError) -> [RepairOutcome] {
         let envs: [String]
         if let only { envs = only } else { envs = try await ReplicatedStorage.environments(spec, inventory: inventory, agent: agent) }
         return try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: envs) { repo throws(StowageError) in
@@ -84,8 +89,9 @@ package enum StorageRepair {
 
     package static func repair(_ repo: OpenRepository, readDataPercent: Double = 100) async throws(StowageError) -> RepairOutcome {
         let storage = repo.storage
-        let held = try await LayerLock.acquireAll(storage.nodes, layer: nil, operation: "repair \(repo.environment)", exclusive: true,
-                                                  patience: LayerLock.repositoryPatience)
+        let held = try await LayerLock.acquireAll(
+            storage.nodes, layer: nil, operation: "repair \(repo.environment)", exclusive: true,
+            patience: LayerLock.repositoryPatience)
         do throws(StowageError) {
             let r = try await repairLocked(repo, readDataPercent: readDataPercent, lockFailures: held.failed)
             await held.release()
@@ -96,14 +102,17 @@ package enum StorageRepair {
         }
     }
 
-    static func repairLocked(_ repo: OpenRepository, readDataPercent: Double,
-                             lockFailures: [String: StowageError]) async throws(StowageError) -> RepairOutcome {
+    static func repairLocked(
+        _ repo: OpenRepository, readDataPercent: Double,
+        lockFailures: [String: StowageError]
+    ) async throws(StowageError) -> RepairOutcome {
         var outcome = RepairOutcome(environment: repo.environment)
         let scan = try await StorageScan.scan(repo, readPercent: readDataPercent)
         for n in scan.nodes { if let u = n.unreachable ?? lockFailures[n.node] { outcome.unreachable[n.node] = u.message } }
         let states = scan.nodes.filter { outcome.unreachable[$0.node] == nil }.map { n in
-            RepairPlan.NodeState(node: n.node, problems: n.problems, verified: n.verified,
-                                 unread: Set(n.files.keys.filter { n.problems[$0] == nil && !n.verified.contains($0) }))
+            RepairPlan.NodeState(
+                node: n.node, problems: n.problems, verified: n.verified,
+                unread: Set(n.files.keys.filter { n.problems[$0] == nil && !n.verified.contains($0) }))
         }
         let plan = RepairPlan.decide(states, writable: Set(states.map(\.node)))
         outcome.unrepairable = plan.unrepairable
@@ -114,7 +123,9 @@ package enum StorageRepair {
         let clients = Dictionary(uniqueKeysWithValues: repo.storage.nodes.map { ($0.name, $0) })
         for (target, copies) in Dictionary(grouping: plan.copies, by: \.to).sorted(by: { $0.key < $1.key }) {
             guard let to = clients[target] else { continue }
-            let ordered = copies.sorted { (RepositoryLayout.manifest($0.object) != nil ? 1 : 0, $0.object) < (RepositoryLayout.manifest($1.object) != nil ? 1 : 0, $1.object) }
+            let ordered = copies.sorted {
+                (RepositoryLayout.manifest($0.object) != nil ? 1 : 0, $0.object) < (RepositoryLayout.manifest($1.object) != nil ? 1 : 0, $1.object)
+            }
             do throws(StowageError) {
                 var batch: [RepairPlan.Copy] = []
                 var size = 0

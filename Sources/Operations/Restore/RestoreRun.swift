@@ -46,9 +46,11 @@ package struct RestoreOutcome: Sendable {
 
 package enum RestoreRun {
     /// Everything a restore decides before it changes anything (what `--dry-run` prints).
-    package static func prepare(inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
-                               fromEnvironment: String, fromLayer: String, backup: String,
-                               node: String?, allNodes: Bool) async throws(StowageError) -> RestorePreview {
+    package static func prepare(
+        inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
+        fromEnvironment: String, fromLayer: String, backup: String,
+        node: String?, allNodes: Bool
+    ) async throws(StowageError) -> RestorePreview {
         let topology = try await Trace.span("topology check of \(layer.id)") { () async throws(StowageError) in
             try await TopologyCheck.run([layer], settings: inventory.probe)[0]
         }
@@ -62,22 +64,25 @@ package enum RestoreRun {
             try await RepositoryAccess.openIfPresent(storage, environment: fromEnvironment, password: password)
         }
         guard let repo = opened else {
-            throw StowageError(.usage, "storage \(spec.name) holds no backups of environment \(fromEnvironment)",
-                               hint: "stowage backups lists the environments there are")
+            throw StowageError(
+                .usage, "storage \(spec.name) holds no backups of environment \(fromEnvironment)",
+                hint: "stowage backups lists the environments there are")
         }
         let name = try await resolveName(repo, layer: fromLayer, backup: backup)
         let read = try await BackupReader.manifestWithSource(repo, layer: fromLayer, name: name, allCopies: true).get()
         let manifest = read.manifest
         let plan = try Plans.restore(topology, manifest: manifest, node: node, allNodes: allNodes)
-        return RestorePreview(layer: layer, sourceEnvironment: fromEnvironment, sourceLayer: fromLayer, manifest: manifest,
-                              plan: plan, topology: topology, manifestSource: read.source, manifestBadCopies: read.bad, repo: repo)
+        return RestorePreview(
+            layer: layer, sourceEnvironment: fromEnvironment, sourceLayer: fromLayer, manifest: manifest,
+            plan: plan, topology: topology, manifestSource: read.source, manifestBadCopies: read.bad, repo: repo)
     }
 
     static func resolveName(_ repo: OpenRepository, layer: String, backup: String) async throws(StowageError) -> BackupName {
         if backup != "latest" {
             guard let n = BackupName(backup) else {
-                throw StowageError(.usage, "'\(backup)' is not a backup name (like 2026-11-21T030000Z-manual)",
-                                   hint: "stowage backups \(repo.environment)/\(layer) lists them; or use --backup latest")
+                throw StowageError(
+                    .usage, "'\(backup)' is not a backup name (like 2026-11-21T030000Z-manual)",
+                    hint: "stowage backups \(repo.environment)/\(layer) lists them; or use --backup latest")
             }
             return n
         }
@@ -92,14 +97,17 @@ package enum RestoreRun {
             throw StowageError(.nodeUnreachable, "no node of storage \(repo.storage.name) answered", retryable: true)
         }
         guard let latest = names.max() else {
-            throw StowageError(.usage, "no backup of \(repo.environment)/\(layer) on storage \(repo.storage.name)",
-                               hint: "stowage backup \(repo.environment)/\(layer) makes one")
+            throw StowageError(
+                .usage, "no backup of \(repo.environment)/\(layer) on storage \(repo.storage.name)",
+                hint: "stowage backup \(repo.environment)/\(layer) makes one")
         }
         return latest
     }
 
-    package static func execute(_ p: RestorePreview, inventory: Inventory, storage spec: StorageSpec, agent: AgentBinary,
-                               progress: (@Sendable (Int64) -> Void)? = nil) async throws(StowageError) -> RestoreOutcome {
+    package static func execute(
+        _ p: RestorePreview, inventory: Inventory, storage spec: StorageSpec, agent: AgentBinary,
+        progress: (@Sendable (Int64) -> Void)? = nil
+    ) async throws(StowageError) -> RestoreOutcome {
         let started = Date()
         let layer = p.layer
         let dbPassword = try layer.credentials?.resolvePassword(layer: layer.id)
@@ -137,19 +145,25 @@ package enum RestoreRun {
                     guard let spec = layer.nodes.first(where: { $0.name == target.node }), let db = spec.db else {
                         throw StowageError(.internalError, "\(layer.id): target \(target.node) is not in the inventory")
                     }
-                    var access = DatabaseAccess(engine: layer.engine.wire, host: db.host, port: db.port,
-                                                user: layer.credentials?.user, cluster: cluster, flush: i == 0)
+                    var access = DatabaseAccess(
+                        engine: layer.engine.wire, host: db.host, port: db.port,
+                        user: layer.credentials?.user, cluster: cluster, flush: i == 0)
                     if layer.engine == .postgresql {
                         let user = layer.credentials?.user ?? "postgres"
                         let bootstrap = await DataCounts.postgresBootstrapRole(probeTarget(spec, db, layer, inventory, dbPassword))
                         access.keepRoles = Array(Set([user, bootstrap ?? "postgres"])).sorted()
                     }
-                    let job = AgentJob.restore(RestoreJob(database: access, secrets: JobSecrets(dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
-                                                                                                idKey: p.repo.keys.id.withUnsafeBytes { Data($0) },
-                                                                                                dbPassword: dbPassword?.value)))
+                    let job = AgentJob.restore(
+                        RestoreJob(
+                            database: access,
+                            secrets: JobSecrets(
+                                dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
+                                idKey: p.repo.keys.id.withUnsafeBytes { Data($0) },
+                                dbPassword: dbPassword?.value)))
                     do throws(StowageError) {
-                        bad += try await restoreStream(p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
-                                                       progress: { b in progress?(done.set(i, b)) })
+                        bad += try await restoreStream(
+                            p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
+                            progress: { b in progress?(done.set(i, b)) })
                     } catch {
                         // Whatever the tool applied before the failure stays applied.
                         var e = error
@@ -169,8 +183,9 @@ package enum RestoreRun {
         let (checks, untouched) = try await Trace.span("restored data check") { () async throws(StowageError) in
             try await check(p, inventory: inventory, password: dbPassword)
         }
-        return RestoreOutcome(preview: p, checks: checks, untouched: untouched, badCopies: p.manifestBadCopies + bad,
-                              seconds: Date().timeIntervalSince(started))
+        return RestoreOutcome(
+            preview: p, checks: checks, untouched: untouched, badCopies: p.manifestBadCopies + bad,
+            seconds: Date().timeIntervalSince(started))
     }
 
     static func lockReachable(_ storage: ReplicatedStorage, layer: String?, operation: String) async throws(StowageError) -> [LayerLock] {
@@ -182,8 +197,10 @@ package enum RestoreRun {
     }
 
     /// Streams one backup stream's sealed chunks to a `restore` job on `target`.
-    static func restoreStream(_ p: RestorePreview, stream index: Int, to target: SSHTarget, job: AgentJob, agent: AgentBinary,
-                              progress: @escaping @Sendable (Int64) -> Void) async throws(StowageError) -> [BadCopy] {
+    static func restoreStream(
+        _ p: RestorePreview, stream index: Int, to target: SSHTarget, job: AgentJob, agent: AgentBinary,
+        progress: @escaping @Sendable (Int64) -> Void
+    ) async throws(StowageError) -> [BadCopy] {
         let stream = p.manifest.streams[index]
         let fan = FanOut(names: ["agent"], capacity: 64 << 20)
         let consumer = fan.consumer("agent")
@@ -225,16 +242,19 @@ package enum RestoreRun {
         case .success(let b): bad = b
         }
         guard run.result.sha256 == stream.sha256 else {
-            throw StowageError(.repositoryDamaged, "backup \(manifest.name): the stream \(stream.name) applied on \(target.node) has SHA-256 \(run.result.sha256 ?? "?"), the manifest says \(stream.sha256)",
-                               hint: "the target holds whatever the tool applied; restore an earlier backup")
+            throw StowageError(
+                .repositoryDamaged,
+                "backup \(manifest.name): the stream \(stream.name) applied on \(target.node) has SHA-256 \(run.result.sha256 ?? "?"), the manifest says \(stream.sha256)",
+                hint: "the target holds whatever the tool applied; restore an earlier backup")
         }
         return bad
     }
 
     /// A probe target for one node with a long query timeout (counting a large table).
     static func probeTarget(_ n: NodeSpec, _ db: Endpoint, _ layer: LayerSpec, _ inventory: Inventory, _ password: Secret?) -> ProbeTarget {
-        ProbeTarget(name: n.name, endpoint: db, engine: layer.engine, user: layer.credentials?.user, password: password,
-                    connectTimeout: inventory.probe.connectTimeout, queryTimeout: max(inventory.probe.queryTimeout, 600))
+        ProbeTarget(
+            name: n.name, endpoint: db, engine: layer.engine, user: layer.credentials?.user, password: password,
+            connectTimeout: inventory.probe.connectTimeout, queryTimeout: max(inventory.probe.queryTimeout, 600))
     }
 
     /// Counts the restored data and compares it with the backup's counts.
@@ -249,8 +269,9 @@ package enum RestoreRun {
             switch await DataCounts.count(probeTarget(spec, db, layer, inventory, password)) {
             case .success(let c): perNode.append(c)
             case .failure(let f):
-                throw StowageError(.restoreCheckFailed, "\(layer.id): the restore finished but \(n) could not be counted: \(f.message)",
-                                   hint: "check the data by hand; the restore itself completed")
+                throw StowageError(
+                    .restoreCheckFailed, "\(layer.id): the restore finished but \(n) could not be counted: \(f.message)",
+                    hint: "check the data by hand; the restore itself completed")
             }
         }
         var checks: [CountCheck] = []

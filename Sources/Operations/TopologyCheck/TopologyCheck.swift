@@ -12,20 +12,26 @@ import Topology
 package enum TopologyCheck {
     /// The probe targets of a layer. Reads the layer's password now, so a missing secret is
     /// reported before any connection is made.
-    package static func members(of layer: LayerSpec, settings: ProbeSettings,
-                               environment: [String: String] = ProcessInfo.processInfo.environment) throws(StowageError) -> [LayerProbe.Member] {
+    package static func members(
+        of layer: LayerSpec, settings: ProbeSettings,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(StowageError) -> [LayerProbe.Member] {
         let password = try layer.credentials?.resolvePassword(layer: layer.id, environment: environment)
         return layer.nodes.map { n in
-            LayerProbe.Member(target: ProbeTarget(name: n.name, endpoint: n.db!, engine: layer.engine,
-                                                  user: layer.credentials?.user, password: password,
-                                                  connectTimeout: settings.connectTimeout, queryTimeout: settings.queryTimeout),
-                              masterNode: n.name == layer.masterNode)
+            LayerProbe.Member(
+                target: ProbeTarget(
+                    name: n.name, endpoint: n.db!, engine: layer.engine,
+                    user: layer.credentials?.user, password: password,
+                    connectTimeout: settings.connectTimeout, queryTimeout: settings.queryTimeout),
+                masterNode: n.name == layer.masterNode)
         }
     }
 
     /// Observes the layers (all at once) without analysing them.
-    package static func observe(_ layers: [LayerSpec], settings: ProbeSettings,
-                               environment: [String: String] = ProcessInfo.processInfo.environment) async throws(StowageError) -> [LayerObservation] {
+    package static func observe(
+        _ layers: [LayerSpec], settings: ProbeSettings,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws(StowageError) -> [LayerObservation] {
         var planned: [(LayerSpec, [LayerProbe.Member])] = []
         for l in layers { planned.append((l, try members(of: l, settings: settings, environment: environment))) }
         return await withTaskGroup(of: (Int, LayerObservation).self) { group in
@@ -45,8 +51,10 @@ package enum TopologyCheck {
     }
 
     /// Probes and analyses the layers.
-    package static func run(_ layers: [LayerSpec], settings: ProbeSettings,
-                           environment: [String: String] = ProcessInfo.processInfo.environment) async throws(StowageError) -> [LayerTopology] {
+    package static func run(
+        _ layers: [LayerSpec], settings: ProbeSettings,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async throws(StowageError) -> [LayerTopology] {
         let obs = try await observe(layers, settings: settings, environment: environment)
         return zip(obs, layers).map { analyze($0, layer: $1) }
     }

@@ -169,8 +169,10 @@ enum StorageScan {
     }
 
     /// Reads the chunk copies `names` on one node (about 32 MiB a session) and authenticates each.
-    static func authenticateChunks(_ repo: OpenRepository, _ node: any StorageDriver, _ names: [String],
-                                   sizes: [String: Int]) async throws -> (read: Int, good: Set<String>, bad: [String: String]) {
+    static func authenticateChunks(
+        _ repo: OpenRepository, _ node: any StorageDriver, _ names: [String],
+        sizes: [String: Int]
+    ) async throws -> (read: Int, good: Set<String>, bad: [String: String]) {
         var good = Set<String>(), bad: [String: String] = [:]
         var read = 0
         var batch: [String] = []

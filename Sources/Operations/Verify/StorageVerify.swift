@@ -34,8 +34,10 @@ package struct NodeVerifyReport: Codable, Sendable, Equatable {
 }
 
 package enum StorageVerify {
-    package static func run(_ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
-                           readDataPercent: Double) async throws(StowageError) -> [NodeVerifyReport] {
+    package static func run(
+        _ spec: StorageSpec, inventory: Inventory, agent: AgentBinary, environments: [String],
+        readDataPercent: Double
+    ) async throws(StowageError) -> [NodeVerifyReport] {
         try await RepositoryAccess.forEach(spec, inventory: inventory, agent: agent, environments: environments) { repo throws(StowageError) in
             report(try await StorageScan.scan(repo, readPercent: readDataPercent), environment: repo.environment)
         }.flatMap { $0 }
@@ -71,7 +73,8 @@ package enum StorageVerify {
             if let u = r.unreachable { out += "\(r.environment) \(r.node): unreachable: \(u)\n"; continue }
             // "ok" only when the data was read; else say what was and was not checked.
             let verdict = !r.ok ? "DAMAGED" : r.dataRead ? "ok" : r.chunksRead > 0 ? "structure ok, data sampled" : "structure ok, data not read"
-            out += "\(r.environment) \(r.node): \(verdict): \(r.backups) backups (manifests authenticated), \(r.chunksChecked) chunks present-checked, \(r.chunksRead) read\n"
+            out +=
+                "\(r.environment) \(r.node): \(verdict): \(r.backups) backups (manifests authenticated), \(r.chunksChecked) chunks present-checked, \(r.chunksRead) read\n"
             for m in r.lost { out += "  lost: \(m): no node holds a good copy\n" }
             for m in r.missing { out += "  missing: \(m)\n" }
             for m in r.wrongSize { out += "  wrong size: \(m)\(r.details[m].map { " (\($0))" } ?? "")\n" }

@@ -28,8 +28,9 @@ package struct SSHStorageNode: StorageDriver {
             throw StowageError(.internalError, "refusing to store an object named '\(o.name)'")
         }
         let queue = ObjectQueue(objects)
-        let run = try await AgentClient.run(target, agent: agent, job: .put(PutJob(root: repository, replace: replace)),
-                                            input: { queue.next() })
+        let run = try await AgentClient.run(
+            target, agent: agent, job: .put(PutJob(root: repository, replace: replace)),
+            input: { queue.next() })
         return PutResult(run.result)
     }
 
@@ -46,12 +47,13 @@ package struct SSHStorageNode: StorageDriver {
     package func get(_ names: [String]) async throws(StowageError) -> (objects: [StoredObject], missing: [String]) {
         let parser = RecordSplitter()
         let objects = ObjectList()
-        let run = try await AgentClient.run(target, agent: agent, job: .get(GetJob(root: repository, names: names)),
-                                            output: { buf in
-                                                parser.feed(buf) { name, record, payload in
-                                                    objects.append(StoredObject(name: name, bytes: Array(record[payload...])))
-                                                }
-                                            })
+        let run = try await AgentClient.run(
+            target, agent: agent, job: .get(GetJob(root: repository, names: names)),
+            output: { buf in
+                parser.feed(buf) { name, record, payload in
+                    objects.append(StoredObject(name: name, bytes: Array(record[payload...])))
+                }
+            })
         guard parser.complete else {
             throw StowageError(.remoteFailed, "\(target.node): the objects arrived cut short", retryable: true)
         }
@@ -60,8 +62,9 @@ package struct SSHStorageNode: StorageDriver {
 
     package func list(prefix: String?) async throws(StowageError) -> [ListedObject] {
         let out = ByteSink()
-        _ = try await AgentClient.run(target, agent: agent, job: .list(ListJob(root: repository, prefix: prefix)),
-                                      output: { out.append($0) })
+        _ = try await AgentClient.run(
+            target, agent: agent, job: .list(ListJob(root: repository, prefix: prefix)),
+            output: { out.append($0) })
         return String(decoding: out.bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
             guard let sp = line.firstIndex(of: " "), let size = Int64(line[..<sp]) else { return nil }
             return ListedObject(name: String(line[line.index(after: sp)...]), size: size)
@@ -94,8 +97,9 @@ package struct SSHStorageNode: StorageDriver {
         let task = Task { () async throws -> AgentRun in
             defer { ended.finish(nil) }
             do throws(StowageError) {
-                let run = try await AgentClient.run(target, agent: agent, job: job, framedInput: nil, output: nil, progress: nil,
-                                                    ready: { signal.finish(nil) }, until: releasing)
+                let run = try await AgentClient.run(
+                    target, agent: agent, job: job, framedInput: nil, output: nil, progress: nil,
+                    ready: { signal.finish(nil) }, until: releasing)
                 signal.finish(StowageError(.remoteFailed, "\(target.node): the lock session ended before the lock was held"))
                 return run
             } catch {
@@ -106,8 +110,9 @@ package struct SSHStorageNode: StorageDriver {
         if let failure = await signal.wait() {
             _ = try? await task.value
             if failure.message.contains(" is busy: locked by") {
-                throw StowageError(.locked, "\(target.node): \(failure.message.components(separatedBy: "lock job failed: ").last ?? failure.message)",
-                                   hint: "another backup, restore or prune of this layer is running; it ends on its own", retryable: true)
+                throw StowageError(
+                    .locked, "\(target.node): \(failure.message.components(separatedBy: "lock job failed: ").last ?? failure.message)",
+                    hint: "another backup, restore or prune of this layer is running; it ends on its own", retryable: true)
             }
             throw failure
         }
@@ -157,8 +162,12 @@ final class SSHLockSession: StorageLockSession {
         }
         releasing.set()
         let clean = await withTaskGroup(of: Bool.self) { g in
-            g.addTask { _ = try? await task.value; return true }
-            g.addTask { try? await Task.sleep(for: .seconds(SSHLockSession.releaseGrace)); return false }
+            g.addTask {
+                _ = try? await task.value; return true
+            }
+            g.addTask {
+                try? await Task.sleep(for: .seconds(SSHLockSession.releaseGrace)); return false
+            }
             let first = await g.next() ?? false
             // Cancelling the job ends the first child; cancelling the group ends the sleep.
             if !first { task.cancel() }

@@ -107,21 +107,23 @@ enum PostgresQueries {
 func postgresFacts(_ raw: RawProbe) throws -> NodeFacts {
     guard let server = raw.results["server"]?.first else { throw FactsError.missing("server") }
     let inRecovery = server["in_recovery"] == "true"
-    var facts = NodeFacts(version: server["server_version"].map { v in
-        // "15.20 (Debian 15.20-0+deb12u1)": the packager's note adds nothing here.
-        "PostgreSQL \(v.split(separator: " ").first.map(String.init) ?? v)"
-    }, writable: !inRecovery)
+    var facts = NodeFacts(
+        version: server["server_version"].map { v in
+            // "15.20 (Debian 15.20-0+deb12u1)": the packager's note adds nothing here.
+            "PostgreSQL \(v.split(separator: " ").first.map(String.init) ?? v)"
+        }, writable: !inRecovery)
     facts.identity = server["system_identifier"]
     facts.timeline = server["timeline"].flatMap { Int($0) }
     if let tl = facts.timeline { facts.details.append("timeline \(tl)") }
 
     for row in raw.results["replication"] ?? [] {
-        facts.downstream.append(DownstreamReplica(
-            name: row["application_name"].flatMap { $0.isEmpty ? nil : $0 },
-            endpoint: row["client_addr"].map { Endpoint(host: stripMask($0), port: 0) },
-            state: row["state"] ?? "unknown",
-            lagSeconds: row["replay_lag"].flatMap(Double.init) ?? 0,
-            lagBytes: row["lag_bytes"].flatMap { Int64($0) }))
+        facts.downstream.append(
+            DownstreamReplica(
+                name: row["application_name"].flatMap { $0.isEmpty ? nil : $0 },
+                endpoint: row["client_addr"].map { Endpoint(host: stripMask($0), port: 0) },
+                state: row["state"] ?? "unknown",
+                lagSeconds: row["replay_lag"].flatMap(Double.init) ?? 0,
+                lagBytes: row["lag_bytes"].flatMap { Int64($0) }))
     }
 
     if inRecovery {
@@ -210,7 +212,8 @@ func mysqlFacts(_ raw: RawProbe) throws -> NodeFacts {
             facts.linkState = "replicating"
         } else {
             facts.linkState = ch.ioRunning == "Connecting" ? "connecting" : "stopped"
-            var why = "IO thread \(ch.ioRunning == "Yes" ? "running" : ch.ioRunning.lowercased() == "no" ? "not running" : ch.ioRunning.lowercased()), SQL thread \(ch.sqlRunning == "Yes" ? "running" : "not running")"
+            var why =
+                "IO thread \(ch.ioRunning == "Yes" ? "running" : ch.ioRunning.lowercased() == "no" ? "not running" : ch.ioRunning.lowercased()), SQL thread \(ch.sqlRunning == "Yes" ? "running" : "not running")"
             let err = [ch.lastIOError, ch.lastSQLError].filter { !$0.isEmpty }.joined(separator: "; ")
             if !err.isEmpty { why += ": \(err)" }
             facts.linkProblem = why
@@ -220,8 +223,10 @@ func mysqlFacts(_ raw: RawProbe) throws -> NodeFacts {
     for row in raw.results["replica_hosts"] ?? [] {
         guard let host = row["Host"], !host.isEmpty else { continue }
         let port = row["Port"].flatMap { Int($0) } ?? 3306
-        facts.downstream.append(DownstreamReplica(name: nil, endpoint: Endpoint(host: host, port: port),
-                                                  state: "connected", lagSeconds: nil, lagBytes: nil))
+        facts.downstream.append(
+            DownstreamReplica(
+                name: nil, endpoint: Endpoint(host: host, port: port),
+                state: "connected", lagSeconds: nil, lagBytes: nil))
     }
 
     // MariaDB reports wsrep_* status variables even without Galera; only wsrep_on=ON with a
@@ -232,10 +237,11 @@ func mysqlFacts(_ raw: RawProbe) throws -> NodeFacts {
             if let k = row["Variable_name"] { st[k.lowercased()] = row["Value"] ?? "" }
         }
         if let size = st["wsrep_cluster_size"].flatMap({ Int($0) }), size > 0 {
-            facts.galera = GaleraFacts(clusterSize: size,
-                                       localState: st["wsrep_local_state_comment"] ?? "unknown",
-                                       clusterStateUUID: st["wsrep_cluster_state_uuid"] ?? "",
-                                       clusterStatus: st["wsrep_cluster_status"] ?? "unknown")
+            facts.galera = GaleraFacts(
+                clusterSize: size,
+                localState: st["wsrep_local_state_comment"] ?? "unknown",
+                clusterStateUUID: st["wsrep_cluster_state_uuid"] ?? "",
+                clusterStatus: st["wsrep_cluster_status"] ?? "unknown")
             facts.identity = st["wsrep_cluster_state_uuid"]
         }
     }
@@ -284,7 +290,8 @@ func redisFacts(_ raw: RawProbe) throws -> NodeFacts {
             facts.linkState = "syncing"
             facts.linkProblem = "initial synchronisation in progress"
         } else if link != "up" {
-            facts.linkProblem = "master_link_status:\(link)"
+            facts.linkProblem =
+                "master_link_status:\(link)"
                 + (repl["master_link_down_since_seconds"].map { " for \($0) s" } ?? "")
         }
     } else if role != "master" {
@@ -295,19 +302,21 @@ func redisFacts(_ raw: RawProbe) throws -> NodeFacts {
         let kv = parseRedisKeyValueList(value)
         guard let ip = kv["ip"], let port = kv["port"].flatMap({ Int($0) }) else { continue }
         let offset = kv["offset"].flatMap { Int64($0) }
-        facts.downstream.append(DownstreamReplica(
-            name: nil, endpoint: Endpoint(host: ip, port: port), state: kv["state"] ?? "unknown",
-            lagSeconds: kv["lag"].flatMap(Double.init),
-            lagBytes: zip2(masterOffset, offset).map { max(0, $0 - $1) }))
+        facts.downstream.append(
+            DownstreamReplica(
+                name: nil, endpoint: Endpoint(host: ip, port: port), state: kv["state"] ?? "unknown",
+                lagSeconds: kv["lag"].flatMap(Double.init),
+                lagBytes: zip2(masterOffset, offset).map { max(0, $0 - $1) }))
     }
     facts.downstream.sort { ($0.endpoint?.description ?? "") < ($1.endpoint?.description ?? "") }
 
     if parseRedisInfo(raw.replies["info cluster"] ?? "")["cluster_enabled"] == "1" {
         let info = parseRedisInfo(raw.replies["cluster info"] ?? "")
         let nodes = try parseClusterNodes(raw.replies["cluster nodes"] ?? "")
-        facts.redisCluster = RedisClusterFacts(state: info["cluster_state"] ?? "unknown",
-                                               slotsAssigned: info["cluster_slots_assigned"].flatMap { Int($0) } ?? 0,
-                                               nodes: nodes)
+        facts.redisCluster = RedisClusterFacts(
+            state: info["cluster_state"] ?? "unknown",
+            slotsAssigned: info["cluster_slots_assigned"].flatMap { Int($0) } ?? 0,
+            nodes: nodes)
         if let me = facts.redisCluster?.myself {
             facts.writable = me.isMaster
             if !me.slotRanges.isEmpty { facts.details.append("slots \(me.slotRanges.joined(separator: ","))") }

@@ -70,13 +70,14 @@ func parseClusterNodes(_ text: String) throws -> [RedisClusterNode] {
         var host = String(addr[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         let slots = fields.dropFirst(8).filter { !$0.hasPrefix("[") }
-        nodes.append(RedisClusterNode(
-            id: fields[0],
-            endpoint: Endpoint(host: host, port: port),
-            flags: Set(fields[2].split(separator: ",").map(String.init)),
-            masterID: fields[3] == "-" ? nil : fields[3],
-            linkState: fields[7],
-            slotRanges: Array(slots)))
+        nodes.append(
+            RedisClusterNode(
+                id: fields[0],
+                endpoint: Endpoint(host: host, port: port),
+                flags: Set(fields[2].split(separator: ",").map(String.init)),
+                masterID: fields[3] == "-" ? nil : fields[3],
+                linkState: fields[7],
+                slotRanges: Array(slots)))
     }
     return nodes
 }

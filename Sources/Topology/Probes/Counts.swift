@@ -28,7 +28,8 @@ package enum DataCounts {
             let dbs = try c.query("SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1").compactMap { $0["datname"] }
             for db in dbs {
                 let d = try PostgresConnection(t, database: db)
-                let rows = try d.query("""
+                let rows = try d.query(
+                    """
                     SELECT coalesce(sum((xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', schemaname, tablename), false, true, '')))[1]::text::bigint), 0) AS n
                     FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
                     """)
@@ -40,7 +41,9 @@ package enum DataCounts {
             for r in try c.query(["SELECT schema_name AS s FROM information_schema.schemata WHERE schema_name NOT IN (\(excluded))"]) {
                 if let s = r["s"] { out[s] = 0 }
             }
-            let tables = try c.query(["SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN (\(excluded))"])
+            let tables = try c.query([
+                "SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN (\(excluded))"
+            ])
             for r in tables {
                 guard let s = r["s"], let tb = r["t"] else { continue }
                 func q(_ x: String) -> String { "`" + x.replacing("`", with: "``") + "`" }

@@ -95,7 +95,8 @@ final class PostgresConnection {
     static func classify(_ msg: String) -> ProbeFailure {
         let l = msg.lowercased()
         if l.contains("authentication failed") || l.contains("no password supplied") || l.contains("does not exist")
-            || l.contains("no pg_hba.conf entry") || l.contains("password") {
+            || l.contains("no pg_hba.conf entry") || l.contains("password")
+        {
             return ProbeFailure(.authenticationFailed, msg)
         }
         if l.contains("timeout expired") || l.contains("timed out") { return ProbeFailure(.timeout, msg) }

@@ -47,7 +47,8 @@ final class RedisConnection {
         case REDIS_REPLY_ERROR:
             let msg = Self.string(reply)
             if msg.hasPrefix("NOAUTH") || msg.hasPrefix("WRONGPASS") {
-                throw ProbeFailure(.authenticationFailed, msg.hasPrefix("NOAUTH") ? "the server requires a password and the layer's credentials give none" : msg)
+                throw ProbeFailure(
+                    .authenticationFailed, msg.hasPrefix("NOAUTH") ? "the server requires a password and the layer's credentials give none" : msg)
             }
             throw ProbeFailure(.queryFailed, "\(args.first ?? ""): \(msg)")
         case REDIS_REPLY_ARRAY:
