@@ -16,6 +16,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -39,7 +42,7 @@ let package = Package(
         // the ones above it, so a wrong arrow does not compile:
         //   Support → Repository (the storage format), AgentProtocol (the wire), Engines,
         //   Topology → Fleet (the inventory) → Remote (SSH, agents) → Storage → Operations
-        //   → Scheduling → stowage (the CLI and all its rendering).
+        //   → Scheduling → Service (the HTTP listener) → stowage (the CLI and all its rendering).
         // Threads for blocking C calls, deadlines, trace, the operator error and exit codes, text.
         .target(name: "Support", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
@@ -80,6 +83,17 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
+        // The service face: the scheduler's HTTP listener (/metrics, /healthz, /readyz), which
+        // the REST API and the dashboard will extend. The only target with NIO in it.
+        .target(
+            name: "Service",
+            dependencies: [
+                "Scheduling", "Support",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         // Built for nodes with `--static-swift-stdlib` (scripts/setup.sh): it needs only libc.
         // FoundationEssentials, not Foundation: no ICU, a smaller static binary.
         // The agent's jobs, one file each (dump and chunk, restore and its sinks, the storage
@@ -109,7 +123,8 @@ let package = Package(
         .executableTarget(
             name: "stowage",
             dependencies: [
-                "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support", "CAgentSys",
+                "Service", "Scheduling", "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "AgentProtocol", "Support",
+                "CAgentSys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -119,6 +134,7 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Scheduling"]),
         // Unit tests, one target per library, none needing the lab (under a minute).
         .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository", "TestSupport"]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),

@@ -12,8 +12,8 @@ PACKAGES=(
     # the lab's servers and the engines' client and dump tools
     postgresql-15 postgresql-client-15 mariadb-server mariadb-client redis-server redis-tools
     openssh-server openssh-client iproute2 procps
-    # systemd-analyze checks the unit in contrib/systemd
-    systemd
+    # systemd-analyze checks the unit in contrib/systemd; Prometheus scrapes the scheduler
+    systemd prometheus
     # webhooks (FoundationNetworking uses libcurl); the tests' webhook receiver
     libcurl4 python3
 )

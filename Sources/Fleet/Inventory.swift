@@ -292,7 +292,7 @@ private struct InventoryParser {
     }
 
     func scheduler(_ v: YAMLValue, inventory: String) throws(StowageError) -> SchedulerSettings {
-        let f = try YAMLFields(v, allowed: ["concurrency", "per_storage", "start_delay", "retries", "retry_delay", "grace", "catalog"])
+        let f = try YAMLFields(v, allowed: ["concurrency", "per_storage", "start_delay", "retries", "retry_delay", "grace", "catalog", "listen", "node_check"])
         var s = SchedulerSettings()
         func count(_ key: String, min: Int) throws(StowageError) -> Int? {
             guard let x = f[key] else { return nil }
@@ -307,6 +307,15 @@ private struct InventoryParser {
         if let x = f["retry_delay"] { s.retryDelay = try positive(x) }
         if let x = f["grace"] { s.grace = try x.seconds() }
         s.catalog = try f["catalog"]?.string()
+        if let x = f["node_check"] { s.nodeCheck = try positive(x) }
+        if let l = f["listen"] {
+            let text = try l.string()
+            guard let a = ListenAddress.parse(text) else {
+                throw l.error(
+                    "scheduler.listen must be HOST:PORT such as 127.0.0.1:9187, not '\(text)'", hint: "the listener serves /metrics, /healthz and /readyz")
+            }
+            s.listenAddress = a
+        }
         return s
     }
 

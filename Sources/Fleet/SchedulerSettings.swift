@@ -20,6 +20,14 @@ package struct SchedulerSettings: Sendable, Equatable {
     package var grace: Double = 600
     /// The run catalog (SQLite); default: NAME.catalog.sqlite in the state folder.
     package var catalog: String?
+    /// The HTTP listener (/metrics, /healthz, /readyz): host and port; off when nil.
+    package var listen: (host: String, port: Int)? {
+        get { listenAddress.map { ($0.host, $0.port) } }
+        set { listenAddress = newValue.map { ListenAddress(host: $0.host, port: $0.port) } }
+    }
+    package var listenAddress: ListenAddress?
+    /// How often every storage node is asked whether it answers and how full it is (metrics).
+    package var nodeCheck: Double = 60
 
     package init() {}
 }
@@ -61,6 +69,20 @@ package struct NotificationTarget: Sendable, Equatable {
         let env = layer.split(separator: "/").first.map(String.init) ?? layer
         guard match.isEmpty || match.contains(layer) || match.contains(env) else { return false }
         return events?.contains(event) ?? (event != "backup-succeeded")
+    }
+}
+
+package struct ListenAddress: Sendable, Equatable {
+    package var host: String
+    package var port: Int
+
+    /// "127.0.0.1:9187", "[::1]:9187" or "localhost:9187" (pure).
+    package static func parse(_ s: String) -> ListenAddress? {
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, !host.contains(" ") else { return nil }
+        return ListenAddress(host: host, port: port)
     }
 }
 

@@ -236,4 +236,51 @@ package final class RunCatalog: Sendable {
             return try await pool.read { db in try SchedulerBeat.order(Column("seen").desc).limit(limit).fetchAll(db) }
         } catch { throw fail(error) }
     }
+
+    /// Per layer, what the metrics show: the newest successful backup run, the runs and
+    /// restores by outcome, and the failed runs since the last success.
+    package func layerStats() async throws(StowageError) -> [String: LayerRunStats] {
+        do {
+            return try await pool.read { db in
+                var out: [String: LayerRunStats] = [:]
+                for row in try Row.fetchAll(db, sql: "SELECT layer, trigger, outcome, COUNT(*) AS n FROM runs GROUP BY layer, trigger = 'restore', outcome") {
+                    guard let layer: String = row["layer"], let outcome: String = row["outcome"], let n: Int = row["n"] else { continue }
+                    let trigger: String = row["trigger"] ?? ""
+                    if trigger == "restore" {
+                        out[layer, default: .init()].restores[outcome, default: 0] += n
+                    } else {
+                        out[layer, default: .init()].runs[outcome, default: 0] += n
+                    }
+                }
+                let lastOK = try RunRecord.fetchAll(
+                    db,
+                    sql: """
+                        SELECT * FROM runs r WHERE id = (SELECT id FROM runs WHERE layer = r.layer AND outcome IN ('ok', 'warnings') AND trigger != 'restore'
+                                                         ORDER BY started DESC, id DESC LIMIT 1)
+                        """)
+                for r in lastOK { out[r.layer, default: .init()].lastSuccess = r }
+                for row in try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT layer, COUNT(*) AS n FROM runs r WHERE outcome = 'failed' AND trigger != 'restore'
+                        AND started > COALESCE((SELECT MAX(started) FROM runs WHERE layer = r.layer AND outcome IN ('ok', 'warnings') AND trigger != 'restore'), 0)
+                        GROUP BY layer
+                        """)
+                {
+                    if let layer: String = row["layer"], let n: Int = row["n"] { out[layer, default: .init()].failuresSinceSuccess = n }
+                }
+                return out
+            }
+        } catch { throw fail(error) }
+    }
+}
+
+/// A layer's runs as the catalog knows them (for metrics).
+package struct LayerRunStats: Sendable, Equatable {
+    package var lastSuccess: RunRecord?
+    /// Backup runs by outcome, and restores by outcome.
+    package var runs: [String: Int] = [:]
+    package var restores: [String: Int] = [:]
+    package var failuresSinceSuccess = 0
+    package init() {}
 }

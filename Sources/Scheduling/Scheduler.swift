@@ -70,6 +70,12 @@ package actor Scheduler {
     /// Layers reported stale, until a fresh backup clears them (one event per episode).
     var staleReported: Set<String> = []
     var lastStaleCheck = Date.distantPast
+    /// Each storage node as last checked (up, free space), for the metrics.
+    var nodeHealth: [String: MetricsSnapshot.Node] = [:]
+    var nodeCheck: Task<Void, Never>?
+    var lastNodeCheck = Date.distantPast
+    var startedAt = Date()
+    var lastBeatAt = Date.distantPast
 
     package init(options: SchedulerOptions, logger: Logger) throws(StowageError) {
         self.options = options
@@ -108,6 +114,7 @@ package actor Scheduler {
         }
         rebuild(makeUpFrom: try await makeUpReferences())
         let started = Date()
+        startedAt = started
         let host = ProcessInfo.processInfo.hostName
         var lastBeat = Date.distantPast
         log(
@@ -123,6 +130,11 @@ package actor Scheduler {
                     log("heartbeat not recorded: \(error.message)", .warning, event: "heartbeat-failed")
                 }
                 lastBeat = now
+                lastBeatAt = now
+            }
+            if now.timeIntervalSince(lastNodeCheck) >= inventory.scheduler.nodeCheck, nodeCheck == nil {
+                lastNodeCheck = now
+                startNodeCheck()
             }
             await tick(now)
             if now.timeIntervalSince(lastStaleCheck) >= Self.staleCheckEvery {
@@ -437,6 +449,74 @@ package actor Scheduler {
             notifier.post(event)
         }
     }
+
+    // MARK: - Metrics
+
+    /// Asks every storage node for its free space, in the background (a node that does not
+    /// answer takes its connect timeout; ticks do not wait for it).
+    func startNodeCheck() {
+        let inv = inventory, agent = agent
+        nodeCheck = Task {
+            var found: [String: MetricsSnapshot.Node] = [:]
+            await withTaskGroup(of: MetricsSnapshot.Node?.self) { g in
+                for spec in inv.storages {
+                    guard let root = try? ReplicatedStorage(spec, inventory: inv, agent: agent, environment: nil) else { continue }
+                    for node in root.nodes {
+                        g.addTask {
+                            let now = Date()
+                            switch await captured({ try await node.freeSpace() }) {
+                            case .success(let free):
+                                return .init(
+                                    storage: spec.name, node: node.name, up: true, freeBytes: free?.freeBytes, totalBytes: free?.totalBytes, checked: now)
+                            case .failure:
+                                return .init(storage: spec.name, node: node.name, up: false, freeBytes: nil, totalBytes: nil, checked: now)
+                            }
+                        }
+                    }
+                }
+                for await n in g { if let n { found["\(n.storage)/\(n.node)"] = n } }
+            }
+            await self.nodeCheckEnded(found)
+        }
+    }
+
+    func nodeCheckEnded(_ found: [String: MetricsSnapshot.Node]) {
+        for (k, v) in found {
+            if !v.up && nodeHealth[k]?.up != false {
+                log(
+                    "storage \(v.storage): node \(v.node) does not answer", .warning, event: "storage-node-down",
+                    ["storage": .string(v.storage), "node": .string(v.node)])
+            }
+            if v.up && nodeHealth[k]?.up == false {
+                log("storage \(v.storage): node \(v.node) answers again", event: "storage-node-up", ["storage": .string(v.storage), "node": .string(v.node)])
+            }
+        }
+        nodeHealth = found
+        nodeCheck = nil
+    }
+
+    /// What /metrics shows now.
+    package func metrics() async -> MetricsSnapshot {
+        let now = Date()
+        let stats = (try? await catalog.layerStats()) ?? [:]
+        var layers: [MetricsSnapshot.Layer] = []
+        for p in inventory.policies.sorted(by: { $0.layer < $1.layer }) {
+            let st = stats[p.layer] ?? LayerRunStats()
+            let verdict = Staleness.judge(policy: p, newest: newestBackup[p.layer], now: now)
+            layers.append(
+                .init(
+                    layer: p.layer, storage: p.storage, lastSuccess: st.lastSuccess?.ended ?? newestBackup[p.layer]?.date,
+                    lastDuration: st.lastSuccess?.seconds, lastRawBytes: st.lastSuccess?.rawBytes, lastStoredBytes: st.lastSuccess?.storedBytes,
+                    runs: st.runs, restores: st.restores, failuresSinceSuccess: st.failuresSinceSuccess,
+                    stale: verdict?.stale, age: verdict?.age, maxAge: verdict?.limit))
+        }
+        return MetricsSnapshot(
+            layers: layers, nodes: nodeHealth.values.sorted { ($0.storage, $0.node) < ($1.storage, $1.node) },
+            queued: queue.count, running: running.count, started: startedAt, heartbeat: lastBeatAt)
+    }
+
+    /// Ready: the inventory is loaded (it is, once this actor exists) and the catalog answers.
+    package func ready() async -> Bool { (try? await catalog.schedulers(limit: 1)) != nil }
 
     // MARK: - For tests and status
 

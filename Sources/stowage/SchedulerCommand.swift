@@ -7,6 +7,7 @@ import Operations
 import Remote
 import Repository
 import Scheduling
+import Service
 import Storage
 import Support
 
@@ -68,7 +69,28 @@ struct SchedulerCommand: AsyncParsableCommand {
                 sources.append(s)
             }
             signal(SIGPIPE, SIG_IGN)
-            try await scheduler.run()
+            if let listen = try Inventory.load(path: absolute(path)).scheduler.listenAddress {
+                // The listener lives as long as the scheduler: it stops when the runs have ended.
+                let server = StatusServer(host: listen.host, port: listen.port, scheduler: scheduler, logger: logger)
+                let serving = Task {
+                    do {
+                        try await server.run()
+                    } catch {
+                        // Scheduling goes on without it; the missing metrics page the operator.
+                        logger.error("the HTTP listener on \(listen.host):\(listen.port) failed: \(error)", metadata: ["event": "listener-failed"])
+                    }
+                }
+                logger.info("listening on \(listen.host):\(listen.port) (/metrics, /healthz, /readyz)", metadata: ["event": "listening"])
+                do throws(StowageError) { try await scheduler.run() } catch {
+                    await server.shutdown()
+                    throw error
+                }
+                // The listener lives as long as the scheduler: it stops when the runs have ended.
+                await server.shutdown()
+                await serving.value
+            } else {
+                try await scheduler.run()
+            }
             sources.forEach { $0.cancel() }
             if workDir == nil { try? FileManager.default.removeItem(atPath: work) }
             return .ok

@@ -236,7 +236,7 @@ extension LabSuites {
             #expect(r.status == ExitStatus.noInventory.rawValue)
             #expect(
                 r.stderr
-                    == "stowage: error: no inventory at stowage.yaml\nhint: write one (docs/inventory.md, fixtures/inventories/example.yaml) or point --config or STOWAGE_CONFIG at it\n"
+                    == "stowage: error: no inventory at /etc/stowage/stowage.yaml\nhint: write one (docs/inventory.md, fixtures/inventories/example.yaml) or point --config or STOWAGE_CONFIG at it\n"
             )
             #expect(r.stdout.isEmpty)
         }
