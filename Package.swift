@@ -135,6 +135,7 @@ let package = Package(
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Scheduling"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support", .product(name: "Logging", package: "swift-log")]),
         // Unit tests, one target per library, none needing the lab (under a minute).
         .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository", "TestSupport"]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),
@@ -143,7 +144,7 @@ let package = Package(
         .testTarget(
             name: "SchedulingTests",
             dependencies: [
-                "Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport", .product(name: "Logging", package: "swift-log"),
+                "Scheduling", "Operations", "Fleet", "Topology", "Support", "TestSupport",
             ]),
         // The CLI's parsing and error format (runs the built binary; no lab).
         .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
