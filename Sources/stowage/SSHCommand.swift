@@ -31,11 +31,33 @@ struct SSHCommand: AsyncParsableCommand {
         @Flag(help: "Replace a different key already recorded for this node.")
         var replace = false
 
+        @Flag(help: "Print the outcome as JSON: node, result (recorded, replaced, alreadyTrusted), keyType, fingerprint, knownHosts.")
+        var json = false
+
+        struct Outcome: Encodable {
+            var node: String
+            var result: String
+            var keyType: String
+            var fingerprint: String
+            var knownHosts: String
+        }
+
         func run() async throws {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let n = try inv.agentNode(named: node)
-                switch try await KnownHosts.trust(n.target, replace: replace) {
+                let outcome = try await KnownHosts.trust(n.target, replace: replace)
+                if json {
+                    let (result, k) =
+                        switch outcome {
+                        case .recorded(let k): ("recorded", k)
+                        case .replaced(let k): ("replaced", k)
+                        case .alreadyTrusted(let k): ("alreadyTrusted", k)
+                        }
+                    printJSON(Outcome(node: node, result: result, keyType: k.type, fingerprint: k.fingerprint, knownHosts: n.target.knownHosts))
+                    return .ok
+                }
+                switch outcome {
                 case .recorded(let k): print("\(node): recorded \(k.type) \(k.fingerprint) in \(n.target.knownHosts)")
                 case .replaced(let k): print("\(node): replaced the recorded key with \(k.type) \(k.fingerprint) in \(n.target.knownHosts)")
                 case .alreadyTrusted(let k): print("\(node): \(k.type) \(k.fingerprint) is already trusted")

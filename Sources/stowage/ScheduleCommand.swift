@@ -67,6 +67,15 @@ struct ScheduleCommand: AsyncParsableCommand {
         @Option(parsing: .unconditional, help: "How many runs to print.", transform: { try wholeNumber($0) })
         var count: Int = 5
 
+        @Flag(help: "Print the schedule and its next runs as JSON (runs in UTC, ISO 8601).")
+        var json = false
+
+        struct Explained: Encodable {
+            var schedule: String
+            var timeZone: String
+            var nextRuns: [String]
+        }
+
         func run() async throws {
             try await reportingErrors {
                 let schedule: Schedule
@@ -78,8 +87,17 @@ struct ScheduleCommand: AsyncParsableCommand {
                         .usage, "give either a schedule expression or --time (with --days and --tz)",
                         hint: "e.g. stowage schedule explain '30 2 * * mon-fri', or --time 03:30 --days mon-fri --tz Europe/Berlin")
                 }
-                print("\(schedule):")
                 let f = ISO8601DateFormatter()
+                if json {
+                    var zone = "UTC"
+                    if case .custom(_, _, _, let z) = schedule { zone = z.identifier }
+                    printJSON(
+                        Explained(
+                            schedule: "\(schedule)", timeZone: zone,
+                            nextRuns: schedule.nextRuns(after: Date(), count: max(1, count)).map { f.string(from: $0) }))
+                    return .ok
+                }
+                print("\(schedule):")
                 let local = DateFormatter()
                 local.dateFormat = "EEE yyyy-MM-dd HH:mm zzz"
                 local.locale = Locale(identifier: "en_US_POSIX")

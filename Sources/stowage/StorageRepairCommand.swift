@@ -28,6 +28,9 @@ extension StorageCommand {
 
         @OptionGroup var agentOption: AgentBinaryOption
 
+        @Flag(help: "Print the outcome as JSON: per environment copied, replaced, unrepairable, unreachable (docs/storage-format.md).")
+        var json = false
+
         func run() async throws {
             try await reportingErrors {
                 let inv = try global.loadInventory()
@@ -35,7 +38,7 @@ extension StorageCommand {
                 let results = try await StorageRepair.run(
                     spec, inventory: inv, agent: try agentOption.locate(),
                     environments: environment.isEmpty ? nil : environment)
-                print(StorageRepair.text(results, storage: storage), terminator: "")
+                if json { printJSON(results) } else { print(StorageRepair.text(results, storage: storage), terminator: "") }
                 var status = ExitStatus.ok
                 for r in results {
                     for (node, why) in r.unreachable.sorted(by: { $0.key < $1.key }) {

@@ -19,3 +19,24 @@ import Testing
         #expect(known.status == 0, "\(hash) is not a commit here: \(known.stderr)")
     }
 }
+
+@Suite struct ScheduleExplainJSON {
+    @Test func theNextRunsAsADocument() throws {
+        let r = try runCommand(
+            Repo.stowage, ["schedule", "explain", "--time", "03:30", "--days", "mon-fri", "--tz", "Europe/Berlin", "--count", "3", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        struct Doc: Decodable { var schedule: String; var timeZone: String; var nextRuns: [String] }
+        let doc = try JSONDecoder().decode(Doc.self, from: Data(r.stdout.utf8))
+        #expect(doc.timeZone == "Europe/Berlin" && doc.nextRuns.count == 3)
+        let f = ISO8601DateFormatter()
+        let runs = doc.nextRuns.compactMap(f.date(from:))
+        #expect(runs.count == 3 && zip(runs, runs.dropFirst()).allSatisfy { $0 < $1 })
+        // 03:30 in Berlin is 01:30 or 02:30 UTC, on weekdays only.
+        var berlin = Calendar(identifier: .gregorian)
+        berlin.timeZone = TimeZone(identifier: "Europe/Berlin")!
+        for d in runs {
+            let c = berlin.dateComponents([.hour, .minute, .weekday], from: d)
+            #expect(c.hour == 3 && c.minute == 30 && (2...6).contains(c.weekday ?? 0), "\(d)")
+        }
+    }
+}

@@ -85,6 +85,11 @@ extension LabSuites {
             #expect(trust.stdout.hasPrefix("my3: recorded ssh-ed25519 SHA256:"))
             let again = try runCommand(Repo.stowage, ["ssh", "trust", "my3", "--config", inv])
             #expect(again.stdout.contains("is already trusted"))
+            // The same as a document, for automation.
+            let doc = try runCommand(Repo.stowage, ["ssh", "trust", "my3", "--json", "--config", inv])
+            let obj = try JSONSerialization.jsonObject(with: Data(doc.stdout.utf8)) as? [String: String]
+            #expect(obj?["node"] == "my3" && obj?["result"] == "alreadyTrusted" && obj?["keyType"] == "ssh-ed25519", "\(doc.stdout)")
+            #expect(obj?["fingerprint"]?.hasPrefix("SHA256:") == true)
             let after = try runCommand(Repo.stowage, ["agent", "check", "staging/mariadb", "--config", inv])
             #expect(after.status == 0, "\(after.stdout)")
 

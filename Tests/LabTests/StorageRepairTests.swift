@@ -153,6 +153,12 @@ extension LabSuites {
             #expect(r.stderr.contains("\nhint: "))
             // Repair never makes it worse: the damaged copies are left as they were.
             #expect(try Data(contentsOf: URL(fileURLWithPath: "\(Lab.dir)/storage/st1/\(f.env)/\(chunk)")) == damaged)
+            // As a document: the same outcome, the same exit status.
+            let j = try stowage(["storage", "repair", "lab-storage", "--environment", f.env, "--json"])
+            #expect(j.status == ExitStatus.repositoryDamaged.rawValue)
+            struct Outcome: Decodable { var environment: String; var unrepairable: [String: String] }
+            let outcomes = try JSONDecoder().decode([Outcome].self, from: Data(j.stdout.utf8))
+            #expect(outcomes.map(\.environment) == [f.env] && outcomes.first?.unrepairable[chunk]?.contains("no good copy") == true, "\(j.stdout)")
         }
 
         @Test func aStorageFilledByAFailedBackupTakesTheNextOne() async throws {
