@@ -81,7 +81,12 @@ step "stowage scheduler   (until every shop layer has had a scheduled run; then 
 "$stowage" scheduler >"$lab/log/scheduler.log" 2>&1 &
 scheduler=$!
 for _ in $(seq 1 150); do
-    ok=$("$stowage" status shop --no-probe --json 2>/dev/null | grep -c '"outcome" : "ok"' || true)
+    # Layers whose last run is a scheduled one that succeeded (the manual backups above are
+    # in the run catalog too).
+    ok=$({ "$stowage" status shop --no-probe --json 2>/dev/null || true; } | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+print(sum(1 for l in doc["layers"] if (l.get("lastRun") or {}).get("outcome") == "ok" and (l.get("lastRun") or {}).get("trigger") != "manual"))' 2>/dev/null || echo 0)
     [ "$ok" -ge 4 ] && break
     sleep 1
 done

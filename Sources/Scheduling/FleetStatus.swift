@@ -22,6 +22,8 @@ package struct LayerStatus: Codable, Sendable, Equatable {
 
     package struct LastRun: Codable, Sendable, Equatable {
         package var started: String
+        /// schedule, make-up, retry (the scheduler's) or manual.
+        package var trigger: String
         package var outcome: String
         package var seconds: Double?
         package var backup: String?
@@ -145,7 +147,7 @@ package enum FleetStatus {
             policy: info,
             lastRun: last.map {
                 .init(
-                    started: stamp($0.started), outcome: $0.outcome.rawValue, seconds: $0.seconds, backup: $0.backup,
+                    started: stamp($0.started), trigger: $0.trigger, outcome: $0.outcome.rawValue, seconds: $0.seconds, backup: $0.backup,
                     sourceNode: $0.sourceNode, storedBytes: $0.storedBytes, rawBytes: $0.rawBytes, error: $0.error)
             },
             nextRun: next, backups: stored, topology: topology.map { "\($0.kind.rawValue), primary \($0.primary ?? "none")" } ?? "not probed",
