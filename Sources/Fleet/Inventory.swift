@@ -59,6 +59,10 @@ package struct LayerSpec: Sendable, Equatable {
     package var credentials: CredentialsSpec?
     package var maxLagSeconds: Double
     package var location: String
+    /// Warnings the operator has accepted for this layer (`acknowledge: [non-clustered]`):
+    /// shown, but no longer a warning, so exit codes mean something in automation. An error
+    /// (split brain, no primary...) is never silenced by it.
+    package var acknowledged: [Finding.Code] = []
 
     package var id: String { "\(environment)/\(name)" }
 }
@@ -430,7 +434,7 @@ private struct InventoryParser {
 
     mutating func layer(env: String, name: String, _ v: YAMLValue) throws(StowageError) -> LayerSpec {
         try checkName(name, v, what: "layer")
-        let f = try YAMLFields(v, allowed: ["engine", "nodes", "credentials", "max_lag"])
+        let f = try YAMLFields(v, allowed: ["engine", "nodes", "credentials", "max_lag", "acknowledge"])
         let ev = try f.required("engine", hint: "engine: postgresql, mysql or redis")
         let engineName = try ev.string()
         guard let engine = Engine(rawValue: engineName.lowercased()) ?? Self.engineAliases[engineName.lowercased()] else {
@@ -456,10 +460,25 @@ private struct InventoryParser {
         var creds: CredentialsSpec?
         if let cv = f["credentials"] { creds = try credentials(cv, engine: engine, layer: "\(env)/\(name)") }
         let maxLag = try f["max_lag"]?.seconds() ?? probe.maxLagSeconds
-        return LayerSpec(
+        var acknowledged: [Finding.Code] = []
+        if let a = f["acknowledge"] {
+            for text in try a.stringList() {
+                guard let code = Finding.Code(rawValue: text) else {
+                    throw a.error(
+                        "layer \(env)/\(name): unknown finding '\(text)' to acknowledge",
+                        hint:
+                            "finding codes: \(Finding.Code.allCases.map(\.rawValue).joined(separator: ", ")) (stowage topology --json shows each finding's code)"
+                    )
+                }
+                acknowledged.append(code)
+            }
+        }
+        var spec = LayerSpec(
             environment: env, name: name, engine: engine, nodes: nodes,
             masterNode: masters.first ?? nodes[0].name, credentials: creds,
             maxLagSeconds: maxLag, location: v.location)
+        spec.acknowledged = acknowledged
+        return spec
     }
 
     static let engineAliases: [String: Engine] = [

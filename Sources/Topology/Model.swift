@@ -67,7 +67,7 @@ package struct Finding: Codable, Sendable, Equatable {
     package var node: String?
     package var message: String
 
-    package enum Code: String, Codable, Sendable {
+    package enum Code: String, Codable, Sendable, CaseIterable {
         case splitBrain = "split-brain"
         case noPrimary = "no-primary"
         case mixedClusters = "mixed-clusters"

@@ -47,7 +47,22 @@ package enum TopologyCheck {
     }
 
     package static func analyze(_ obs: LayerObservation, layer: LayerSpec) -> LayerTopology {
-        TopologyAnalysis.analyze(obs, settings: AnalysisSettings(maxLagSeconds: layer.maxLagSeconds))
+        acknowledging(TopologyAnalysis.analyze(obs, settings: AnalysisSettings(maxLagSeconds: layer.maxLagSeconds)), layer.acknowledged)
+    }
+
+    /// The layer's acknowledged warnings turned into notes (pure): still shown, prefixed
+    /// "acknowledged:", but no longer warnings. Errors stay errors whatever is acknowledged.
+    package static func acknowledging(_ t: LayerTopology, _ codes: [Finding.Code]) -> LayerTopology {
+        guard !codes.isEmpty else { return t }
+        var out = t
+        out.findings = t.findings.map { f in
+            guard f.severity == .warning, codes.contains(f.code) else { return f }
+            var n = f
+            n.severity = .ok
+            n.message = "acknowledged: " + f.message
+            return n
+        }
+        return out
     }
 
     /// Probes and analyses the layers.
