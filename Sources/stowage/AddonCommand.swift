@@ -40,6 +40,8 @@ struct AddonCommand: AsyncParsableCommand {
         var dbPasswordFile: String?
         @Option(help: "Dump on the primary or on a healthy replica.")
         var source: String?
+        @Flag(help: "Print the outcome as JSON: layer, action, policy, nextRun, policiesFile, repositoryExists, warnings.")
+        var json = false
         @Option(
             help: ArgumentHelp(
                 "Alert when the newest backup is older than this (26h, 90m, 2d; 'default': twice the schedule's longest interval, at least 1h).",
@@ -140,7 +142,7 @@ struct AddonCommand: AsyncParsableCommand {
         }
 
         func record(_ p: Policy, inv: Inventory, verb: String) async throws(StowageError) -> ExitStatus {
-            try await AddonCommand.record(p, inv: inv, verb: verb, agent: try agentOption.locate(), replacing: false)
+            try await AddonCommand.record(p, inv: inv, verb: verb, agent: try agentOption.locate(), replacing: false, json: options.json)
         }
     }
 
@@ -169,7 +171,7 @@ struct AddonCommand: AsyncParsableCommand {
                 }
                 try options.apply(to: &p, layer: spec, inventory: inv)
                 if let state { p.enabled = state == .enable }
-                return try await AddonCommand.record(p, inv: inv, verb: "configured", agent: try agentOption.locate(), replacing: true)
+                return try await AddonCommand.record(p, inv: inv, verb: "configured", agent: try agentOption.locate(), replacing: true, json: options.json)
             }
         }
     }
@@ -180,6 +182,7 @@ struct AddonCommand: AsyncParsableCommand {
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: ArgumentHelp("The layer, as ENV/LAYER.", valueName: "env/layer")) var layer: String
+        @Flag(help: "Print the outcome as JSON: layer, action, storage.") var json = false
 
         func run() async throws {
             try await reportingErrors {
@@ -192,6 +195,10 @@ struct AddonCommand: AsyncParsableCommand {
                 guard let removed else {
                     throw StowageError(.usage, "the add-on is not installed on \(spec.id)", hint: "stowage status lists the layers with a policy")
                 }
+                if json {
+                    printJSON(["layer": spec.id, "action": "uninstalled", "storage": removed.storage])
+                    return .ok
+                }
                 print(
                     "add-on uninstalled from \(spec.id): no more scheduled backups; its backups stay on storage \(removed.storage) (stowage backups \(spec.id) --storage \(removed.storage))"
                 )
@@ -202,7 +209,28 @@ struct AddonCommand: AsyncParsableCommand {
 
     /// Checks a policy and writes it; the check runs before the file is locked (it takes
     /// seconds), and the write refuses if another command changed this layer meanwhile.
-    static func record(_ p: Policy, inv: Inventory, verb: String, agent: AgentBinary, replacing: Bool) async throws(StowageError) -> ExitStatus {
+    /// What install and configure report with --json.
+    struct Recorded: Encodable {
+        struct PolicyJSON: Encodable {
+            var schedule: String
+            var storage: String
+            var keep: Int
+            var source: String
+            var enabled: Bool
+            var maxAgeSeconds: Double?
+        }
+        var layer: String
+        var action: String
+        var policy: PolicyJSON
+        var nextRun: String?
+        var policiesFile: String
+        var repositoryExists: Bool
+        var warnings: [String]
+    }
+
+    static func record(
+        _ p: Policy, inv: Inventory, verb: String, agent: AgentBinary, replacing: Bool, json: Bool = false
+    ) async throws(StowageError) -> ExitStatus {
         let checked = try await Addon.check(p, inventory: inv, agent: agent)
         let before = inv.policy(for: p.layer)
         try PolicyStore.update(inv.policiesPath) { (all: inout [Policy]) throws(StowageError) in
@@ -213,7 +241,18 @@ struct AddonCommand: AsyncParsableCommand {
             all.removeAll { $0.layer == p.layer }
             all.append(p)
         }
-        let next = (try? p.schedule.schedule())?.next(after: Date()).map { ISO8601DateFormatter().string(from: $0) } ?? "never"
+        let nextRun = (try? p.schedule.schedule())?.next(after: Date()).map { ISO8601DateFormatter().string(from: $0) }
+        if json {
+            printJSON(
+                Recorded(
+                    layer: p.layer, action: verb,
+                    policy: .init(
+                        schedule: p.schedule.description, storage: p.storage, keep: p.keep, source: p.source.rawValue, enabled: p.enabled,
+                        maxAgeSeconds: p.maxAge),
+                    nextRun: p.enabled ? nextRun : nil, policiesFile: inv.policiesPath, repositoryExists: checked.repositoryExists, warnings: checked.warnings))
+            return checked.warnings.isEmpty ? .ok : .warnings
+        }
+        let next = nextRun ?? "never"
         print(
             "add-on \(verb) on \(p.layer): \(p.schedule), keep \(p.keep), storage \(p.storage), from the \(p.source.rawValue)\(p.enabled ? "" : ", paused"); next run \(next)"
         )

@@ -82,6 +82,14 @@ struct StorageCommand: AsyncParsableCommand {
 
         @OptionGroup var agentOption: AgentBinaryOption
 
+        @Flag(help: "Print the outcome as JSON: storage, environments (whose keys were re-wrapped).")
+        var json = false
+
+        struct Outcome: Encodable {
+            var storage: String
+            var environments: [String]
+        }
+
         func validate() throws {
             guard (newPasswordEnv == nil) != (newPasswordFile == nil) else {
                 throw ValidationError(
@@ -103,6 +111,10 @@ struct StorageCommand: AsyncParsableCommand {
                 let changed = try await PasswordChange.run(
                     spec, inventory: inv, agent: try agentOption.locate(),
                     old: try spec.resolvePassword(), new: new, environments: inv.environments.map(\.name))
+                if json {
+                    printJSON(Outcome(storage: storage, environments: changed))
+                    return .ok
+                }
                 for env in changed { print("\(storage)/\(env): keys re-wrapped under the new password") }
                 if changed.isEmpty { print("\(storage): no repositories yet") }
                 return .ok

@@ -544,8 +544,15 @@ extension LabSuites {
             #expect(again.status == 64)
             #expect(again.stderr.contains("already installed"))
 
-            let conf = try stowage("addon", "configure", "shop/cache", "--keep", "5", "--disable")
+            let conf = try stowage("addon", "configure", "shop/cache", "--keep", "5", "--disable", "--json")
             #expect(conf.status == 0, "\(conf.stderr)")
+            struct Recorded: Decodable {
+                struct P: Decodable { var keep: Int; var enabled: Bool; var storage: String }
+                var layer: String; var action: String; var policy: P; var nextRun: String?; var policiesFile: String
+            }
+            let recorded = try JSONDecoder().decode(Recorded.self, from: Data(conf.stdout.utf8))
+            #expect(recorded.layer == "shop/cache" && recorded.action == "configured" && recorded.policy.keep == 5 && !recorded.policy.enabled)
+            #expect(recorded.nextRun == nil && recorded.policiesFile == policies, "\(conf.stdout)")
             let p = try #require(try PolicyStore.read(policies).first)
             #expect(p.keep == 5 && !p.enabled && p.schedule == .custom(time: "09:00", days: "mon-fri", timeZone: "Europe/Berlin"))
 
@@ -747,5 +754,28 @@ extension LabSuites.SchedulerDaemon {
         let status = try runCommand(Repo.stowage, ["status", "fleet/r06", "--json", "--no-probe", "--config", lab.inventory])
         #expect(status.stdout.contains(#""outcome" : "ok""#))
         _ = (good, hanging)
+    }
+}
+
+extension LabSuites.SchedulerDaemon {
+    @Test func aPasswordChangeReportsItsRepositoriesAsJSON() async throws {
+        let lab = try FleetLab(fleet: ["fl08"], shop: false, scheduler: "start_delay: 0s")
+        defer { lab.cleanup() }
+        #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
+        let b = try runCommand(Repo.stowage, ["backup", "fleet/r08", "--storage", "fleet-storage", "--config", lab.inventory])
+        #expect(b.status == 0, "\(b.stderr)")
+        // This lab's storage roots are its own: changing its password touches no other test.
+        try "another storage password\n".write(toFile: "\(lab.dir)/new-password", atomically: true, encoding: .utf8)
+        let r = try runCommand(
+            Repo.stowage,
+            [
+                "storage", "passwd", "fleet-storage", "--new-password-file", "\(lab.dir)/new-password", "--json",
+                "--config", lab.inventory,
+            ])
+        #expect(r.status == 0, "\(r.stderr)")
+        struct Outcome: Decodable { var storage: String; var environments: [String] }
+        let o = try JSONDecoder().decode(Outcome.self, from: Data(r.stdout.utf8))
+        #expect(o.storage == "fleet-storage" && o.environments == ["fleet"])
+        #expect(!r.stdout.contains("another storage password"))
     }
 }
