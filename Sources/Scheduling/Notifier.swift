@@ -10,6 +10,7 @@ import Remote
 import Repository
 import Storage
 import Support
+import Synchronization
 import Topology
 
 #if canImport(FoundationNetworking)
@@ -137,8 +138,8 @@ package final class Notifier: Sendable {
     /// Starts delivering `e` to every target that wants it and returns.
     package func post(_ e: NotificationEvent) {
         for target in settings.targets(for: e.event.rawValue, layer: e.layer) {
-            let task = Task { await self.deliver(e, to: target) }
-            Task { await pending.add(task) }
+            // Tracked before post returns, so a drain right after it waits for this one too.
+            pending.start { await self.deliver(e, to: target) }
         }
     }
 
@@ -270,14 +271,25 @@ final class FirstOutcome: @unchecked Sendable {
     }
 }
 
-/// The deliveries underway.
-actor Deliveries {
-    private var tasks: [Task<Bool, Never>] = []
-    func add(_ t: Task<Bool, Never>) { tasks.append(t) }
+/// The deliveries underway; each leaves the list when it has ended, so a scheduler that
+/// runs for months does not keep them all.
+final class Deliveries: Sendable {
+    private let tasks = Mutex<[UUID: Task<Void, Never>]>([:])
+
+    func start(_ work: @escaping @Sendable () async -> Void) {
+        let id = UUID()
+        // Inserted under the lock the task's own removal takes: it cannot leave first.
+        tasks.withLock { all in
+            all[id] = Task {
+                await work()
+                self.tasks.withLock { _ = $0.removeValue(forKey: id) }
+            }
+        }
+    }
+
     func waitAll() async {
-        while let t = tasks.first {
-            tasks.removeFirst()
-            _ = await t.value
+        while let t = tasks.withLock({ $0.values.first }) {
+            await t.value
         }
     }
 }
