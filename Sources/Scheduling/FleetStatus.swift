@@ -168,7 +168,7 @@ package enum FleetStatus {
         var lastRuns: [String: RunRecord] = [:]
         var scheduler: SchedulerHealth?
         if FileManager.default.fileExists(atPath: inv.catalogPath) {
-            let catalog = try RunCatalog(path: inv.catalogPath)
+            let catalog = try await RunCatalog.open(path: inv.catalogPath)
             lastRuns = try await catalog.lastRuns()
             scheduler = SchedulerHealth.judge(try await catalog.schedulers(), now: now)
         }

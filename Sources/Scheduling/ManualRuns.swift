@@ -88,7 +88,7 @@ package enum ManualRuns {
     /// The run's row in the catalog (GRDB works on its own queue, not the cooperative pool).
     private static func write(_ r: RunRecord, _ inventory: Inventory) async -> String? {
         do throws(StowageError) {
-            _ = try await RunCatalog(path: inventory.catalogPath).start(r)
+            _ = try await RunCatalog.open(path: inventory.catalogPath).start(r)
             return nil
         } catch {
             return "run catalog: \(error.message)"

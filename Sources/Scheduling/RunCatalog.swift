@@ -142,6 +142,15 @@ package final class RunCatalog: Sendable {
         }
     }
 
+    /// Opens (or creates and migrates) the catalog on a thread of its own: opening runs
+    /// SQLite's blocking calls, which stay off Swift's cooperative pool.
+    package static func open(path: String) async throws(StowageError) -> RunCatalog {
+        let result = await DedicatedThread.run("open catalog") { () -> Result<RunCatalog, StowageError> in
+            do throws(StowageError) { return .success(try RunCatalog(path: path)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
     private func fail(_ error: Error) -> StowageError {
         StowageError(.internalError, "run catalog \(path): \(error)", hint: "it is a cache: move it away and a new one is started")
     }
