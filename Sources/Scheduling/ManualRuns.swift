@@ -15,18 +15,20 @@ package enum ManualRuns {
         package var sourceNode: String?
         package var rawBytes: Int64?
         package var storedBytes: Int64?
+        package var newBytes: Int64?
         /// A replica missed the backup (storage-degraded) or something else needs a look.
         package var degraded = false
         package var warnings = false
 
         package init(
             backup: String?, sourceNode: String? = nil, rawBytes: Int64? = nil, storedBytes: Int64? = nil,
-            degraded: Bool = false, warnings: Bool = false
+            newBytes: Int64? = nil, degraded: Bool = false, warnings: Bool = false
         ) {
             self.backup = backup
             self.sourceNode = sourceNode
             self.rawBytes = rawBytes
             self.storedBytes = storedBytes
+            self.newBytes = newBytes
             self.degraded = degraded
             self.warnings = warnings
         }
@@ -52,6 +54,7 @@ package enum ManualRuns {
             record.sourceNode = e.sourceNode
             record.rawBytes = e.rawBytes
             record.storedBytes = e.storedBytes
+            record.newBytes = e.newBytes
             let what: NotificationEvent.Kind = kind == .restore ? .restoreCompleted : (e.degraded ? .storageDegraded : .backupSucceeded)
             let message =
                 kind == .restore

@@ -12,6 +12,7 @@ package struct MetricsSnapshot: Sendable, Equatable {
         package var lastDuration: Double?
         package var lastRawBytes: Int64?
         package var lastStoredBytes: Int64?
+        package var lastNewBytes: Int64?
         /// Backup runs and restores in the catalog, by outcome.
         package var runs: [String: Int]
         package var restores: [String: Int]
@@ -31,8 +32,16 @@ package struct MetricsSnapshot: Sendable, Equatable {
         package var checked: Date
     }
 
+    /// A layer's last topology probe: its findings counted by severity.
+    package struct Topology: Sendable, Equatable {
+        package var layer: String
+        package var findings: [String: Int]
+        package var probed: Date
+    }
+
     package var layers: [Layer]
     package var nodes: [Node]
+    package var topology: [Topology] = []
     package var queued: Int
     package var running: Int
     package var started: Date

@@ -47,6 +47,8 @@ package struct RunRecord: Codable, Sendable, Equatable, FetchableRecord, Mutable
     package var sourceNode: String?
     package var rawBytes: Int64?
     package var storedBytes: Int64?
+    /// What this backup added to the storage (the rest was there already).
+    package var newBytes: Int64?
     package var exitCode: Int?
     package var error: String?
     /// The scheduler process that ran it (to tell its own running rows from a dead one's).
@@ -133,6 +135,9 @@ package final class RunCatalog: Sendable {
                     t.column("stopped", .datetime)
                     t.primaryKey(["host", "pid"])
                 }
+            }
+            migrator.registerMigration("v3-new-bytes") { db in
+                try db.alter(table: "runs") { t in t.add(column: "newBytes", .integer) }
             }
             try migrator.migrate(pool)
         } catch {

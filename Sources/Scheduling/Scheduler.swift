@@ -73,6 +73,8 @@ package actor Scheduler {
     /// Each storage node as last checked (up, free space), for the metrics.
     var nodeHealth: [String: MetricsSnapshot.Node] = [:]
     var nodeCheck: Task<Void, Never>?
+    /// Each scheduled layer's last topology probe (findings by severity), for the metrics.
+    var topologyFindings: [String: MetricsSnapshot.Topology] = [:]
     var lastNodeCheck = Date.distantPast
     var startedAt = Date()
     var lastBeatAt = Date.distantPast
@@ -325,6 +327,7 @@ package actor Scheduler {
         var sourceNodes: [String]
         var rawBytes: Int64
         var storedBytes: Int64
+        var newBytes: Int64?
         var missingReplicas: [String: String]
     }
 
@@ -341,6 +344,7 @@ package actor Scheduler {
         record.sourceNode = summary?.sourceNodes.joined(separator: ",")
         record.rawBytes = summary?.rawBytes
         record.storedBytes = summary?.storedBytes
+        record.newBytes = summary?.newBytes
         let lines = result.stderr.split(whereSeparator: \.isNewline).map(String.init)
         let message =
             lines.last { $0.hasPrefix("stowage: error: ") }.map { String($0.dropFirst("stowage: error: ".count)) }
@@ -476,11 +480,36 @@ package actor Scheduler {
                 }
                 for await n in g { if let n { found["\(n.storage)/\(n.node)"] = n } }
             }
-            await self.nodeCheckEnded(found)
+            // The scheduled layers' topology, probed like `stowage topology` does (findings
+            // a layer acknowledges count as ok). A layer whose secret cannot be read is
+            // counted as one error: nothing can be judged of it.
+            let scheduled = Set(inv.policies.map(\.layer))
+            var probed: [LayerSpec] = []
+            var topology: [String: MetricsSnapshot.Topology] = [:]
+            let when = Date()
+            for l in inv.layers where scheduled.contains(l.id) {
+                do throws(StowageError) {
+                    _ = try TopologyCheck.members(of: l, settings: inv.probe)
+                    probed.append(l)
+                } catch {
+                    topology[l.id] = .init(layer: l.id, findings: ["error": 1], probed: when)
+                }
+            }
+            if let found = try? await TopologyCheck.run(probed, settings: inv.probe) {
+                for t in found {
+                    let id = "\(t.environment)/\(t.layer)"
+                    topology[id] = .init(layer: id, findings: Dictionary(grouping: t.findings, by: \.severity.rawValue).mapValues(\.count), probed: when)
+                }
+            }
+            await self.nodeCheckEnded(found, topology: topology)
         }
     }
 
-    func nodeCheckEnded(_ found: [String: MetricsSnapshot.Node]) {
+    func nodeCheckEnded(_ found: [String: MetricsSnapshot.Node], topology: [String: MetricsSnapshot.Topology]) {
+        for (k, t) in topology where (t.findings["error"] ?? 0) > 0 && (topologyFindings[k]?.findings["error"] ?? 0) == 0 {
+            log("\(k): the topology probe found errors (stowage topology \(k))", .warning, event: "topology-errors", layer: k)
+        }
+        topologyFindings = topology
         for (k, v) in found {
             if !v.up && nodeHealth[k]?.up != false {
                 log(
@@ -507,12 +536,14 @@ package actor Scheduler {
                 .init(
                     layer: p.layer, storage: p.storage, lastSuccess: st.lastSuccess?.ended ?? newestBackup[p.layer]?.date,
                     lastDuration: st.lastSuccess?.seconds, lastRawBytes: st.lastSuccess?.rawBytes, lastStoredBytes: st.lastSuccess?.storedBytes,
+                    lastNewBytes: st.lastSuccess?.newBytes,
                     runs: st.runs, restores: st.restores, failuresSinceSuccess: st.failuresSinceSuccess,
                     stale: verdict?.stale, age: verdict?.age, maxAge: verdict?.limit))
         }
         return MetricsSnapshot(
             layers: layers, nodes: nodeHealth.values.sorted { ($0.storage, $0.node) < ($1.storage, $1.node) },
-            queued: queue.count, running: running.count, started: startedAt, heartbeat: lastBeatAt)
+            topology: topologyFindings.values.sorted { $0.layer < $1.layer }, queued: queue.count, running: running.count, started: startedAt,
+            heartbeat: lastBeatAt)
     }
 
     /// Ready: the inventory is loaded (it is, once this actor exists) and the catalog answers.

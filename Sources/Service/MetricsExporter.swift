@@ -22,6 +22,10 @@ package enum MetricsExporter {
             if let d = l.lastDuration { gauge("stowage_backup_last_duration_seconds", "How long the newest successful backup run took.", labels, d) }
             if let b = l.lastRawBytes { gauge("stowage_backup_last_raw_bytes", "The newest successful backup's size before compression.", labels, Double(b)) }
             if let b = l.lastStoredBytes { gauge("stowage_backup_last_stored_bytes", "The newest successful backup's size as stored.", labels, Double(b)) }
+            if let b = l.lastNewBytes {
+                gauge(
+                    "stowage_backup_last_new_bytes", "What the newest successful backup added to the storage (the rest was stored already).", labels, Double(b))
+            }
             for outcome in ["ok", "warnings", "failed", "cancelled", "interrupted", "skipped"] {
                 gauge("stowage_backup_runs", "Backup runs in the run catalog, by outcome.", labels + [("outcome", outcome)], Double(l.runs[outcome] ?? 0))
             }
@@ -34,6 +38,15 @@ package enum MetricsExporter {
             }
             if let a = l.age { gauge("stowage_backup_age_seconds", "Age of the newest backup.", labels, a) }
             if let m = l.maxAge { gauge("stowage_backup_max_age_seconds", "The age past which the layer counts as stale.", labels, m) }
+        }
+        for t in s.topology {
+            let labels = [("layer", t.layer)]
+            for severity in ["error", "warning", "ok"] {
+                gauge(
+                    "stowage_topology_findings", "Findings of the layer's last topology probe, by severity (ok: notes and acknowledged warnings).",
+                    labels + [("severity", severity)], Double(t.findings[severity] ?? 0))
+            }
+            gauge("stowage_topology_probe_timestamp_seconds", "When the layer's topology was last probed (Unix time).", labels, t.probed.timeIntervalSince1970)
         }
         for n in s.nodes {
             let labels = [("storage", n.storage), ("node", n.node)]

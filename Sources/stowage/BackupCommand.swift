@@ -97,7 +97,8 @@ struct BackupCommand: AsyncParsableCommand {
                     .success(
                         .init(
                             backup: out.manifest.name, sourceNode: out.manifest.sourceNode, rawBytes: out.manifest.rawBytes,
-                            storedBytes: out.manifest.storedBytes, degraded: !out.replicas.missing.isEmpty,
+                            storedBytes: out.manifest.storedBytes, newBytes: out.manifest.newBytes,
+                            degraded: !out.replicas.missing.isEmpty,
                             warnings: !out.notes.isEmpty || out.pruneError != nil)))
             }
             if json {

@@ -1,5 +1,5 @@
 // The scheduler as monitoring sees it: its listener answers /healthz and /readyz, /metrics
-// passes promtool, a real Prometheus scrapes it with the example rules (contrib/prometheus),
+// passes promtool (the topology of scheduled layers included), a real Prometheus scrapes it with the example rules (contrib/prometheus),
 // and those rules fire on the lab when a layer's backups have stopped and when a storage
 // node stops answering.
 import Foundation
@@ -58,11 +58,13 @@ extension LabSuites.SchedulerDaemon {
         var metrics = ""
         for _ in 0..<100 {
             metrics = try await get("http://127.0.0.1:\(port)/metrics").body
-            if metrics.contains("stowage_storage_node_up{") { break }
+            if metrics.contains("stowage_storage_node_up{") && metrics.contains("stowage_topology_findings{") { break }
             try await Task.sleep(for: .milliseconds(200))
         }
         #expect(metrics.contains(#"stowage_backup_stale{layer="fleet/r07",storage="fleet-storage"} 1.0"#), "\(metrics)")
         #expect(metrics.contains(#"stowage_storage_node_up{storage="fleet-storage",node="st1"} 1.0"#), "\(metrics)")
+        // The scheduled layer's topology was probed: a healthy one has no errors.
+        #expect(metrics.contains(#"stowage_topology_findings{layer="fleet/r07",severity="error"} 0.0"#), "\(metrics)")
         let file = "\(lab.dir)/metrics.txt"
         try metrics.write(toFile: file, atomically: true, encoding: .utf8)
         let lint = try runCommand("/bin/sh", ["-c", "promtool check metrics < \(file)"])

@@ -11,16 +11,17 @@ import Testing
         layers: [
             .init(
                 layer: "shop/sqldb", storage: "lab", lastSuccess: Date(timeIntervalSince1970: 1_764_990_000), lastDuration: 1.5,
-                lastRawBytes: 884_736, lastStoredBytes: 53_657, runs: ["ok": 7, "failed": 1], restores: ["ok": 1],
+                lastRawBytes: 884_736, lastStoredBytes: 53_657, lastNewBytes: 1_024, runs: ["ok": 7, "failed": 1], restores: ["ok": 1],
                 failuresSinceSuccess: 0, stale: false, age: 600, maxAge: 7200),
             .init(
-                layer: "shop/cache", storage: "lab", lastSuccess: nil, lastDuration: nil, lastRawBytes: nil, lastStoredBytes: nil,
+                layer: "shop/cache", storage: "lab", lastSuccess: nil, lastDuration: nil, lastRawBytes: nil, lastStoredBytes: nil, lastNewBytes: nil,
                 runs: ["failed": 3], restores: [:], failuresSinceSuccess: 3, stale: true, age: nil, maxAge: 3600),
         ],
         nodes: [
             .init(storage: "lab", node: "st1", up: true, freeBytes: 10 << 30, totalBytes: 20 << 30, checked: Date()),
             .init(storage: "lab", node: "st2", up: false, freeBytes: nil, totalBytes: nil, checked: Date()),
         ],
+        topology: [.init(layer: "shop/sqldb", findings: ["warning": 1], probed: Date(timeIntervalSince1970: 1_764_990_050))],
         queued: 2, running: 1, started: Date(timeIntervalSince1970: 1_764_900_000), heartbeat: Date(timeIntervalSince1970: 1_764_990_100))
 
     @Test func everySeriesTheRulesUseIsThere() throws {
@@ -35,6 +36,10 @@ import Testing
             #"stowage_backup_stale{layer="shop/sqldb",storage="lab"} 0.0"#,
             #"stowage_storage_node_up{storage="lab",node="st2"} 0.0"#,
             #"stowage_storage_node_free_bytes{storage="lab",node="st1"} 10737418240.0"#,
+            #"stowage_backup_last_new_bytes{layer="shop/sqldb",storage="lab"} 1024.0"#,
+            #"stowage_topology_findings{layer="shop/sqldb",severity="warning"} 1.0"#,
+            #"stowage_topology_findings{layer="shop/sqldb",severity="error"} 0.0"#,
+            #"stowage_topology_probe_timestamp_seconds{layer="shop/sqldb"} 1764990050.0"#,
             "stowage_scheduler_queued_runs 2.0", "stowage_scheduler_running_runs 1.0",
             "stowage_scheduler_heartbeat_timestamp_seconds 1764990100.0",
         ] {
