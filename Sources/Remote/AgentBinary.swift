@@ -10,14 +10,21 @@ import Support
 import Topology
 
 package struct AgentBinary: Sendable, Equatable {
-    package static let remoteDirectory = "/var/lib/stowage/agent"
+    /// The agent's folder on a node: /var/lib/stowage/agent for root; for any other SSH
+    /// user `.local/lib/stowage/agent` in its home (a relative path: SSH sessions start in
+    /// the login's home, and scp and the shell resolve it alike), so an unprivileged
+    /// account needs no folder made for it by root.
+    package static func remoteDirectory(user: String) -> String {
+        user == "root" ? "/var/lib/stowage/agent" : ".local/lib/stowage/agent"
+    }
 
     package var localPath: String
     package var sha256: String
     package var size: Int64
 
-    package var remotePath: String {
-        "\(Self.remoteDirectory)/stowage-agent-\(AgentWire.version)-p\(AgentWire.protocolVersion)-\(sha256.prefix(16))"
+    /// This build's path on a node reached as `user`.
+    package func remotePath(user: String) -> String {
+        "\(Self.remoteDirectory(user: user))/stowage-agent-\(AgentWire.version)-p\(AgentWire.protocolVersion)-\(sha256.prefix(16))"
     }
 
     /// `explicit`, else $STOWAGE_AGENT_BINARY, else `stowage-agent` beside the running executable.
@@ -69,7 +76,7 @@ package struct AgentNode: Sendable {
     }
 
     /// Where free space matters: the storage root, or the agent's own folder.
-    package var workPath: String { storageRoot ?? AgentBinary.remoteDirectory }
+    package var workPath: String { storageRoot ?? AgentBinary.remoteDirectory(user: target.user) }
 }
 
 extension Inventory {

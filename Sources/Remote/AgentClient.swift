@@ -21,7 +21,7 @@ package struct AgentRun: Sendable {
 }
 
 package enum AgentClient {
-    /// Runs `job` on the agent at `agent.remotePath` on the target node.
+    /// Runs `job` on the agent at `agent.remotePath(user:)` on the target node.
     ///
     /// - input: called on the connection's thread whenever the channel can take more;
     ///   return nil when there is no more. Without it the job's stdin stays open and empty
@@ -117,7 +117,7 @@ package enum AgentClient {
             // The channel lives only inside this closure: it is freed (libssh2_channel_free
             // touches the session) before its connection is parked for another thread.
             let (conn, remoteExit, clean) = try { () throws -> (SSHConnection, RemoteExit, Bool) in
-                let (conn, channel) = try open(target, command: "\(shellQuote(agent.remotePath)) serve", how: &how)
+                let (conn, channel) = try open(target, command: "\(shellQuote(agent.remotePath(user: target.user))) serve", how: &how)
                 opened = Deadline.now()
                 let r = try channel.pump(
                     input: {
@@ -161,12 +161,12 @@ package enum AgentClient {
         guard let hello = events.hello else {
             if exit.status == 127 {
                 throw StowageError(
-                    .agentMismatch, "\(who): no stowage-agent of this build at \(agent.remotePath)",
+                    .agentMismatch, "\(who): no stowage-agent of this build at \(agent.remotePath(user: target.user))",
                     hint: "install it: stowage agent install (an agent of another build may be there; each build has its own path)")
             }
             throw StowageError(
                 .agentMismatch,
-                "\(who): the program at \(agent.remotePath) did not greet as stowage-agent (exit \(exit.status)): \(events.plainText.prefix(200))",
+                "\(who): the program at \(agent.remotePath(user: target.user)) did not greet as stowage-agent (exit \(exit.status)): \(events.plainText.prefix(200))",
                 hint: "reinstall it: stowage agent install")
         }
         if let err = events.error {
@@ -225,7 +225,7 @@ package enum AgentClient {
     static func mismatchError(_ t: SSHTarget, _ hello: AgentEvent, _ agent: AgentBinary) -> StowageError {
         StowageError(
             .agentMismatch,
-            "\(t.node) (\(t.address)): the agent at \(agent.remotePath) speaks protocol \(hello.protocol.map(String.init) ?? "?") (version \(hello.version ?? "?")), this coordinator protocol \(AgentWire.protocolVersion)",
+            "\(t.node) (\(t.address)): the agent at \(agent.remotePath(user: t.user)) speaks protocol \(hello.protocol.map(String.init) ?? "?") (version \(hello.version ?? "?")), this coordinator protocol \(AgentWire.protocolVersion)",
             hint: "upgrade it: stowage agent install")
     }
 

@@ -35,11 +35,14 @@ package enum AgentInstaller {
         let who = "\(t.node) (\(t.address))"
         do {
             let conn = try SSHConnection(t)
-            let dir = AgentBinary.remoteDirectory
-            let final = agent.remotePath
+            let dir = AgentBinary.remoteDirectory(user: t.user)
+            let final = agent.remotePath(user: t.user)
             let existing = try run(conn, "mkdir -p -m 700 \(shellQuote(dir)) && if [ -f \(shellQuote(final)) ]; then sha256sum \(shellQuote(final)); fi", flag)
             guard existing.exit.status == 0 else {
-                throw StowageError(.remoteFailed, "\(who): cannot create \(dir): \(existing.stderr)", hint: "the SSH user needs write access to \(dir)")
+                throw StowageError(
+                    .remoteFailed, "\(who): cannot create \(dir): \(existing.stderr)",
+                    hint: t.user == "root"
+                        ? "check the node's /var/lib" : "the SSH user \(t.user) needs a home folder it can write (the agent lives in ~/\(dir))")
             }
             if existing.stdout.split(separator: " ").first.map(String.init) == agent.sha256 {
                 try handshake(conn, final, who, flag)

@@ -46,7 +46,7 @@ struct AgentCommand: AsyncParsableCommand {
                 var worst: ExitStatus = .ok
                 for (n, r) in zip(nodes, results) {
                     switch r {
-                    case .success(let o): print("\(n.spec.name): \(o.rawValue) \(agent.remotePath)")
+                    case .success(let o): print("\(n.spec.name): \(o.rawValue) \(agent.remotePath(user: n.target.user))")
                     case .failure(let e):
                         printError(e)
                         if worst == .ok { worst = e.status }

@@ -250,16 +250,16 @@ extension LabSuites {
                 _ = try await AgentClient.run(target("sx5", "127.0.9.15"), agent: missing, job: .check(CheckJob())); Issue.record("ran")
             } catch {
                 #expect(error.status == .agentMismatch)
-                #expect(error.message.contains("no stowage-agent of this build at \(missing.remotePath)"))
+                #expect(error.message.contains("no stowage-agent of this build at \(missing.remotePath(user: "root"))"))
                 #expect(error.hint?.contains("stowage agent install") == true)
             }
             // An agent that greets with another protocol version is refused before any job runs.
             var other = real
             other.sha256 = String(repeating: "e", count: 64)
             let fake = "#!/bin/sh\necho '{\"event\":\"hello\",\"agent\":\"stowage-agent\",\"protocol\":99,\"version\":\"9.9.9\"}' >&2\nexec cat >/dev/null\n"
-            try fake.write(toFile: other.remotePath, atomically: true, encoding: .utf8)
-            chmod(other.remotePath, 0o755)
-            defer { unlink(other.remotePath) }
+            try fake.write(toFile: other.remotePath(user: "root"), atomically: true, encoding: .utf8)
+            chmod(other.remotePath(user: "root"), 0o755)
+            defer { unlink(other.remotePath(user: "root")) }
             do throws(StowageError) {
                 _ = try await AgentClient.run(target("sx5", "127.0.9.15"), agent: other, job: .check(CheckJob())); Issue.record("ran")
             } catch {

@@ -25,7 +25,9 @@ struct FleetLab {
 
     static let fleetNodes = (1...20).map { String(format: "fl%02d", $0) }
 
-    init(fleet: [String], shop: Bool, scheduler: String, webhookPort: Int? = nil, notifications: String? = nil) throws {
+    /// `sshUser`: the account every node is entered as (the lab's sshds also let in the
+    /// unprivileged `stowage-backup`).
+    init(fleet: [String], shop: Bool, scheduler: String, webhookPort: Int? = nil, notifications: String? = nil, sshUser: String = "root") throws {
         dir = "\(Lab.dir)/work/sched-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var t = """
@@ -35,8 +37,8 @@ struct FleetLab {
               fleet-storage:
                 password_file: \(Lab.dir)/secrets/storage-password
                 nodes:
-                  - { name: st1, ssh: root@127.0.9.1:\(Lab.sshPort), root: \(dir)/st1 }
-                  - { name: st2, ssh: root@127.0.9.2:\(Lab.sshPort), root: \(dir)/st2 }
+                  - { name: st1, ssh: \(sshUser)@127.0.9.1:\(Lab.sshPort), root: \(dir)/st1 }
+                  - { name: st2, ssh: \(sshUser)@127.0.9.2:\(Lab.sshPort), root: \(dir)/st2 }
             scheduler: { \(scheduler) }
 
             """
@@ -51,7 +53,7 @@ struct FleetLab {
         for n in fleet {
             let i = Int(n.dropFirst(2))!
             t +=
-                "      r\(n.dropFirst(2)): { engine: redis, nodes: [ { name: \(n), ssh: root@127.0.5.\(i):\(Lab.sshPort), db: 127.0.5.\(i):6379 } ], credentials: { password_file: \(Lab.dir)/secrets/redis-password } }\n"
+                "      r\(n.dropFirst(2)): { engine: redis, nodes: [ { name: \(n), ssh: \(sshUser)@127.0.5.\(i):\(Lab.sshPort), db: 127.0.5.\(i):6379 } ], credentials: { password_file: \(Lab.dir)/secrets/redis-password } }\n"
         }
         if shop {
             t += """
