@@ -135,7 +135,7 @@ let package = Package(
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Scheduling"]),
-        .testTarget(name: "SupportTests", dependencies: ["Support", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         // Unit tests, one target per library, none needing the lab (under a minute).
         .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository", "TestSupport"]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),

@@ -36,7 +36,7 @@ package struct SchedulerSettings: Sendable, Equatable {
 /// events it wants (docs/scheduler.md, "Notifications").
 package struct NotificationTarget: Sendable, Equatable {
     package enum Format: String, Sendable, CaseIterable {
-        /// The event document (docs/notification.schema.json).
+        /// The event document (docs/json/notification.schema.json).
         case json
         /// `{"text": "..."}`, which Slack's and Mattermost's incoming webhooks take.
         case slack

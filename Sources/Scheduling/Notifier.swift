@@ -30,8 +30,9 @@ package struct NotificationEvent: Codable, Sendable, Equatable {
         case backupSucceeded = "backup-succeeded"
     }
 
-    /// Bumped when a field changes meaning or goes away.
-    package var version = 1
+    /// Bumped when a field changes meaning or goes away (2: `exit_code` became `exitCode`,
+    /// one key style across every JSON document Stowage writes).
+    package var version = 2
     package var event: Kind
     package var layer: String
     package var storage: String
@@ -44,11 +45,6 @@ package struct NotificationEvent: Codable, Sendable, Equatable {
     /// The backup, when one was committed (storage-degraded).
     package var backup: String?
     package var coordinator: String
-
-    enum CodingKeys: String, CodingKey {
-        case version, event, layer, storage, time, message, hint, attempt, backup, coordinator
-        case exitCode = "exit_code"
-    }
 
     package init(
         event: Kind, layer: String, storage: String, time: String, message: String, hint: String?, exitCode: Int?,

@@ -122,6 +122,8 @@ package actor Scheduler {
         log(
             "scheduler started: \(states.count) enabled \(states.count == 1 ? "policy" : "policies") of \(inventory.policies.count), concurrency \(inventory.scheduler.concurrency) (\(inventory.scheduler.perStorage) per storage), start delay up to \(Int(inventory.scheduler.startDelay)) s; catalog \(catalog.path)",
             event: "scheduler-started", ["version": "\(AgentWire.version)"])
+        // Under systemd's Type=notify: started (inventory loaded, catalog open, listener bound).
+        SystemdNotify.send("READY=1\nSTATUS=\(states.count) enabled policies")
         while true {
             let now = Date()
             if now.timeIntervalSince(lastBeat) >= SchedulerHealth.beatEvery {
@@ -155,6 +157,8 @@ package actor Scheduler {
 
     /// SIGHUP: reads the inventory and policies again; a broken file keeps the old ones.
     package func reload() {
+        SystemdNotify.send("RELOADING=1")
+        defer { SystemdNotify.send("READY=1\nSTATUS=\(states.count) enabled policies") }
         do throws(StowageError) {
             inventory = try Inventory.load(path: options.inventoryPath)
             notifier = Self.makeNotifier(inventory, options, logger)
@@ -169,6 +173,7 @@ package actor Scheduler {
     /// SIGTERM: start nothing more; let running runs end within the grace period.
     package func stop() {
         guard stopDeadline == nil else { return }
+        SystemdNotify.send("STOPPING=1\nSTATUS=stopping: \(running.count) running")
         stopDeadline = Date().addingTimeInterval(inventory.scheduler.grace)
         queue.removeAll()
         log(
@@ -381,7 +386,7 @@ package actor Scheduler {
         let took = String(format: "%.1f", now.timeIntervalSince(record.started))
         var ended: Logger.Metadata = ["run": "\(record.id ?? 0)", "outcome": "\(record.outcome.rawValue)", "seconds": "\(took)"]
         if let b = record.backup { ended["backup"] = .string(b) }
-        if let c = result.exitStatus { ended["exit_code"] = "\(c)" }
+        if let c = result.exitStatus { ended["exitCode"] = "\(c)" }
         // A failed run's own words, folded into its event (never spilled over lines).
         if record.outcome == .failed, !lines.isEmpty { ended["stderr"] = .string(lines.suffix(20).joined(separator: "\n")) }
         log(
@@ -443,7 +448,7 @@ package actor Scheduler {
             staleReported.insert(layer)
             log(
                 "\(layer): backups are stale: \(again.message)", .error, event: "backup-stale", layer: layer,
-                again.age.map { ["age_seconds": "\(Int($0))", "limit_seconds": "\(Int(again.limit))"] } ?? ["limit_seconds": "\(Int(again.limit))"])
+                again.age.map { ["ageSeconds": "\(Int($0))", "limitSeconds": "\(Int(again.limit))"] } ?? ["limitSeconds": "\(Int(again.limit))"])
             let event = NotificationEvent(
                 event: .backupStale, layer: layer, storage: state.policy.storage, time: stamp(now),
                 message: again.message, hint: "stowage status \(layer) shows the last runs; stowage backup \(layer) makes one now",

@@ -11,7 +11,8 @@ import ServiceLifecycle
 package final class StatusServer: Sendable {
     private let group: ServiceGroup
 
-    package init(host: String, port: Int, scheduler: Scheduler, logger: Logger) {
+    /// `onRunning` is called once the socket is bound and accepting.
+    package init(host: String, port: Int, scheduler: Scheduler, logger: Logger, onRunning: @escaping @Sendable () async -> Void = {}) {
         let router = Router()
         router.get("healthz") { _, _ -> String in "ok\n" }
         router.get("readyz") { _, _ -> Response in
@@ -29,7 +30,9 @@ package final class StatusServer: Sendable {
         // The server's own lines are events too (`http`), in the scheduler's format.
         var http = logger
         http[metadataKey: "event"] = "http"
-        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "stowage"), logger: http)
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(host, port: port), serverName: "stowage"), onServerRunning: { _ in await onRunning() },
+            logger: http)
         group = ServiceGroup(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: http)
     }
 

@@ -40,7 +40,7 @@ struct AddonCommand: AsyncParsableCommand {
         var dbPasswordFile: String?
         @Option(help: "Dump on the primary or on a healthy replica.")
         var source: String?
-        @Flag(help: "Print the outcome as JSON: layer, action, policy, nextRun, policiesFile, repositoryExists, warnings.")
+        @Flag(help: Docs.jsonHelp("addon", "Print the outcome as JSON"))
         var json = false
         @Option(
             help: ArgumentHelp(
@@ -182,7 +182,7 @@ struct AddonCommand: AsyncParsableCommand {
 
         @OptionGroup var global: GlobalOptions
         @Argument(help: ArgumentHelp("The layer, as ENV/LAYER.", valueName: "env/layer")) var layer: String
-        @Flag(help: "Print the outcome as JSON: layer, action, storage.") var json = false
+        @Flag(help: Docs.jsonHelp("addon-uninstall", "Print the outcome as JSON")) var json = false
 
         func run() async throws {
             try await reportingErrors {

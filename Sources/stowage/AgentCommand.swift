@@ -30,6 +30,19 @@ struct AgentCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var options: AgentOptions
 
+        @Flag(help: Docs.jsonHelp("agent-install", "Print per node the outcome as JSON"))
+        var json = false
+
+        /// One node's outcome, for --json.
+        struct Outcome: Encodable {
+            var node: String
+            var result: String
+            var path: String
+            var error: String?
+            var hint: String?
+            var exitCode: Int32
+        }
+
         func run() async throws {
             try await reportingErrors {
                 let inv = try global.loadInventory()
@@ -44,6 +57,19 @@ struct AgentCommand: AsyncParsableCommand {
                     return out.sorted { $0.0 < $1.0 }.map(\.1)
                 }
                 var worst: ExitStatus = .ok
+                if json {
+                    printJSON(
+                        zip(nodes, results).map { n, r in
+                            let path = agent.remotePath(user: n.target.user)
+                            switch r {
+                            case .success(let o): return Outcome(node: n.spec.name, result: o.rawValue, path: path, exitCode: 0)
+                            case .failure(let e):
+                                if worst == .ok { worst = e.status }
+                                return Outcome(node: n.spec.name, result: "failed", path: path, error: e.message, hint: e.hint, exitCode: e.status.rawValue)
+                            }
+                        })
+                    return worst
+                }
                 for (n, r) in zip(nodes, results) {
                     switch r {
                     case .success(let o): print("\(n.spec.name): \(o.rawValue) \(agent.remotePath(user: n.target.user))")
@@ -64,7 +90,7 @@ struct AgentCommand: AsyncParsableCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var options: AgentOptions
 
-        @Flag(help: "Print JSON.")
+        @Flag(help: Docs.jsonHelp("agent-check"))
         var json = false
 
         func run() async throws {

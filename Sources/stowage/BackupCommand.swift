@@ -35,7 +35,7 @@ struct BackupCommand: AsyncParsableCommand {
         transform: { try wholeNumber($0) })
     var zstdLevel: Int?
 
-    @Flag(help: "Print the result as JSON.")
+    @Flag(help: Docs.jsonHelp("backup", "Print the result as JSON"))
     var json = false
 
     /// Set by the scheduler: the layer's policy gives storage, keep and source; the backup is

@@ -20,7 +20,7 @@ struct BackupsCommand: AsyncParsableCommand {
 
     @OptionGroup var storageOption: StorageOption
 
-    @Flag(help: "Print JSON.")
+    @Flag(help: Docs.jsonHelp("backups"))
     var json = false
 
     @OptionGroup var agentOption: AgentBinaryOption

@@ -39,7 +39,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
     @OptionGroup var storageOption: StorageOption
 
-    @Flag(help: "Print the result as JSON.")
+    @Flag(help: Docs.jsonHelp("restore", "Print the result as JSON (with --dry-run the plan: json/restore-plan.schema.json)"))
     var json = false
 
     @OptionGroup var agentOption: AgentBinaryOption

@@ -31,7 +31,7 @@ struct SSHCommand: AsyncParsableCommand {
         @Flag(help: "Replace a different key already recorded for this node.")
         var replace = false
 
-        @Flag(help: "Print the outcome as JSON: node, result (recorded, replaced, alreadyTrusted), keyType, fingerprint, knownHosts.")
+        @Flag(help: Docs.jsonHelp("ssh-trust", "Print the outcome as JSON"))
         var json = false
 
         struct Outcome: Encodable {

@@ -50,7 +50,7 @@ struct ScheduleCommand: AsyncParsableCommand {
     struct Explain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the next runs of a schedule: hourly|daily|weekly|monthly, a cron expression (UTC), or --time/--days/--tz.",
-            discussion: "Rules for daylight-saving changes: docs/schedules.md.")
+            discussion: "Rules for daylight-saving changes: \(Docs.path("schedules.md")).")
 
         @Argument(help: ArgumentHelp("hourly, daily, weekly, monthly, or five-field cron in UTC (quote it); omit with --time.", valueName: "expr"))
         var expression: String?
@@ -67,7 +67,7 @@ struct ScheduleCommand: AsyncParsableCommand {
         @Option(parsing: .unconditional, help: "How many runs to print.", transform: { try wholeNumber($0) })
         var count: Int = 5
 
-        @Flag(help: "Print the schedule and its next runs as JSON (runs in UTC, ISO 8601).")
+        @Flag(help: Docs.jsonHelp("schedule-explain", "Print the schedule and its next runs (UTC) as JSON"))
         var json = false
 
         struct Explained: Encodable {

@@ -70,8 +70,13 @@ struct SchedulerCommand: AsyncParsableCommand {
             }
             signal(SIGPIPE, SIG_IGN)
             if let listen = try Inventory.load(path: absolute(path)).scheduler.listenAddress {
-                // The listener lives as long as the scheduler: it stops when the runs have ended.
-                let server = StatusServer(host: listen.host, port: listen.port, scheduler: scheduler, logger: logger)
+                // Scheduling starts once the listener is bound (or has failed): under
+                // Type=notify, READY=1 then means the metrics answer too.
+                let (bound, boundSignal) = AsyncStream<Bool>.makeStream()
+                let server = StatusServer(host: listen.host, port: listen.port, scheduler: scheduler, logger: logger) {
+                    logger.info("listening on \(listen.host):\(listen.port) (/metrics, /healthz, /readyz)", metadata: ["event": "listening"])
+                    boundSignal.yield(true)
+                }
                 let serving = Task {
                     do {
                         try await server.run()
@@ -79,8 +84,9 @@ struct SchedulerCommand: AsyncParsableCommand {
                         // Scheduling goes on without it; the missing metrics page the operator.
                         logger.error("the HTTP listener on \(listen.host):\(listen.port) failed: \(error)", metadata: ["event": "listener-failed"])
                     }
+                    boundSignal.yield(false)
                 }
-                logger.info("listening on \(listen.host):\(listen.port) (/metrics, /healthz, /readyz)", metadata: ["event": "listening"])
+                for await _ in bound { break }
                 do throws(StowageError) { try await scheduler.run() } catch {
                     await server.shutdown()
                     throw error

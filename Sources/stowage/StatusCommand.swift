@@ -25,7 +25,7 @@ struct StatusCommand: AsyncParsableCommand {
     @Flag(help: "Skip the topology probe (faster; the topology column stays empty).")
     var noProbe = false
 
-    @Flag(help: "Print the status as JSON.")
+    @Flag(help: Docs.jsonHelp("status", "Print the status as JSON"))
     var json = false
 
     @OptionGroup var agentOption: AgentBinaryOption

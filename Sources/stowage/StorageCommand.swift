@@ -32,7 +32,7 @@ struct StorageCommand: AsyncParsableCommand {
         @Option(help: ArgumentHelp("Environments to check (default: every environment of the inventory).", valueName: "env"))
         var environment: [String] = []
 
-        @Flag(help: "Print JSON.")
+        @Flag(help: Docs.jsonHelp("storage-verify"))
         var json = false
 
         @OptionGroup var agentOption: AgentBinaryOption
@@ -82,7 +82,7 @@ struct StorageCommand: AsyncParsableCommand {
 
         @OptionGroup var agentOption: AgentBinaryOption
 
-        @Flag(help: "Print the outcome as JSON: storage, environments (whose keys were re-wrapped).")
+        @Flag(help: Docs.jsonHelp("storage-passwd", "Print the outcome as JSON"))
         var json = false
 
         struct Outcome: Encodable {

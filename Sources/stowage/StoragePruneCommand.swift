@@ -30,7 +30,7 @@ extension StorageCommand {
         @Option(help: ArgumentHelp("Environments to prune (default: every environment of the inventory).", valueName: "env"))
         var environment: [String] = []
 
-        @Flag(help: "Print JSON.")
+        @Flag(help: Docs.jsonHelp("storage-prune"))
         var json = false
 
         @OptionGroup var agentOption: AgentBinaryOption

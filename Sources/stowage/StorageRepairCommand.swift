@@ -28,7 +28,7 @@ extension StorageCommand {
 
         @OptionGroup var agentOption: AgentBinaryOption
 
-        @Flag(help: "Print the outcome as JSON: per environment copied, replaced, unrepairable, unreachable (docs/storage-format.md).")
+        @Flag(help: Docs.jsonHelp("storage-repair", "Print per environment what was copied, replaced, unrepairable or unreachable as JSON"))
         var json = false
 
         func run() async throws {

@@ -17,7 +17,7 @@ struct Stowage: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stowage",
         abstract: "Cluster-aware backup coordinator for PostgreSQL, MySQL/MariaDB and Redis fleets.",
-        discussion: "Exit codes: docs/exit-codes.md. Inventory format: docs/inventory.md.",
+        discussion: "Exit codes: \(Docs.path("exit-codes.md")). Inventory format: \(Docs.path("inventory.md")). JSON output: \(Docs.path("json/")).",
         version: StowageVersion.string,
         subcommands: [
             TopologyCommand.self, BackupCommand.self, RestoreCommand.self, BackupsCommand.self, AgentCommand.self, SSHCommand.self, StorageCommand.self,

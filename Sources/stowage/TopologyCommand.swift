@@ -23,7 +23,7 @@ struct TopologyCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("ENV or ENV/LAYER (default: every layer).", valueName: "env[/layer]"))
     var selection: String?
 
-    @Flag(help: "Print a JSON document (schema: docs/topology-json.md).")
+    @Flag(help: Docs.jsonHelp("topology", "Print a JSON document"))
     var json = false
 
     @Option(help: ArgumentHelp("Also write each layer's raw probe answers as JSON into this folder (for fixtures).", visibility: .hidden))

@@ -15,6 +15,7 @@ import Testing
         for f in [
             "usr/local/bin/stowage", "usr/local/bin/stowage-agent", "etc/stowage/stowage.yaml", "etc/systemd/system/stowage-scheduler.service",
             "usr/local/share/doc/stowage/scheduler.md", "usr/local/share/doc/stowage/exit-codes.md",
+            "usr/local/share/doc/stowage/json/status.schema.json", "usr/local/share/doc/stowage/json/notification.schema.json",
         ] {
             #expect(FileManager.default.fileExists(atPath: "\(root)/\(f)"), "\(f)")
         }
@@ -23,12 +24,21 @@ import Testing
         #expect(try mode("var/lib/stowage") == 0o700)
         let version = try runCommand("\(root)/usr/local/bin/stowage", ["--version"])
         #expect(version.stdout.hasPrefix("0.1.0 (commit "))
+        // Help names the docs where the install put them: paths that open.
+        let docs = "\(root)/usr/local/share/doc/stowage"
+        let help = try runCommand("\(root)/usr/local/bin/stowage", ["--help"])
+        #expect(help.stdout.contains("\(docs)/exit-codes.md") && help.stdout.contains("\(docs)/inventory.md"), "\(help.stdout)")
+        let statusHelp = try runCommand("\(root)/usr/local/bin/stowage", ["status", "--help"])
+        #expect(statusHelp.stdout.replacingOccurrences(of: "\n", with: " ").contains("json/status.schema.json"), "\(statusHelp.stdout)")
+        for path in help.stdout.matches(of: /\/[^\s()]*\.md/).map({ String($0.output) }) {
+            #expect(FileManager.default.fileExists(atPath: path), "help names \(path), which does not exist")
+        }
 
         let unitPath = "\(root)/etc/systemd/system/stowage-scheduler.service"
         let unit = try String(contentsOfFile: unitPath, encoding: .utf8)
         for setting in [
             "User=stowage", "StateDirectory=stowage", "LoadCredential=storage-password:", "ExecReload=/bin/kill -HUP $MAINPID",
-            "KillMode=mixed", "TimeoutStopSec=660",
+            "KillMode=mixed", "TimeoutStopSec=660", "Type=notify", "NotifyAccess=main",
         ] {
             #expect(unit.contains(setting), "\(setting)")
         }

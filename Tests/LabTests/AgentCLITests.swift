@@ -40,6 +40,7 @@ extension LabSuites {
 
             let check = try runCommand(Repo.stowage, ["agent", "check", "shop", "--json", "--config", Lab.inventory])
             #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+            try JSONSchema.validate(check.stdout, schema: "agent-check")
             let nodes = try JSONDecoder().decode([NodeCheck].self, from: Data(check.stdout.utf8))
             #expect(nodes.map(\.node) == ["pg1", "pg2", "my1", "my2", "rd1", "rd2", "rc1", "rc2", "rc3"])
             #expect(nodes.allSatisfy { $0.ok && $0.ssh == "ok" && ($0.freeBytes ?? 0) > 0 })
@@ -87,6 +88,7 @@ extension LabSuites {
             #expect(again.stdout.contains("is already trusted"))
             // The same as a document, for automation.
             let doc = try runCommand(Repo.stowage, ["ssh", "trust", "my3", "--json", "--config", inv])
+            try JSONSchema.validate(doc.stdout, schema: "ssh-trust")
             let obj = try JSONSerialization.jsonObject(with: Data(doc.stdout.utf8)) as? [String: String]
             #expect(obj?["node"] == "my3" && obj?["result"] == "alreadyTrusted" && obj?["keyType"] == "ssh-ed25519", "\(doc.stdout)")
             #expect(obj?["fingerprint"]?.hasPrefix("SHA256:") == true)

@@ -17,6 +17,7 @@ extension LabSuites {
             defer { _ = try? LabData.redis("rd1", ["DEL", "cli-key"]) }
             let b = try stowage("backup", "shop/cache", "--keep", "3", "--json")
             #expect(b.status == 0, "\(b.stderr)")
+            try JSONSchema.validate(b.stdout, schema: "backup")
             struct Summary: Decodable {
                 var backup: String; var sourceNodes: [String]; var replicas: [String]; var counts: [String: Int64]; var pruned: [String]?
             }
@@ -33,6 +34,9 @@ extension LabSuites {
             let dry = try stowage("restore", "shop/cache", "--backup", s.backup, "--dry-run")
             #expect(dry.status == 0, "\(dry.stderr)")
             #expect(dry.stdout.contains("targets    rd1 (primary)"))
+            let dryJSON = try stowage("restore", "shop/cache", "--backup", s.backup, "--dry-run", "--json")
+            #expect(dryJSON.status == 0, "\(dryJSON.stderr)")
+            try JSONSchema.validate(dryJSON.stdout, schema: "restore-plan")
             #expect(try LabData.redis("rd1", ["GET", "cli-key"]).contains("v2"))
 
             // Not a terminal and no --yes: refused, nothing changed.
@@ -41,9 +45,10 @@ extension LabSuites {
             #expect(unconfirmed.stderr.hasPrefix("stowage: error: restoring shop/cache replaces all its data; confirmation needed\nhint: "))
             #expect(try LabData.redis("rd1", ["GET", "cli-key"]).contains("v2"))
 
-            let r = try stowage("restore", "shop/cache", "--backup", "latest", "--yes")
+            let r = try stowage("restore", "shop/cache", "--backup", "latest", "--yes", "--json")
             #expect(r.status == 0, "\(r.stderr)")
-            #expect(r.stdout.contains("ok       db0:"))
+            try JSONSchema.validate(r.stdout, schema: "restore")
+            #expect(r.stdout.contains(#""checkPassed" : true"#), "\(r.stdout)")
             #expect(try LabData.redis("rd1", ["GET", "cli-key"]).contains("v1"))
         }
 

@@ -243,6 +243,7 @@ extension LabSuites.BackupWriteRead {
         try FileManager.default.removeItem(atPath: "\(Lab.dir)/storage/st2/\(f.env)/backups/sqldb/2026-11-21T030000Z-auto")
         let degraded = try runCommand(Repo.stowage, ["backups", "\(f.env)/sqldb", "--json", "--config", Lab.inventory])
         #expect(degraded.status == ExitStatus.warnings.rawValue)
+        try JSONSchema.validate(degraded.stdout, schema: "backups")
         let entries = try JSONDecoder().decode([BackupEntry].self, from: Data(degraded.stdout.utf8))
         #expect(entries.map(\.name) == ["2026-11-20T030000Z-manual", "2026-11-21T030000Z-auto"])
         #expect(entries[1].replicas == ["st1"] && entries[1].missingOn == ["st2"] && entries[1].health == "degraded")
@@ -399,6 +400,7 @@ extension LabSuites.BackupWriteRead {
 
         let bad = try runCommand(Repo.stowage, args + ["--json"])
         #expect(bad.status == ExitStatus.repositoryDamaged.rawValue)
+        try JSONSchema.validate(bad.stdout, schema: "storage-verify")
         let reports = try JSONDecoder().decode([NodeVerifyReport].self, from: Data(bad.stdout.utf8))
         let r1 = try #require(reports.first { $0.node == "st1" }), r2 = try #require(reports.first { $0.node == "st2" })
         #expect(r1.damaged == [damagedName] && r1.missing.isEmpty)

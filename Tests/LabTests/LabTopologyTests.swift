@@ -217,6 +217,7 @@ extension LabSuites {
         @Test func jsonDocument() throws {
             let r = try runCommand(Repo.stowage, ["topology", "shop", "--json", "--config", Lab.inventory])
             #expect(r.status == 0)
+            try JSONSchema.validate(r.stdout, schema: "topology")
             let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
             #expect(doc["schema"] as? String == "stowage.topology/v1")
             #expect(doc["status"] as? String == "ok")

@@ -40,16 +40,16 @@ extension LabSuites.SchedulerDaemon {
             installed: Date().addingTimeInterval(-86400))
         p.maxAge = 3600
         try lab.writePolicies([p])
+        // Started as systemd's Type=notify starts it: READY=1 comes once it is listening.
+        let systemd = try NotifyReceiver(timeout: 60)
         let daemon = try BackgroundProcess(
-            Repo.stowage, ["scheduler", "--config", lab.inventory, "--log-format", "json"],
+            Repo.stowage, ["scheduler", "--config", lab.inventory, "--log-format", "json"], env: ["NOTIFY_SOCKET": systemd.name],
             output: "\(lab.dir)/scheduler.log")
         defer { daemon.signal(SIGKILL) }
-        #expect(try await daemon.waitForOutput(#""event":"listening""#), "\(daemon.output)")
-        var ready = false
-        for _ in 0..<100 where !ready {
-            ready = WebhookReceiver.listening(port)
-            if !ready { try await Task.sleep(for: .milliseconds(100)) }
-        }
+        let ready = systemd.receive()
+        #expect(ready?.hasPrefix("READY=1\nSTATUS=") == true, "\(ready ?? "nothing")")
+        #expect(daemon.output.contains(#""event":"listening""#), "\(daemon.output)")
+        #expect(WebhookReceiver.listening(port))
         #expect(try await get("http://127.0.0.1:\(port)/healthz") == (200, "ok\n"))
         #expect(try await get("http://127.0.0.1:\(port)/readyz").status == 200)
         #expect(try await get("http://127.0.0.1:\(port)/nothing-here").status == 404)
@@ -127,6 +127,7 @@ extension LabSuites.SchedulerDaemon {
 
         // Every log line is one JSON object.
         daemon.signal(SIGTERM)
+        #expect(systemd.receive()?.hasPrefix("STOPPING=1") == true)
         #expect(daemon.wait(timeout: 30) == 0)
         for line in daemon.output.split(separator: "\n") {
             let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]

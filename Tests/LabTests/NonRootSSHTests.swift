@@ -24,9 +24,13 @@ extension LabSuites.SchedulerDaemon {
         }
         func stowage(_ args: String...) throws -> CommandResult { try runCommand(Repo.stowage, args + ["--config", lab.inventory]) }
 
-        let install = try stowage("agent", "install")
+        let install = try stowage("agent", "install", "--json")
         #expect(install.status == 0, "\(install.stderr)")
-        #expect(install.stdout.contains("fl11: installed .local/lib/stowage/agent/stowage-agent-"), "\(install.stdout)")
+        try JSONSchema.validate(install.stdout, schema: "agent-install")
+        struct Installed: Decodable { var node: String; var result: String; var path: String }
+        let installed = try JSONDecoder().decode([Installed].self, from: Data(install.stdout.utf8))
+        #expect(installed.map(\.node) == ["fl11", "st1", "st2"], "\(install.stdout)")
+        #expect(installed.allSatisfy { $0.path.hasPrefix(".local/lib/stowage/agent/stowage-agent-") }, "\(install.stdout)")
         let agentDir = "\(home)/.local/lib/stowage/agent"
         let agents = try FileManager.default.contentsOfDirectory(atPath: agentDir).filter { $0.hasPrefix("stowage-agent-") }
         #expect(agents.count >= 1, "\(agentDir)")

@@ -93,6 +93,7 @@ extension LabSuites {
 
         @Test func statusWithoutProbesDoesNotMarkLayersFailed() throws {
             let r = try runCommand(Repo.stowage, ["status", "--no-probe", "--json", "--config", Lab.inventory])
+            try JSONSchema.validate(r.stdout, schema: "status")
             #expect(!r.stdout.contains("not probed (--no-probe)"), "\(r.stdout)")
             struct Problem: Decodable { var severity: String; var message: String }
             struct Layer: Decodable { var layer: String; var health: String; var topology: String; var problems: [Problem] }

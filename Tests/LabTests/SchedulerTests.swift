@@ -86,6 +86,7 @@ struct FleetLab {
     func backups(_ selection: String) throws -> [BackupEntry] {
         let r = try runCommand(Repo.stowage, ["backups", selection, "--json", "--config", inventory])
         guard r.status == 0 else { throw SpawnError(description: "backups: \(r.stderr)") }
+        try JSONSchema.validate(r.stdout, schema: "backups")
         return try JSONDecoder().decode([BackupEntry].self, from: Data(r.stdout.utf8))
     }
 
@@ -296,10 +297,11 @@ extension LabSuites {
             let r20 = rows.filter { $0.layer == "fleet/r20" }
             #expect(!r20.isEmpty && r20.allSatisfy { $0.outcome == .failed && $0.exitCode == 4 && $0.attempt == 1 })
             let notes = try String(contentsOfFile: lab.notes, encoding: .utf8).split(separator: "\n").map { Data($0.utf8) }
-            struct Note: Decodable { var event: String; var layer: String; var exit_code: Int?; var message: String }
+            for n in notes { try JSONSchema.validate(String(decoding: n, as: UTF8.self), schema: "notification") }
+            struct Note: Decodable { var event: String; var layer: String; var exitCode: Int?; var message: String }
             let decoded = try notes.map { try JSONDecoder().decode(Note.self, from: $0) }
             #expect(decoded.count == r20.count, "\(decoded.map { "\($0.layer) \($0.event)" })")
-            #expect(decoded.allSatisfy { $0.layer == "fleet/r20" && $0.event == "credentials-rejected" && $0.exit_code == 4 })
+            #expect(decoded.allSatisfy { $0.layer == "fleet/r20" && $0.event == "credentials-rejected" && $0.exitCode == 4 })
             #expect(decoded.first?.message.contains("DB credentials of fleet/r20 are incorrect") == true)
             let hooked = try String(contentsOfFile: hook, encoding: .utf8).split(separator: "\n").map {
                 try JSONDecoder().decode(Note.self, from: Data($0.utf8))
@@ -318,6 +320,7 @@ extension LabSuites {
             // status: failures first, from the catalog and the storage.
             let status = try runCommand(Repo.stowage, ["status", "--json", "--config", lab.inventory])
             #expect(status.status == 2)
+            try JSONSchema.validate(status.stdout, schema: "status")
             struct S: Decodable { var layer: String; var health: String; var lastRun: L?; var backups: [B]; var nextRun: String? }
             struct L: Decodable { var outcome: String }
             struct B: Decodable { var count: Int }
@@ -537,9 +540,10 @@ extension LabSuites {
 
             let ok = try stowage(
                 "addon", "install", "shop/cache", "--time", "09:00", "--days", "mon-fri", "--tz", "Europe/Berlin", "--keep", "2",
-                "--storage", "lab-storage")
+                "--storage", "lab-storage", "--json")
             #expect(ok.status == 0, "\(ok.stderr)")
-            #expect(ok.stdout.contains("add-on installed on shop/cache: 09:00 mon-fri Europe/Berlin, keep 2"))
+            try JSONSchema.validate(ok.stdout, schema: "addon")
+            #expect(ok.stdout.contains(#""schedule" : "09:00 mon-fri Europe/Berlin""#) && ok.stdout.contains(#""action" : "installed""#), "\(ok.stdout)")
             let mode = try FileManager.default.attributesOfItem(atPath: policies)[.posixPermissions] as? Int
             #expect(mode == 0o600)
             #expect(try PolicyStore.read(policies).map(\.layer) == ["shop/cache"])
@@ -550,6 +554,7 @@ extension LabSuites {
 
             let conf = try stowage("addon", "configure", "shop/cache", "--keep", "5", "--disable", "--json")
             #expect(conf.status == 0, "\(conf.stderr)")
+            try JSONSchema.validate(conf.stdout, schema: "addon")
             struct Recorded: Decodable {
                 struct P: Decodable { var keep: Int; var enabled: Bool; var storage: String }
                 var layer: String; var action: String; var policy: P; var nextRun: String?; var policiesFile: String
@@ -572,11 +577,14 @@ extension LabSuites {
             // A backup, then uninstall: the policy goes, the backup stays.
             let b = try stowage("backup", "shop/cache", "--storage", "lab-storage", "--json")
             #expect(b.status == 0, "\(b.stderr)")
+            try JSONSchema.validate(b.stdout, schema: "backup")
             let status = try stowage("status", "shop/cache", "--json", "--no-probe")
+            try JSONSchema.validate(status.stdout, schema: "status")
             #expect(status.stdout.contains("\"schedule\" : \"09:00 mon-fri Europe/Berlin\""), "\(status.stdout)")
-            let un = try stowage("addon", "uninstall", "shop/cache")
+            let un = try stowage("addon", "uninstall", "shop/cache", "--json")
             #expect(un.status == 0)
-            #expect(un.stdout.contains("its backups stay on storage lab-storage"))
+            try JSONSchema.validate(un.stdout, schema: "addon-uninstall")
+            #expect(un.stdout.contains(#""storage" : "lab-storage""#), "\(un.stdout)")
             #expect(try PolicyStore.read(policies).isEmpty)
             let listed = try stowage("backups", "shop/cache", "--storage", "lab-storage")
             struct Summary: Decodable { var backup: String }
@@ -644,6 +652,7 @@ extension LabSuites.SchedulerDaemon {
         struct P: Decodable { var severity: String; var message: String }
         func status() throws -> (Int32, Report) {
             let r = try runCommand(Repo.stowage, ["status", "fleet/r04", "--json", "--no-probe", "--config", lab.inventory])
+            try JSONSchema.validate(r.stdout, schema: "status")
             return (r.status, try JSONDecoder().decode(Report.self, from: Data(r.stdout.utf8)))
         }
         let (code, stale) = try status()
@@ -741,6 +750,7 @@ extension LabSuites.SchedulerDaemon {
         // By hand: a backup and a restore are recorded in the catalog and reported too.
         let b = try runCommand(Repo.stowage, ["backup", "fleet/r06", "--storage", "fleet-storage", "--json", "--config", lab.inventory])
         #expect(b.status == 0, "\(b.stderr)")
+        try JSONSchema.validate(b.stdout, schema: "backup")
         let r = try runCommand(
             Repo.stowage,
             [
@@ -756,6 +766,7 @@ extension LabSuites.SchedulerDaemon {
         #expect(events.dropLast().last?.contains(#""event":"backup-succeeded""#) == true)
         // status's last run is the backup, not the restore.
         let status = try runCommand(Repo.stowage, ["status", "fleet/r06", "--json", "--no-probe", "--config", lab.inventory])
+        try JSONSchema.validate(status.stdout, schema: "status")
         #expect(status.stdout.contains(#""outcome" : "ok""#))
         _ = (good, hanging)
     }
@@ -778,6 +789,7 @@ extension LabSuites.SchedulerDaemon {
             ])
         #expect(r.status == 0, "\(r.stderr)")
         struct Outcome: Decodable { var storage: String; var environments: [String] }
+        try JSONSchema.validate(r.stdout, schema: "storage-passwd")
         let o = try JSONDecoder().decode(Outcome.self, from: Data(r.stdout.utf8))
         #expect(o.storage == "fleet-storage" && o.environments == ["fleet"])
         #expect(!r.stdout.contains("another storage password"))

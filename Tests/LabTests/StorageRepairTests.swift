@@ -77,6 +77,7 @@ extension LabSuites {
             for subset in [[], ["--read-data-subset", "0%"], ["--read-data-subset", "100%"]] {
                 let v = try stowage(["storage", "verify", "lab-storage", "--environment", f.env, "--json"] + subset)
                 #expect(v.status == ExitStatus.repositoryDamaged.rawValue, "\(subset): \(v.stdout)")
+                try JSONSchema.validate(v.stdout, schema: "storage-verify")
                 let reports = try JSONDecoder().decode([NodeVerifyReport].self, from: Data(v.stdout.utf8))
                 #expect(reports.first { $0.node == "st1" }?.damaged == [manifest], "\(subset): \(v.stdout)")
                 #expect(reports.first { $0.node == "st2" }?.ok == true, "\(subset): \(v.stdout)")
@@ -156,6 +157,7 @@ extension LabSuites {
             // As a document: the same outcome, the same exit status.
             let j = try stowage(["storage", "repair", "lab-storage", "--environment", f.env, "--json"])
             #expect(j.status == ExitStatus.repositoryDamaged.rawValue)
+            try JSONSchema.validate(j.stdout, schema: "storage-repair")
             struct Outcome: Decodable { var environment: String; var unrepairable: [String: String] }
             let outcomes = try JSONDecoder().decode([Outcome].self, from: Data(j.stdout.utf8))
             #expect(outcomes.map(\.environment) == [f.env] && outcomes.first?.unrepairable[chunk]?.contains("no good copy") == true, "\(j.stdout)")
@@ -213,6 +215,9 @@ extension LabSuites {
             #expect(dry.status == 0, "\(dry.stderr)")
             #expect(dry.stdout.contains("lab-storage/\(f.env): st1: would remove 1 unreferenced chunks"), "\(dry.stdout)")
             #expect(FileManager.default.fileExists(atPath: strayPath))
+            let dryJSON = try stowage(["storage", "prune", "lab-storage", "--environment", f.env, "--dry-run", "--json"])
+            try JSONSchema.validate(dryJSON.stdout, schema: "storage-prune")
+            #expect(dryJSON.stdout.contains(#""dryRun" : true"#), "\(dryJSON.stdout)")
             let real = try stowage(["storage", "prune", "lab-storage", "--environment", f.env])
             #expect(real.status == 0, "\(real.stderr)")
             #expect(real.stdout.contains("st1: removed 1 unreferenced chunks") && real.stdout.contains("st2: removed 1 unreferenced chunks"), "\(real.stdout)")

@@ -49,14 +49,14 @@ import Testing
         #expect(slack.keys.sorted() == ["text"])
         #expect(slack["text"] == "stowage backup-stale: shop/sqldb (storage lab): newest backup is 3 h old\nhint: stowage backup shop/sqldb")
         let doc = try #require(try JSONSerialization.jsonObject(with: e.body(.json)) as? [String: Any])
-        #expect(doc["event"] as? String == "backup-stale" && doc["version"] as? Int == 1 && doc["layer"] as? String == "shop/sqldb")
+        #expect(doc["event"] as? String == "backup-stale" && doc["version"] as? Int == 2 && doc["layer"] as? String == "shop/sqldb")
         // The schema in docs/ names every field the document has, and every event.
         let schema = try #require(
             try JSONSerialization.jsonObject(
                 with: Data(
                     contentsOf: URL(fileURLWithPath: #filePath)
                         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-                        .appendingPathComponent("docs/notification.schema.json"))) as? [String: Any])
+                        .appendingPathComponent("docs/json/notification.schema.json"))) as? [String: Any])
         let properties = try #require(schema["properties"] as? [String: Any])
         for key in doc.keys { #expect(properties[key] != nil, "\(key) is not in the schema") }
         let events = ((properties["event"] as? [String: Any])?["enum"] as? [String]) ?? []

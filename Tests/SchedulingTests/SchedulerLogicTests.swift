@@ -96,9 +96,9 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
                 time: utc("2026-11-22T10:00:00Z")))
         let obj = try #require(try JSONSerialization.jsonObject(with: payload.json) as? [String: Any])
         #expect(obj["event"] as? String == "credentials-rejected")
-        #expect(obj["exit_code"] as? Int == 4)
+        #expect(obj["exitCode"] as? Int == 4)
         #expect(obj["time"] as? String == "2026-11-22T10:00:00Z")
-        #expect(obj["version"] as? Int == 1)
+        #expect(obj["version"] as? Int == 2)
     }
 }
 
