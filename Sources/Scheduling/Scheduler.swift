@@ -79,11 +79,13 @@ package actor Scheduler {
     var startedAt = Date()
     var lastBeatAt = Date.distantPast
 
-    package init(options: SchedulerOptions, logger: Logger) throws(StowageError) {
+    /// Async: the catalog is opened (SQLite's blocking open and migration) on a thread of
+    /// its own, off the cooperative pool.
+    package init(options: SchedulerOptions, logger: Logger) async throws(StowageError) {
         self.options = options
         self.logger = logger
         inventory = try Inventory.load(path: options.inventoryPath)
-        catalog = try RunCatalog(path: inventory.catalogPath)
+        catalog = try await RunCatalog.open(path: inventory.catalogPath)
         agent = try AgentBinary.locate(options.agentBinary)
         notifier = Self.makeNotifier(inventory, options, logger)
     }

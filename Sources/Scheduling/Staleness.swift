@@ -11,15 +11,11 @@ package enum Staleness {
     /// The longest gap between two consecutive runs of `schedule` over the five weeks after
     /// `from` (a monthly cron's month, a weekday schedule's weekend); nil if it never runs.
     package static func longestInterval(_ schedule: Schedule, from: Date) -> Double? {
-        let runs = schedule.nextRuns(after: from, count: 64).prefix { $0 <= from.addingTimeInterval(35 * 86400) }
-        let first = schedule.next(after: from)
-        let all = runs.isEmpty ? (first.map { [$0] } ?? []) : Array(runs)
-        guard all.count >= 2 else {
-            // Fewer than two runs in five weeks: a monthly schedule on the 31st, say. The
-            // gap to the next one after that is the interval.
-            guard let a = all.first, let b = schedule.next(after: a) else { return nil }
-            return b.timeIntervalSince(a)
-        }
+        var all = Array(schedule.nextRuns(after: from, count: 64).prefix { $0 <= from.addingTimeInterval(35 * 86400) })
+        // Fewer than two runs in five weeks (a monthly schedule on the 31st, say): the gap
+        // between the next two, however far apart.
+        if all.count < 2 { all = schedule.nextRuns(after: from, count: 2) }
+        guard all.count >= 2 else { return nil }
         return zip(all, all.dropFirst()).map { $1.timeIntervalSince($0) }.max()
     }
 

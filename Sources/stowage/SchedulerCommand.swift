@@ -51,7 +51,7 @@ struct SchedulerCommand: AsyncParsableCommand {
             let work = try workDir ?? makePrivateDir()
             let (level, format) = (logLevel, logFormat)
             let logger = Logger(label: "stowage.scheduler") { label in StowageLogHandler.standard(label: label, level: level, format: format) }
-            let scheduler = try Scheduler(
+            let scheduler = try await Scheduler(
                 options: SchedulerOptions(
                     inventoryPath: absolute(path), executable: try selfExecutable(),
                     agentBinary: agentOption.agentBinary.map(absolute), workDir: work),

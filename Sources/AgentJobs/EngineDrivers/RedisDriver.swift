@@ -19,14 +19,17 @@ struct RedisDriver: EngineDriver {
     }
 }
 
-/// A Redis snapshot: `SYNC` makes the server write an RDB and send it as `$<length>` and
-/// the bytes (the replication handshake, as `redis-cli --rdb` does). The keys per database
-/// are read with INFO just before, on the same connection.
+/// A Redis snapshot: `SYNC`, as a replica would (the handshake `redis-cli --rdb` makes). The
+/// replica announces `capa eof`, so a server with `repl-diskless-sync` (Redis 7's default)
+/// streams the RDB from its fork straight to the socket, `$EOF:<40-byte mark>` then the
+/// bytes then the mark, instead of writing the whole file to its disk first and sending it
+/// as `$<length>` afterwards (half the wall time of a backup, measured). The keys per
+/// database are read with INFO just before, on the same connection.
 final class RedisSnapshotSource: StreamSource {
     let label: String
     private let conn: RedisConnection
-    private var remaining: Int64
-    private let length: Int64
+    private let framing: RedisRDBFraming
+    private var reader: RedisRDBReader
     private let counts: [String: Int64]
 
     init(_ db: DatabaseAccess, password: String?) throws {
@@ -34,39 +37,123 @@ final class RedisSnapshotSource: StreamSource {
         conn = try RedisConnection(host: db.host, port: db.port, timeout: 60)
         try conn.auth(user: db.user, password: password)
         counts = RESP.keyspace(try conn.call("INFO", "keyspace").text ?? "")
-        // Redis 7: a snapshot-only replica (no replication stream afterwards). Older servers
-        // answer an error, which changes nothing.
+        // Redis 7: a snapshot-only replica (no replication stream afterwards), able to take
+        // a diskless transfer. Older servers answer errors, which change nothing.
         try conn.send(RESP.command("REPLCONF", "rdb-only", "1"))
+        _ = try conn.reply()
+        try conn.send(RESP.command("REPLCONF", "capa", "eof"))
         _ = try conn.reply()
         try conn.send(RESP.command("SYNC"))
         let line = try conn.preambleLine()
         if line.hasPrefix("-") {
             throw JobFailure(exit: .jobFailed, code: toolFailureCode(line), message: "redis \(conn.name): SYNC refused: \(line.dropFirst())")
         }
-        guard line.hasPrefix("$"), let n = Int64(line.dropFirst()), n >= 0 else {
+        guard let framing = RedisRDBFraming(preamble: line) else {
             throw JobFailure(exit: .jobFailed, code: "command-failed", message: "redis \(conn.name): unexpected answer to SYNC: \(line.prefix(80))")
         }
-        length = n
-        remaining = n
+        self.framing = framing
+        reader = RedisRDBReader(framing)
     }
 
     var pollFD: Int32 { conn.descriptor }
-    var hasBuffered: Bool { remaining > 0 && conn.hasBuffered }
+    var hasBuffered: Bool { !reader.done && conn.hasBuffered }
     func read(_ into: UnsafeMutableRawPointer, _ max: Int) -> Int {
-        guard remaining > 0 else { return 0 }
-        let n = conn.readRaw(into, Int(min(Int64(max), remaining)))
-        if n > 0 { remaining -= Int64(n) }
-        return n
+        reader.read(into, max) { conn.readRaw($0, $1) }
     }
 
     func observe(_ bytes: UnsafeRawBufferPointer) {}
     func cancel() {}
 
     func finish(total: Int64) throws -> [String: Int64]? {
-        guard remaining == 0 else {
-            throw JobFailure(exit: .jobFailed, code: "command-failed", message: "\(label): the snapshot ended after \(total) of \(length) bytes")
+        guard reader.done else {
+            let expected = if case .length(let n) = framing { "of \(n) bytes" } else { "before its end mark" }
+            throw JobFailure(exit: .jobFailed, code: "command-failed", message: "\(label): the snapshot ended after \(total) bytes, \(expected)")
         }
         return counts
+    }
+}
+
+/// How the server frames the RDB it sends after `SYNC`: `$<length>` (written to its disk
+/// first), or `$EOF:<mark>` (diskless: the bytes end with the 40-byte mark).
+enum RedisRDBFraming: Equatable {
+    case length(Int64)
+    case endMark([UInt8])
+
+    init?(preamble line: String) {
+        if line.hasPrefix("$EOF:") {
+            let mark = Array(line.utf8.dropFirst(5))
+            guard mark.count == 40 else { return nil }
+            self = .endMark(mark)
+        } else if line.hasPrefix("$"), let n = Int64(line.dropFirst()), n >= 0 {
+            self = .length(n)
+        } else {
+            return nil
+        }
+    }
+}
+
+/// The RDB's bytes out of the replication stream: all of them, and nothing after (pure over
+/// a `fill` function, so the framing is tested without a server). With an end mark the
+/// last 40 bytes read are held back until more come: they may be the mark.
+struct RedisRDBReader {
+    private(set) var done = false
+    private var remaining: Int64 = 0
+    private let mark: [UInt8]
+    private var tail: [UInt8] = []
+
+    init(_ framing: RedisRDBFraming) {
+        switch framing {
+        case .length(let n):
+            remaining = n
+            mark = []
+            done = n == 0
+        case .endMark(let m):
+            mark = m
+        }
+    }
+
+    /// Up to `max` (at least 41) bytes of the RDB into `into`; 0 at its end or when the
+    /// connection ended first (then `done` stays false).
+    mutating func read(_ into: UnsafeMutableRawPointer, _ max: Int, fill: (UnsafeMutableRawPointer, Int) -> Int) -> Int {
+        guard !done else { return 0 }
+        if mark.isEmpty {
+            let n = fill(into, Int(min(Int64(max), remaining)))
+            if n > 0 { remaining -= Int64(n) }
+            if remaining == 0 { done = true }
+            return n
+        }
+        while true {
+            // The held-back tail first, then what the connection has.
+            tail.withUnsafeBytes { into.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            let held = tail.count
+            let n = fill(into + held, max - held)
+            if n <= 0 { return 0 }
+            let have = held + n
+            let bytes = UnsafeRawBufferPointer(start: into, count: have)
+            // The mark ends the RDB wherever it is: whatever follows it is not the RDB's.
+            if let at = Self.find(mark, in: bytes) {
+                done = true
+                tail = []
+                return at
+            }
+            let keep = min(mark.count, have)
+            tail = Array(bytes[(have - keep)...])
+            if have - keep > 0 { return have - keep }
+        }
+    }
+
+    /// Where `needle` first starts in `hay` (memchr for its first byte, then a compare).
+    static func find(_ needle: [UInt8], in hay: UnsafeRawBufferPointer) -> Int? {
+        guard !needle.isEmpty, hay.count >= needle.count, let base = hay.baseAddress else { return nil }
+        let last = hay.count - needle.count
+        var i = 0
+        while i <= last {
+            guard let p = memchr(base + i, Int32(needle[0]), last - i + 1) else { return nil }
+            let at = base.distance(to: UnsafeRawPointer(p))
+            if needle.withUnsafeBytes({ memcmp(p, $0.baseAddress!, needle.count) }) == 0 { return at }
+            i = at + 1
+        }
+        return nil
     }
 }
 
