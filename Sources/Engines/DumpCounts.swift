@@ -3,41 +3,79 @@
 // them (the same count taken on the restored server must match). No second pass over the
 // database, no snapshot skew between the count and the dump.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Rows per database in a plain `pg_dumpall` script: the lines between `COPY ... FROM stdin;`
 /// and `\.`, attributed to the database of the last `\connect`.
 package struct PostgresDumpCounter: Sendable {
-    private var lines = LineSplitter(keep: 4096)
+    /// A line split over two reads, kept up to `keep` bytes (its head is all a decision needs).
+    private var partial: [UInt8] = []
+    private var partialCut = false
+    private let keep = 4096
     private var database = "postgres"
     private var inCopy = false
+    /// Rows of the COPY section underway: added to `counts` when it ends (a dictionary
+    /// update per row cost more than the scan itself).
+    private var copyRows: Int64 = 0
     package private(set) var counts: [String: Int64] = [:]
 
     package init() {}
 
+    /// Every line is found with memchr; a line wholly inside `buf` is looked at where it
+    /// lies (no copy), and a COPY row costs one comparison.
     package mutating func feed(_ buf: UnsafeRawBufferPointer) {
-        var l = lines
-        l.feed(buf) { head, cut in self.line(head, cut) }
-        lines = l
+        guard let base = buf.baseAddress else { return }
+        let n = buf.count
+        var i = 0
+        while i < n {
+            let nl = memchr(base + i, 0x0A, n - i).map { base.distance(to: UnsafeRawPointer($0)) }
+            let end = nl ?? n
+            if partial.isEmpty && !partialCut, nl != nil {
+                line(UnsafeRawBufferPointer(rebasing: buf[i..<end]), cut: false)
+            } else {
+                let take = min(keep - partial.count, end - i)
+                if take > 0 { partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<(i + take)])) }
+                if take < end - i { partialCut = true }
+                if nl != nil { endPartial() }
+            }
+            i = end + 1
+        }
     }
 
     package mutating func finish() -> [String: Int64] {
-        var l = lines
-        l.finish { head, cut in self.line(head, cut) }
-        lines = l
+        if !partial.isEmpty || partialCut { endPartial() }
+        if inCopy { counts[database, default: 0] += copyRows }
+        copyRows = 0
         return counts
     }
 
-    private mutating func line(_ head: [UInt8], _ cut: Bool) {
+    private mutating func endPartial() {
+        let head = partial
+        head.withUnsafeBytes { line($0, cut: partialCut) }
+        partial.removeAll(keepingCapacity: true)
+        partialCut = false
+    }
+
+    private mutating func line(_ head: UnsafeRawBufferPointer, cut: Bool) {
         if inCopy {
-            // Text-format COPY escapes newlines in values: one row per line.
-            if !cut && head == [0x5C, 0x2E] { inCopy = false } else { counts[database, default: 0] += 1 }
+            // Text-format COPY escapes newlines in values: one row per line, until `\.`.
+            if !cut && head.count == 2 && head[0] == 0x5C && head[1] == 0x2E {
+                inCopy = false
+                counts[database, default: 0] += copyRows
+                copyRows = 0
+            } else {
+                copyRows += 1
+            }
             return
         }
-        if head.hasPrefix("\\connect ") {
+        if head.starts(with: "\\connect ".utf8) {
             if let db = Self.connectTarget(String(decoding: head, as: UTF8.self)) {
                 database = db
                 counts[db, default: 0] += 0
             }
-        } else if head.hasPrefix("COPY ") && head.hasSuffix(" FROM stdin;") {
+        } else if head.starts(with: "COPY ".utf8) && head.reversed().starts(with: " FROM stdin;".utf8.reversed()) {
             inCopy = true
         }
     }

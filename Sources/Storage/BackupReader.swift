@@ -130,13 +130,14 @@ package enum BackupReader {
         return bad
     }
 
-    /// The stream's chunks in batches of at most 48 MiB stored: one get session per node each.
+    /// The stream's chunks in batches of at most 32 MiB stored: one get session per node each
+    /// (a restore has two in flight, from different nodes).
     package static func batches(_ stream: ManifestStream) -> [[ManifestStream.Chunk]] {
         var out: [[ManifestStream.Chunk]] = []
         var batch: [ManifestStream.Chunk] = []
         var size = 0
         for c in stream.chunks {
-            if !batch.isEmpty && size + c.stored > 48 << 20 {
+            if !batch.isEmpty && size + c.stored > 32 << 20 {
                 out.append(batch)
                 batch = []
                 size = 0
@@ -149,15 +150,18 @@ package enum BackupReader {
     }
 
     /// The sealed objects of `batch`, each authenticated and checked against its keyed ID,
-    /// from the first node with a good copy; bad copies are added to `bad`. The plaintext is
-    /// kept only when asked (a restore forwards the sealed bytes to the database node).
+    /// from the first node with a good copy, trying the nodes from `firstNode` on (batches
+    /// in flight together ask different nodes); bad copies are added to `bad`. The plaintext
+    /// is kept only when asked (a restore forwards the sealed bytes to the database node).
     package static func fetch(
         _ repo: OpenRepository, _ manifest: Manifest, _ batch: [ManifestStream.Chunk], keepPlain: Bool,
-        bad: inout [BadCopy]
+        firstNode: Int = 0, bad: inout [BadCopy]
     ) async throws(StowageError) -> [String: (sealed: [UInt8], plain: [UInt8])] {
         var out: [String: (sealed: [UInt8], plain: [UInt8])] = [:]
         var wanted = Set(batch.map(\.id))
-        for node in repo.storage.nodes where !wanted.isEmpty {
+        let all = repo.storage.nodes
+        let start = all.isEmpty ? 0 : firstNode % all.count
+        for node in all[start...] + all[..<start] where !wanted.isEmpty {
             let names = wanted.sorted().map(RepositoryLayout.chunk)
             let got: (objects: [StoredObject], missing: [String])
             do throws(StowageError) { got = try await node.get(names) } catch {

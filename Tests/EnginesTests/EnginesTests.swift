@@ -50,6 +50,15 @@ private let pgDump = """
         #expect(c.finish() == ["template1": 0, "shop's data": 3, "crm": 1])
     }
 
+    @Test(arguments: [1, 3, 4097, 100_000])
+    func aRowLongerThanTheKeptHeadIsOneRow(pieces: Int) {
+        let long = String(repeating: "x", count: 10_000)
+        let dump = "\\connect big\nCOPY public.t (v) FROM stdin;\n\(long)\n1\n\(long)\\.\n\\.\nSELECT 1;\n"
+        var c = PostgresDumpCounter()
+        feedAll(dump, pieces: pieces, into: &c) { $0.feed($1) }
+        #expect(c.finish() == ["big": 3])
+    }
+
     @Test func connectTargets() {
         #expect(PostgresDumpCounter.connectTarget("\\connect shop") == "shop")
         #expect(PostgresDumpCounter.connectTarget("\\connect \"Shop\"") == "Shop")
@@ -189,6 +198,17 @@ private let myDump = """
         #expect(my.contains("--single-transaction") && my.contains("--flush-privileges") && my.contains("--dump-slave=2"))
         #expect(!ToolCommands.mysqlDump(program: "mysqldump", optionsFile: "f", host: "h", port: 1, fromReplica: false).contains("--dump-slave=2"))
         #expect(ToolCommands.conninfo([("host", "it's")]) == "host='it\\'s'")
+    }
+
+    @Test func theRestoresReplicationSourceIsLoopbackOnlyAndBehindItsPassword() {
+        let conf = ToolCommands.redisReplicationSourceConfig(dir: "/run/stowage-x", port: 41234, password: "0f1e2d")
+        let lines = conf.split(separator: "\n").map(String.init)
+        for line in [
+            "port 41234", "bind 127.0.0.1", "requirepass 0f1e2d", "unixsocket /run/stowage-x/redis.sock", "dbfilename dump.rdb", "save \"\"",
+            "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
+        ] {
+            #expect(lines.contains(line), "\(line)")
+        }
     }
 }
 

@@ -182,8 +182,20 @@ extension LabSuites {
                 inventory: inv, layer: layer, storage: spec, agent: agent,
                 fromEnvironment: "shop", fromLayer: layer.name, backup: m.name, node: nil, allNodes: false)
             #expect(preview.plan.targets.map(\.node).sorted() == c.primary)
+            // A single Redis server takes the backup by replication from a scratch server:
+            // its own log shows the full sync, and its settings are as they were after.
+            let redisLog = "\(Lab.dir)/log/rd1.log"
+            let logBefore = c == .redis ? ((try? FileManager.default.attributesOfItem(atPath: redisLog)[.size] as? Int) ?? 0) : 0
+            let authBefore = c == .redis ? try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"]) : ""
             let restoreScan = SecretScan(secrets)
             let restored = try await RestoreRun.execute(preview, inventory: inv, storage: spec, agent: agent)
+            if c == .redis {
+                let log = try String(contentsOfFile: redisLog, encoding: .utf8).utf8.dropFirst(logBefore)
+                let text = String(decoding: log, as: UTF8.self)
+                #expect(text.contains("MASTER <-> REPLICA sync: Finished with success") && text.contains("MASTER MODE enabled"), "\(text.suffix(1500))")
+                #expect(try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"]) == authBefore)
+                #expect(try LabData.redis("rd1", ["INFO", "replication"]).contains("role:master"))
+            }
             let (leaks, rounds) = restoreScan.stop()
             #expect(leaks.isEmpty, "secrets visible in /proc during the restore: \(leaks)")
             #expect(rounds > 3)

@@ -195,6 +195,115 @@ final class RedisSink: RestoreSink {
     }
 
     func finish() throws -> [String: Int64]? {
+        // A single server whose data is replaced whole takes the backup by replication: it
+        // becomes, for the restore, the replica of a scratch server holding the backup, so
+        // it loads the RDB at its own speed (and its replicas resync from it by
+        // themselves), instead of receiving every key again. A cluster (which refuses
+        // REPLICAOF), a restore that keeps other keys, or a target that cannot replicate
+        // from here falls back to copying keys.
+        if !(db.cluster ?? false) && (db.flush ?? true) {
+            do {
+                return try restoreByReplication()
+            } catch is ReplicationUnavailable {
+                // The target's data is untouched; the copy below replaces it.
+            }
+        }
+        return try restoreByCopy()
+    }
+
+    /// Why the replication path was left before the target's data was touched.
+    struct ReplicationUnavailable: Error { var reason: String }
+
+    /// A TCP port of 127.0.0.1 free now (the kernel's pick; the scratch server binds it a
+    /// moment later, and a port taken in between fails its start, not the restore).
+    private func freeLoopbackPort() -> Int? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { a in
+            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        return ok ? Int(UInt16(bigEndian: addr.sin_port)) : nil
+    }
+
+    private func restoreByReplication() throws -> [String: Int64] {
+        var secret = SystemRandomNumberGenerator()
+        let password = (0..<4).map { _ in String(secret.next() as UInt64, radix: 16) }.joined()
+        guard let port = freeLoopbackPort() else { throw ReplicationUnavailable(reason: "no free port on 127.0.0.1") }
+        let conf = try dir.write("scratch.conf", ToolCommands.redisReplicationSourceConfig(dir: dir.path, port: port, password: password))
+        let child: Child
+        do { child = try Child(["redis-server", conf], output: false, errorLog: "\(dir.path)/stderr") } catch {
+            throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "cannot start redis-server to read the RDB: \(error)")
+        }
+        scratch = child
+        defer { child.terminate(grace: 2) }
+        let src: RedisConnection
+        do { src = try waitForScratch(child, password: password) } catch {
+            // Its port taken meanwhile, say; the copy loads the RDB again and reports what
+            // is wrong with it, if anything is.
+            throw ReplicationUnavailable(reason: "the scratch server did not start")
+        }
+        let loaded = RESP.keyspace(try src.call("INFO", "keyspace").text ?? "")
+
+        let target = try connectTarget(db.host, db.port)
+        // What the target authenticates to its master with: set for the restore, put back after.
+        func config(_ key: String) -> String? {
+            guard case .array(let r?) = try? target.call("CONFIG", "GET", key), r.count == 2 else { return nil }
+            return r[1].text
+        }
+        guard let oldAuth = config("masterauth") else { throw ReplicationUnavailable(reason: "CONFIG GET refused") }
+        let oldUser = config("masteruser")
+        let info = try target.call("INFO", "replication").text ?? ""
+        guard info.contains("role:master") else { throw ReplicationUnavailable(reason: "the target is not a master") }
+        do {
+            try target.call("CONFIG", "SET", "masterauth", password)
+            if oldUser.map({ !$0.isEmpty }) ?? false { try target.call("CONFIG", "SET", "masteruser", "default") }
+        } catch {
+            throw ReplicationUnavailable(reason: "CONFIG SET refused")
+        }
+        func putBack() {
+            _ = try? target.call("CONFIG", "SET", "masterauth", oldAuth)
+            if let oldUser { _ = try? target.call("CONFIG", "SET", "masteruser", oldUser) }
+        }
+        do {
+            try target.call("REPLICAOF", "127.0.0.1", String(port))
+        } catch {
+            putBack()
+            throw ReplicationUnavailable(reason: "REPLICAOF refused")
+        }
+        // From here the target's data is being replaced: every way out makes it a master
+        // again and puts its settings back.
+        defer {
+            _ = try? target.call("REPLICAOF", "NO", "ONE")
+            putBack()
+        }
+        var linked = false
+        let started = monotonicNow()
+        while true {
+            if child.tryReap() {
+                throw JobFailure(
+                    exit: .jobFailed, code: "command-failed", message: "the scratch redis-server ended during the restore: \(dir.tail("redis.log"))")
+            }
+            let r = try target.call("INFO", "replication").text ?? ""
+            let up = r.contains("master_link_status:up"), syncing = r.contains("master_sync_in_progress:1")
+            linked = linked || up || syncing
+            if up && !syncing { break }
+            if !linked && monotonicNow() - started > 15 {
+                // Nothing reached the target: it cannot connect here (another network
+                // namespace, say). Its data is untouched.
+                throw ReplicationUnavailable(reason: "the target did not connect to 127.0.0.1:\(port) within 15 s")
+            }
+            usleep(20_000)
+        }
+        return loaded
+    }
+
+    private func restoreByCopy() throws -> [String: Int64]? {
         let child: Child
         do { child = try Child(ToolCommands.redisScratchServer(dir: dir.path), output: false, errorLog: "\(dir.path)/stderr") } catch {
             throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "cannot start redis-server to read the RDB: \(error)")
@@ -276,7 +385,7 @@ final class RedisSink: RestoreSink {
     }
 
     /// The scratch server is ready once it answers PING (not -LOADING).
-    private func waitForScratch(_ child: Child) throws -> RedisConnection {
+    private func waitForScratch(_ child: Child, password: String? = nil) throws -> RedisConnection {
         let deadline = monotonicNow() + 300
         while monotonicNow() < deadline {
             if child.tryReap() {
@@ -285,6 +394,7 @@ final class RedisSink: RestoreSink {
                     message: "redis-server could not load the backup's RDB (\(describeStatus(child.status))): \(dir.tail("redis.log"))")
             }
             if let c = try? RedisConnection(unixPath: "\(dir.path)/redis.sock", timeout: 60) {
+                try c.auth(user: nil, password: password)
                 try c.send(RESP.command("PING"))
                 if case .simple = try c.reply() { return c }
             }

@@ -206,14 +206,41 @@ package enum RestoreRun {
         let consumer = fan.consumer("agent")
         let repo = p.repo
         let manifest = p.manifest
-        // The reader: verified batches from the storage into the agent's queue.
+        // The reader: verified batches from the storage into the agent's queue, in order.
+        // Two batches are in flight, each from another storage node first: one SSH session
+        // (libssh2, one cipher block per call) and one node's disk are the ceiling of a
+        // single fetch, and the next batch arrives while this one is verified and queued.
+        let batches = BackupReader.batches(stream)
+        let inFlight = min(2, max(1, repo.storage.nodes.count))
         let reader = Task { () async -> Result<[BadCopy], StowageError> in
+            typealias Fetched = Result<(records: [[UInt8]], bad: [BadCopy]), StowageError>
+            func fetch(_ i: Int) -> Task<Fetched, Never> {
+                Task {
+                    var bad: [BadCopy] = []
+                    do throws(StowageError) {
+                        let got = try await BackupReader.fetch(repo, manifest, batches[i], keepPlain: false, firstNode: i, bad: &bad)
+                        return .success((batches[i].map { c in ObjectRecord.encode(name: RepositoryLayout.chunk(c.id), bytes: got[c.id]!.sealed) }, bad))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+            var pending: [Task<Fetched, Never>] = []
+            var next = 0
             var bad: [BadCopy] = []
             do throws(StowageError) {
-                for batch in BackupReader.batches(stream) {
+                while next < min(inFlight, batches.count) {
+                    pending.append(fetch(next))
+                    next += 1
+                }
+                while !pending.isEmpty {
                     if Task.isCancelled { throw StowageError(.cancelled, "restore cancelled") }
-                    let got = try await BackupReader.fetch(repo, manifest, batch, keepPlain: false, bad: &bad)
-                    let records = batch.map { c in ObjectRecord.encode(name: RepositoryLayout.chunk(c.id), bytes: got[c.id]!.sealed) }
+                    let (records, found) = try await pending.removeFirst().value.get()
+                    bad += found
+                    if next < batches.count {
+                        pending.append(fetch(next))
+                        next += 1
+                    }
                     // The queue blocks while the agent is behind: on a thread of its own, not
                     // the cooperative pool.
                     await DedicatedThread.run("restore queue") { for r in records { fan.enqueue(r, to: "agent") } }
@@ -221,6 +248,7 @@ package enum RestoreRun {
                 fan.finish()
                 return .success(bad)
             } catch {
+                for t in pending { t.cancel() }
                 // The agent sees its input cut without the end frame and stops the tool.
                 consumer.kill()
                 return .failure(error)
