@@ -45,19 +45,7 @@ package enum Envelope {
 
     /// Authenticates, decrypts and decompresses an envelope stored under the name `aad`.
     package static func open(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> [UInt8] {
-        guard blob.count >= headerSize + tagSize else { throw .truncated(object: aad) }
-        guard blob[0] == version else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
-        guard let compression = Compression(rawValue: blob[1]) else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
-        let plain: [UInt8]
-        do {
-            let box = try AES.GCM.SealedBox(
-                nonce: try AES.GCM.Nonce(data: blob[2..<14]),
-                ciphertext: blob[14..<(blob.count - tagSize)],
-                tag: blob[(blob.count - tagSize)...])
-            plain = Array(try AES.GCM.open(box, using: key, authenticating: Array(aad.utf8)))
-        } catch {
-            throw .authenticationFailed(object: aad)
-        }
+        let (compression, plain) = try decrypt(blob, key: key, aad: aad)
         switch compression {
         case .none: return plain
         case .zstd:
@@ -68,6 +56,29 @@ package enum Envelope {
             } catch {
                 throw .decompression(object: aad, reason: "\(error)")
             }
+        }
+    }
+
+    /// Whether the envelope is intact under the name `aad` (AES-GCM's tag checked), without
+    /// decompressing it: what a coordinator that forwards sealed chunks to an agent checks,
+    /// so a damaged copy is replaced by another node's; the agent, which decrypts anyway,
+    /// checks the rest (the decompressed content against its keyed ID).
+    package static func authenticate(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) {
+        _ = try decrypt(blob, key: key, aad: aad)
+    }
+
+    private static func decrypt(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> (Compression, [UInt8]) {
+        guard blob.count >= headerSize + tagSize else { throw .truncated(object: aad) }
+        guard blob[0] == version else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
+        guard let compression = Compression(rawValue: blob[1]) else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
+        do {
+            let box = try AES.GCM.SealedBox(
+                nonce: try AES.GCM.Nonce(data: blob[2..<14]),
+                ciphertext: blob[14..<(blob.count - tagSize)],
+                tag: blob[(blob.count - tagSize)...])
+            return (compression, Array(try AES.GCM.open(box, using: key, authenticating: Array(aad.utf8))))
+        } catch {
+            throw .authenticationFailed(object: aad)
         }
     }
 }

@@ -29,6 +29,17 @@ import Testing
         }
     }
 
+    @Test func authenticatingAloneRefusesWhatOpeningRefuses() throws {
+        let sealed = Envelope.seal(dumpLike(5000, seed: 3), key: key, aad: "chunks/ab/abcd")
+        try Envelope.authenticate(sealed, key: key, aad: "chunks/ab/abcd")
+        var bad = sealed
+        bad[sealed.count / 2] ^= 0x01
+        #expect(throws: RepositoryError.authenticationFailed(object: "chunks/ab/abcd")) { try Envelope.authenticate(bad, key: key, aad: "chunks/ab/abcd") }
+        // A good envelope of another chunk stored under this name.
+        #expect(throws: RepositoryError.authenticationFailed(object: "chunks/ab/abce")) { try Envelope.authenticate(sealed, key: key, aad: "chunks/ab/abce") }
+        #expect(throws: RepositoryError.truncated(object: "x")) { try Envelope.authenticate(Array(sealed.prefix(20)), key: key, aad: "x") }
+    }
+
     @Test func aRenamedOrForeignObjectIsRefused() {
         let sealed = Envelope.seal([1, 2, 3], key: key, aad: "backups/sqldb/2026-11-21T030000Z-auto")
         #expect(throws: RepositoryError.authenticationFailed(object: "backups/sqldb/2026-11-22T030000Z-auto")) {
