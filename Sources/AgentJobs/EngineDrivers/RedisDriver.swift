@@ -284,6 +284,10 @@ final class RedisSink: RestoreSink {
         }
         var linked = false
         let started = monotonicNow()
+        // A transfer the target aborts (its repl-timeout) is retried by the target itself;
+        // one that stays down this long is given up (the target keeps its old data until a
+        // whole RDB has arrived).
+        var downSince: Double?
         while true {
             if child.tryReap() {
                 throw JobFailure(
@@ -297,6 +301,19 @@ final class RedisSink: RestoreSink {
                 // Nothing reached the target: it cannot connect here (another network
                 // namespace, say). Its data is untouched.
                 throw ReplicationUnavailable(reason: "the target did not connect to 127.0.0.1:\(port) within 15 s")
+            }
+            if linked && !up && !syncing {
+                let since = downSince ?? monotonicNow()
+                downSince = since
+                if monotonicNow() - since > 120 {
+                    throw JobFailure(
+                        exit: .jobFailed, code: "command-failed",
+                        message:
+                            "redis \(target.name): the transfer from the restore's scratch server failed and did not resume within 120 s; the server keeps its previous data"
+                    )
+                }
+            } else {
+                downSince = nil
             }
             usleep(20_000)
         }
