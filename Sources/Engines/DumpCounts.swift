@@ -3,17 +3,10 @@
 // them (the same count taken on the restored server must match). No second pass over the
 // database, no snapshot skew between the count and the dump.
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Rows per database in a plain `pg_dumpall` script: the lines between `COPY ... FROM stdin;`
 /// and `\.`, attributed to the database of the last `\connect`.
 package struct PostgresDumpCounter: Sendable {
-    /// A line split over two reads, kept up to `keep` bytes (its head is all a decision needs).
-    private var partial: [UInt8] = []
-    private var partialCut = false
-    private let keep = 4096
+    private var lines = LineSplitter(keep: 4096)
     private var database = "postgres"
     private var inCopy = false
     /// Rows of the COPY section underway: added to `counts` when it ends (a dictionary
@@ -23,42 +16,22 @@ package struct PostgresDumpCounter: Sendable {
 
     package init() {}
 
-    /// Every line is found with memchr; a line wholly inside `buf` is looked at where it
-    /// lies (no copy), and a COPY row costs one comparison.
     package mutating func feed(_ buf: UnsafeRawBufferPointer) {
-        guard let base = buf.baseAddress else { return }
-        let n = buf.count
-        var i = 0
-        while i < n {
-            let nl = memchr(base + i, 0x0A, n - i).map { base.distance(to: UnsafeRawPointer($0)) }
-            let end = nl ?? n
-            if partial.isEmpty && !partialCut, nl != nil {
-                line(UnsafeRawBufferPointer(rebasing: buf[i..<end]), cut: false)
-            } else {
-                let take = min(keep - partial.count, end - i)
-                if take > 0 { partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<(i + take)])) }
-                if take < end - i { partialCut = true }
-                if nl != nil { endPartial() }
-            }
-            i = end + 1
-        }
+        var l = lines
+        l.feed(buf) { head, cut in self.line(head, cut) }
+        lines = l
     }
 
     package mutating func finish() -> [String: Int64] {
-        if !partial.isEmpty || partialCut { endPartial() }
+        var l = lines
+        l.finish { head, cut in self.line(head, cut) }
+        lines = l
         if inCopy { counts[database, default: 0] += copyRows }
         copyRows = 0
         return counts
     }
 
-    private mutating func endPartial() {
-        let head = partial
-        head.withUnsafeBytes { line($0, cut: partialCut) }
-        partial.removeAll(keepingCapacity: true)
-        partialCut = false
-    }
-
-    private mutating func line(_ head: UnsafeRawBufferPointer, cut: Bool) {
+    private mutating func line(_ head: UnsafeRawBufferPointer, _ cut: Bool) {
         if inCopy {
             // Text-format COPY escapes newlines in values: one row per line, until `\.`.
             if !cut && head.count == 2 && head[0] == 0x5C && head[1] == 0x2E {
@@ -70,12 +43,12 @@ package struct PostgresDumpCounter: Sendable {
             }
             return
         }
-        if head.starts(with: "\\connect ".utf8) {
+        if head.hasPrefix("\\connect ") {
             if let db = Self.connectTarget(String(decoding: head, as: UTF8.self)) {
                 database = db
                 counts[db, default: 0] += 0
             }
-        } else if head.starts(with: "COPY ".utf8) && head.reversed().starts(with: " FROM stdin;".utf8.reversed()) {
+        } else if head.hasPrefix("COPY ") && head.hasSuffix(" FROM stdin;") {
             inCopy = true
         }
     }
@@ -182,7 +155,7 @@ package struct MySQLDumpCounter: Sendable {
         }
     }
 
-    private mutating func line(_ head: [UInt8]) {
+    private mutating func line(_ head: UnsafeRawBufferPointer) {
         detecting = false
         if inInsert { return }
         if head.hasPrefix("USE `") && head.hasSuffix("`;") {

@@ -32,7 +32,7 @@ package struct AgentBinary: Sendable, Equatable {
         _ explicit: String? = nil,
         environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws(StowageError) -> AgentBinary {
-        let exeDir = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        let exeDir = URL(fileURLWithPath: currentExecutablePath() ?? CommandLine.arguments[0])
             .deletingLastPathComponent().path
         let path = explicit ?? environment["STOWAGE_AGENT_BINARY"] ?? "\(exeDir)/stowage-agent"
         // Hashed in 1 MiB reads: the binary is tens of MB, and the coordinator's memory

@@ -47,3 +47,10 @@ extension Substring {
 extension String {
     package func trimmingWhitespace() -> String { String(self[...].trimmingWhitespace()) }
 }
+
+/// The running executable's real path (Linux's /proc/self/exe, symlinks resolved), or nil
+/// when /proc is not there: where the agent binary, the installed docs and the scheduler's
+/// own children are found from.
+package func currentExecutablePath() -> String? {
+    try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+}

@@ -3,11 +3,12 @@
 // a build run from its checkout finds them in the checkout's docs/.
 import ArgumentParser
 import Foundation
+import Support
 
 enum Docs {
     /// The installed docs folder when there is one, else the checkout's, else nil.
     static let folder: String? = {
-        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+        let exe = URL(fileURLWithPath: currentExecutablePath() ?? CommandLine.arguments[0])
         let installed = exe.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("share/doc/stowage").path
         // This file is Sources/stowage/Docs.swift of the checkout it was built from.
         let checkout = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -113,7 +113,7 @@ struct SchedulerCommand: AsyncParsableCommand {
     }
 
     func selfExecutable() throws(StowageError) -> String {
-        guard let p = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") else {
+        guard let p = currentExecutablePath() else {
             throw StowageError(.internalError, "cannot find this stowage executable (/proc/self/exe)")
         }
         return p
