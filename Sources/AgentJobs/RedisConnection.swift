@@ -55,6 +55,13 @@ final class RedisConnection {
         setTimeouts(timeout)
     }
 
+    /// A connection accepted on a listening socket (the restore's replication source).
+    init(accepted: Int32, name: String, timeout: Double) {
+        self.name = name
+        fd = accepted
+        setTimeouts(timeout)
+    }
+
     deinit { close(fd) }
 
     private func connectWithTimeout(_ addr: UnsafeMutablePointer<sockaddr>, _ len: socklen_t, _ timeout: Double) throws {
@@ -81,13 +88,17 @@ final class RedisConnection {
         _ = fcntl(fd, F_SETFL, flags)
     }
 
-    private func setTimeouts(_ t: Double) {
+    func setTimeouts(_ t: Double) {
         var tv = timeval(tv_sec: Int(t), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
     func send(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try send($0) }
+    }
+
+    func send(_ bytes: UnsafeRawBufferPointer) throws {
         guard writeAll(fd, bytes) else {
             throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(name): write failed: \(String(cString: strerror(errno)))")
         }

@@ -95,14 +95,14 @@ extension Session {
         let keys = RepositoryKeys(data: SymmetricKey(data: k.data), id: SymmetricKey(data: k.id), chunkerSeed: [])
         let sink = try engineDriver(db.engine).restoreSink(db, password: job.secrets.dbPassword, dir: try PrivateDir())
         var input = InputBytes()
-        return try applyStream(&input, keys: keys, to: sink)
+        return try applyStream(&input, keys: keys, expecting: job.sha256, to: sink)
     }
 
     /// The restore loop: each sealed chunk of `input` authenticated, decrypted and checked
     /// against its keyed ID, its plaintext handed to `sink` in order; the sink is cancelled
     /// on any failure (what the tool applied before stays applied).
     func applyStream(
-        _ input: inout InputBytes, keys: RepositoryKeys, to sink: RestoreSink,
+        _ input: inout InputBytes, keys: RepositoryKeys, expecting sha256: String? = nil, to sink: RestoreSink,
         events: (AgentEvent) -> Void = Events.send
     ) throws -> AgentEvent {
         var finished = false
@@ -133,9 +133,18 @@ extension Session {
             throw JobFailure(
                 exit: .inputCut, code: "input-cut", message: "the input ended after \(chunks) chunks without its end frame; the restore was stopped")
         }
+        var e = Self.result(total, hash)
+        if let sha256, e.sha256 != sha256 {
+            // An input that ended early (or a manifest of another stream): nothing more is
+            // committed; a Redis target keeps its data.
+            throw JobFailure(
+                exit: .jobFailed, code: "damaged",
+                message:
+                    "the stream's \(chunks) chunks (\(total) bytes) have SHA-256 \(e.sha256 ?? "?"), the manifest says \(sha256); the restore was stopped before its end"
+            )
+        }
         let counts = try sink.finish()
         finished = true
-        var e = Self.result(total, hash)
         e.stored = chunks
         e.counts = counts
         return e

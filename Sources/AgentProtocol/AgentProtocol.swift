@@ -208,9 +208,13 @@ package struct RestoreJob: Codable, Sendable, Equatable {
     package var database: DatabaseAccess
     /// The repository's data and ID keys; the database password.
     package var secrets: JobSecrets
-    package init(database: DatabaseAccess, secrets: JobSecrets) {
+    /// The stream's SHA-256 as the manifest records it: the agent compares the plaintext it
+    /// applied before it lets the target commit (a Redis target loads nothing otherwise).
+    package var sha256: String?
+    package init(database: DatabaseAccess, secrets: JobSecrets, sha256: String? = nil) {
         self.database = database
         self.secrets = secrets
+        self.sha256 = sha256
     }
 }
 

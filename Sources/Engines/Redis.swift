@@ -123,3 +123,73 @@ package enum RedisCluster {
         return out
     }
 }
+
+/// The master's side of one full resynchronisation, as the agent plays it to restore a Redis
+/// server: the target, told `REPLICAOF` the agent's port, connects and sends `PING`, `AUTH`
+/// (its `masterauth`, set to a one-off password for the restore), `REPLCONF`s and `PSYNC`;
+/// the agent answers `+FULLRESYNC` and streams the backup's RDB in `$EOF:` framing (the
+/// length is not known before the last chunk is fetched). Anything else, or anything before
+/// the password, closes the connection: the password is what keeps another local process
+/// from reading the backup here.
+package struct RedisMasterHandshake {
+    package enum Answer: Equatable {
+        /// Send this and read the next command.
+        case reply([UInt8])
+        /// Send this and close the connection.
+        case refuse([UInt8])
+        /// Send this; the RDB follows, then `mark`.
+        case start([UInt8])
+    }
+
+    private let password: [UInt8]
+    package let replicationID: String
+    package let mark: [UInt8]
+    package private(set) var authenticated = false
+    package private(set) var takesEOF = false
+
+    /// `replicationID` and `mark`: 40 characters each (Redis' own sizes).
+    package init(password: String, replicationID: String, mark: String) {
+        self.password = Array(password.utf8)
+        self.replicationID = replicationID
+        self.mark = Array(mark.utf8)
+    }
+
+    package mutating func answer(_ command: [[UInt8]]) -> Answer {
+        guard let first = command.first else { return .refuse(Array("-ERR empty command\r\n".utf8)) }
+        let name = String(decoding: first, as: UTF8.self).uppercased()
+        switch name {
+        case "PING":
+            return .reply(Array("+PONG\r\n".utf8))
+        case "AUTH":
+            // AUTH password, or AUTH user password (masteruser set): the password is last.
+            guard command.count == 2 || command.count == 3, Self.same(command[command.count - 1], password) else {
+                return .refuse(Array("-WRONGPASS invalid username-password pair\r\n".utf8))
+            }
+            authenticated = true
+            return .reply(Array("+OK\r\n".utf8))
+        default:
+            break
+        }
+        guard authenticated else { return .refuse(Array("-NOAUTH Authentication required.\r\n".utf8)) }
+        switch name {
+        case "REPLCONF":
+            // `capa eof` may come with other capabilities, in any order.
+            let args = command.dropFirst().map { String(decoding: $0, as: UTF8.self).lowercased() }
+            for i in args.indices where args[i] == "capa" && i + 1 < args.count && args[i + 1] == "eof" { takesEOF = true }
+            return .reply(Array("+OK\r\n".utf8))
+        case "PSYNC":
+            guard takesEOF else { return .refuse(Array("-ERR this master streams the RDB with EOF framing only (REPLCONF capa eof)\r\n".utf8)) }
+            return .start(Array("+FULLRESYNC \(replicationID) 0\r\n$EOF:".utf8) + mark + [0x0D, 0x0A])
+        default:
+            return .refuse(Array("-ERR unknown command '\(name.prefix(32))' during the restore's replication\r\n".utf8))
+        }
+    }
+
+    /// Equal bytes, compared in time independent of where they differ.
+    private static func same(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for i in a.indices { diff |= a[i] ^ b[i] }
+        return diff == 0
+    }
+}

@@ -87,30 +87,6 @@ package enum ToolCommands {
         ]
     }
 
-    /// The configuration of a scratch server a restore's target replicates from: it loads
-    /// the RDB in `dir`, listens on 127.0.0.1:`port` behind `password` (a file of mode 600
-    /// in the private folder: never an argument) and on a socket in `dir`, and streams its
-    /// data to the replica straight from a fork (diskless, no delay).
-    package static func redisReplicationSourceConfig(dir: String, port: Int, password: String) -> String {
-        """
-        port \(port)
-        bind 127.0.0.1
-        requirepass \(password)
-        unixsocket \(dir)/redis.sock
-        unixsocketperm 700
-        dir \(dir)
-        dbfilename dump.rdb
-        save ""
-        appendonly no
-        logfile \(dir)/redis.log
-        daemonize no
-        databases 256
-        repl-diskless-sync yes
-        repl-diskless-sync-delay 0
-
-        """
-    }
-
     /// A private Redis server that loads an RDB and listens only on a socket in `dir`.
     package static func redisScratchServer(dir: String) -> [String] {
         [

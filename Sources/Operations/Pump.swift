@@ -44,6 +44,7 @@ package final class FanOut: @unchecked Sendable {
         private var bytes = 0
         private var finished = false
         private var dead = false
+        private var killed = false
         package let capacity: Int
 
         package init(capacity: Int) { self.capacity = capacity }
@@ -61,6 +62,7 @@ package final class FanOut: @unchecked Sendable {
                 cond.broadcast()
                 return .record(r)
             }
+            if killed { return .abandoned }
             if finished { dead = true; return .end }
             return dead ? .end : .later
         }
@@ -86,6 +88,7 @@ package final class FanOut: @unchecked Sendable {
         package func kill() {
             cond.lock()
             dead = true
+            killed = true
             queue.removeAll()
             head = 0
             bytes = 0

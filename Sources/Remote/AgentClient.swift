@@ -66,6 +66,10 @@ package enum AgentClient {
                 case .end:
                     ended = true
                     return .bytes(Frame.end)
+                case .abandoned:
+                    // The input ends without its end frame: the agent sees it cut.
+                    ended = true
+                    return .end
                 }
             }, output: output, progress: progress, ready: nil)
     }

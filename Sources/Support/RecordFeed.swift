@@ -12,6 +12,9 @@ package enum FeedItem: Sendable, Equatable {
     case later
     /// Nothing more will come.
     case end
+    /// The producer failed: the consumer's input must end as cut (no end frame), so the
+    /// job on the other side commits nothing of it.
+    case abandoned
 }
 
 package protocol RecordFeed: Sendable {

@@ -40,7 +40,7 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
     }
 
     func apply(
-        _ records: [[UInt8]], cut: Bool = false, filter: (any ScriptFilter)? = nil,
+        _ records: [[UInt8]], cut: Bool = false, filter: (any ScriptFilter)? = nil, expecting sha256: String? = nil,
         tool: (String) -> [String] = { ["sh", "-c", "cat > '\($0)'"] }
     ) throws -> (AgentEvent, [UInt8]) {
         try useBuiltAgentAsLauncher()
@@ -50,7 +50,7 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
         let fd = try framedInput(records, cut: cut)
         defer { close(fd) }
         var input = InputBytes(fd: fd)
-        let result = try Session().applyStream(&input, keys: keys, to: sink, events: { _ in })
+        let result = try Session().applyStream(&input, keys: keys, expecting: sha256, to: sink, events: { _ in })
         return (result, Array((try? Data(contentsOf: URL(fileURLWithPath: out))) ?? Data()))
     }
 
@@ -101,6 +101,22 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
             _ = try apply([swapped])
         } throws: { error in
             (error as? JobFailure)?.message.contains("does not match its ID") == true
+        }
+    }
+
+    /// The coordinator's end frame after fewer chunks than the backup has (a reader that
+    /// stopped): the stream's hash differs from the manifest's, and the job fails before the
+    /// sink's `finish` (the Redis sink would send its end mark there).
+    @Test func aStreamEndingEarlyIsStoppedBeforeTheSinkFinishes() throws {
+        let pieces = (0..<3).map { i in [UInt8](repeating: UInt8(97 + i), count: 200_000) }
+        let whole = hexString(SHA256.hash(data: pieces.flatMap { $0 }))
+        let (ok, _) = try apply(sealed(pieces), expecting: whole)
+        #expect(ok.sha256 == whole)
+        #expect {
+            _ = try apply(sealed(Array(pieces.prefix(2))), expecting: whole)
+        } throws: { error in
+            guard let f = error as? JobFailure else { return false }
+            return f.code == "damaged" && f.message.contains("2 chunks") && f.message.contains("the manifest says \(whole)")
         }
     }
 

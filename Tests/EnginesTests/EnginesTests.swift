@@ -199,17 +199,6 @@ private let myDump = """
         #expect(!ToolCommands.mysqlDump(program: "mysqldump", optionsFile: "f", host: "h", port: 1, fromReplica: false).contains("--dump-slave=2"))
         #expect(ToolCommands.conninfo([("host", "it's")]) == "host='it\\'s'")
     }
-
-    @Test func theRestoresReplicationSourceIsLoopbackOnlyAndBehindItsPassword() {
-        let conf = ToolCommands.redisReplicationSourceConfig(dir: "/run/stowage-x", port: 41234, password: "0f1e2d")
-        let lines = conf.split(separator: "\n").map(String.init)
-        for line in [
-            "port 41234", "bind 127.0.0.1", "requirepass 0f1e2d", "unixsocket /run/stowage-x/redis.sock", "dbfilename dump.rdb", "save \"\"",
-            "repl-diskless-sync yes", "repl-diskless-sync-delay 0",
-        ] {
-            #expect(lines.contains(line), "\(line)")
-        }
-    }
 }
 
 @Suite struct RedisWireTests {
@@ -240,5 +229,47 @@ private let myDump = """
         #expect(RedisCluster.slot(Array("{user1000}.following".utf8)) == RedisCluster.slot(Array("user1000".utf8)))
         #expect(RedisCluster.slot(Array("foo{}{bar}".utf8)) == RedisCluster.slot(Array("foo{}{bar}".utf8)))
         #expect(RedisCluster.slot(Array("foo{}{bar}".utf8)) != RedisCluster.slot(Array("bar".utf8)))
+    }
+}
+
+@Suite struct RedisMasterHandshakeTests {
+    private func cmd(_ s: String...) -> [[UInt8]] { s.map { Array($0.utf8) } }
+    private let id = String(repeating: "a", count: 40), mark = String(repeating: "7", count: 40)
+
+    /// Redis 7's replica: PING, AUTH, REPLCONF listening-port, REPLCONF capa, PSYNC.
+    @Test func aReplicaWithTheRightPasswordGetsAFullResyncInEOFFraming() {
+        var h = RedisMasterHandshake(password: "s3cret", replicationID: id, mark: mark)
+        #expect(h.answer(cmd("PING")) == .reply(Array("+PONG\r\n".utf8)))
+        #expect(h.answer(cmd("AUTH", "s3cret")) == .reply(Array("+OK\r\n".utf8)))
+        #expect(h.answer(cmd("REPLCONF", "listening-port", "6379")) == .reply(Array("+OK\r\n".utf8)))
+        #expect(h.answer(cmd("REPLCONF", "capa", "psync2", "capa", "EOF")) == .reply(Array("+OK\r\n".utf8)))
+        #expect(h.takesEOF)
+        #expect(h.answer(cmd("PSYNC", "?", "-1")) == .start(Array("+FULLRESYNC \(id) 0\r\n$EOF:\(mark)\r\n".utf8)))
+    }
+
+    @Test func masteruserSendsTheUserFirst() {
+        var h = RedisMasterHandshake(password: "pw", replicationID: id, mark: mark)
+        #expect(h.answer(cmd("AUTH", "default", "pw")) == .reply(Array("+OK\r\n".utf8)))
+        #expect(h.authenticated)
+    }
+
+    @Test func aWrongOrMissingPasswordIsRefusedAndNothingIsStreamed() {
+        var wrong = RedisMasterHandshake(password: "pw", replicationID: id, mark: mark)
+        guard case .refuse = wrong.answer(cmd("AUTH", "px")) else { Issue.record("a wrong password was accepted"); return }
+        #expect(!wrong.authenticated)
+        var none = RedisMasterHandshake(password: "pw", replicationID: id, mark: mark)
+        guard case .refuse = none.answer(cmd("PSYNC", "?", "-1")) else { Issue.record("PSYNC without AUTH was answered"); return }
+        guard case .refuse = none.answer(cmd("REPLCONF", "capa", "eof")) else { Issue.record("REPLCONF without AUTH was answered"); return }
+    }
+
+    @Test func aReplicaWithoutEOFCapabilityOrAnotherCommandIsRefused() {
+        var h = RedisMasterHandshake(password: "pw", replicationID: id, mark: mark)
+        _ = h.answer(cmd("AUTH", "pw"))
+        _ = h.answer(cmd("REPLCONF", "capa", "psync2"))
+        guard case .refuse = h.answer(cmd("PSYNC", "?", "-1")) else { Issue.record("PSYNC without capa eof was answered"); return }
+        var k = RedisMasterHandshake(password: "pw", replicationID: id, mark: mark)
+        _ = k.answer(cmd("AUTH", "pw"))
+        guard case .refuse = k.answer(cmd("KEYS", "*")) else { Issue.record("KEYS was answered"); return }
+        guard case .refuse = k.answer([]) else { Issue.record("an empty command was answered"); return }
     }
 }

@@ -209,6 +209,48 @@ extension LabSuites {
             #expect(try LabData.redis("rd1", ["GET", "after-the-backup"]).trimmingCharacters(in: .whitespacesAndNewlines) == "1")
         }
 
+        /// A Redis restore by replication that breaks off after the target has received part
+        /// of the RDB: the target keeps its data (a replica loads only a whole payload) and is
+        /// a master with its own settings again.
+        @Test func aRedisRestoreBrokenOffMidTransferLeavesTheTargetAsItWas() async throws {
+            let l = try layer("shop/cache")
+            try LabData.seedRedis("rd1")
+            // Enough data for several chunks, so the transfer has begun when the last one fails.
+            let fill = "for i = 1, 150000 do redis.call('SET', 'fill:' .. i, string.rep(string.format('%08x', i * 2654435761 % 4294967296), 16)) end"
+            try LabData.redis("rd1", ["EVAL", fill, "0"])
+            defer { try? LabData.redis("rd1", ["FLUSHALL"]) }
+            let m = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent).manifest
+            let chunks = m.streams[0].chunks
+            #expect(chunks.count >= 3, "\(chunks.count) chunks")
+            let id = chunks[chunks.count - 1].id
+            let paths = ["st1", "st2"].map { "\(Lab.dir)/storage/\($0)/shop/chunks/\(id.prefix(2))/\(id)" }
+            let original = try Data(contentsOf: URL(fileURLWithPath: paths[0]))
+            defer { for p in paths { try? original.write(to: URL(fileURLWithPath: p)) } }
+            var bad = original
+            bad[bad.count / 2] ^= 0xFF
+            for p in paths { try bad.write(to: URL(fileURLWithPath: p)) }
+
+            try LabData.redis("rd1", ["SET", "after-the-backup", "1"])
+            let authBefore = try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"])
+            let keysBefore = try LabData.redis("rd1", ["DBSIZE"])
+            let logPath = "\(Lab.dir)/log/rd1.log"
+            let logBefore = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
+            let p = try await RestoreRun.prepare(
+                inventory: inv, layer: l, storage: spec, agent: agent, fromEnvironment: "shop",
+                fromLayer: "cache", backup: m.name, node: nil, allNodes: false)
+            let e = await storageStatus { () async throws(StowageError) in try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent) }
+            #expect(e?.status == .repositoryDamaged, "\(e?.status.rawValue ?? 0): \(e?.message ?? "")")
+            // The target had begun receiving the stream from the agent.
+            let log = String(decoding: try Data(contentsOf: URL(fileURLWithPath: logPath)).dropFirst(logBefore), as: UTF8.self)
+            #expect(log.contains("receiving streamed RDB from master with EOF"), "\(log.suffix(1500))")
+            #expect(!log.contains("MASTER <-> REPLICA sync: Flushing old data"), "\(log.suffix(1500))")
+            let master = try LabData.eventually { try LabData.redis("rd1", ["INFO", "replication"]).contains("role:master") }
+            #expect(master)
+            #expect(try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"]) == authBefore)
+            #expect(try LabData.redis("rd1", ["GET", "after-the-backup"]).trimmingCharacters(in: .whitespacesAndNewlines) == "1")
+            #expect(try LabData.redis("rd1", ["DBSIZE"]) == keysBefore)
+        }
+
         @Test func aTargetConnectionLostMidRestoreIsAClearErrorAndTheNextRestoreRuns() async throws {
             try LabData.seedPostgres("pg1")
             defer { try? LabData.cleanPostgres("pg1") }

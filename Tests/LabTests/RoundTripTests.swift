@@ -182,7 +182,7 @@ extension LabSuites {
                 inventory: inv, layer: layer, storage: spec, agent: agent,
                 fromEnvironment: "shop", fromLayer: layer.name, backup: m.name, node: nil, allNodes: false)
             #expect(preview.plan.targets.map(\.node).sorted() == c.primary)
-            // A single Redis server takes the backup by replication from a scratch server:
+            // A single Redis server takes the backup by replication from the agent itself:
             // its own log shows the full sync, and its settings are as they were after.
             let redisLog = "\(Lab.dir)/log/rd1.log"
             let logBefore = c == .redis ? ((try? FileManager.default.attributesOfItem(atPath: redisLog)[.size] as? Int) ?? 0) : 0

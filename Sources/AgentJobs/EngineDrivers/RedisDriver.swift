@@ -157,36 +157,53 @@ struct RedisRDBReader {
     }
 }
 
-/// A Redis restore: the RDB is written to the private folder, loaded by a scratch server
+/// A Redis restore. A single server whose data is replaced whole takes the backup by
+/// replication from the agent itself (`RedisReplicationRestore`): it loads the RDB as the
+/// chunks arrive, at its own speed, and its replicas resync from it by themselves. A cluster
+/// (which refuses REPLICAOF), a restore that keeps other keys, or a target that cannot
+/// replicate from here: the RDB is written to the private folder, loaded by a scratch server
 /// listening on a socket there, and its keys copied into the target.
 final class RedisSink: RestoreSink {
     private let db: DatabaseAccess
     private let password: String?
     private let dir: PrivateDir
-    private let fd: Int32
+    private var fd: Int32 = -1
     private var scratch: Child?
+    private var replication: RedisReplicationRestore?
 
     init(_ db: DatabaseAccess, password: String?, dir: PrivateDir) throws {
         self.db = db
         self.password = password
         self.dir = dir
+        // Fail before the transfer when the target cannot be reached or refuses the password.
+        let target = try connectTarget(db.host, db.port)
+        if !(db.cluster ?? false) && (db.flush ?? true) {
+            do {
+                replication = try RedisReplicationRestore(target: target)
+                return
+            } catch is RedisReplicationRestore.Unavailable {
+                // The target's data is untouched; the copy below replaces it.
+            }
+        }
         fd = open("\(dir.path)/dump.rdb", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw JobFailure(exit: .jobFailed, code: "private-dir", message: "cannot create \(dir.path)/dump.rdb: \(String(cString: strerror(errno)))")
         }
-        // Fail before the transfer when the target cannot be reached or refuses the password.
-        _ = try connectTarget(db.host, db.port)
     }
 
     deinit { if fd >= 0 { close(fd) } }
 
     func write(_ plain: UnsafeRawBufferPointer) throws {
+        if let replication { return try replication.send(plain) }
         guard writeAll(fd, plain) else {
             throw JobFailure(exit: .jobFailed, code: "write-failed", message: "cannot write the RDB to \(dir.path): \(errnoText(errno))")
         }
     }
 
-    func cancel() { scratch?.terminate(grace: 1) }
+    func cancel() {
+        replication?.abandon()
+        scratch?.terminate(grace: 1)
+    }
 
     private func connectTarget(_ host: String, _ port: Int) throws -> RedisConnection {
         let c = try RedisConnection(host: host, port: port, timeout: 60)
@@ -195,129 +212,8 @@ final class RedisSink: RestoreSink {
     }
 
     func finish() throws -> [String: Int64]? {
-        // A single server whose data is replaced whole takes the backup by replication: it
-        // becomes, for the restore, the replica of a scratch server holding the backup, so
-        // it loads the RDB at its own speed (and its replicas resync from it by
-        // themselves), instead of receiving every key again. A cluster (which refuses
-        // REPLICAOF), a restore that keeps other keys, or a target that cannot replicate
-        // from here falls back to copying keys.
-        if !(db.cluster ?? false) && (db.flush ?? true) {
-            do {
-                return try restoreByReplication()
-            } catch is ReplicationUnavailable {
-                // The target's data is untouched; the copy below replaces it.
-            }
-        }
+        if let replication { return try replication.finish() }
         return try restoreByCopy()
-    }
-
-    /// Why the replication path was left before the target's data was touched.
-    struct ReplicationUnavailable: Error { var reason: String }
-
-    /// A TCP port of 127.0.0.1 free now (the kernel's pick; the scratch server binds it a
-    /// moment later, and a port taken in between fails its start, not the restore).
-    private func freeLoopbackPort() -> Int? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { a in
-            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        return ok ? Int(UInt16(bigEndian: addr.sin_port)) : nil
-    }
-
-    private func restoreByReplication() throws -> [String: Int64] {
-        var secret = SystemRandomNumberGenerator()
-        let password = (0..<4).map { _ in String(secret.next() as UInt64, radix: 16) }.joined()
-        guard let port = freeLoopbackPort() else { throw ReplicationUnavailable(reason: "no free port on 127.0.0.1") }
-        let conf = try dir.write("scratch.conf", ToolCommands.redisReplicationSourceConfig(dir: dir.path, port: port, password: password))
-        let child: Child
-        do { child = try Child(["redis-server", conf], output: false, errorLog: "\(dir.path)/stderr") } catch {
-            throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "cannot start redis-server to read the RDB: \(error)")
-        }
-        scratch = child
-        defer { child.terminate(grace: 2) }
-        let src: RedisConnection
-        do { src = try waitForScratch(child, password: password) } catch {
-            // Its port taken meanwhile, say; the copy loads the RDB again and reports what
-            // is wrong with it, if anything is.
-            throw ReplicationUnavailable(reason: "the scratch server did not start")
-        }
-        let loaded = RESP.keyspace(try src.call("INFO", "keyspace").text ?? "")
-
-        let target = try connectTarget(db.host, db.port)
-        // What the target authenticates to its master with: set for the restore, put back after.
-        func config(_ key: String) -> String? {
-            guard case .array(let r?) = try? target.call("CONFIG", "GET", key), r.count == 2 else { return nil }
-            return r[1].text
-        }
-        guard let oldAuth = config("masterauth") else { throw ReplicationUnavailable(reason: "CONFIG GET refused") }
-        let oldUser = config("masteruser")
-        let info = try target.call("INFO", "replication").text ?? ""
-        guard info.contains("role:master") else { throw ReplicationUnavailable(reason: "the target is not a master") }
-        do {
-            try target.call("CONFIG", "SET", "masterauth", password)
-            if oldUser.map({ !$0.isEmpty }) ?? false { try target.call("CONFIG", "SET", "masteruser", "default") }
-        } catch {
-            throw ReplicationUnavailable(reason: "CONFIG SET refused")
-        }
-        func putBack() {
-            _ = try? target.call("CONFIG", "SET", "masterauth", oldAuth)
-            if let oldUser { _ = try? target.call("CONFIG", "SET", "masteruser", oldUser) }
-        }
-        do {
-            try target.call("REPLICAOF", "127.0.0.1", String(port))
-        } catch {
-            putBack()
-            throw ReplicationUnavailable(reason: "REPLICAOF refused")
-        }
-        // From here the target's data is being replaced: every way out makes it a master
-        // again and puts its settings back.
-        defer {
-            _ = try? target.call("REPLICAOF", "NO", "ONE")
-            putBack()
-        }
-        var linked = false
-        let started = monotonicNow()
-        // A transfer the target aborts (its repl-timeout) is retried by the target itself;
-        // one that stays down this long is given up (the target keeps its old data until a
-        // whole RDB has arrived).
-        var downSince: Double?
-        while true {
-            if child.tryReap() {
-                throw JobFailure(
-                    exit: .jobFailed, code: "command-failed", message: "the scratch redis-server ended during the restore: \(dir.tail("redis.log"))")
-            }
-            let r = try target.call("INFO", "replication").text ?? ""
-            let up = r.contains("master_link_status:up"), syncing = r.contains("master_sync_in_progress:1")
-            linked = linked || up || syncing
-            if up && !syncing { break }
-            if !linked && monotonicNow() - started > 15 {
-                // Nothing reached the target: it cannot connect here (another network
-                // namespace, say). Its data is untouched.
-                throw ReplicationUnavailable(reason: "the target did not connect to 127.0.0.1:\(port) within 15 s")
-            }
-            if linked && !up && !syncing {
-                let since = downSince ?? monotonicNow()
-                downSince = since
-                if monotonicNow() - since > 120 {
-                    throw JobFailure(
-                        exit: .jobFailed, code: "command-failed",
-                        message:
-                            "redis \(target.name): the transfer from the restore's scratch server failed and did not resume within 120 s; the server keeps its previous data"
-                    )
-                }
-            } else {
-                downSince = nil
-            }
-            usleep(20_000)
-        }
-        return loaded
     }
 
     private func restoreByCopy() throws -> [String: Int64]? {
@@ -419,4 +315,187 @@ final class RedisSink: RestoreSink {
         }
         throw JobFailure(exit: .jobFailed, code: "timeout", message: "redis-server did not load the backup's RDB within 300 s")
     }
+}
+
+/// The agent as the target's master for one full resynchronisation. The target gets a
+/// one-off password as `masterauth` and `REPLICAOF 127.0.0.1 PORT` (a port the agent holds
+/// open, so no other process can take it in between); when it connects and authenticates
+/// (`RedisMasterHandshake`), the agent answers `PSYNC` with `FULLRESYNC` and streams the RDB
+/// as the restore decrypts it, in `$EOF:` framing. A Redis replica keeps its old data until
+/// the whole payload, mark included, has arrived, so a restore that fails before the end
+/// (a damaged chunk, a lost coordinator) leaves the target as it was. Every way out makes
+/// the target a master again and puts `masterauth` back; only a killed agent (SIGKILL)
+/// leaves it a read-only replica of a closed port, which `REPLICAOF NO ONE` ends.
+final class RedisReplicationRestore {
+    /// Why the replication path was left before the target's data was touched.
+    struct Unavailable: Error { var reason: String }
+
+    private let target: RedisConnection
+    private var listener: Int32
+    private var replica: RedisConnection?
+    private let linkPassword = randomHex(64)
+    private let handshake: RedisMasterHandshake
+    private let oldAuth: String
+    private var settled = false
+
+    init(target: RedisConnection) throws {
+        self.target = target
+        handshake = RedisMasterHandshake(password: linkPassword, replicationID: randomHex(40), mark: randomHex(40))
+        let (listener, port) = try Self.listen()
+        self.listener = listener
+        // What the target authenticates to its master with: set for the restore, put back after.
+        guard case .array(let r?) = try? target.call("CONFIG", "GET", "masterauth"), r.count == 2, let old = r[1].text else {
+            close(listener)
+            throw Unavailable(reason: "CONFIG GET refused")
+        }
+        oldAuth = old
+        let info = (try? target.call("INFO", "replication").text) ?? ""
+        guard info.contains("role:master") else {
+            close(listener)
+            throw Unavailable(reason: "the target is not a master")
+        }
+        do {
+            try target.call("CONFIG", "SET", "masterauth", linkPassword)
+        } catch {
+            close(listener)
+            throw Unavailable(reason: "CONFIG SET refused")
+        }
+        do {
+            try target.call("REPLICAOF", "127.0.0.1", String(port))
+        } catch {
+            settle()
+            throw Unavailable(reason: "REPLICAOF refused")
+        }
+        do {
+            try awaitReplica(deadline: monotonicNow() + 15)
+        } catch {
+            settle()
+            throw error
+        }
+    }
+
+    deinit {
+        settle()
+    }
+
+    /// A listening socket on 127.0.0.1 at a port the kernel picks.
+    private static func listen() throws -> (Int32, Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Unavailable(reason: "socket: \(errnoText(errno))") }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { a in
+            a.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok, Glibc.listen(fd, 4) == 0 else {
+            close(fd)
+            throw Unavailable(reason: "cannot listen on 127.0.0.1: \(errnoText(errno))")
+        }
+        return (fd, Int(UInt16(bigEndian: addr.sin_port)))
+    }
+
+    /// Accepts connections until one completes the handshake; any other is dropped.
+    private func awaitReplica(deadline: Double) throws {
+        while replica == nil {
+            let left = deadline - monotonicNow()
+            // Nothing reached the agent: the target cannot connect here (another network
+            // namespace, say). Its data is untouched.
+            guard left > 0 else { throw Unavailable(reason: "the target did not connect to 127.0.0.1 within 15 s") }
+            var p = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, Int32(left * 1000) + 1) > 0 else { continue }
+            let fd = accept(listener, nil, nil)
+            guard fd >= 0 else { continue }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            let c = RedisConnection(accepted: fd, name: "the restore's replication link", timeout: 10)
+            var h = handshake
+            conversation: while true {
+                guard case .array(let items?)? = try? c.reply() else { break }
+                let args = items.compactMap { v -> [UInt8]? in if case .bulk(let b?) = v { return b } else { return nil } }
+                switch h.answer(args) {
+                case .reply(let bytes):
+                    guard (try? c.send(bytes)) != nil else { break conversation }
+                case .refuse(let bytes):
+                    _ = try? c.send(bytes)
+                    break conversation
+                case .start(let bytes):
+                    guard (try? c.send(bytes)) != nil else { break conversation }
+                    // The replica reads at its disk's pace; one that stops reading for two
+                    // minutes has given up.
+                    c.setTimeouts(120)
+                    replica = c
+                    break conversation
+                }
+            }
+        }
+        closeListener()
+    }
+
+    private func closeListener() {
+        if listener >= 0 { close(listener) }
+        listener = -1
+    }
+
+    func send(_ plain: UnsafeRawBufferPointer) throws {
+        guard let replica else { return }
+        do { try replica.send(plain) } catch {
+            throw JobFailure(
+                exit: .jobFailed, code: "command-failed",
+                message: "redis \(target.name): the server dropped the restore's transfer (\(error)); it keeps its previous data (see its log)")
+        }
+    }
+
+    /// The end mark, then the target's load awaited; the keys it then holds.
+    func finish() throws -> [String: Int64] {
+        defer { settle() }
+        guard let replica else { throw Unavailable(reason: "no replica") }
+        do { try replica.send(handshake.mark) } catch {
+            throw JobFailure(
+                exit: .jobFailed, code: "command-failed",
+                message: "redis \(target.name): the server dropped the restore's transfer at its end (\(error)); it keeps its previous data (see its log)")
+        }
+        // A replica loads the whole payload before it reports the link up; a load that
+        // fails turns the link down without a transfer in progress.
+        while true {
+            let r = try target.call("INFO", "replication").text ?? ""
+            let up = r.contains("master_link_status:up"), syncing = r.contains("master_sync_in_progress:1")
+            if up && !syncing { break }
+            if !up && !syncing {
+                throw JobFailure(
+                    exit: .jobFailed, code: "command-failed",
+                    message: "redis \(target.name): the server could not load the backup's RDB (see its log: an RDB of a newer Redis, or too little memory?)")
+            }
+            usleep(20_000)
+        }
+        return RESP.keyspace(try target.call("INFO", "keyspace").text ?? "")
+    }
+
+    /// The transfer broken off before its end (the target keeps its old data).
+    func abandon() {
+        replica = nil
+        settle()
+    }
+
+    /// The target a master again, its `masterauth` as before.
+    private func settle() {
+        guard !settled else { return }
+        settled = true
+        _ = try? target.call("REPLICAOF", "NO", "ONE")
+        _ = try? target.call("CONFIG", "SET", "masterauth", oldAuth)
+        replica = nil
+        closeListener()
+    }
+}
+
+/// `count` random hexadecimal digits.
+func randomHex(_ count: Int) -> String {
+    var g = SystemRandomNumberGenerator()
+    var s = ""
+    while s.count < count { s += String(g.next() as UInt64, radix: 16).leftPadded(16) }
+    return String(s.prefix(count))
+}
+
+extension String {
+    fileprivate func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
 }

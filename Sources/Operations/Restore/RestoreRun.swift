@@ -159,7 +159,8 @@ package enum RestoreRun {
                             secrets: JobSecrets(
                                 dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
                                 idKey: p.repo.keys.id.withUnsafeBytes { Data($0) },
-                                dbPassword: dbPassword?.value)))
+                                dbPassword: dbPassword?.value),
+                            sha256: p.manifest.streams[i].sha256))
                     do throws(StowageError) {
                         bad += try await restoreStream(
                             p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
@@ -249,7 +250,8 @@ package enum RestoreRun {
                 return .success(bad)
             } catch {
                 for t in pending { t.cancel() }
-                // The agent sees its input cut without the end frame and stops the tool.
+                // The agent sees its input cut without the end frame and stops the tool
+                // (`FeedItem.abandoned`).
                 consumer.kill()
                 return .failure(error)
             }
