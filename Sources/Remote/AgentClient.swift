@@ -53,7 +53,8 @@ package enum AgentClient {
     package static func run(
         _ target: SSHTarget, agent: AgentBinary, job: AgentJob, feed: any RecordFeed,
         output: ((UnsafeRawBufferPointer) -> Void)? = nil,
-        progress: ((Int64) -> Void)? = nil
+        progress: ((Int64) -> Void)? = nil,
+        ready: (@Sendable () -> Void)? = nil
     ) async throws(StowageError) -> AgentRun {
         var ended = false
         return try await run(
@@ -71,7 +72,7 @@ package enum AgentClient {
                     ended = true
                     return .end
                 }
-            }, output: output, progress: progress, ready: nil)
+            }, output: output, progress: progress, ready: ready)
     }
 
     /// As above, with input that may be "not yet" (`.later`): a producer on another thread

@@ -216,3 +216,22 @@ private func analyze(_ fixture: String, maxLag: Double = 60, _ change: (inout La
         #expect(t.status == .error)
     }
 }
+
+@Suite struct CountSpreadTests {
+    @Test func theLargestTablesGoFirstOntoTheLeastLoadedSession() {
+        let tables: [(String, Int64)] = [("small", 10), ("accounts", 3_000_000), ("notes", 1_500_000), ("orders", 1_400_000), ("tiny", 0)]
+        let lists = DataCounts.spread(tables, over: 2)
+        #expect(lists.count == 2)
+        // accounts alone outweighs the rest: the other session takes everything else.
+        #expect(lists[0] == ["accounts"])
+        #expect(lists[1] == ["notes", "orders", "small", "tiny"])
+        // Every table counted once.
+        #expect(lists.flatMap { $0 }.sorted() == tables.map(\.0).sorted())
+    }
+
+    @Test func moreSessionsThanTablesLeavesSomeEmptyAndNoneIsLost() {
+        let lists = DataCounts.spread([("a", 5)], over: 3)
+        #expect(lists.map(\.count).sorted() == [0, 0, 1])
+        #expect(DataCounts.spread([("a", 5)], over: 0).isEmpty)
+    }
+}

@@ -252,25 +252,40 @@ final class RedisSink: RestoreSink {
         }
         if db.flush ?? true {
             for c in conns { try c.call("FLUSHALL") }
+            // A cluster restore's other streams copy only after this (the coordinator ends
+            // their inputs once it hears it).
+            if db.cluster ?? false { Events.send(AgentEvent(event: .ready)) }
         }
 
+        // Pipelined both ways: the scratch server scans the next batch while this one's
+        // DUMPs are read, and each master applies a batch of RESTOREs while the next is
+        // read; a master's replies are read just before its next batch is sent.
+        var pending = [Int](repeating: 0, count: conns.count)
+        func drain(_ i: Int) throws {
+            for _ in 0..<pending[i] {
+                if case .error(let e) = try conns[i].reply() {
+                    throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(conns[i].name): RESTORE failed: \(e)")
+                }
+            }
+            pending[i] = 0
+        }
         for name in loaded.keys.sorted() {
             guard let index = Int(name.dropFirst(2)) else { continue }
+            for i in conns.indices { try drain(i) }
             try src.call("SELECT", String(index))
             if !(db.cluster ?? false) { try conns[0].call("SELECT", String(index)) }
-            var cursor = "0"
-            repeat {
-                guard case .array(let r?) = try src.call("SCAN", cursor, "COUNT", "1000"), r.count == 2,
-                    let next = r[0].text, case .array(let items?) = r[1]
-                else {
+            try src.send(RESP.command("SCAN", "0", "COUNT", "1000"))
+            var more = true
+            while more {
+                guard case .array(let r?) = try src.reply(), r.count == 2, let next = r[0].text, case .array(let items?) = r[1] else {
                     throw JobFailure(exit: .jobFailed, code: "redis", message: "scratch redis-server: unexpected SCAN reply")
                 }
-                cursor = next
+                more = next != "0"
                 let keys: [[UInt8]] = items.compactMap { if case .bulk(let b?) = $0 { return b } else { return nil } }
-                if keys.isEmpty { continue }
-                // DUMP and PTTL of the whole batch in one round trip.
+                // DUMP and PTTL of the whole batch, then the next SCAN, in one write.
                 var pipeline: [UInt8] = []
                 for k in keys { pipeline += RESP.command([Array("DUMP".utf8), k]) + RESP.command([Array("PTTL".utf8), k]) }
+                if more { pipeline += RESP.command("SCAN", next, "COUNT", "1000") }
                 try src.send(pipeline)
                 var perConn = [[UInt8]](repeating: [], count: conns.count)
                 var sent = [Int](repeating: 0, count: conns.count)
@@ -284,16 +299,14 @@ final class RedisSink: RestoreSink {
                     perConn[c] += RESP.command([Array("RESTORE".utf8), k, Array(String(ms).utf8), payload, Array("REPLACE".utf8)])
                     sent[c] += 1
                 }
-                for (i, c) in conns.enumerated() where sent[i] > 0 {
-                    try c.send(perConn[i])
-                    for _ in 0..<sent[i] {
-                        if case .error(let e) = try c.reply() {
-                            throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(c.name): RESTORE failed: \(e)")
-                        }
-                    }
+                for i in conns.indices where sent[i] > 0 {
+                    try drain(i)
+                    try conns[i].send(perConn[i])
+                    pending[i] = sent[i]
                 }
-            } while cursor != "0"
+            }
         }
+        for i in conns.indices { try drain(i) }
         return loaded
     }
 

@@ -137,41 +137,87 @@ package enum RestoreRun {
         do throws(StowageError) {
             let cluster = p.topology.kind == .redisCluster
             let done = ByteTotal()
-            for (i, stream) in p.manifest.streams.enumerated() {
-                // A cluster stream goes through its old master's node when that is still a
-                // master (the keys are routed by slot from there anyway).
-                let via = cluster ? (p.plan.targets.first { $0.node == stream.node } ?? p.plan.targets[0]) : nil
-                for target in via.map({ [$0] }) ?? p.plan.targets {
-                    guard let spec = layer.nodes.first(where: { $0.name == target.node }), let db = spec.db else {
-                        throw StowageError(.internalError, "\(layer.id): target \(target.node) is not in the inventory")
+            /// One stream to one target node: the job, run.
+            @Sendable func restore(
+                _ i: Int, to target: PlannedStream, flush: Bool, flushed: OnceSignal?, endAfter: OnceSignal?
+            ) async throws(StowageError)
+                -> [BadCopy]
+            {
+                guard let spec = layer.nodes.first(where: { $0.name == target.node }), let db = spec.db else {
+                    throw StowageError(.internalError, "\(layer.id): target \(target.node) is not in the inventory")
+                }
+                var access = DatabaseAccess(
+                    engine: layer.engine.wire, host: db.host, port: db.port,
+                    user: layer.credentials?.user, cluster: cluster, flush: flush)
+                if layer.engine == .postgresql {
+                    let user = layer.credentials?.user ?? "postgres"
+                    let bootstrap = await DataCounts.postgresBootstrapRole(probeTarget(spec, db, layer, inventory, dbPassword))
+                    access.keepRoles = Array(Set([user, bootstrap ?? "postgres"])).sorted()
+                }
+                let job = AgentJob.restore(
+                    RestoreJob(
+                        database: access,
+                        secrets: JobSecrets(
+                            dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
+                            idKey: p.repo.keys.id.withUnsafeBytes { Data($0) },
+                            dbPassword: dbPassword?.value),
+                        sha256: p.manifest.streams[i].sha256))
+                var ready: (@Sendable () -> Void)?
+                if let flushed { ready = { @Sendable in flushed.finish(nil) } }
+                do throws(StowageError) {
+                    return try await restoreStream(
+                        p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
+                        progress: { b in progress?(done.set(i, b)) }, ready: ready, endAfter: endAfter)
+                } catch {
+                    // Whatever the tool applied before the failure stays applied.
+                    var e = error
+                    if e.hint == nil || e.status == .remoteFailed {
+                        e.hint = "\(target.node) may hold a partly applied restore; run the restore again once the cause is fixed"
                     }
-                    var access = DatabaseAccess(
-                        engine: layer.engine.wire, host: db.host, port: db.port,
-                        user: layer.credentials?.user, cluster: cluster, flush: i == 0)
-                    if layer.engine == .postgresql {
-                        let user = layer.credentials?.user ?? "postgres"
-                        let bootstrap = await DataCounts.postgresBootstrapRole(probeTarget(spec, db, layer, inventory, dbPassword))
-                        access.keepRoles = Array(Set([user, bootstrap ?? "postgres"])).sorted()
-                    }
-                    let job = AgentJob.restore(
-                        RestoreJob(
-                            database: access,
-                            secrets: JobSecrets(
-                                dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
-                                idKey: p.repo.keys.id.withUnsafeBytes { Data($0) },
-                                dbPassword: dbPassword?.value),
-                            sha256: p.manifest.streams[i].sha256))
-                    do throws(StowageError) {
-                        bad += try await restoreStream(
-                            p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
-                            progress: { b in progress?(done.set(i, b)) })
-                    } catch {
-                        // Whatever the tool applied before the failure stays applied.
-                        var e = error
-                        if e.hint == nil || e.status == .remoteFailed {
-                            e.hint = "\(target.node) may hold a partly applied restore; run the restore again once the cause is fixed"
+                    throw e
+                }
+            }
+            if cluster {
+                // A cluster's streams (one per old master, each through its old master's node
+                // when that is still a master; keys are routed by slot from there) run at
+                // once: each fetch, scratch load and key copy overlaps the others. The first
+                // flushes every master before it copies and says so (`ready`); the other
+                // streams' inputs end only after that, so no key is copied before the flush.
+                let flush = OnceSignal()
+                let results = await withTaskGroup(of: (Int, Result<[BadCopy], StowageError>).self) { group in
+                    for i in p.manifest.streams.indices {
+                        let stream = p.manifest.streams[i]
+                        let via = p.plan.targets.first { $0.node == stream.node } ?? p.plan.targets[0]
+                        group.addTask {
+                            let r = await captured {
+                                try await restore(i, to: via, flush: i == 0, flushed: i == 0 ? flush : nil, endAfter: i == 0 ? nil : flush)
+                            }
+                            // The first stream's end (however it ended) opens the others' gate.
+                            if i == 0 {
+                                if case .failure(let e) = r { flush.finish(e) } else { flush.finish(nil) }
+                            }
+                            return (i, r)
                         }
-                        throw e
+                    }
+                    var out: [(Int, Result<[BadCopy], StowageError>)] = []
+                    for await r in group {
+                        out.append(r)
+                        if case .failure = r.1 { group.cancelAll() }
+                    }
+                    return out.sorted { $0.0 < $1.0 }
+                }
+                // The first failure by stream order (a later stream's is often the cut input
+                // the first one's failure caused).
+                for (_, r) in results {
+                    switch r {
+                    case .success(let b): bad += b
+                    case .failure(let e): throw e
+                    }
+                }
+            } else {
+                for i in p.manifest.streams.indices {
+                    for target in p.plan.targets {
+                        bad += try await restore(i, to: target, flush: i == 0, flushed: nil, endAfter: nil)
                     }
                 }
             }
@@ -200,10 +246,11 @@ package enum RestoreRun {
     /// Streams one backup stream's sealed chunks to a `restore` job on `target`.
     static func restoreStream(
         _ p: RestorePreview, stream index: Int, to target: SSHTarget, job: AgentJob, agent: AgentBinary,
-        progress: @escaping @Sendable (Int64) -> Void
+        progress: @escaping @Sendable (Int64) -> Void, ready: (@Sendable () -> Void)? = nil, endAfter: OnceSignal? = nil
     ) async throws(StowageError) -> [BadCopy] {
         let stream = p.manifest.streams[index]
-        let fan = FanOut(names: ["agent"], capacity: 64 << 20)
+        // Two 32 MiB batches in flight plus this queue: the coordinator stays well under 256 MiB.
+        let fan = FanOut(names: ["agent"], capacity: 32 << 20)
         let consumer = fan.consumer("agent")
         let repo = p.repo
         let manifest = p.manifest
@@ -246,6 +293,10 @@ package enum RestoreRun {
                     // the cooperative pool.
                     await DedicatedThread.run("restore queue") { for r in records { fan.enqueue(r, to: "agent") } }
                 }
+                // A gated input ends only once the gate opens; a gate that fails cuts it.
+                if let endAfter, let failure = await endAfter.wait() {
+                    throw StowageError(failure.status, "stopped: \(failure.message)")
+                }
                 fan.finish()
                 return .success(bad)
             } catch {
@@ -258,7 +309,7 @@ package enum RestoreRun {
         }
         let run: AgentRun
         do throws(StowageError) {
-            run = try await AgentClient.run(target, agent: agent, job: job, feed: consumer, progress: progress)
+            run = try await AgentClient.run(target, agent: agent, job: job, feed: consumer, progress: progress, ready: ready)
         } catch {
             consumer.kill()
             reader.cancel()

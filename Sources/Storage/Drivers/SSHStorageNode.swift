@@ -180,38 +180,6 @@ final class SSHLockSession: StorageLockSession {
     static let releaseGrace: Double = 2
 }
 
-/// Resumes one waiter with the first outcome it is given.
-final class OnceSignal: Sendable {
-    private struct State {
-        var outcome: StowageError??
-        var waiter: CheckedContinuation<StowageError?, Never>?
-    }
-    private let state = Mutex(State())
-
-    func finish(_ failure: StowageError?) {
-        let waiter = state.withLock { s -> CheckedContinuation<StowageError?, Never>? in
-            guard s.outcome == nil else { return nil }
-            s.outcome = .some(failure)
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        waiter?.resume(returning: failure)
-    }
-
-    var isFinished: Bool { state.withLock { $0.outcome != nil } }
-
-    func wait() async -> StowageError? {
-        await withCheckedContinuation { (c: CheckedContinuation<StowageError?, Never>) in
-            let ready = state.withLock { s -> StowageError?? in
-                if let o = s.outcome { return o }
-                s.waiter = c
-                return nil
-            }
-            if let r = ready { c.resume(returning: r) }
-        }
-    }
-}
-
 /// Hands out encoded records one object at a time (used on one connection thread).
 final class ObjectQueue: @unchecked Sendable {
     private var objects: [StoredObject]
