@@ -51,12 +51,20 @@ final class Child {
     /// Starts `argv`. stdin is /dev/null, or a pipe (`input`); stdout a pipe, or /dev/null
     /// when `output` is false; stderr goes to the file `errorLog` (its tail explains a
     /// failure) or /dev/null: never to the agent's stderr, which carries the events.
+    /// F_SETPIPE_SZ (Linux; not exported by Glibc's module without _GNU_SOURCE).
+    static let setPipeSize: Int32 = 1031
+    static let pipeBytes: Int32 = 1 << 20
+
     init(_ argv: [String], input: Bool = false, output: Bool = true, errorLog: String? = nil) throws(IOFailure) {
         var fds: [Int32] = [-1, -1]
         var ins: [Int32] = [-1, -1]
         if output {
             guard pipe(&fds) == 0 else { throw .errno(errno) }
             fds.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+            // A 1 MiB pipe (Linux's default ceiling for any user) instead of 64 KiB: the tool
+            // keeps writing while the agent cuts, compresses and seals the chunk it has.
+            // Best effort: a system with a lower ceiling keeps its default.
+            _ = fcntl(fds[0], Self.setPipeSize, Self.pipeBytes)
         }
         if input {
             // Close-on-exec: a later child must not hold this pipe open (its reader would

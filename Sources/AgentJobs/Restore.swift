@@ -1,8 +1,10 @@
 // The `restore` job: the database node's half of a restore. Sealed chunks arrive in stream
 // order; each is authenticated and decrypted here and checked against its keyed ID, so
 // plaintext exists only on this node, and the stream is applied to the database: psql or
-// mariadb read it on stdin; a Redis RDB is loaded into a private redis-server whose keys
-// are copied into the live server with DUMP/RESTORE (its replicas follow, TTLs kept).
+// mariadb read it on stdin; a Redis server replicates the RDB from the agent itself, and a
+// cluster gets its keys copied with DUMP/RESTORE from a private redis-server (replicas
+// follow, TTLs kept). The stream's SHA-256 is compared with the manifest's before the
+// target is let commit.
 import AgentProtocol
 @preconcurrency import Crypto
 import Engines
