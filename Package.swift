@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
-        .testTarget(name: "ServiceTests", dependencies: ["Service", "Scheduling"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Scheduling", "Support"]),
         .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         // Unit tests, one target per library, none needing the lab (under a minute).
         .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository", "TestSupport"]),

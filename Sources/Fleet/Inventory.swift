@@ -296,7 +296,11 @@ private struct InventoryParser {
     }
 
     func scheduler(_ v: YAMLValue, inventory: String) throws(StowageError) -> SchedulerSettings {
-        let f = try YAMLFields(v, allowed: ["concurrency", "per_storage", "start_delay", "retries", "retry_delay", "grace", "catalog", "listen", "node_check"])
+        let f = try YAMLFields(
+            v,
+            allowed: [
+                "concurrency", "per_storage", "start_delay", "retries", "retry_delay", "grace", "catalog", "listen", "node_check", "api_behind_tls_proxy",
+            ])
         var s = SchedulerSettings()
         func count(_ key: String, min: Int) throws(StowageError) -> Int? {
             guard let x = f[key] else { return nil }
@@ -320,6 +324,7 @@ private struct InventoryParser {
             }
             s.listenAddress = a
         }
+        if let x = f["api_behind_tls_proxy"] { s.apiBehindTLSProxy = try x.bool() }
         return s
     }
 

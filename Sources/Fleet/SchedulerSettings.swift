@@ -26,6 +26,10 @@ package struct SchedulerSettings: Sendable, Equatable {
         set { listenAddress = newValue.map { ListenAddress(host: $0.host, port: $0.port) } }
     }
     package var listenAddress: ListenAddress?
+    /// The listener is on a loopback address behind a TLS-terminating proxy: the REST API's
+    /// mutating calls are served even though the listener itself speaks plain HTTP on a
+    /// non-loopback address (docs/api.md).
+    package var apiBehindTLSProxy = false
     /// How often every storage node is asked whether it answers and how full it is (metrics).
     package var nodeCheck: Double = 60
 

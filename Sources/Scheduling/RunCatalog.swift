@@ -90,7 +90,7 @@ package struct SchedulerBeat: Codable, Sendable, Equatable, FetchableRecord, Per
 
 package final class RunCatalog: Sendable {
     package let path: String
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     /// Opens (or creates) the catalog at `path`.
     package init(path: String) throws(StowageError) {
@@ -139,6 +139,31 @@ package final class RunCatalog: Sendable {
             migrator.registerMigration("v3-new-bytes") { db in
                 try db.alter(table: "runs") { t in t.add(column: "newBytes", .integer) }
             }
+            // The REST API's tokens (hashes only) and the audit trail of its mutating calls.
+            migrator.registerMigration("v4-api") { db in
+                try db.create(table: "api_tokens") { t in
+                    t.column("id", .text).primaryKey()
+                    t.column("name", .text).notNull()
+                    t.column("role", .text).notNull()
+                    t.column("environments", .text).notNull()
+                    t.column("hash", .text).notNull().unique()
+                    t.column("created", .datetime).notNull()
+                    t.column("revoked", .datetime)
+                }
+                try db.create(table: "audit") { t in
+                    t.autoIncrementedPrimaryKey("id")
+                    t.column("at", .datetime).notNull().indexed()
+                    t.column("tokenID", .text).notNull()
+                    t.column("tokenName", .text).notNull()
+                    t.column("method", .text).notNull()
+                    t.column("path", .text).notNull()
+                    t.column("action", .text).notNull()
+                    t.column("target", .text)
+                    t.column("status", .integer).notNull()
+                    t.column("outcome", .text).notNull()
+                    t.column("detail", .text)
+                }
+            }
             try migrator.migrate(pool)
         } catch {
             throw StowageError(
@@ -155,6 +180,8 @@ package final class RunCatalog: Sendable {
         }
         return try result.get()
     }
+
+    func failure(_ error: Error) -> StowageError { fail(error) }
 
     private func fail(_ error: Error) -> StowageError {
         StowageError(.internalError, "run catalog \(path): \(error)", hint: "it is a cache: move it away and a new one is started")
@@ -286,6 +313,80 @@ package final class RunCatalog: Sendable {
                 return out
             }
         } catch { throw fail(error) }
+    }
+}
+
+extension RunCatalog {
+    // MARK: - API tokens and the audit trail
+
+    package func addToken(_ t: APIToken) async throws(StowageError) {
+        do {
+            try await pool.write { db in
+                try db.execute(
+                    sql: "INSERT INTO api_tokens (id, name, role, environments, hash, created, revoked) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+                    arguments: [t.id, t.name, t.role.rawValue, t.environments.joined(separator: ","), t.hash, t.created])
+            }
+        } catch { throw failure(error) }
+    }
+
+    /// Every token, revoked ones too, oldest first.
+    package func tokens() async throws(StowageError) -> [APIToken] {
+        do {
+            return try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM api_tokens ORDER BY created, id").compactMap(Self.token) }
+        } catch { throw failure(error) }
+    }
+
+    /// The token whose secret hashes to `hash`, unless revoked.
+    package func activeToken(hash: String) async throws(StowageError) -> APIToken? {
+        do {
+            return try await pool.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM api_tokens WHERE hash = ? AND revoked IS NULL", arguments: [hash]).flatMap(Self.token)
+            }
+        } catch { throw failure(error) }
+    }
+
+    /// Revokes a token by id; false when there is none (or it was revoked already).
+    package func revokeToken(id: String, at now: Date) async throws(StowageError) -> Bool {
+        do {
+            return try await pool.write { db in
+                try db.execute(sql: "UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", arguments: [now, id])
+                return db.changesCount > 0
+            }
+        } catch { throw failure(error) }
+    }
+
+    private static func token(_ r: Row) -> APIToken? {
+        guard let id: String = r["id"], let name: String = r["name"], let roleText: String = r["role"], let role = APIRole(rawValue: roleText),
+            let envs: String = r["environments"], let hash: String = r["hash"], let created: Date = r["created"]
+        else { return nil }
+        return APIToken(
+            id: id, name: name, role: role, environments: envs.split(separator: ",").map(String.init), hash: hash, created: created, revoked: r["revoked"])
+    }
+
+    package func audit(_ a: AuditRecord) async throws(StowageError) {
+        do {
+            try await pool.write { db in
+                try db.execute(
+                    sql:
+                        "INSERT INTO audit (at, tokenID, tokenName, method, path, action, target, status, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    arguments: [a.at, a.tokenID, a.tokenName, a.method, a.path, a.action, a.target, a.status, a.outcome, a.detail])
+            }
+        } catch { throw failure(error) }
+    }
+
+    /// The audit trail, newest first.
+    package func auditTrail(limit: Int = 1000) async throws(StowageError) -> [AuditRecord] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map { r in
+                    var a = AuditRecord(
+                        at: r["at"], tokenID: r["tokenID"], tokenName: r["tokenName"], method: r["method"], path: r["path"], action: r["action"],
+                        target: r["target"], status: r["status"], outcome: r["outcome"], detail: r["detail"])
+                    a.id = r["id"]
+                    return a
+                }
+            }
+        } catch { throw failure(error) }
     }
 }
 

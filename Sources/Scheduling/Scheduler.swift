@@ -77,6 +77,8 @@ package actor Scheduler {
     var topologyFindings: [String: MetricsSnapshot.Topology] = [:]
     var lastNodeCheck = Date.distantPast
     var startedAt = Date()
+    /// The policies are loaded and the ticks run (the listener answers before that).
+    package private(set) var scheduling = false
     var lastBeatAt = Date.distantPast
 
     /// Async: the catalog is opened (SQLite's blocking open and migration) on a thread of
@@ -117,6 +119,7 @@ package actor Scheduler {
                 .warning, event: "run-interrupted", layer: r.layer, ["run": "\(r.id ?? 0)"])
         }
         rebuild(makeUpFrom: try await makeUpReferences())
+        scheduling = true
         let started = Date()
         startedAt = started
         let host = ProcessInfo.processInfo.hostName
@@ -294,6 +297,27 @@ package actor Scheduler {
     func enqueue(_ q: QueuedRun) {
         queue[q.layer] = q
     }
+
+    /// Backup Now (the API's): a run of `layer` queued to start at the next tick, within the
+    /// concurrency limits, like a scheduled one. Refused when the layer has no enabled policy
+    /// (the add-on is not installed there), or a run of it runs or waits already.
+    package func backupNow(layer: String) throws(StowageError) -> QueuedRun {
+        guard stopDeadline == nil else { throw StowageError(.locked, "the scheduler is stopping", hint: "try again once it has restarted") }
+        guard let s = states[layer] else {
+            throw StowageError(.usage, "\(layer) has no enabled backup policy", hint: "install the add-on on it first (stowage addon install \(layer))")
+        }
+        if running[layer] != nil || queue[layer] != nil {
+            throw StowageError(
+                .locked, "a run of \(layer) \(running[layer] != nil ? "is running" : "is waiting to start")", hint: "GET /api/v1/runs?layer=\(layer)")
+        }
+        let q = QueuedRun(layer: layer, storage: s.policy.storage, slot: nil, trigger: "api", attempt: 1, startAt: Date())
+        enqueue(q)
+        log("\(layer): a run queued through the API", event: "run-queued", layer: layer, ["trigger": "api"])
+        return q
+    }
+
+    /// The catalog (the API reads runs, tokens and the audit trail from it).
+    package nonisolated var runCatalog: RunCatalog { catalog }
 
     func delay() -> Double { SchedulerLogic.startDelay(window: inventory.scheduler.startDelay, random: Double.random(in: 0...1)) }
 

@@ -1,7 +1,7 @@
 // The scheduler's HTTP listener (off unless `scheduler.listen` is set): /metrics for
 // Prometheus, /healthz (the process answers) and /readyz (inventory loaded, catalog open).
-// Read-only: nothing here changes anything, so nothing here needs a login; the REST API
-// that will act on the fleet (a later issue) mounts on this router with authentication.
+// These three are read-only and answer without a login; the REST API (APIRoutes, under
+// /api/v1) mounts on the same router with tokens, roles and the audit trail.
 import Foundation
 import Hummingbird
 import Logging
@@ -12,8 +12,11 @@ package final class StatusServer: Sendable {
     private let group: ServiceGroup
 
     /// `onRunning` is called once the socket is bound and accepting.
-    package init(host: String, port: Int, scheduler: Scheduler, logger: Logger, onRunning: @escaping @Sendable () async -> Void = {}) {
+    package init(
+        host: String, port: Int, scheduler: Scheduler, logger: Logger, behindTLSProxy: Bool = false, onRunning: @escaping @Sendable () async -> Void = {}
+    ) {
         let router = Router()
+        APIRoutes.mount(on: router, scheduler: scheduler, listenHost: host, behindTLSProxy: behindTLSProxy)
         router.get("healthz") { _, _ -> String in "ok\n" }
         router.get("readyz") { _, _ -> Response in
             let ready = await scheduler.ready()

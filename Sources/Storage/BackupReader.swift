@@ -130,14 +130,14 @@ package enum BackupReader {
         return bad
     }
 
-    /// The stream's chunks in batches of at most 32 MiB stored: one get session per node each
-    /// (a restore has two in flight, from different nodes).
-    package static func batches(_ stream: ManifestStream) -> [[ManifestStream.Chunk]] {
+    /// The stream's chunks in batches of at most `limit` bytes stored (32 MiB: one get session
+    /// per node each; a restore has two in flight, from different nodes).
+    package static func batches(_ stream: ManifestStream, limit: Int = 32 << 20) -> [[ManifestStream.Chunk]] {
         var out: [[ManifestStream.Chunk]] = []
         var batch: [ManifestStream.Chunk] = []
         var size = 0
         for c in stream.chunks {
-            if !batch.isEmpty && size + c.stored > 32 << 20 {
+            if !batch.isEmpty && size + c.stored > limit {
                 out.append(batch)
                 batch = []
                 size = 0

@@ -69,12 +69,15 @@ struct SchedulerCommand: AsyncParsableCommand {
                 sources.append(s)
             }
             signal(SIGPIPE, SIG_IGN)
-            if let listen = try Inventory.load(path: absolute(path)).scheduler.listenAddress {
+            let settings = try Inventory.load(path: absolute(path)).scheduler
+            if let listen = settings.listenAddress {
                 // Scheduling starts once the listener is bound (or has failed): under
                 // Type=notify, READY=1 then means the metrics answer too.
                 let (bound, boundSignal) = AsyncStream<Bool>.makeStream()
-                let server = StatusServer(host: listen.host, port: listen.port, scheduler: scheduler, logger: logger) {
-                    logger.info("listening on \(listen.host):\(listen.port) (/metrics, /healthz, /readyz)", metadata: ["event": "listening"])
+                let server = StatusServer(
+                    host: listen.host, port: listen.port, scheduler: scheduler, logger: logger, behindTLSProxy: settings.apiBehindTLSProxy
+                ) {
+                    logger.info("listening on \(listen.host):\(listen.port) (/metrics, /healthz, /readyz, /api/v1)", metadata: ["event": "listening"])
                     boundSignal.yield(true)
                 }
                 let serving = Task {

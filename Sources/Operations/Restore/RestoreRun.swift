@@ -139,7 +139,7 @@ package enum RestoreRun {
             let done = ByteTotal()
             /// One stream to one target node: the job, run.
             @Sendable func restore(
-                _ i: Int, to target: PlannedStream, flush: Bool, flushed: OnceSignal?, endAfter: OnceSignal?
+                _ i: Int, to target: PlannedStream, flush: Bool, flushed: OnceSignal?, endAfter: OnceSignal?, share: Int
             ) async throws(StowageError)
                 -> [BadCopy]
             {
@@ -167,7 +167,7 @@ package enum RestoreRun {
                 do throws(StowageError) {
                     return try await restoreStream(
                         p, stream: i, to: try inventory.sshTarget(spec), job: job, agent: agent,
-                        progress: { b in progress?(done.set(i, b)) }, ready: ready, endAfter: endAfter)
+                        progress: { b in progress?(done.set(i, b)) }, ready: ready, endAfter: endAfter, share: share)
                 } catch {
                     // Whatever the tool applied before the failure stays applied.
                     var e = error
@@ -190,7 +190,8 @@ package enum RestoreRun {
                         let via = p.plan.targets.first { $0.node == stream.node } ?? p.plan.targets[0]
                         group.addTask {
                             let r = await captured {
-                                try await restore(i, to: via, flush: i == 0, flushed: i == 0 ? flush : nil, endAfter: i == 0 ? nil : flush)
+                                try await restore(
+                                    i, to: via, flush: i == 0, flushed: i == 0 ? flush : nil, endAfter: i == 0 ? nil : flush, share: p.manifest.streams.count)
                             }
                             // The first stream's end (however it ended) opens the others' gate.
                             if i == 0 {
@@ -217,7 +218,7 @@ package enum RestoreRun {
             } else {
                 for i in p.manifest.streams.indices {
                     for target in p.plan.targets {
-                        bad += try await restore(i, to: target, flush: i == 0, flushed: nil, endAfter: nil)
+                        bad += try await restore(i, to: target, flush: i == 0, flushed: nil, endAfter: nil, share: 1)
                     }
                 }
             }
@@ -246,11 +247,13 @@ package enum RestoreRun {
     /// Streams one backup stream's sealed chunks to a `restore` job on `target`.
     static func restoreStream(
         _ p: RestorePreview, stream index: Int, to target: SSHTarget, job: AgentJob, agent: AgentBinary,
-        progress: @escaping @Sendable (Int64) -> Void, ready: (@Sendable () -> Void)? = nil, endAfter: OnceSignal? = nil
+        progress: @escaping @Sendable (Int64) -> Void, ready: (@Sendable () -> Void)? = nil, endAfter: OnceSignal? = nil, share: Int = 1
     ) async throws(StowageError) -> [BadCopy] {
         let stream = p.manifest.streams[index]
-        // Two 32 MiB batches in flight plus this queue: the coordinator stays well under 256 MiB.
-        let fan = FanOut(names: ["agent"], capacity: 32 << 20)
+        // Two batches in flight plus this queue, each 32 MiB shared by the streams restored at
+        // once (`share`): the coordinator stays under 256 MiB however many there are.
+        let budget = (32 << 20) / max(1, share)
+        let fan = FanOut(names: ["agent"], capacity: budget)
         let consumer = fan.consumer("agent")
         let repo = p.repo
         let manifest = p.manifest
@@ -258,7 +261,7 @@ package enum RestoreRun {
         // Two batches are in flight, each from another storage node first: one SSH session
         // (libssh2, one cipher block per call) and one node's disk are the ceiling of a
         // single fetch, and the next batch arrives while this one is verified and queued.
-        let batches = BackupReader.batches(stream)
+        let batches = BackupReader.batches(stream, limit: budget)
         let inFlight = min(2, max(1, repo.storage.nodes.count))
         let reader = Task { () async -> Result<[BadCopy], StowageError> in
             typealias Fetched = Result<(records: [[UInt8]], bad: [BadCopy]), StowageError>
@@ -266,8 +269,12 @@ package enum RestoreRun {
                 Task {
                     var bad: [BadCopy] = []
                     do throws(StowageError) {
-                        let got = try await BackupReader.fetch(repo, manifest, batches[i], keepPlain: false, firstNode: i, bad: &bad)
-                        return .success((batches[i].map { c in ObjectRecord.encode(name: RepositoryLayout.chunk(c.id), bytes: got[c.id]!.sealed) }, bad))
+                        var got = try await BackupReader.fetch(repo, manifest, batches[i], keepPlain: false, firstNode: i, bad: &bad)
+                        // Each sealed copy released as its record is made: one batch in memory, not two.
+                        let records = batches[i].map { c in
+                            ObjectRecord.encode(name: RepositoryLayout.chunk(c.id), bytes: got.removeValue(forKey: c.id)!.sealed)
+                        }
+                        return .success((records, bad))
                     } catch {
                         return .failure(error)
                     }

@@ -1,0 +1,218 @@
+// The REST API (docs/api.md), mounted on the scheduler's listener under /api/v1. Every request
+// authenticates with a bearer token (APIAccess: role and scope); every mutating call, allowed
+// or not, lands in the audit trail before it is answered. Mutating calls are refused on a
+// plain-HTTP listener that is not on a loopback address (tokens would cross the network in
+// clear), unless the inventory says a TLS-terminating proxy is in front.
+import Foundation
+import Hummingbird
+import Scheduling
+import Support
+
+/// An API error as a JSON body: `{"error": ..., "hint": ...}` with its status.
+struct APIFailure: HTTPResponseError {
+    var status: HTTPResponse.Status
+    var message: String
+    var hint: String?
+
+    init(_ status: HTTPResponse.Status, _ message: String, hint: String? = nil) {
+        self.status = status
+        self.message = message
+        self.hint = hint
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"stowage\"" }
+        let body = (try? APIJSON.encoder.encode(["error": message, "hint": hint].compactMapValues { $0 })) ?? Data()
+        return Response(status: status, headers: headers, body: .init(byteBuffer: .init(bytes: body)))
+    }
+}
+
+enum APIJSON {
+    static let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        e.dateEncodingStrategy = .iso8601
+        return e
+    }()
+
+    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: .init(bytes: try encoder.encode(value))))
+    }
+}
+
+package enum APIRoutes {
+    /// The HTTP status of an operation's refusal.
+    package static func status(for e: StowageError) -> HTTPResponse.Status {
+        switch e.status {
+        case .usage: .badRequest
+        case .locked, .unsafeTopology, .incompatibleBackup: .conflict
+        case .credentialsRejected, .nodeUnreachable, .hostKeyRefused, .sshAuthFailed, .agentMismatch, .remoteFailed, .toolsMissing, .quorumNotReached:
+            .badGateway
+        default: .internalServerError
+        }
+    }
+
+    /// Whether a listener on `host` may serve mutating calls without TLS.
+    package static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    static func mount(on router: Router<BasicRequestContext>, scheduler: Scheduler, listenHost: String, behindTLSProxy: Bool) {
+        let catalog = scheduler.runCatalog
+        let api = Access(catalog: catalog, mutatingServed: isLoopback(listenHost) || behindTLSProxy)
+
+        router.get("api/v1/whoami") { request, _ -> Response in
+            let p = try await api.authenticate(request)
+            return try APIJSON.response(WhoAmI(tokenID: p.tokenID, name: p.name, role: p.role.rawValue, environments: p.environments))
+        }
+        router.get("api/v1/runs") { request, _ -> Response in
+            _ = try await api.authorize(request, .read, environment: nil)
+            let layer = request.uri.queryParameters.get("layer").map { String($0) }
+            let limit = min(max(request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1), 1000)
+            let runs = try await catalog.runs(layer: layer, limit: limit).map(RunView.init)
+            return try APIJSON.response(runs)
+        }
+        router.get("api/v1/audit") { request, _ -> Response in
+            _ = try await api.authorize(request, .readAudit, environment: nil)
+            let limit = min(max(request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1), 1000)
+            return try APIJSON.response(try await catalog.auditTrail(limit: limit))
+        }
+        // Backup Now: the run is queued; its row appears in /api/v1/runs?layer= once started.
+        router.post("api/v1/layers/:environment/:layer/backup") { request, context -> Response in
+            let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
+            let layer = "\(env)/\(name)"
+            return try await api.mutate(request, .backup, environment: env, target: layer) {
+                guard await scheduler.scheduling else {
+                    throw APIFailure(.serviceUnavailable, "the scheduler is still starting (loading its policies)", hint: "try again in a few seconds")
+                }
+                do {
+                    let q = try await scheduler.backupNow(layer: layer)
+                    return (
+                        try APIJSON.response(
+                            Queued(layer: q.layer, storage: q.storage, trigger: q.trigger, runs: "/api/v1/runs?layer=\(q.layer)"), status: .accepted), nil
+                    )
+                } catch let e as StowageError {
+                    throw APIFailure(status(for: e), e.message, hint: e.hint)
+                }
+            }
+        }
+    }
+
+    struct WhoAmI: Encodable {
+        var tokenID: String
+        var name: String
+        var role: String
+        var environments: [String]
+    }
+
+    struct Queued: Encodable {
+        var layer: String
+        var storage: String
+        var trigger: String
+        var runs: String
+    }
+
+    /// A run as the API shows it (the catalog's row, camelCase, dates in ISO 8601).
+    struct RunView: Encodable {
+        var id: Int64?
+        var layer: String
+        var storage: String
+        var trigger: String
+        var scheduledFor: Date?
+        var started: Date
+        var ended: Date?
+        var seconds: Double?
+        var outcome: String
+        var attempt: Int
+        var backup: String?
+        var sourceNode: String?
+        var rawBytes: Int64?
+        var storedBytes: Int64?
+        var newBytes: Int64?
+        var exitCode: Int?
+        var error: String?
+
+        init(_ r: RunRecord) {
+            id = r.id
+            layer = r.layer
+            storage = r.storage
+            trigger = r.trigger
+            scheduledFor = r.scheduledFor
+            started = r.started
+            ended = r.ended
+            seconds = r.seconds
+            outcome = r.outcome.rawValue
+            attempt = r.attempt
+            backup = r.backup
+            sourceNode = r.sourceNode
+            rawBytes = r.rawBytes
+            storedBytes = r.storedBytes
+            newBytes = r.newBytes
+            exitCode = r.exitCode
+            error = r.error
+        }
+    }
+
+    /// Authentication, authorization and the audit trail, for every route.
+    struct Access: Sendable {
+        let catalog: RunCatalog
+        let mutatingServed: Bool
+
+        func authenticate(_ request: Request) async throws -> APIPrincipal {
+            guard let header = request.headers[.authorization] else {
+                throw APIFailure(.unauthorized, "no API token in the request", hint: "send Authorization: Bearer <token> (stowage token create makes one)")
+            }
+            let parts = header.split(separator: " ", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+                throw APIFailure(.unauthorized, "the Authorization header is not a bearer token", hint: "send Authorization: Bearer <token>")
+            }
+            let secret = parts[1].trimmingCharacters(in: .whitespaces)
+            guard let token = try await catalog.activeToken(hash: APIToken.hash(secret)) else {
+                throw APIFailure(
+                    .unauthorized, "the API token is unknown or revoked", hint: "stowage token list shows the tokens; stowage token create makes one")
+            }
+            return token.principal
+        }
+
+        func authorize(_ request: Request, _ action: APIAction, environment: String?) async throws -> APIPrincipal {
+            let p = try await authenticate(request)
+            if case .denied(let why) = APIAccess.decide(p, action, environment: environment) { throw APIFailure(.forbidden, why) }
+            return p
+        }
+
+        /// A mutating call: refused on an unsafe listener, authenticated, authorized, done,
+        /// and recorded in the audit trail whatever its outcome (a trail that cannot be
+        /// written refuses the call: nothing changes unrecorded).
+        func mutate(
+            _ request: Request, _ action: APIAction, environment: String?, target: String,
+            _ body: () async throws -> (Response, String?)
+        ) async throws -> Response {
+            var principal: APIPrincipal?
+            func record(_ status: HTTPResponse.Status, _ outcome: String, _ detail: String?) async throws {
+                try await catalog.audit(
+                    AuditRecord(
+                        at: Date(), tokenID: principal?.tokenID ?? "-", tokenName: principal?.name ?? "-", method: request.method.rawValue,
+                        path: request.uri.path, action: action.rawValue, target: target, status: Int(status.code), outcome: outcome, detail: detail))
+            }
+            do {
+                guard mutatingServed else {
+                    throw APIFailure(
+                        .forbidden, "this listener serves plain HTTP on a non-loopback address: calls that change anything are refused",
+                        hint: "listen on 127.0.0.1 behind a TLS-terminating proxy and set scheduler.api_behind_tls_proxy: true")
+                }
+                principal = try await authenticate(request)
+                if case .denied(let why) = APIAccess.decide(principal!, action, environment: environment) { throw APIFailure(.forbidden, why) }
+                let (response, detail) = try await body()
+                try await record(response.status, "ok", detail)
+                return response
+            } catch let f as APIFailure {
+                try await record(f.status, f.status == .unauthorized || f.status == .forbidden ? "denied" : "failed", f.message)
+                throw f
+            }
+        }
+    }
+}
