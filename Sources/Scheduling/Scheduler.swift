@@ -316,6 +316,22 @@ package actor Scheduler {
         return q
     }
 
+    /// The fleet's status as `stowage status --json` reports it, for `selection` (ENV or
+    /// ENV/LAYER; nil: every layer), from the inventory this scheduler runs.
+    package func fleetStatus(selection: String?, probe: Bool) async throws(StowageError) -> FleetReport {
+        let inv = inventory
+        let layers = try selection.map { s throws(StowageError) in try LayerSelection(parsing: s).layers(in: inv) } ?? inv.layers
+        return try await FleetStatus.gather(layers, inventory: inv, agent: agent, probe: probe)
+    }
+
+    /// The backups on a storage, as `stowage backups --json` lists them: for `selection`
+    /// (ENV or ENV/LAYER; nil: every environment), any environment (Restore from).
+    package func backups(selection: String?, storage: String?) async throws(StowageError) -> [BackupEntry] {
+        let sel = try LayerSelection(parsing: selection)
+        return try await BackupCatalog.list(
+            try inventory.requireStorage(storage), inventory: inventory, agent: agent, environment: sel.environment, layer: sel.layer)
+    }
+
     /// The catalog (the API reads runs, tokens and the audit trail from it).
     package nonisolated var runCatalog: RunCatalog { catalog }
 

@@ -32,15 +32,18 @@ struct APIFailure: HTTPResponseError {
 enum APIJSON {
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         e.dateEncodingStrategy = .iso8601
         return e
     }()
 
-    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+    static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok, dates: JSONEncoder.DateEncodingStrategy = .iso8601) throws -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: .init(bytes: try encoder.encode(value))))
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = dates
+        return Response(status: status, headers: headers, body: .init(byteBuffer: .init(bytes: try e.encode(value))))
     }
 }
 
@@ -68,6 +71,28 @@ package enum APIRoutes {
         router.get("api/v1/whoami") { request, _ -> Response in
             let p = try await api.authenticate(request)
             return try APIJSON.response(WhoAmI(tokenID: p.tokenID, name: p.name, role: p.role.rawValue, environments: p.environments))
+        }
+        // The fleet at a glance: `stowage status --json`'s document (docs/json/status.schema.json).
+        router.get("api/v1/status") { request, _ -> Response in
+            _ = try await api.authorize(request, .read, environment: nil)
+            let selection = request.uri.queryParameters.get("layers").map { String($0) }
+            let probe = request.uri.queryParameters.get("probe").map { $0 != "false" && $0 != "0" } ?? true
+            do {
+                return try APIJSON.response(try await scheduler.fleetStatus(selection: selection, probe: probe), dates: .deferredToDate)
+            } catch let e as StowageError {
+                throw APIFailure(status(for: e), e.message, hint: e.hint)
+            }
+        }
+        // The backups on a storage (`stowage backups --json`): any environment's, for Restore from.
+        router.get("api/v1/backups") { request, _ -> Response in
+            _ = try await api.authorize(request, .read, environment: nil)
+            let selection = request.uri.queryParameters.get("layers").map { String($0) }
+            let storage = request.uri.queryParameters.get("storage").map { String($0) }
+            do {
+                return try APIJSON.response(try await scheduler.backups(selection: selection, storage: storage), dates: .deferredToDate)
+            } catch let e as StowageError {
+                throw APIFailure(status(for: e), e.message, hint: e.hint)
+            }
         }
         router.get("api/v1/runs") { request, _ -> Response in
             _ = try await api.authorize(request, .read, environment: nil)

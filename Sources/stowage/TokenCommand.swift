@@ -6,7 +6,8 @@ import Support
 struct TokenCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "token",
-        abstract: "Manage the REST API's tokens (docs/api.md): a role each, the secret shown once, only its hash kept.",
+        abstract: "Manage the REST API's tokens: a role each, the secret shown once, only its hash kept.",
+        discussion: "The API and its roles: \(Docs.path("api.md")).",
         subcommands: [Create.self, List.self, Revoke.self])
 }
 

@@ -126,6 +126,21 @@ extension LabSuites.SchedulerDaemon {
         #expect(run?["outcome"] as? String == "ok", "\(String(describing: run)) \(daemon.output.suffix(2000))")
         #expect((run?["backup"] as? String)?.isEmpty == false)
 
+        // The fleet's status: `stowage status --json`'s document, valid against its schema.
+        let status = try await call("GET", "\(base)/status?probe=false&layers=fleet", token: viewer.secret)
+        #expect(status.status == 200, "\(status.body)")
+        try JSONSchema.validate(status.body, schema: "status")
+        #expect(status.body.contains("\"fleet/r08\""), "\(status.body)")
+        let badSelection = try await call("GET", "\(base)/status?layers=nowhere/none", token: viewer.secret)
+        #expect(badSelection.status == 400 && badSelection.body.contains("nowhere"), "\(badSelection.body)")
+
+        // The backups on the storage (`stowage backups --json`): the one just made is listed.
+        let backups = try await call("GET", "\(base)/backups?layers=fleet/r08", token: viewer.secret)
+        #expect(backups.status == 200, "\(backups.body)")
+        try JSONSchema.validate(backups.body, schema: "backups")
+        if let made = run?["backup"] as? String { #expect(backups.body.contains(made), "\(backups.body)") }
+        #expect(try await call("GET", "\(base)/backups?storage=nowhere", token: viewer.secret).status == 400)
+
         // The audit trail: every mutating call, refused ones too, newest first.
         let trail = try await call("GET", "\(base)/audit", token: fleetOperator.secret)
         #expect(trail.status == 200)
