@@ -90,7 +90,11 @@ package actor Scheduler {
         catalog = try await RunCatalog.open(path: inventory.catalogPath)
         agent = try AgentBinary.locate(options.agentBinary)
         notifier = Self.makeNotifier(inventory, options, logger)
+        jobs = APIJobs(executable: options.executable, inventoryPath: options.inventoryPath, agentBinary: options.agentBinary, workDir: options.workDir)
     }
+
+    /// Long work the API started (restores), as child processes like the runs.
+    package nonisolated let jobs: APIJobs
 
     /// Rebuilt when the inventory is reloaded; deliveries underway go on.
     var notifier: Notifier

@@ -29,6 +29,32 @@ struct APIFailure: HTTPResponseError {
     }
 }
 
+/// A request's JSON body: at most 64 KiB, decoded strictly enough to name what is wrong.
+enum APIBody {
+    static let limit = 64 << 10
+
+    static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch {
+            throw APIFailure(.contentTooLarge, "the request body is larger than \(limit / 1024) KiB", hint: "a request here is a small JSON object")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
+        } catch DecodingError.keyNotFound(let key, _) {
+            throw APIFailure(.badRequest, "the JSON body has no \"\(key.stringValue)\"", hint: "docs/api.md lists the fields")
+        } catch DecodingError.typeMismatch(_, let c) {
+            throw APIFailure(
+                .badRequest, "the JSON body's \"\(c.codingPath.map(\.stringValue).joined(separator: "."))\" has the wrong type",
+                hint: "docs/api.md lists the fields")
+        } catch {
+            throw APIFailure(.badRequest, "the request body is not a JSON object", hint: "send Content-Type: application/json and a JSON object")
+        }
+    }
+}
+
 enum APIJSON {
     static let encoder: JSONEncoder = {
         let e = JSONEncoder()
@@ -49,8 +75,11 @@ enum APIJSON {
 
 package enum APIRoutes {
     /// The HTTP status of an operation's refusal.
-    package static func status(for e: StowageError) -> HTTPResponse.Status {
-        switch e.status {
+    package static func status(for e: StowageError) -> HTTPResponse.Status { status(for: e.status) }
+
+    /// The HTTP status of a command's exit status (a job or a plan run as the CLI).
+    package static func status(for exit: ExitStatus) -> HTTPResponse.Status {
+        switch exit {
         case .usage: .badRequest
         case .locked, .unsafeTopology, .incompatibleBackup: .conflict
         case .credentialsRejected, .nodeUnreachable, .hostKeyRefused, .sshAuthFailed, .agentMismatch, .remoteFailed, .toolsMissing, .quorumNotReached:
@@ -106,11 +135,12 @@ package enum APIRoutes {
             let limit = min(max(request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1), 1000)
             return try APIJSON.response(try await catalog.auditTrail(limit: limit))
         }
+        mountRestore(on: router, scheduler: scheduler, api: api)
         // Backup Now: the run is queued; its row appears in /api/v1/runs?layer= once started.
         router.post("api/v1/layers/:environment/:layer/backup") { request, context -> Response in
             let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
             let layer = "\(env)/\(name)"
-            return try await api.mutate(request, .backup, environment: env, target: layer) {
+            return try await api.mutate(request, .backup, environment: env, target: layer) { _ in
                 guard await scheduler.scheduling else {
                     throw APIFailure(.serviceUnavailable, "the scheduler is still starting (loading its policies)", hint: "try again in a few seconds")
                 }
@@ -124,6 +154,104 @@ package enum APIRoutes {
                     throw APIFailure(status(for: e), e.message, hint: e.hint)
                 }
             }
+        }
+    }
+
+    /// Restore, step one: the plan (`stowage restore --dry-run --json`), changing nothing.
+    /// Step two: the same request with `confirm` naming the layer starts the restore as a job.
+    static func mountRestore(on router: Router<BasicRequestContext>, scheduler: Scheduler, api: Access) {
+        router.post("api/v1/layers/:environment/:layer/restore/plan") { request, context -> Response in
+            let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
+            _ = try await api.authorize(request, .restore, environment: env)
+            let body = try await APIBody.decode(RestoreRequest.self, request)
+            let r = try await scheduler.jobs.runNow(try body.arguments(layer: "\(env)/\(name)") + ["--dry-run"])
+            guard r.exitStatus == 0 else { throw commandFailure(r) }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json"
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: .init(string: r.stdout)))
+        }
+        router.post("api/v1/layers/:environment/:layer/restore") { request, context -> Response in
+            let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
+            let layer = "\(env)/\(name)"
+            return try await api.mutate(request, .restore, environment: env, target: layer) { who in
+                let body = try await APIBody.decode(RestoreRequest.self, request)
+                let args = try body.arguments(layer: layer)
+                guard body.confirm == layer else {
+                    throw APIFailure(
+                        .badRequest, "a restore replaces the data of \(layer): confirm it by naming the layer",
+                        hint: "POST .../restore/plan shows what it does; then send \"confirm\": \"\(layer)\"")
+                }
+                do {
+                    let job = try await scheduler.jobs.start(kind: "restore", layer: layer, startedBy: "\(who.tokenID) (\(who.name))", args + ["--yes"])
+                    return (try APIJSON.response(job, status: .accepted), "job \(job.id): restore \(layer) from \(body.from ?? layer) backup \(body.backup)")
+                } catch let e as StowageError {
+                    throw APIFailure(status(for: e), e.message, hint: e.hint)
+                }
+            }
+        }
+        router.get("api/v1/jobs") { request, _ -> Response in
+            _ = try await api.authorize(request, .read, environment: nil)
+            return try APIJSON.response(await scheduler.jobs.all())
+        }
+        router.get("api/v1/jobs/:id") { request, context -> Response in
+            _ = try await api.authorize(request, .read, environment: nil)
+            let id = try context.parameters.require("id")
+            guard let job = await scheduler.jobs.job(id) else { throw APIFailure(.notFound, "no job \(id)", hint: "GET /api/v1/jobs lists them") }
+            return try APIJSON.response(job)
+        }
+        router.post("api/v1/jobs/:id/cancel") { request, context -> Response in
+            let id = try context.parameters.require("id")
+            let job = await scheduler.jobs.job(id)
+            let env = job.map { String($0.layer.split(separator: "/").first ?? "") }
+            return try await api.mutate(request, .restore, environment: env, target: job?.layer ?? id) { _ in
+                guard job != nil else { throw APIFailure(.notFound, "no job \(id)", hint: "GET /api/v1/jobs lists them") }
+                guard await scheduler.jobs.cancel(id) else { throw APIFailure(.conflict, "job \(id) has ended") }
+                return (try APIJSON.response(await scheduler.jobs.job(id)), "job \(id) cancelled")
+            }
+        }
+    }
+
+    /// A command that failed, as the API's error: its status by exit code, its error line and hint.
+    static func commandFailure(_ r: RunProcessResult) -> APIFailure {
+        let lines = r.stderr.split(separator: "\n").map(String.init)
+        // The CLI's lines: "stowage: error: MESSAGE", then "hint: HINT".
+        func after(_ marker: String) -> String? {
+            lines.lazy.compactMap { l in l.range(of: marker).map { String(l[$0.upperBound...]) } }.first
+        }
+        let message = after("error: ") ?? "the command failed (exit \(r.exitStatus ?? -1))"
+        let hint = after("hint: ")
+        let exit = r.exitStatus.flatMap { ExitStatus(rawValue: $0) } ?? .internalError
+        return APIFailure(status(for: exit), message, hint: hint)
+    }
+
+    /// What a restore request says (docs/api.md); every field checked before it becomes an
+    /// argument of the command (values are passed as `--name=value`, never as options).
+    struct RestoreRequest: Decodable {
+        var backup: String
+        var from: String?
+        var node: String?
+        var allNodes: Bool?
+        var storage: String?
+        var confirm: String?
+
+        func arguments(layer: String) throws -> [String] {
+            func check(_ field: String, _ value: String?, _ pattern: Regex<Substring>) throws {
+                guard let value else { return }
+                guard value.wholeMatch(of: pattern) != nil else {
+                    throw APIFailure(
+                        .badRequest, "\(field) '\(value.prefix(80))' is not a valid value", hint: "docs/api.md lists the fields of a restore request")
+                }
+            }
+            try check("backup", backup, /[A-Za-z0-9][A-Za-z0-9._:-]{0,127}/)
+            try check("from", from, /[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?:\/[A-Za-z0-9][A-Za-z0-9._-]{0,63})?/)
+            try check("node", node, /[A-Za-z0-9][A-Za-z0-9._-]{0,63}/)
+            try check("storage", storage, /[A-Za-z0-9][A-Za-z0-9._-]{0,63}/)
+            var args = ["restore", layer, "--backup=\(backup)"]
+            if let from { args.append("--from=\(from)") }
+            if let node { args.append("--node=\(node)") }
+            if let storage { args.append("--storage=\(storage)") }
+            if allNodes == true { args.append("--all-nodes") }
+            return args
         }
     }
 
@@ -214,7 +342,7 @@ package enum APIRoutes {
         /// written refuses the call: nothing changes unrecorded).
         func mutate(
             _ request: Request, _ action: APIAction, environment: String?, target: String,
-            _ body: () async throws -> (Response, String?)
+            _ body: (APIPrincipal) async throws -> (Response, String?)
         ) async throws -> Response {
             var principal: APIPrincipal?
             func record(_ status: HTTPResponse.Status, _ outcome: String, _ detail: String?) async throws {
@@ -231,7 +359,7 @@ package enum APIRoutes {
                 }
                 principal = try await authenticate(request)
                 if case .denied(let why) = APIAccess.decide(principal!, action, environment: environment) { throw APIFailure(.forbidden, why) }
-                let (response, detail) = try await body()
+                let (response, detail) = try await body(principal!)
                 try await record(response.status, "ok", detail)
                 return response
             } catch let f as APIFailure {

@@ -1,0 +1,114 @@
+// Restore through the API, in the add-on's two steps: the plan (changing nothing), then the
+// restore confirmed by the layer's name, run as a job that is polled to its end; bad bodies
+// and unconfirmed or out-of-scope requests change nothing, and every attempt is audited.
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Fleet
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+private func send(_ method: String, _ url: String, token: String?, body: Data? = nil) async throws -> (status: Int, body: String) {
+    var r = URLRequest(url: URL(string: url)!)
+    r.httpMethod = method
+    if let token { r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+    if let body {
+        r.httpBody = body
+        r.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    }
+    let (data, response) = try await URLSession.shared.data(for: r)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
+
+/// The fleet node's Redis (not in the shared lab inventory's layers).
+private func fl09(_ args: [String]) throws -> String {
+    try runCommand("/usr/bin/redis-cli", ["-h", "127.0.5.9", "-p", "6379"] + args, env: ["REDISCLI_AUTH": try Lab.secret("redis-password")]).stdout
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+private func json(_ o: [String: Any]) -> Data { (try? JSONSerialization.data(withJSONObject: o)) ?? Data() }
+
+extension LabSuites.SchedulerDaemon {
+    @Test func restoreThroughTheAPIIsPlannedThenConfirmedAndRunAsAJob() async throws {
+        var port = 0
+        for _ in 0..<50 {
+            port = Int.random(in: 45000...49999)
+            if !WebhookReceiver.listening(port) { break }
+        }
+        let lab = try FleetLab(fleet: ["fl09"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
+        defer { lab.cleanup() }
+        #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
+        // The data, backed up, then damaged.
+        _ = try fl09(["FLUSHALL"])
+        _ = try fl09(["SET", "order:1", "shipped"])
+        let backup = try runCommand(Repo.stowage, ["backup", "fleet/r09", "--config", lab.inventory, "--json"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        let name = (try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["backup"] as? String ?? ""
+        _ = try fl09(["SET", "order:1", "lost"])
+
+        func token(_ args: [String]) throws -> String {
+            let r = try runCommand(Repo.stowage, ["token", "create", "--config", lab.inventory, "--json"] + args)
+            return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["secret"] as? String ?? ""
+        }
+        let viewer = try token(["--name", "panel", "--role", "viewer"])
+        let ops = try token(["--name", "ops", "--role", "operator", "--environment", "fleet"])
+
+        let daemon = try BackgroundProcess(Repo.stowage, ["scheduler", "--config", lab.inventory, "--log-format", "json"], output: "\(lab.dir)/scheduler.log")
+        defer { daemon.signal(SIGKILL) }
+        var up = false
+        for _ in 0..<300 {
+            if WebhookReceiver.listening(port) { up = true; break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(up, "\(daemon.output)")
+        let base = "http://127.0.0.1:\(port)/api/v1/layers/fleet/r09"
+
+        // Step one: the plan, for an operator of the environment; a viewer may not restore.
+        #expect(try await send("POST", "\(base)/restore/plan", token: viewer, body: json(["backup": name])).status == 403)
+        let plan = try await send("POST", "\(base)/restore/plan", token: ops, body: json(["backup": name]))
+        #expect(plan.status == 200, "\(plan.body)")
+        try JSONSchema.validate(plan.body, schema: "restore-plan")
+        #expect(plan.body.contains(name) && plan.body.contains("fl09"), "\(plan.body)")
+        let unknown = try await send("POST", "\(base)/restore/plan", token: ops, body: json(["backup": "2001-01-01T000000Z-none"]))
+        #expect(unknown.status == 400 && unknown.body.contains("2001-01-01T000000Z-none"), "\(unknown.body)")
+
+        // Bad bodies and an unconfirmed restore change nothing.
+        #expect(try await send("POST", "\(base)/restore", token: ops, body: Data("{not json".utf8)).status == 400)
+        let missing = try await send("POST", "\(base)/restore", token: ops, body: json(["from": "fleet"]))
+        #expect(missing.status == 400 && missing.body.contains("backup"), "\(missing.body)")
+        let optionLike = try await send("POST", "\(base)/restore", token: ops, body: json(["backup": "--all-nodes", "confirm": "fleet/r09"]))
+        #expect(optionLike.status == 400 && optionLike.body.contains("not a valid value"), "\(optionLike.body)")
+        let big = try await send("POST", "\(base)/restore", token: ops, body: Data(repeating: 0x20, count: 200_000))
+        #expect(big.status == 413, "\(big.body)")
+        let unconfirmed = try await send("POST", "\(base)/restore", token: ops, body: json(["backup": name, "confirm": "fleet/other"]))
+        #expect(unconfirmed.status == 400 && unconfirmed.body.contains("confirm it by naming the layer"), "\(unconfirmed.body)")
+        #expect(try fl09(["GET", "order:1"]) == "lost")
+
+        // Step two: confirmed, it runs as a job, polled to its end; the data is back.
+        let started = try await send("POST", "\(base)/restore", token: ops, body: json(["backup": name, "confirm": "fleet/r09"]))
+        #expect(started.status == 202, "\(started.body)")
+        let id = (try JSONSerialization.jsonObject(with: Data(started.body.utf8)) as? [String: Any])?["id"] as? String ?? ""
+        var job: [String: Any] = [:]
+        for _ in 0..<600 {
+            let j = try await send("GET", "http://127.0.0.1:\(port)/api/v1/jobs/\(id)", token: viewer)
+            job = (try? JSONSerialization.jsonObject(with: Data(j.body.utf8)) as? [String: Any]) ?? [:]
+            if let s = job["state"] as? String, s != "running" { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(job["state"] as? String == "ok", "\(job)")
+        #expect((job["startedBy"] as? String)?.contains("ops") == true)
+        if let result = job["result"] as? String { try JSONSchema.validate(result, schema: "restore") } else { Issue.record("no result: \(job)") }
+        #expect(try fl09(["GET", "order:1"]) == "shipped")
+        #expect(try await send("GET", "http://127.0.0.1:\(port)/api/v1/jobs/nope", token: viewer).status == 404)
+        #expect(try await send("POST", "http://127.0.0.1:\(port)/api/v1/jobs/\(id)/cancel", token: ops).status == 409)
+
+        // Audited: every restore attempt, refused ones too (the plan changes nothing: not audited).
+        let trail = try await send("GET", "http://127.0.0.1:\(port)/api/v1/audit", token: ops)
+        let records = (try JSONSerialization.jsonObject(with: Data(trail.body.utf8)) as? [[String: Any]]) ?? []
+        let seen = records.map { "\($0["action"] as? String ?? "?") \($0["status"] as? Int ?? 0)" }
+        #expect(seen == ["restore 409", "restore 202", "restore 400", "restore 413", "restore 400", "restore 400", "restore 400"], "\(seen)")
+    }
+}
