@@ -5,3 +5,5 @@
 int stowage_set_parent_death_signal(int sig);
 /// The commit of this build (git's short hash, "-dirty" when the tree had changes), or "unknown".
 const char *stowage_build_commit(void);
+/// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); 1 when set.
+int stowage_limit_malloc_arenas(int n);
