@@ -45,7 +45,7 @@ install -d -m 0755 "$root$prefix/bin" "$root$prefix/share/doc/stowage" "$root/et
 # The agent goes beside stowage: `stowage agent install` copies it to the nodes from there.
 install -m 0755 "$binaries/stowage" "$root$prefix/bin/stowage"
 install -m 0755 "$agent" "$root$prefix/bin/stowage-agent"
-install -m 0644 docs/*.md "$root$prefix/share/doc/stowage/"
+install -m 0644 docs/*.md docs/openapi.json "$root$prefix/share/doc/stowage/"
 install -d -m 0755 "$root$prefix/share/doc/stowage/json"
 install -m 0644 docs/json/*.json "$root$prefix/share/doc/stowage/json/"
 install -d -m 0750 "$root/etc/stowage"

@@ -93,8 +93,24 @@ package enum APIRoutes {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 
-    static func mount(on router: Router<BasicRequestContext>, scheduler: Scheduler, listenHost: String, behindTLSProxy: Bool) {
+    /// Every endpoint, as docs/openapi.json describes it (a unit test holds the two together).
+    package static let endpoints: [(method: String, path: String)] = [
+        ("GET", "/api/v1/whoami"), ("GET", "/api/v1/status"), ("GET", "/api/v1/backups"), ("GET", "/api/v1/runs"), ("GET", "/api/v1/audit"),
+        ("POST", "/api/v1/layers/{environment}/{layer}/backup"), ("POST", "/api/v1/layers/{environment}/{layer}/restore/plan"),
+        ("POST", "/api/v1/layers/{environment}/{layer}/restore"), ("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/{id}"),
+        ("POST", "/api/v1/jobs/{id}/cancel"),
+    ]
+
+    static func mount(on router: Router<BasicRequestContext>, scheduler: Scheduler, listenHost: String, behindTLSProxy: Bool, openAPI: String?) {
         let catalog = scheduler.runCatalog
+        // The API's description, for clients and checkers; it holds no secret, so no token.
+        if let openAPI {
+            router.get("api/openapi.json") { _, _ -> Response in
+                var headers = HTTPFields()
+                headers[.contentType] = "application/json"
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: .init(string: openAPI)))
+            }
+        }
         let api = Access(catalog: catalog, mutatingServed: isLoopback(listenHost) || behindTLSProxy)
 
         router.get("api/v1/whoami") { request, _ -> Response in

@@ -13,10 +13,11 @@ package final class StatusServer: Sendable {
 
     /// `onRunning` is called once the socket is bound and accepting.
     package init(
-        host: String, port: Int, scheduler: Scheduler, logger: Logger, behindTLSProxy: Bool = false, onRunning: @escaping @Sendable () async -> Void = {}
+        host: String, port: Int, scheduler: Scheduler, logger: Logger, behindTLSProxy: Bool = false, openAPI: String? = nil,
+        onRunning: @escaping @Sendable () async -> Void = {}
     ) {
         let router = Router()
-        APIRoutes.mount(on: router, scheduler: scheduler, listenHost: host, behindTLSProxy: behindTLSProxy)
+        APIRoutes.mount(on: router, scheduler: scheduler, listenHost: host, behindTLSProxy: behindTLSProxy, openAPI: openAPI)
         router.get("healthz") { _, _ -> String in "ok\n" }
         router.get("readyz") { _, _ -> Response in
             let ready = await scheduler.ready()

@@ -75,7 +75,8 @@ struct SchedulerCommand: AsyncParsableCommand {
                 // Type=notify, READY=1 then means the metrics answer too.
                 let (bound, boundSignal) = AsyncStream<Bool>.makeStream()
                 let server = StatusServer(
-                    host: listen.host, port: listen.port, scheduler: scheduler, logger: logger, behindTLSProxy: settings.apiBehindTLSProxy
+                    host: listen.host, port: listen.port, scheduler: scheduler, logger: logger, behindTLSProxy: settings.apiBehindTLSProxy,
+                    openAPI: try? String(contentsOfFile: Docs.path("openapi.json"), encoding: .utf8)
                 ) {
                     logger.info("listening on \(listen.host):\(listen.port) (/metrics, /healthz, /readyz, /api/v1)", metadata: ["event": "listening"])
                     boundSignal.yield(true)

@@ -85,6 +85,11 @@ extension LabSuites.SchedulerDaemon {
         }
         #expect(scheduling, "\(daemon.output)")
 
+        // The API's description needs no token, and is the document in docs/.
+        let openAPI = try await call("GET", "http://127.0.0.1:\(port)/api/openapi.json")
+        let described = try String(contentsOfFile: Repo.path("docs/openapi.json"), encoding: .utf8)
+        #expect(openAPI.status == 200 && openAPI.body == described)
+
         // Authentication: none, malformed, unknown and revoked tokens get 401 with a hint.
         let none = try await call("GET", "\(base)/whoami")
         #expect(none.status == 401 && none.headers["www-authenticate"]?.hasPrefix("Bearer") == true, "\(none)")

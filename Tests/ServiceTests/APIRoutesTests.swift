@@ -2,6 +2,7 @@
 // calls that change something.
 import Service
 import Support
+import Foundation
 import Testing
 
 @Suite struct APIRoutesTests {
@@ -16,5 +17,26 @@ import Testing
     @Test func onlyLoopbackListenersServeChangesOverPlainHTTP() {
         for h in ["127.0.0.1", "127.3.4.5", "::1", "localhost"] { #expect(APIRoutes.isLoopback(h), "\(h)") }
         for h in ["0.0.0.0", "10.0.0.5", "::", "example.org"] { #expect(!APIRoutes.isLoopback(h), "\(h)") }
+    }
+}
+
+@Suite struct OpenAPIDocumentTests {
+    /// docs/openapi.json describes every endpoint the API mounts, and nothing else.
+    @Test func theDocumentListsEveryEndpoint() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/openapi.json")
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        #expect((doc["openapi"] as? String)?.hasPrefix("3.") == true)
+        let paths = try #require(doc["paths"] as? [String: [String: Any]])
+        var documented: Set<String> = []
+        for (path, methods) in paths { for m in methods.keys { documented.insert("\(m.uppercased()) \(path)") } }
+        #expect(documented == Set(APIRoutes.endpoints.map { "\($0.method) \($0.path)" }))
+        // Every operation says what a refused request gets.
+        for (_, methods) in paths {
+            for (_, op) in methods {
+                let responses = (op as? [String: Any])?["responses"] as? [String: Any] ?? [:]
+                #expect(responses["401"] != nil)
+            }
+        }
     }
 }
