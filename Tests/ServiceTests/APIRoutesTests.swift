@@ -1,8 +1,8 @@
+import Foundation
 // The API's pure decisions: which refusal is which HTTP status, and which listener may serve
 // calls that change something.
 import Service
 import Support
-import Foundation
 import Testing
 
 @Suite struct APIRoutesTests {
