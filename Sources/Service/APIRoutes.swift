@@ -88,6 +88,17 @@ package enum APIRoutes {
         }
     }
 
+    /// An operation's refusal as the API's error (status by kind, message and hint kept).
+    static func operation<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let e as StowageError { throw APIFailure(status(for: e), e.message, hint: e.hint) }
+    }
+
+    /// A query parameter's value.
+    static func query(_ request: Request, _ name: String) -> String? { request.uri.queryParameters.get(name).map { String($0) } }
+
+    /// `limit=N`, between 1 and 1000 (default 100).
+    static func limit(_ request: Request) -> Int { min(max(query(request, "limit").flatMap { Int($0) } ?? 100, 1), 1000) }
+
     /// Whether a listener on `host` may serve mutating calls without TLS.
     package static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
@@ -120,36 +131,24 @@ package enum APIRoutes {
         // The fleet at a glance: `stowage status --json`'s document (docs/json/status.schema.json).
         router.get("api/v1/status") { request, _ -> Response in
             _ = try await api.authorize(request, .read, environment: nil)
-            let selection = request.uri.queryParameters.get("layers").map { String($0) }
-            let probe = request.uri.queryParameters.get("probe").map { $0 != "false" && $0 != "0" } ?? true
-            do {
-                return try APIJSON.response(try await scheduler.fleetStatus(selection: selection, probe: probe), dates: .deferredToDate)
-            } catch let e as StowageError {
-                throw APIFailure(status(for: e), e.message, hint: e.hint)
-            }
+            let probe = query(request, "probe").map { $0 != "false" && $0 != "0" } ?? true
+            let report = try await operation { try await scheduler.fleetStatus(selection: query(request, "layers"), probe: probe) }
+            return try APIJSON.response(report, dates: .deferredToDate)
         }
         // The backups on a storage (`stowage backups --json`): any environment's, for Restore from.
         router.get("api/v1/backups") { request, _ -> Response in
             _ = try await api.authorize(request, .read, environment: nil)
-            let selection = request.uri.queryParameters.get("layers").map { String($0) }
-            let storage = request.uri.queryParameters.get("storage").map { String($0) }
-            do {
-                return try APIJSON.response(try await scheduler.backups(selection: selection, storage: storage), dates: .deferredToDate)
-            } catch let e as StowageError {
-                throw APIFailure(status(for: e), e.message, hint: e.hint)
-            }
+            let entries = try await operation { try await scheduler.backups(selection: query(request, "layers"), storage: query(request, "storage")) }
+            return try APIJSON.response(entries, dates: .deferredToDate)
         }
         router.get("api/v1/runs") { request, _ -> Response in
             _ = try await api.authorize(request, .read, environment: nil)
-            let layer = request.uri.queryParameters.get("layer").map { String($0) }
-            let limit = min(max(request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1), 1000)
-            let runs = try await catalog.runs(layer: layer, limit: limit).map(RunView.init)
+            let runs = try await operation { try await catalog.runs(layer: query(request, "layer"), limit: limit(request)) }.map(RunView.init)
             return try APIJSON.response(runs)
         }
         router.get("api/v1/audit") { request, _ -> Response in
             _ = try await api.authorize(request, .readAudit, environment: nil)
-            let limit = min(max(request.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1), 1000)
-            return try APIJSON.response(try await catalog.auditTrail(limit: limit))
+            return try APIJSON.response(try await operation { try await catalog.auditTrail(limit: limit(request)) })
         }
         mountRestore(on: router, scheduler: scheduler, api: api)
         // Backup Now: the run is queued; its row appears in /api/v1/runs?layer= once started.
@@ -160,15 +159,9 @@ package enum APIRoutes {
                 guard await scheduler.scheduling else {
                     throw APIFailure(.serviceUnavailable, "the scheduler is still starting (loading its policies)", hint: "try again in a few seconds")
                 }
-                do {
-                    let q = try await scheduler.backupNow(layer: layer)
-                    return (
-                        try APIJSON.response(
-                            Queued(layer: q.layer, storage: q.storage, trigger: q.trigger, runs: "/api/v1/runs?layer=\(q.layer)"), status: .accepted), nil
-                    )
-                } catch let e as StowageError {
-                    throw APIFailure(status(for: e), e.message, hint: e.hint)
-                }
+                let q = try await scheduler.backupNow(layer: layer)
+                let queued = Queued(layer: q.layer, storage: q.storage, trigger: q.trigger, runs: "/api/v1/runs?layer=\(q.layer)")
+                return (try APIJSON.response(queued, status: .accepted), nil)
             }
         }
     }
@@ -180,7 +173,8 @@ package enum APIRoutes {
             let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
             _ = try await api.authorize(request, .restore, environment: env)
             let body = try await APIBody.decode(RestoreRequest.self, request)
-            let r = try await scheduler.jobs.runNow(try body.arguments(layer: "\(env)/\(name)") + ["--dry-run"])
+            let args = try body.arguments(layer: "\(env)/\(name)") + ["--dry-run"]
+            let r = try await operation { try await scheduler.jobs.runNow(args) }
             guard r.exitStatus == 0 else { throw commandFailure(r) }
             var headers = HTTPFields()
             headers[.contentType] = "application/json"
@@ -197,12 +191,8 @@ package enum APIRoutes {
                         .badRequest, "a restore replaces the data of \(layer): confirm it by naming the layer",
                         hint: "POST .../restore/plan shows what it does; then send \"confirm\": \"\(layer)\"")
                 }
-                do {
-                    let job = try await scheduler.jobs.start(kind: "restore", layer: layer, startedBy: "\(who.tokenID) (\(who.name))", args + ["--yes"])
-                    return (try APIJSON.response(job, status: .accepted), "job \(job.id): restore \(layer) from \(body.from ?? layer) backup \(body.backup)")
-                } catch let e as StowageError {
-                    throw APIFailure(status(for: e), e.message, hint: e.hint)
-                }
+                let job = try await scheduler.jobs.start(kind: "restore", layer: layer, startedBy: "\(who.tokenID) (\(who.name))", args + ["--yes"])
+                return (try APIJSON.response(job, status: .accepted), "job \(job.id): restore \(layer) from \(body.from ?? layer) backup \(body.backup)")
             }
         }
         router.get("api/v1/jobs") { request, _ -> Response in
@@ -378,7 +368,11 @@ package enum APIRoutes {
                 let (response, detail) = try await body(principal!)
                 try await record(response.status, "ok", detail)
                 return response
-            } catch let f as APIFailure {
+            } catch {
+                // An operation's refusal becomes the API's error here, so it is audited too.
+                let f =
+                    (error as? APIFailure) ?? (error as? StowageError).map { APIFailure(status(for: $0), $0.message, hint: $0.hint) }
+                    ?? APIFailure(.internalServerError, "\(error)")
                 try await record(f.status, f.status == .unauthorized || f.status == .forbidden ? "denied" : "failed", f.message)
                 throw f
             }
