@@ -109,7 +109,9 @@ package enum APIRoutes {
         ("GET", "/api/v1/whoami"), ("GET", "/api/v1/status"), ("GET", "/api/v1/backups"), ("GET", "/api/v1/runs"), ("GET", "/api/v1/audit"),
         ("POST", "/api/v1/layers/{environment}/{layer}/backup"), ("POST", "/api/v1/layers/{environment}/{layer}/restore/plan"),
         ("POST", "/api/v1/layers/{environment}/{layer}/restore"), ("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/{id}"),
-        ("POST", "/api/v1/jobs/{id}/cancel"),
+        ("POST", "/api/v1/jobs/{id}/cancel"), ("POST", "/api/v1/layers/{environment}/{layer}/addon/install"),
+        ("POST", "/api/v1/layers/{environment}/{layer}/addon/configure"), ("POST", "/api/v1/layers/{environment}/{layer}/addon/uninstall"),
+        ("POST", "/api/v1/storages/{storage}/verify"), ("POST", "/api/v1/storages/{storage}/repair"),
     ]
 
     static func mount(on router: Router<BasicRequestContext>, scheduler: Scheduler, listenHost: String, behindTLSProxy: Bool, openAPI: String?) {
@@ -151,6 +153,7 @@ package enum APIRoutes {
             return try APIJSON.response(try await operation { try await catalog.auditTrail(limit: limit(request)) })
         }
         mountRestore(on: router, scheduler: scheduler, api: api)
+        mountAddon(on: router, scheduler: scheduler, api: api)
         // Backup Now: the run is queued; its row appears in /api/v1/runs?layer= once started.
         router.post("api/v1/layers/:environment/:layer/backup") { request, context -> Response in
             let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
@@ -214,6 +217,96 @@ package enum APIRoutes {
                 guard await scheduler.jobs.cancel(id) else { throw APIFailure(.conflict, "job \(id) has ended") }
                 return (try APIJSON.response(await scheduler.jobs.job(id)), "job \(id) cancelled")
             }
+        }
+    }
+
+    /// Install, Configure and Uninstall of the add-on (admins): the CLI's `addon` commands,
+    /// run to their end; the scheduler then reloads its policies. Storage verify and repair
+    /// (admins) run as jobs.
+    static func mountAddon(on router: Router<BasicRequestContext>, scheduler: Scheduler, api: Access) {
+        for verb in ["install", "configure", "uninstall"] {
+            let action: APIAction = verb == "install" ? .install : verb == "uninstall" ? .uninstall : .configure
+            router.post("api/v1/layers/:environment/:layer/addon/\(verb)") { request, context -> Response in
+                let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
+                let layer = "\(env)/\(name)"
+                return try await api.mutate(request, action, environment: env, target: layer) { _ in
+                    let body = try await APIBody.decode(PolicyRequest.self, request)
+                    if verb == "uninstall" && body.confirm != layer {
+                        throw APIFailure(
+                            .badRequest, "uninstalling removes the backup policy of \(layer): confirm it by naming the layer",
+                            hint: "send \"confirm\": \"\(layer)\" (its backups stay on the storage)")
+                    }
+                    let r = try await operation { try await scheduler.jobs.runNow(["addon", verb, layer] + (try body.arguments(for: verb))) }
+                    guard r.exitStatus == 0 || r.exitStatus == 2 else { throw commandFailure(r) }
+                    // The scheduler takes the changed policy at once (as SIGHUP would).
+                    await scheduler.reload()
+                    var headers = HTTPFields()
+                    headers[.contentType] = "application/json"
+                    return (Response(status: .ok, headers: headers, body: .init(byteBuffer: .init(string: r.stdout))), "addon \(verb) \(layer)")
+                }
+            }
+        }
+        for verb in ["verify", "repair"] {
+            router.post("api/v1/storages/:storage/\(verb)") { request, context -> Response in
+                let storage = try context.parameters.require("storage")
+                return try await api.mutate(request, .maintainStorage, environment: nil, target: storage) { who in
+                    guard storage.wholeMatch(of: /[A-Za-z0-9][A-Za-z0-9._-]{0,63}/) != nil else {
+                        throw APIFailure(.badRequest, "'\(storage.prefix(80))' is not a storage name")
+                    }
+                    let job = try await operation {
+                        try await scheduler.jobs.start(
+                            kind: "storage-\(verb)", layer: "storage:\(storage)", startedBy: "\(who.tokenID) (\(who.name))", ["storage", verb, storage])
+                    }
+                    return (try APIJSON.response(job, status: .accepted), "job \(job.id): storage \(verb) \(storage)")
+                }
+            }
+        }
+    }
+
+    /// What an add-on request says (docs/api.md): the CLI's policy options, each value checked
+    /// before it becomes an argument (`--name=value`). The database password stays in the
+    /// inventory: the API takes none.
+    struct PolicyRequest: Decodable {
+        var schedule: String?
+        var time: String?
+        var days: String?
+        var tz: String?
+        var storage: String?
+        var keep: Int?
+        var dbUser: String?
+        var source: String?
+        var maxAge: String?
+        var enabled: Bool?
+        var confirm: String?
+
+        func arguments(for verb: String) throws -> [String] {
+            guard verb != "uninstall" else { return [] }
+            var args: [String] = []
+            func add(_ field: String, _ option: String, _ value: String?, _ pattern: Regex<Substring>) throws {
+                guard let value else { return }
+                guard value.wholeMatch(of: pattern) != nil else {
+                    throw APIFailure(
+                        .badRequest, "\(field) '\(value.prefix(80))' is not a valid value", hint: "docs/api.md lists the fields of an add-on request")
+                }
+                args.append("--\(option)=\(value)")
+            }
+            try add("schedule", "schedule", schedule, /[A-Za-z0-9*,\/ -]{1,100}/)
+            try add("time", "time", time, /[0-9]{1,2}:[0-9]{2}/)
+            try add("days", "days", days, /[a-z,-]{1,40}/)
+            try add("tz", "tz", tz, /[A-Za-z0-9_+\/-]{1,64}/)
+            try add("storage", "storage", storage, /[A-Za-z0-9][A-Za-z0-9._-]{0,63}/)
+            try add("dbUser", "db-user", dbUser, /[A-Za-z0-9_][A-Za-z0-9._@-]{0,63}/)
+            try add("source", "source", source, /primary|replica/)
+            try add("maxAge", "max-age", maxAge, /default|[0-9]+(?:\.[0-9]+)?[smhd]/)
+            if let keep {
+                guard (1...10000).contains(keep) else { throw APIFailure(.badRequest, "keep must be between 1 and 10000, not \(keep)") }
+                args.append("--keep=\(keep)")
+            }
+            if let enabled {
+                guard verb == "configure" else { throw APIFailure(.badRequest, "enabled is a field of configure only") }
+                args.append(enabled ? "--enable" : "--disable")
+            }
+            return args
         }
     }
 
