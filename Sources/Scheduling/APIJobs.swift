@@ -21,6 +21,39 @@ package struct APIJob: Codable, Sendable, Equatable {
     package var result: String?
     /// Its error line(s) when it failed.
     package var error: String?
+    /// Where it is, as the command last reported it (`STOWAGE_PROGRESS_FILE`).
+    package var progress: Progress?
+
+    /// A command's progress: what it does, bytes so far, of how many when known.
+    package struct Progress: Codable, Sendable, Equatable {
+        package var stage: String
+        package var bytes: Int64
+        package var total: Int64?
+        package var percent: Double?
+        package var seconds: Double
+
+        package init(stage: String, bytes: Int64, total: Int64?, seconds: Double) {
+            self.stage = stage
+            self.bytes = bytes
+            self.total = total
+            self.percent = total.flatMap { $0 > 0 ? min(100, (Double(bytes) * 1000 / Double($0)).rounded() / 10) : nil }
+            self.seconds = seconds
+        }
+
+        /// The environment variable naming the file a command writes its progress to.
+        package static let fileVariable = "STOWAGE_PROGRESS_FILE"
+
+        /// Writes `self` to `path` whole (a reader never sees half of it).
+        package func write(to path: String) {
+            guard let data = try? JSONEncoder().encode(self) else { return }
+            let tmp = path + ".tmp"
+            if FileManager.default.createFile(atPath: tmp, contents: data) { _ = rename(tmp, path) }
+        }
+
+        package static func read(_ path: String) -> Progress? {
+            FileManager.default.contents(atPath: path).flatMap { try? JSONDecoder().decode(Progress.self, from: $0) }
+        }
+    }
 }
 
 package actor APIJobs {
@@ -54,7 +87,8 @@ package actor APIJobs {
         }
         var g = SystemRandomNumberGenerator()
         let id = String(format: "%016llx", g.next() as UInt64)
-        let p = try RunProcess.start([executable] + args + ["--json"] + common, workDir: workDir)
+        let p = try RunProcess.start(
+            [executable] + args + ["--json"] + common, workDir: workDir, environment: [APIJob.Progress.fileVariable: progressPath(id)])
         let job = APIJob(id: id, kind: kind, layer: layer, startedBy: startedBy, started: Date(), state: .running)
         jobs[id] = job
         processes[id] = p
@@ -65,8 +99,12 @@ package actor APIJobs {
         return job
     }
 
+    private func progressPath(_ id: String) -> String { "\(workDir)/job-\(id).progress" }
+
     private func ended(_ id: String, _ r: RunProcessResult) {
         guard var j = jobs[id] else { return }
+        j.progress = APIJob.Progress.read(progressPath(id)) ?? j.progress
+        unlink(progressPath(id))
         j.ended = Date()
         j.exitCode = r.exitStatus
         if j.state == .running {
@@ -85,7 +123,15 @@ package actor APIJobs {
         processes[id] = nil
     }
 
-    package func job(_ id: String) -> APIJob? { jobs[id] }
+    /// The job, with its progress read afresh while it runs.
+    package func job(_ id: String) -> APIJob? {
+        guard var j = jobs[id] else { return nil }
+        if j.state == .running, let p = APIJob.Progress.read(progressPath(id)) {
+            j.progress = p
+            jobs[id] = j
+        }
+        return j
+    }
 
     /// Newest first.
     package func all() -> [APIJob] { jobs.values.sorted { ($0.started, $0.id) > ($1.started, $1.id) } }

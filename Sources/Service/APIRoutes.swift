@@ -109,7 +109,7 @@ package enum APIRoutes {
         ("GET", "/api/v1/whoami"), ("GET", "/api/v1/status"), ("GET", "/api/v1/backups"), ("GET", "/api/v1/runs"), ("GET", "/api/v1/audit"),
         ("POST", "/api/v1/layers/{environment}/{layer}/backup"), ("POST", "/api/v1/layers/{environment}/{layer}/restore/plan"),
         ("POST", "/api/v1/layers/{environment}/{layer}/restore"), ("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/{id}"),
-        ("POST", "/api/v1/jobs/{id}/cancel"), ("POST", "/api/v1/layers/{environment}/{layer}/addon/install"),
+        ("POST", "/api/v1/jobs/{id}/cancel"), ("GET", "/api/v1/jobs/{id}/events"), ("POST", "/api/v1/layers/{environment}/{layer}/addon/install"),
         ("POST", "/api/v1/layers/{environment}/{layer}/addon/configure"), ("POST", "/api/v1/layers/{environment}/{layer}/addon/uninstall"),
         ("POST", "/api/v1/storages/{storage}/verify"), ("POST", "/api/v1/storages/{storage}/repair"),
     ]
@@ -207,6 +207,32 @@ package enum APIRoutes {
             let id = try context.parameters.require("id")
             guard let job = await scheduler.jobs.job(id) else { throw APIFailure(.notFound, "no job \(id)", hint: "GET /api/v1/jobs lists them") }
             return try APIJSON.response(job)
+        }
+        // The job as Server-Sent Events: one `job` event whenever it changes (progress,
+        // state), the last once it has ended; then the stream closes.
+        router.get("api/v1/jobs/:id/events") { request, context -> Response in
+            _ = try await api.authorize(request, .read, environment: nil)
+            let id = try context.parameters.require("id")
+            guard await scheduler.jobs.job(id) != nil else { throw APIFailure(.notFound, "no job \(id)", hint: "GET /api/v1/jobs lists them") }
+            var headers = HTTPFields()
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-store"
+            let jobs = scheduler.jobs
+            return Response(
+                status: .ok, headers: headers,
+                body: ResponseBody { writer in
+                    var last: APIJob?
+                    while let job = await jobs.job(id) {
+                        if job != last {
+                            let data = try APIJSON.encoder.encode(job)
+                            try await writer.write(ByteBuffer(string: "event: job\ndata: \(String(decoding: data, as: UTF8.self))\n\n"))
+                            last = job
+                        }
+                        if job.state != .running && job.ended != nil { break }
+                        try await Task.sleep(for: .milliseconds(250))
+                    }
+                    try await writer.finish(nil)
+                })
         }
         router.post("api/v1/jobs/:id/cancel") { request, context -> Response in
             let id = try context.parameters.require("id")

@@ -8,19 +8,27 @@ import Storage
 import Support
 import Synchronization
 
-/// A progress line on a terminal (stderr): bytes, rate, elapsed, stage. Silent otherwise.
+/// A progress line on a terminal (stderr): bytes, rate, elapsed, stage; and, for a command
+/// the API started, the same as JSON in the file `STOWAGE_PROGRESS_FILE` names (the job's
+/// progress). Silent otherwise.
 final class ProgressLine: Sendable {
     private let enabled = isatty(2) == 1
+    private let file = ProcessInfo.processInfo.environment[APIJob.Progress.fileVariable]
     private let started = Date()
     private let stage: Mutex<String>
     private let last = Mutex<Double>(0)
+    private let total: Int64?
 
-    init(stage: String) { self.stage = Mutex(stage) }
+    init(stage: String, total: Int64? = nil) {
+        self.stage = Mutex(stage)
+        self.total = total
+        if let file { APIJob.Progress(stage: stage, bytes: 0, total: total, seconds: 0).write(to: file) }
+    }
 
     func set(stage s: String) { stage.withLock { $0 = s } }
 
     func update(_ bytes: Int64) {
-        guard enabled else { return }
+        guard enabled || file != nil else { return }
         let now = Date().timeIntervalSince(started)
         let due = last.withLock { l -> Bool in
             if now - l < 0.5 { return false }
@@ -28,6 +36,8 @@ final class ProgressLine: Sendable {
             return true
         }
         guard due else { return }
+        if let file { APIJob.Progress(stage: stage.withLock { $0 }, bytes: bytes, total: total, seconds: now).write(to: file) }
+        guard enabled else { return }
         let rate = now > 0 ? Int64(Double(bytes) / now) : 0
         let text = "\r\u{1B}[K\(stage.withLock { $0 }): \(formatBytes(bytes)) at \(formatBytes(rate))/s, \(Int(now)) s"
         FileHandle.standardError.write(Data(text.utf8))

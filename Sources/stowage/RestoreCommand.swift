@@ -78,7 +78,7 @@ struct RestoreCommand: AsyncParsableCommand {
             } else if !json {
                 print(plan)
             }
-            let progress = ProgressLine(stage: "restore \(target.id)")
+            let progress = ProgressLine(stage: "restore \(target.id)", total: preview.manifest.rawBytes)
             let started = Date()
             let out: RestoreOutcome
             do throws(StowageError) {

@@ -91,6 +91,14 @@ extension LabSuites.SchedulerDaemon {
         let started = try await send("POST", "\(base)/restore", token: ops, body: json(["backup": name, "confirm": "fleet/r09"]))
         #expect(started.status == 202, "\(started.body)")
         let id = (try JSONSerialization.jsonObject(with: Data(started.body.utf8)) as? [String: Any])?["id"] as? String ?? ""
+        // Its events, streamed until it ends: the last one says how it ended and how far it got.
+        let stream = try await send("GET", "http://127.0.0.1:\(port)/api/v1/jobs/\(id)/events", token: viewer)
+        #expect(stream.status == 200)
+        let events = stream.body.components(separatedBy: "\n\n").filter { $0.hasPrefix("event: job\ndata: ") }
+        let lastEvent = events.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.dropFirst("event: job\ndata: ".count).utf8)) as? [String: Any] }
+        #expect(!events.isEmpty && lastEvent?["state"] as? String == "ok", "\(stream.body)")
+        let progress = lastEvent?["progress"] as? [String: Any]
+        #expect(progress?["percent"] as? Double == 100 && (progress?["total"] as? Int ?? 0) > 0, "\(String(describing: progress))")
         var job: [String: Any] = [:]
         for _ in 0..<600 {
             let j = try await send("GET", "http://127.0.0.1:\(port)/api/v1/jobs/\(id)", token: viewer)
