@@ -116,7 +116,7 @@ package actor APIJobs {
                 }
         }
         let out = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        j.result = out.hasPrefix("{") ? out : nil
+        j.result = out.hasPrefix("{") || out.hasPrefix("[") ? out : nil
         let err = r.stderr.split(separator: "\n").filter { $0.contains("error: ") || $0.hasPrefix("hint: ") || $0.contains("warning: ") }
         j.error = j.state == .ok ? nil : (err.isEmpty ? r.signal.map { "ended by signal \($0)" } : err.joined(separator: "\n"))
         jobs[id] = j

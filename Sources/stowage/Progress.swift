@@ -17,6 +17,7 @@ final class ProgressLine: Sendable {
     private let started = Date()
     private let stage: Mutex<String>
     private let last = Mutex<Double>(0)
+    private let bytes = Mutex<Int64>(0)
     private let total: Int64?
 
     init(stage: String, total: Int64? = nil) {
@@ -29,6 +30,7 @@ final class ProgressLine: Sendable {
 
     func update(_ bytes: Int64) {
         guard enabled || file != nil else { return }
+        self.bytes.withLock { $0 = bytes }
         let now = Date().timeIntervalSince(started)
         let due = last.withLock { l -> Bool in
             if now - l < 0.5 { return false }
@@ -43,7 +45,13 @@ final class ProgressLine: Sendable {
         FileHandle.standardError.write(Data(text.utf8))
     }
 
-    func end() {
+    /// The line cleared; the progress file's last word: all of `total` when `completed` (the
+    /// run checked every byte), else as far as it got.
+    func end(completed: Bool = false) {
+        if let file {
+            let done = completed ? (total ?? bytes.withLock { $0 }) : bytes.withLock { $0 }
+            APIJob.Progress(stage: stage.withLock { $0 }, bytes: done, total: total, seconds: Date().timeIntervalSince(started)).write(to: file)
+        }
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }

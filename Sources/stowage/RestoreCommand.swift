@@ -88,7 +88,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 await reportManual(inv, target.id, storageSpec.name, started, .failure(error), kind: .restore)
                 throw error
             }
-            progress.end()
+            progress.end(completed: true)
             await reportManual(
                 inv, target.id, storageSpec.name, started,
                 out.checkPassed

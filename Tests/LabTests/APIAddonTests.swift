@@ -11,46 +11,23 @@ import Testing
 import FoundationNetworking
 #endif
 
-private func post(_ url: String, token: String, _ body: [String: Any]) async throws -> (status: Int, body: String) {
-    var r = URLRequest(url: URL(string: url)!)
-    r.httpMethod = "POST"
-    r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-    r.httpBody = try JSONSerialization.data(withJSONObject: body)
-    let (data, response) = try await URLSession.shared.data(for: r)
-    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+private func post(_ url: String, token: String, _ body: [String: Any]) async throws -> APIAnswer {
+    try await API.call("POST", url, token: token, body: API.json(body))
 }
 
-private func get(_ url: String, token: String) async throws -> (status: Int, body: String) {
-    var r = URLRequest(url: URL(string: url)!)
-    r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-    let (data, response) = try await URLSession.shared.data(for: r)
-    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
-}
+private func get(_ url: String, token: String) async throws -> APIAnswer { try await API.call("GET", url, token: token) }
 
 extension LabSuites.SchedulerDaemon {
     @Test func theAddOnsButtonsThroughTheAPIAreAdminsOnlyAndTheSchedulerFollows() async throws {
-        var port = 0
-        for _ in 0..<50 {
-            port = Int.random(in: 50000...54999)
-            if !WebhookReceiver.listening(port) { break }
-        }
+        let port = API.freePort(50000...54999)
         let lab = try FleetLab(fleet: ["fl10"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
-        func token(_ args: [String]) throws -> String {
-            let r = try runCommand(Repo.stowage, ["token", "create", "--config", lab.inventory, "--json"] + args)
-            return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["secret"] as? String ?? ""
-        }
+        func token(_ args: [String]) throws -> String { try API.token(lab, args).secret }
         let admin = try token(["--name", "admin-panel", "--role", "admin"])
         let ops = try token(["--name", "ops", "--role", "operator"])
-        let daemon = try BackgroundProcess(Repo.stowage, ["scheduler", "--config", lab.inventory, "--log-format", "json"], output: "\(lab.dir)/scheduler.log")
+        let daemon = try await API.scheduler(lab)
         defer { daemon.signal(SIGKILL) }
-        var scheduling = false
-        for _ in 0..<600 {
-            if daemon.output.contains(#""event":"scheduler-started""#) { scheduling = true; break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(scheduling, "\(daemon.output)")
         let base = "http://127.0.0.1:\(port)/api/v1"
         let addon = "\(base)/layers/fleet/r10/addon"
 

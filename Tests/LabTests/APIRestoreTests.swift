@@ -11,16 +11,8 @@ import Testing
 import FoundationNetworking
 #endif
 
-private func send(_ method: String, _ url: String, token: String?, body: Data? = nil) async throws -> (status: Int, body: String) {
-    var r = URLRequest(url: URL(string: url)!)
-    r.httpMethod = method
-    if let token { r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-    if let body {
-        r.httpBody = body
-        r.setValue("application/json", forHTTPHeaderField: "Content-Type")
-    }
-    let (data, response) = try await URLSession.shared.data(for: r)
-    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+private func send(_ method: String, _ url: String, token: String?, body: Data? = nil) async throws -> APIAnswer {
+    try await API.call(method, url, token: token, body: body)
 }
 
 /// The fleet node's Redis (not in the shared lab inventory's layers).
@@ -29,15 +21,11 @@ private func fl09(_ args: [String]) throws -> String {
         .trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
-private func json(_ o: [String: Any]) -> Data { (try? JSONSerialization.data(withJSONObject: o)) ?? Data() }
+private func json(_ o: [String: Any]) -> Data { API.json(o) }
 
 extension LabSuites.SchedulerDaemon {
     @Test func restoreThroughTheAPIIsPlannedThenConfirmedAndRunAsAJob() async throws {
-        var port = 0
-        for _ in 0..<50 {
-            port = Int.random(in: 45000...49999)
-            if !WebhookReceiver.listening(port) { break }
-        }
+        let port = API.freePort(45000...49999)
         let lab = try FleetLab(fleet: ["fl09"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
@@ -49,21 +37,12 @@ extension LabSuites.SchedulerDaemon {
         let name = (try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any])?["backup"] as? String ?? ""
         _ = try fl09(["SET", "order:1", "lost"])
 
-        func token(_ args: [String]) throws -> String {
-            let r = try runCommand(Repo.stowage, ["token", "create", "--config", lab.inventory, "--json"] + args)
-            return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["secret"] as? String ?? ""
-        }
+        func token(_ args: [String]) throws -> String { try API.token(lab, args).secret }
         let viewer = try token(["--name", "panel", "--role", "viewer"])
         let ops = try token(["--name", "ops", "--role", "operator", "--environment", "fleet"])
 
-        let daemon = try BackgroundProcess(Repo.stowage, ["scheduler", "--config", lab.inventory, "--log-format", "json"], output: "\(lab.dir)/scheduler.log")
+        let daemon = try await API.scheduler(lab)
         defer { daemon.signal(SIGKILL) }
-        var up = false
-        for _ in 0..<300 {
-            if WebhookReceiver.listening(port) { up = true; break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(up, "\(daemon.output)")
         let base = "http://127.0.0.1:\(port)/api/v1/layers/fleet/r09"
 
         // Step one: the plan, for an operator of the environment; a viewer may not restore.

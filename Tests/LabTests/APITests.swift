@@ -12,32 +12,13 @@ import Testing
 import FoundationNetworking
 #endif
 
-private struct Answer {
-    var status: Int
-    var body: String
-    var headers: [String: String]
-    var json: Any? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) }
-}
-
-private func call(_ method: String, _ url: String, token: String? = nil, rawAuthorization: String? = nil) async throws -> Answer {
-    var r = URLRequest(url: URL(string: url)!)
-    r.httpMethod = method
-    if let token { r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-    if let rawAuthorization { r.setValue(rawAuthorization, forHTTPHeaderField: "Authorization") }
-    let (data, response) = try await URLSession.shared.data(for: r)
-    let http = response as? HTTPURLResponse
-    var headers: [String: String] = [:]
-    for (k, v) in http?.allHeaderFields ?? [:] { headers[String(describing: k).lowercased()] = String(describing: v) }
-    return Answer(status: http?.statusCode ?? 0, body: String(decoding: data, as: UTF8.self), headers: headers)
+private func call(_ method: String, _ url: String, token: String? = nil, rawAuthorization: String? = nil) async throws -> APIAnswer {
+    try await API.call(method, url, token: token, rawAuthorization: rawAuthorization)
 }
 
 extension LabSuites.SchedulerDaemon {
     @Test func theAPIAuthenticatesAuthorizesQueuesBackupNowAndAuditsEveryChange() async throws {
-        var port = 0
-        for _ in 0..<50 {
-            port = Int.random(in: 40000...44999)
-            if !WebhookReceiver.listening(port) { break }
-        }
+        let port = API.freePort(40000...44999)
         let lab = try FleetLab(fleet: ["fl08"], shop: true, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         let agents = try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory])
@@ -47,13 +28,7 @@ extension LabSuites.SchedulerDaemon {
         ])
 
         // Tokens through the CLI: the secret printed once, the id to revoke by.
-        func token(_ args: [String]) throws -> (id: String, secret: String) {
-            let r = try runCommand(Repo.stowage, ["token", "create", "--config", lab.inventory, "--json"] + args)
-            #expect(r.status == 0, "\(r.stderr)")
-            let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
-            let t = o?["token"] as? [String: Any]
-            return (t?["id"] as? String ?? "", o?["secret"] as? String ?? "")
-        }
+        func token(_ args: [String]) throws -> (id: String, secret: String) { try API.token(lab, args) }
         let viewer = try token(["--name", "panel", "--role", "viewer"])
         let shopOperator = try token(["--name", "shop-ops", "--role", "operator", "--environment", "shop"])
         let fleetOperator = try token(["--name", "fleet-ops", "--role", "operator", "--environment", "fleet"])
@@ -67,23 +42,9 @@ extension LabSuites.SchedulerDaemon {
         let list = try runCommand(Repo.stowage, ["token", "list", "--config", lab.inventory])
         #expect(list.status == 0 && list.stdout.contains("shop-ops") && list.stdout.contains("revoked"), "\(list.stdout)")
 
-        let daemon = try BackgroundProcess(
-            Repo.stowage, ["scheduler", "--config", lab.inventory, "--log-format", "json"], output: "\(lab.dir)/scheduler.log")
+        let daemon = try await API.scheduler(lab)
         defer { daemon.signal(SIGKILL) }
         let base = "http://127.0.0.1:\(port)/api/v1"
-        var up = false
-        for _ in 0..<300 {
-            if WebhookReceiver.listening(port) { up = true; break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(up, "\(daemon.output)")
-        // Backup Now needs the policies loaded (until then it answers 503).
-        var scheduling = false
-        for _ in 0..<600 {
-            if daemon.output.contains(#""event":"scheduler-started""#) { scheduling = true; break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        #expect(scheduling, "\(daemon.output)")
 
         // The API's description needs no token, and is the document in docs/.
         let openAPI = try await call("GET", "http://127.0.0.1:\(port)/api/openapi.json")
@@ -93,14 +54,14 @@ extension LabSuites.SchedulerDaemon {
         // Authentication: none, malformed, unknown and revoked tokens get 401 with a hint.
         let none = try await call("GET", "\(base)/whoami")
         #expect(none.status == 401 && none.headers["www-authenticate"]?.hasPrefix("Bearer") == true, "\(none)")
-        #expect((none.json as? [String: String])?["hint"]?.contains("stowage token create") == true, "\(none.body)")
+        #expect((none.object["hint"] as? String)?.contains("stowage token create") == true, "\(none.body)")
         #expect(try await call("GET", "\(base)/whoami", rawAuthorization: "Basic dXNlcjpwdw==").status == 401)
         #expect(try await call("GET", "\(base)/whoami", token: "stowage_not-a-token").status == 401)
         let revoked = try await call("GET", "\(base)/whoami", token: gone.secret)
         #expect(revoked.status == 401 && revoked.body.contains("unknown or revoked"), "\(revoked.body)")
         let me = try await call("GET", "\(base)/whoami", token: shopOperator.secret)
-        #expect(me.status == 200 && (me.json as? [String: Any])?["role"] as? String == "operator", "\(me.body)")
-        #expect((me.json as? [String: Any])?["environments"] as? [String] == ["shop"], "\(me.body)")
+        #expect(me.status == 200 && me.object["role"] as? String == "operator", "\(me.body)")
+        #expect(me.object["environments"] as? [String] == ["shop"], "\(me.body)")
 
         // Reading: every role; the audit trail: not a viewer.
         #expect(try await call("GET", "\(base)/runs", token: viewer.secret).status == 200)
@@ -118,7 +79,7 @@ extension LabSuites.SchedulerDaemon {
         #expect(noPolicy.status == 400 && noPolicy.body.contains("no enabled backup policy"), "\(noPolicy.body)")
         let queued = try await call("POST", backup, token: fleetOperator.secret)
         #expect(queued.status == 202, "\(queued.status) \(queued.body)")
-        #expect((queued.json as? [String: Any])?["runs"] as? String == "/api/v1/runs?layer=fleet/r08", "\(queued.body)")
+        #expect(queued.object["runs"] as? String == "/api/v1/runs?layer=fleet/r08", "\(queued.body)")
 
         // The scheduler runs it; the run shows in the API with its trigger and outcome.
         var run: [String: Any]?

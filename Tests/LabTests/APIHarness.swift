@@ -1,0 +1,72 @@
+// What the API's lab tests share: HTTP calls with a bearer token, a free port, tokens made
+// with the CLI, and a scheduler started and waited for until it schedules.
+import Foundation
+import TestSupport
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+struct APIAnswer {
+    var status: Int
+    var body: String
+    var headers: [String: String] = [:]
+    var json: Any? { try? JSONSerialization.jsonObject(with: Data(body.utf8)) }
+    var object: [String: Any] { json as? [String: Any] ?? [:] }
+}
+
+enum API {
+    static func call(
+        _ method: String, _ url: String, token: String? = nil, rawAuthorization: String? = nil, body: Data? = nil
+    ) async throws -> APIAnswer {
+        var r = URLRequest(url: URL(string: url)!)
+        r.httpMethod = method
+        if let token { r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let rawAuthorization { r.setValue(rawAuthorization, forHTTPHeaderField: "Authorization") }
+        if let body {
+            r.httpBody = body
+            r.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: r)
+        let http = response as? HTTPURLResponse
+        var headers: [String: String] = [:]
+        for (k, v) in http?.allHeaderFields ?? [:] { headers[String(describing: k).lowercased()] = String(describing: v) }
+        return APIAnswer(status: http?.statusCode ?? 0, body: String(decoding: data, as: UTF8.self), headers: headers)
+    }
+
+    static func json(_ o: [String: Any]) -> Data { (try? JSONSerialization.data(withJSONObject: o)) ?? Data() }
+
+    /// A port nothing listens on, from `range` (each test its own range: suites run in parallel).
+    static func freePort(_ range: ClosedRange<Int>) -> Int {
+        for _ in 0..<50 {
+            let p = Int.random(in: range)
+            if !WebhookReceiver.listening(p) { return p }
+        }
+        return range.upperBound
+    }
+
+    /// A token made with the CLI: its id and its secret (printed once).
+    static func token(_ lab: FleetLab, _ args: [String]) throws -> (id: String, secret: String) {
+        let r = try runCommand(Repo.stowage, ["token", "create", "--config", lab.inventory, "--json"] + args)
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        return ((o?["token"] as? [String: Any])?["id"] as? String ?? "", o?["secret"] as? String ?? "")
+    }
+
+    /// The lab's scheduler, once it has loaded its policies (its listener answers before).
+    static func scheduler(_ lab: FleetLab) async throws -> BackgroundProcess {
+        let daemon = try BackgroundProcess(
+            Repo.stowage, ["scheduler", "--config", lab.inventory, "--log-format", "json"], output: "\(lab.dir)/scheduler.log")
+        var scheduling = false
+        for _ in 0..<600 {
+            if daemon.output.contains(#""event":"scheduler-started""#) {
+                scheduling = true
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(scheduling, "\(daemon.output)")
+        return daemon
+    }
+}
