@@ -33,6 +33,15 @@ struct APIFailure: HTTPResponseError {
 enum APIBody {
     static let limit = 64 << 10
 
+    /// `value` when it matches `pattern` whole (nil stays nil); else a 400 naming the field.
+    static func checked(_ field: String, _ value: String?, _ pattern: Regex<Substring>, request: String) throws -> String? {
+        guard let value else { return nil }
+        guard value.wholeMatch(of: pattern) != nil else {
+            throw APIFailure(.badRequest, "\(field) '\(value.prefix(80))' is not a valid value", hint: "docs/api.md lists the fields of \(request) request")
+        }
+        return value
+    }
+
     static func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
         var request = request
         let buffer: ByteBuffer
@@ -309,12 +318,7 @@ package enum APIRoutes {
             guard verb != "uninstall" else { return [] }
             var args: [String] = []
             func add(_ field: String, _ option: String, _ value: String?, _ pattern: Regex<Substring>) throws {
-                guard let value else { return }
-                guard value.wholeMatch(of: pattern) != nil else {
-                    throw APIFailure(
-                        .badRequest, "\(field) '\(value.prefix(80))' is not a valid value", hint: "docs/api.md lists the fields of an add-on request")
-                }
-                args.append("--\(option)=\(value)")
+                if let value = try APIBody.checked(field, value, pattern, request: "an add-on") { args.append("--\(option)=\(value)") }
             }
             try add("schedule", "schedule", schedule, /[A-Za-z0-9*,\/ -]{1,100}/)
             try add("time", "time", time, /[0-9]{1,2}:[0-9]{2}/)
@@ -361,11 +365,7 @@ package enum APIRoutes {
 
         func arguments(layer: String) throws -> [String] {
             func check(_ field: String, _ value: String?, _ pattern: Regex<Substring>) throws {
-                guard let value else { return }
-                guard value.wholeMatch(of: pattern) != nil else {
-                    throw APIFailure(
-                        .badRequest, "\(field) '\(value.prefix(80))' is not a valid value", hint: "docs/api.md lists the fields of a restore request")
-                }
+                _ = try APIBody.checked(field, value, pattern, request: "a restore")
             }
             try check("backup", backup, /[A-Za-z0-9][A-Za-z0-9._:-]{0,127}/)
             try check("from", from, /[A-Za-z0-9][A-Za-z0-9._-]{0,63}(?:\/[A-Za-z0-9][A-Za-z0-9._-]{0,63})?/)
