@@ -4,6 +4,7 @@
 // entropy, so a fast hash is enough (a password would need a slow one).
 @preconcurrency import Crypto
 import Foundation
+import Repository
 
 package enum APIRole: String, Codable, Sendable, CaseIterable {
     /// Reads everything: fleet, layers, backups, runs.
@@ -96,12 +97,12 @@ package struct APIToken: Codable, Sendable, Equatable {
         let secretBytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &g) }
         let idBytes = (0..<6).map { _ in UInt8.random(in: 0...255, using: &g) }
         let secret = prefix + Data(secretBytes).base64EncodedString().replacing("+", with: "-").replacing("/", with: "_").replacing("=", with: "")
-        let id = idBytes.map { String(format: "%02x", $0) }.joined()
+        let id = hexString(idBytes)
         return (APIToken(id: id, name: name, role: role, environments: environments, hash: hash(secret), created: now, revoked: nil), secret)
     }
 
     package static func hash(_ secret: String) -> String {
-        SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+        hexString(SHA256.hash(data: Data(secret.utf8)))
     }
 
     package init(id: String, name: String, role: APIRole, environments: [String], hash: String, created: Date, revoked: Date?) {

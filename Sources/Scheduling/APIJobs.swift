@@ -4,6 +4,7 @@
 // in the scheduler's memory; what a restore did is also in the run catalog (the command
 // records it, trigger `restore`), which survives a restart.
 import Foundation
+import Repository
 import Support
 
 package struct APIJob: Codable, Sendable, Equatable {
@@ -86,7 +87,7 @@ package actor APIJobs {
             throw StowageError(.locked, "job \(busy.id) (\(busy.kind) of \(layer)) is still running", hint: "GET /api/v1/jobs/\(busy.id)")
         }
         var g = SystemRandomNumberGenerator()
-        let id = String(format: "%016llx", g.next() as UInt64)
+        let id = hexString((0..<8).map { _ in UInt8.random(in: 0...255, using: &g) })
         let p = try RunProcess.start(
             [executable] + args + ["--json"] + common, workDir: workDir, environment: [APIJob.Progress.fileVariable: progressPath(id)])
         let job = APIJob(id: id, kind: kind, layer: layer, startedBy: startedBy, started: Date(), state: .running)

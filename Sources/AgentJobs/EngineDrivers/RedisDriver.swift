@@ -4,6 +4,7 @@
 import AgentProtocol
 import Engines
 import FoundationEssentials
+import Repository
 
 #if canImport(Glibc)
 import Glibc
@@ -501,14 +502,8 @@ final class RedisReplicationRestore {
     }
 }
 
-/// `count` random hexadecimal digits.
+/// `count` random hexadecimal digits (`count` even).
 func randomHex(_ count: Int) -> String {
     var g = SystemRandomNumberGenerator()
-    var s = ""
-    while s.count < count { s += String(g.next() as UInt64, radix: 16).leftPadded(16) }
-    return String(s.prefix(count))
-}
-
-extension String {
-    fileprivate func leftPadded(_ n: Int) -> String { count >= n ? self : String(repeating: "0", count: n - count) + self }
+    return hexString((0..<count / 2).map { _ in UInt8.random(in: 0...255, using: &g) })
 }
