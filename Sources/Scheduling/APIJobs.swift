@@ -1,8 +1,9 @@
-// Long work started through the API (a restore, for now) runs as a job: a child process of
+// Long work started through the API (a restore, storage verify and repair) runs as a job: a child process of
 // the scheduler running the same CLI command an operator would (`stowage restore ... --yes
 // --json`), with an id the API answers at once, polled until it ends, cancellable. Jobs live
 // in the scheduler's memory; what a restore did is also in the run catalog (the command
-// records it, trigger `restore`), which survives a restart.
+// records it, trigger `restore`), which survives a restart. Backup Now is a job too, whose
+// process the scheduler starts when the run's turn comes (`reserve`, `attach`, `ended`).
 import Foundation
 import Repository
 import Support
@@ -86,8 +87,7 @@ package actor APIJobs {
         if let busy = jobs.values.first(where: { $0.layer == layer && $0.state == .running }) {
             throw StowageError(.locked, "job \(busy.id) (\(busy.kind) of \(layer)) is still running", hint: "GET /api/v1/jobs/\(busy.id)")
         }
-        var g = SystemRandomNumberGenerator()
-        let id = hexString((0..<8).map { _ in UInt8.random(in: 0...255, using: &g) })
+        let id = Self.newID()
         let p = try RunProcess.start(
             [executable] + args + ["--json"] + common, workDir: workDir, environment: [APIJob.Progress.fileVariable: progressPath(id)])
         let job = APIJob(id: id, kind: kind, layer: layer, startedBy: startedBy, started: Date(), state: .running)
@@ -100,9 +100,38 @@ package actor APIJobs {
         return job
     }
 
-    private func progressPath(_ id: String) -> String { "\(workDir)/job-\(id).progress" }
+    /// A job whose process the scheduler starts (Backup Now: a run queued like a scheduled
+    /// one, within the concurrency limits); `attach` and `ended` follow.
+    package func reserve(kind: String, layer: String, startedBy: String) -> APIJob {
+        let job = APIJob(id: Self.newID(), kind: kind, layer: layer, startedBy: startedBy, started: Date(), state: .running)
+        jobs[job.id] = job
+        return job
+    }
 
-    private func ended(_ id: String, _ r: RunProcessResult) {
+    package func attach(_ id: String, _ process: RunProcess) { processes[id] = process }
+
+    /// A reserved job that never got its process (the run could not start, or was cancelled
+    /// while it waited).
+    package func abandon(_ id: String, state: APIJob.State, error: String?) {
+        guard var j = jobs[id], j.state == .running || state == .cancelled else { return }
+        j.state = state
+        j.error = error
+        j.ended = Date()
+        jobs[id] = j
+    }
+
+    /// Marks a job cancelled (its process is signalled by whoever owns it).
+    package func markCancelled(_ id: String) { if jobs[id]?.state == .running { jobs[id]?.state = .cancelled } }
+
+    static func newID() -> String {
+        var g = SystemRandomNumberGenerator()
+        return hexString((0..<8).map { _ in UInt8.random(in: 0...255, using: &g) })
+    }
+
+    /// The file a job's command writes its progress to.
+    package func progressPath(_ id: String) -> String { "\(workDir)/job-\(id).progress" }
+
+    package func ended(_ id: String, _ r: RunProcessResult) {
         guard var j = jobs[id] else { return }
         j.progress = APIJob.Progress.read(progressPath(id)) ?? j.progress
         unlink(progressPath(id))

@@ -71,6 +71,18 @@ package struct LayerStatus: Codable, Sendable, Equatable {
     package var findings: [String]
     /// Whether the newest backup is older than the policy allows (layers with an enabled policy).
     package var staleness: Staleness.Verdict? = nil
+    /// Each node as the probe found it (nil when not probed).
+    package var nodes: [NodeView]? = nil
+
+    /// A node in the fleet view: its role, and whether backups and restores use it.
+    package struct NodeView: Codable, Sendable, Equatable {
+        package var name: String
+        package var role: String
+        /// The node backups and restores use (the primary; for a Redis Cluster, every master).
+        package var primary: Bool
+        package var state: String
+        package var lagSeconds: Double?
+    }
 }
 
 /// `stowage status` as a whole: every selected layer, and whether a scheduler looks after them.
@@ -151,7 +163,14 @@ package enum FleetStatus {
                     sourceNode: $0.sourceNode, storedBytes: $0.storedBytes, rawBytes: $0.rawBytes, error: $0.error)
             },
             nextRun: next, backups: stored, topology: topology.map { "\($0.kind.rawValue), primary \($0.primary ?? "none")" } ?? "not probed",
-            findings: topology?.findings.filter { $0.severity != .ok }.map(\.message) ?? [], staleness: staleness)
+            findings: topology?.findings.filter { $0.severity != .ok }.map(\.message) ?? [], staleness: staleness,
+            nodes: topology.map { t in
+                t.nodes.map {
+                    .init(
+                        name: $0.name, role: $0.role.rawValue, primary: $0.name == t.primary || $0.role == .clusterMaster, state: $0.state,
+                        lagSeconds: $0.lagSeconds)
+                }
+            })
     }
 
     /// Failures first, then warnings, then the rest; by layer within each.

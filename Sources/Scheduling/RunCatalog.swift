@@ -164,6 +164,10 @@ package final class RunCatalog: Sendable {
                     t.column("detail", .text)
                 }
             }
+            // A dashboard password on a token (scrypt; docs/api.md): signs in by the token's name.
+            migrator.registerMigration("v5-passwords") { db in
+                try db.alter(table: "api_tokens") { t in t.add(column: "password", .text) }
+            }
             try migrator.migrate(pool)
         } catch {
             throw StowageError(
@@ -341,6 +345,33 @@ extension RunCatalog {
         do {
             return try await pool.read { db in
                 try Row.fetchOne(db, sql: "SELECT * FROM api_tokens WHERE hash = ? AND revoked IS NULL", arguments: [hash]).flatMap(Self.token)
+            }
+        } catch { throw failure(error) }
+    }
+
+    /// The token `id`, unless revoked (a dashboard session checks it on every request).
+    package func activeToken(id: String) async throws(StowageError) -> APIToken? {
+        do {
+            return try await pool.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM api_tokens WHERE id = ? AND revoked IS NULL", arguments: [id]).flatMap(Self.token)
+            }
+        } catch { throw failure(error) }
+    }
+
+    /// Sets the dashboard password (its scrypt record) of token `id`.
+    package func setPassword(id: String, record: String) async throws(StowageError) {
+        do {
+            try await pool.write { db in try db.execute(sql: "UPDATE api_tokens SET password = ? WHERE id = ?", arguments: [record, id]) }
+        } catch { throw failure(error) }
+    }
+
+    /// The active tokens named `name` that have a password, with its record.
+    package func passwordLogins(name: String) async throws(StowageError) -> [(APIToken, String)] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(
+                    db, sql: "SELECT * FROM api_tokens WHERE name = ? AND password IS NOT NULL AND revoked IS NULL", arguments: [name]
+                ).compactMap { r in Self.token(r).flatMap { t in (r["password"] as String?).map { (t, $0) } } }
             }
         } catch { throw failure(error) }
     }

@@ -95,6 +95,8 @@ package actor Scheduler {
 
     /// Long work the API started (restores), as child processes like the runs.
     package nonisolated let jobs: APIJobs
+    /// The dashboard's sign-ins (in memory: a restart signs everyone out).
+    package nonisolated let sessions = DashboardSessions()
 
     /// Rebuilt when the inventory is reloaded; deliveries underway go on.
     var notifier: Notifier
@@ -305,7 +307,7 @@ package actor Scheduler {
     /// Backup Now (the API's): a run of `layer` queued to start at the next tick, within the
     /// concurrency limits, like a scheduled one. Refused when the layer has no enabled policy
     /// (the add-on is not installed there), or a run of it runs or waits already.
-    package func backupNow(layer: String) throws(StowageError) -> QueuedRun {
+    package func backupNow(layer: String, startedBy: String? = nil) async throws(StowageError) -> (run: QueuedRun, job: APIJob?) {
         guard stopDeadline == nil else { throw StowageError(.locked, "the scheduler is stopping", hint: "try again once it has restarted") }
         guard let s = states[layer] else {
             throw StowageError(.usage, "\(layer) has no enabled backup policy", hint: "install the add-on on it first (stowage addon install \(layer))")
@@ -314,10 +316,40 @@ package actor Scheduler {
             throw StowageError(
                 .locked, "a run of \(layer) \(running[layer] != nil ? "is running" : "is waiting to start")", hint: "GET /api/v1/runs?layer=\(layer)")
         }
-        let q = QueuedRun(layer: layer, storage: s.policy.storage, slot: nil, trigger: "api", attempt: 1, startAt: Date())
+        var q = QueuedRun(layer: layer, storage: s.policy.storage, slot: nil, trigger: "api", attempt: 1, startAt: Date())
+        var job: APIJob?
+        if let startedBy {
+            job = await jobs.reserve(kind: "backup", layer: layer, startedBy: startedBy)
+            q.job = job?.id
+        }
+        // The actor was left at the await: another request may have queued this layer.
+        if running[layer] != nil || queue[layer] != nil {
+            if let id = job?.id { await jobs.abandon(id, state: .failed, error: "another run of \(layer) came first") }
+            throw StowageError(.locked, "a run of \(layer) is running or waiting", hint: "GET /api/v1/runs?layer=\(layer)")
+        }
         enqueue(q)
-        log("\(layer): a run queued through the API", event: "run-queued", layer: layer, ["trigger": "api"])
-        return q
+        var meta: Logger.Metadata = ["trigger": "api"]
+        if let id = job?.id { meta["job"] = .string(id) }
+        log("\(layer): a run queued through the API", event: "run-queued", layer: layer, meta)
+        return (q, job)
+    }
+
+    /// Cancels the Backup Now job `id`: a run still waiting leaves the queue; a running one
+    /// gets SIGTERM (its half-written backup is never listed; no retry follows). False when
+    /// no run of the scheduler's carries that job.
+    package func cancelJob(_ id: String) async -> Bool {
+        if let (layer, _) = queue.first(where: { $0.value.job == id }) {
+            queue[layer] = nil
+            await jobs.abandon(id, state: .cancelled, error: "cancelled before it started")
+            log("\(layer): the queued run was cancelled through the API", event: "run-cancelled", layer: layer)
+            return true
+        }
+        guard let (layer, r) = running.first(where: { $0.value.queued.job == id }), !r.cancelled else { return false }
+        running[layer]?.cancelled = true
+        await jobs.markCancelled(id)
+        r.process.signal(SIGTERM)
+        log("\(layer): run \(r.record.id ?? 0) cancelled through the API", .warning, event: "run-cancelled", layer: layer)
+        return true
     }
 
     /// The fleet's status as `stowage status --json` reports it, for `selection` (ENV or
@@ -334,6 +366,11 @@ package actor Scheduler {
         let sel = try LayerSelection(parsing: selection)
         return try await BackupCatalog.list(
             try inventory.requireStorage(storage), inventory: inventory, agent: agent, environment: sel.environment, layer: sel.layer)
+    }
+
+    /// The names the inventory gives its environments and storages (the dashboard's choices).
+    package func names() -> (environments: [String], storages: [String]) {
+        (inventory.environments.map(\.name), inventory.storages.map(\.name))
     }
 
     /// The catalog (the API reads runs, tokens and the audit trail from it).
@@ -353,7 +390,10 @@ package actor Scheduler {
             attempt: q.attempt, schedulerPid: Int(getpid()))
         do throws(StowageError) {
             record = try await catalog.start(record)
-            let process = try RunProcess.start(argv, workDir: options.workDir)
+            var env: [String: String] = [:]
+            if let id = q.job { env[APIJob.Progress.fileVariable] = await jobs.progressPath(id) }
+            let process = try RunProcess.start(argv, workDir: options.workDir, environment: env)
+            if let id = q.job { await jobs.attach(id, process) }
             running[q.layer] = Running(storage: q.storage, process: process, record: record, queued: q)
             log(
                 "\(q.layer): run \(record.id ?? 0) started (\(q.trigger)\(q.slot.map { " for \(stamp($0))" } ?? ""), attempt \(q.attempt), pid \(process.pid))",
@@ -364,6 +404,7 @@ package actor Scheduler {
                 await self.finished(q.layer, result)
             }
         } catch {
+            if let id = q.job { await jobs.abandon(id, state: .failed, error: error.message) }
             log("\(q.layer): cannot start a run: \(error.message)", .error, event: "run-not-started", layer: q.layer)
             record.outcome = .failed
             record.ended = Date()
@@ -385,6 +426,7 @@ package actor Scheduler {
     func finished(_ layer: String, _ result: RunProcessResult) async {
         defer { inFlight -= 1 }
         guard let r = running.removeValue(forKey: layer) else { return }
+        if let id = r.queued.job { await jobs.ended(id, result) }
         let now = Date()
         var record = r.record
         record.ended = now
@@ -447,6 +489,7 @@ package actor Scheduler {
                 nextSlot: s.nextDue), queue[layer] == nil
             {
                 var q = r.queued
+                q.job = nil
                 q.attempt += 1
                 q.trigger = "retry"
                 q.startAt = retryAt

@@ -19,6 +19,8 @@ package struct QueuedRun: Sendable, Equatable {
     package var attempt: Int
     /// Not before this instant: the slot plus the random start delay, or a retry's backoff.
     package var startAt: Date
+    /// The API job that follows it (Backup Now), if any.
+    package var job: String? = nil
 
     package init(layer: String, storage: String, slot: Date?, trigger: String, attempt: Int, startAt: Date) {
         self.layer = layer

@@ -133,7 +133,8 @@ package enum APIRoutes {
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: .init(string: openAPI)))
             }
         }
-        let api = Access(catalog: catalog, mutatingServed: isLoopback(listenHost) || behindTLSProxy)
+        let api = Access(catalog: catalog, mutatingServed: isLoopback(listenHost) || behindTLSProxy, sessions: scheduler.sessions)
+        Dashboard.mount(on: router, scheduler: scheduler, api: api, secureCookies: behindTLSProxy)
 
         router.get("api/v1/whoami") { request, _ -> Response in
             let p = try await api.authenticate(request)
@@ -167,13 +168,13 @@ package enum APIRoutes {
         router.post("api/v1/layers/:environment/:layer/backup") { request, context -> Response in
             let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")
             let layer = "\(env)/\(name)"
-            return try await api.mutate(request, .backup, environment: env, target: layer) { _ in
+            return try await api.mutate(request, .backup, environment: env, target: layer) { who in
                 guard await scheduler.scheduling else {
                     throw APIFailure(.serviceUnavailable, "the scheduler is still starting (loading its policies)", hint: "try again in a few seconds")
                 }
-                let q = try await scheduler.backupNow(layer: layer)
-                let queued = Queued(layer: q.layer, storage: q.storage, trigger: q.trigger, runs: "/api/v1/runs?layer=\(q.layer)")
-                return (try APIJSON.response(queued, status: .accepted), nil)
+                let (q, job) = try await scheduler.backupNow(layer: layer, startedBy: "\(who.tokenID) (\(who.name))")
+                let queued = Queued(layer: q.layer, storage: q.storage, trigger: q.trigger, runs: "/api/v1/runs?layer=\(q.layer)", job: job)
+                return (try APIJSON.response(queued, status: .accepted), job.map { "job \($0.id): backup \(layer)" })
             }
         }
     }
@@ -247,9 +248,13 @@ package enum APIRoutes {
             let id = try context.parameters.require("id")
             let job = await scheduler.jobs.job(id)
             let env = job.map { String($0.layer.split(separator: "/").first ?? "") }
-            return try await api.mutate(request, .restore, environment: env, target: job?.layer ?? id) { _ in
-                guard job != nil else { throw APIFailure(.notFound, "no job \(id)", hint: "GET /api/v1/jobs lists them") }
-                guard await scheduler.jobs.cancel(id) else { throw APIFailure(.conflict, "job \(id) has ended") }
+            // A backup job's run belongs to the scheduler (it must not retry it); the rest are
+            // the jobs' own processes.
+            let action: APIAction = job?.kind == "backup" ? .backup : job?.kind.hasPrefix("storage-") == true ? .maintainStorage : .restore
+            return try await api.mutate(request, action, environment: env, target: job?.layer ?? id) { _ in
+                guard let job else { throw APIFailure(.notFound, "no job \(id)", hint: "GET /api/v1/jobs lists them") }
+                let cancelled = job.kind == "backup" ? await scheduler.cancelJob(id) : await scheduler.jobs.cancel(id)
+                guard cancelled else { throw APIFailure(.conflict, "job \(id) has ended") }
                 return (try APIJSON.response(await scheduler.jobs.job(id)), "job \(id) cancelled")
             }
         }
@@ -392,6 +397,8 @@ package enum APIRoutes {
         var storage: String
         var trigger: String
         var runs: String
+        /// The job that follows the run (GET /api/v1/jobs/{id}, its events, cancel).
+        var job: APIJob?
     }
 
     /// A run as the API shows it (the catalog's row, camelCase, dates in ISO 8601).
@@ -439,8 +446,21 @@ package enum APIRoutes {
     struct Access: Sendable {
         let catalog: RunCatalog
         let mutatingServed: Bool
+        let sessions: DashboardSessions
 
+        /// The cookie that carries a dashboard session.
+        static let cookie = "stowage_session"
+        /// The header a session's mutating request carries its CSRF token in.
+        static let csrfHeader = HTTPFields.Element.Name("X-CSRF-Token")!
+
+        /// The token a request presents (a bearer token), or the dashboard session it belongs
+        /// to: a session's token must still be active, and a session's request that changes
+        /// anything must carry the session's CSRF token (a cookie alone is sent by any page the
+        /// browser shows; SameSite=Strict is the first fence, this the second).
         func authenticate(_ request: Request) async throws -> APIPrincipal {
+            if request.headers[.authorization] == nil, let value = request.cookies[Self.cookie]?.value {
+                return try await session(request, value).principal
+            }
             guard let header = request.headers[.authorization] else {
                 throw APIFailure(.unauthorized, "no API token in the request", hint: "send Authorization: Bearer <token> (stowage token create makes one)")
             }
@@ -454,6 +474,23 @@ package enum APIRoutes {
                     .unauthorized, "the API token is unknown or revoked", hint: "stowage token list shows the tokens; stowage token create makes one")
             }
             return token.principal
+        }
+
+        /// The session of a cookie, with its principal (checked as above).
+        func session(_ request: Request, _ cookie: String) async throws -> (principal: APIPrincipal, session: DashboardSession) {
+            guard let s = await sessions.session(cookie) else {
+                throw APIFailure(.unauthorized, "the dashboard session has ended", hint: "sign in again at /ui/login")
+            }
+            guard let token = try await catalog.activeToken(id: s.tokenID) else {
+                await sessions.close(cookie)
+                throw APIFailure(.unauthorized, "the session's token has been revoked", hint: "sign in again with an active token")
+            }
+            if request.method != .get && request.method != .head && request.headers[Self.csrfHeader] != s.csrf {
+                throw APIFailure(
+                    .forbidden, "the request has no valid CSRF token for its session",
+                    hint: "the dashboard's pages send it in X-CSRF-Token; a page from elsewhere cannot")
+            }
+            return (token.principal, s)
         }
 
         func authorize(_ request: Request, _ action: APIAction, environment: String?) async throws -> APIPrincipal {

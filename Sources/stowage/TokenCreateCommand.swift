@@ -23,6 +23,12 @@ extension TokenCommand {
         @Option(help: ArgumentHelp("An environment an operator may act on (repeatable; default: all).", valueName: "env"))
         var environment: [String] = []
 
+        @Flag(
+            help: ArgumentHelp(
+                "Also let the dashboard sign in with the token's name and a password, read from standard input (one line, 12 characters or more; never in argv)."
+            ))
+        var passwordStdin = false
+
         @Flag(help: "Print the token and its secret as JSON.")
         var json = false
 
@@ -37,8 +43,22 @@ extension TokenCommand {
                 }
                 guard !name.isEmpty, name.count <= 100 else { throw StowageError(.usage, "a token's name has 1 to 100 characters") }
                 let catalog = try await RunCatalog.open(path: inv.catalogPath)
+                var record: String?
+                if passwordStdin {
+                    let password = (readLine(strippingNewline: true) ?? "")
+                    guard password.count >= PasswordHash.minimumLength else {
+                        throw StowageError(
+                            .usage, "the password read from standard input has \(password.count) characters, fewer than \(PasswordHash.minimumLength)",
+                            hint: "pipe a longer one, e.g. from a password manager: ... | stowage token create --password-stdin ...")
+                    }
+                    guard try await catalog.passwordLogins(name: name).isEmpty else {
+                        throw StowageError(.usage, "a token named '\(name)' already signs in with a password", hint: "give this one another --name")
+                    }
+                    record = await DedicatedThread.run("scrypt") { PasswordHash.make(password) }
+                }
                 let (token, secret) = APIToken.generate(name: name, role: r, environments: environment)
                 try await catalog.addToken(token)
+                if let record { try await catalog.setPassword(id: token.id, record: record) }
                 if json {
                     struct Made: Encodable {
                         var token: TokenView
@@ -49,6 +69,7 @@ extension TokenCommand {
                     print("token \(token.id) (\(token.name), \(token.role.rawValue)\(environment.isEmpty ? "" : " of \(environment.joined(separator: ", "))"))")
                     print("secret: \(secret)")
                     print("It is shown this once: keep it where the API's client reads it (Authorization: Bearer <secret>).")
+                    if record != nil { print("The dashboard also signs in as '\(name)' with the password given.") }
                 }
                 return .ok
             }
