@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "Scheduling", "Support",
+                "Scheduling", "Fleet", "Support",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),

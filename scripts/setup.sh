@@ -16,6 +16,9 @@ PACKAGES=(
     systemd prometheus
     # webhooks (FoundationNetworking uses libcurl); the tests' webhook receiver
     libcurl4 python3
+    # the dashboard's browser tests (headless Chromium, driven by selenium from the venv) and
+    # the venv itself
+    chromium chromium-driver python3-venv
 )
 
 [ "$(id -u)" = 0 ] || { echo "setup: run as root (apt-get, and the lab starts servers as their own users)" >&2; exit 1; }
@@ -43,6 +46,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ -n "$own_policy" ] && rm -f "$policy"
     own_policy=
     trap - EXIT
+fi
+
+# Python tools of the tests, from PyPI into .venv (never the system's Python): selenium
+# drives the browser; schemathesis checks the live API against docs/openapi.json.
+if [ ! -x .venv/bin/schemathesis ] || [ ! -d .venv/lib/python3*/site-packages/selenium ]; then
+    echo "setup: python venv .venv (selenium, schemathesis)" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check "selenium>=4.20" "schemathesis>=4.0,<5" >/dev/null
 fi
 
 command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH

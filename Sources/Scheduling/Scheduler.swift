@@ -369,8 +369,8 @@ package actor Scheduler {
     }
 
     /// The names the inventory gives its environments and storages (the dashboard's choices).
-    package func names() -> (environments: [String], storages: [String]) {
-        (inventory.environments.map(\.name), inventory.storages.map(\.name))
+    package func names() -> (environments: [String], storages: [String], layers: [String]) {
+        (inventory.environments.map(\.name), inventory.storages.map(\.name), inventory.layers.map(\.id))
     }
 
     /// The catalog (the API reads runs, tokens and the audit trail from it).

@@ -3,6 +3,7 @@
 // or not, lands in the audit trail before it is answered. Mutating calls are refused on a
 // plain-HTTP listener that is not on a loopback address (tokens would cross the network in
 // clear), unless the inventory says a TLS-terminating proxy is in front.
+import Fleet
 import Foundation
 import Hummingbird
 import Scheduling
@@ -105,8 +106,74 @@ package enum APIRoutes {
     /// A query parameter's value.
     static func query(_ request: Request, _ name: String) -> String? { request.uri.queryParameters.get(name).map { String($0) } }
 
-    /// `limit=N`, between 1 and 1000 (default 100).
-    static func limit(_ request: Request) -> Int { min(max(query(request, "limit").flatMap { Int($0) } ?? 100, 1), 1000) }
+    /// `limit=N`, between 1 and 1000 (default 100); anything else is a 400.
+    static func limit(_ request: Request) throws -> Int {
+        guard let text = query(request, "limit") else { return 100 }
+        guard let n = Int(text), (1...1000).contains(n) else {
+            throw APIFailure(.badRequest, "limit '\(text.prefix(20))' is not a whole number from 1 to 1000")
+        }
+        return n
+    }
+
+    /// A boolean query parameter: true or false (1 or 0); absent: `default`.
+    static func flag(_ request: Request, _ name: String, default value: Bool) throws -> Bool {
+        switch query(request, name) {
+        case nil: return value
+        case "true", "1": return true
+        case "false", "0": return false
+        case let other?: throw APIFailure(.badRequest, "\(name) '\(other.prefix(20))' is neither true nor false")
+        }
+    }
+
+    /// `layers=ENV` or `ENV/LAYER` and `storage=NAME` as given: malformed is a 400, naming
+    /// what the inventory does not have a 404 (the CLI's refusal, as HTTP sees it).
+    static func selection(_ request: Request, scheduler: Scheduler) async throws -> (layers: String?, storage: String?) {
+        let names = await scheduler.names()
+        let layers = query(request, "layers"), storage = query(request, "storage")
+        if let layers {
+            guard !layers.isEmpty else { throw APIFailure(.badRequest, "layers is empty", hint: "give ENV or ENV/LAYER, or leave it out for every layer") }
+            let sel: LayerSelection
+            do throws(StowageError) { sel = try LayerSelection(parsing: layers) } catch { throw APIFailure(.badRequest, error.message, hint: error.hint) }
+            if let env = sel.environment, !names.environments.contains(env) {
+                throw APIFailure(.notFound, "no environment '\(env.prefix(64))' in the inventory", hint: "GET /api/v1/status lists the layers")
+            }
+            if let env = sel.environment, let layer = sel.layer, !names.layers.contains("\(env)/\(layer)") {
+                throw APIFailure(.notFound, "no layer '\(layer.prefix(64))' in environment \(env)", hint: "GET /api/v1/status lists the layers")
+            }
+        }
+        if let storage, !names.storages.contains(storage) {
+            throw APIFailure(
+                .notFound, "no storage '\(storage.prefix(64))' in the inventory", hint: "the inventory has \(names.storages.joined(separator: ", "))")
+        }
+        return (layers, storage)
+    }
+
+    /// Every other method on an API path is a 405 naming the ones it has (not a 404: the
+    /// path exists).
+    struct MethodCheck: RouterMiddleware {
+        typealias Context = BasicRequestContext
+        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+            let path = request.uri.path
+            guard path.hasPrefix("/api/v1/") else { return try await next(request, context) }
+            let segments = path.split(separator: "/", omittingEmptySubsequences: false)
+            let allowed = APIRoutes.endpoints.filter { e in
+                let t = e.path.split(separator: "/", omittingEmptySubsequences: false)
+                return t.count == segments.count && zip(t, segments).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+            }.map(\.method)
+            let method = request.method.rawValue
+            guard !allowed.isEmpty, !allowed.contains(method), !(method == "HEAD" && allowed.contains("GET")) else {
+                return try await next(request, context)
+            }
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json"
+            headers[.allow] = Set(allowed).sorted().joined(separator: ", ")
+            let body =
+                (try? APIJSON.encoder.encode([
+                    "error": "\(method) is not a method of \(path)", "hint": "it takes \(Set(allowed).sorted().joined(separator: " or "))",
+                ])) ?? Data()
+            return Response(status: .methodNotAllowed, headers: headers, body: .init(byteBuffer: .init(bytes: body)))
+        }
+    }
 
     /// Whether a listener on `host` may serve mutating calls without TLS.
     package static func isLoopback(_ host: String) -> Bool {
@@ -125,6 +192,7 @@ package enum APIRoutes {
 
     static func mount(on router: Router<BasicRequestContext>, scheduler: Scheduler, listenHost: String, behindTLSProxy: Bool, openAPI: String?) {
         let catalog = scheduler.runCatalog
+        router.add(middleware: MethodCheck())
         // The API's description, for clients and checkers; it holds no secret, so no token.
         if let openAPI {
             router.get("api/openapi.json") { _, _ -> Response in
@@ -143,24 +211,28 @@ package enum APIRoutes {
         // The fleet at a glance: `stowage status --json`'s document (docs/json/status.schema.json).
         router.get("api/v1/status") { request, _ -> Response in
             _ = try await api.authorize(request, .read, environment: nil)
-            let probe = query(request, "probe").map { $0 != "false" && $0 != "0" } ?? true
-            let report = try await operation { try await scheduler.fleetStatus(selection: query(request, "layers"), probe: probe) }
+            let probe = try flag(request, "probe", default: true)
+            let sel = try await selection(request, scheduler: scheduler)
+            let report = try await operation { try await scheduler.fleetStatus(selection: sel.layers, probe: probe) }
             return try APIJSON.response(report, dates: .deferredToDate)
         }
         // The backups on a storage (`stowage backups --json`): any environment's, for Restore from.
         router.get("api/v1/backups") { request, _ -> Response in
             _ = try await api.authorize(request, .read, environment: nil)
-            let entries = try await operation { try await scheduler.backups(selection: query(request, "layers"), storage: query(request, "storage")) }
+            let sel = try await selection(request, scheduler: scheduler)
+            let entries = try await operation { try await scheduler.backups(selection: sel.layers, storage: sel.storage) }
             return try APIJSON.response(entries, dates: .deferredToDate)
         }
         router.get("api/v1/runs") { request, _ -> Response in
             _ = try await api.authorize(request, .read, environment: nil)
-            let runs = try await operation { try await catalog.runs(layer: query(request, "layer"), limit: limit(request)) }.map(RunView.init)
+            let n = try limit(request)
+            let runs = try await operation { try await catalog.runs(layer: query(request, "layer"), limit: n) }.map(RunView.init)
             return try APIJSON.response(runs)
         }
         router.get("api/v1/audit") { request, _ -> Response in
             _ = try await api.authorize(request, .readAudit, environment: nil)
-            return try APIJSON.response(try await operation { try await catalog.auditTrail(limit: limit(request)) })
+            let n = try limit(request)
+            return try APIJSON.response(try await operation { try await catalog.auditTrail(limit: n) })
         }
         mountRestore(on: router, scheduler: scheduler, api: api)
         mountAddon(on: router, scheduler: scheduler, api: api)

@@ -80,6 +80,9 @@ enum Dashboard {
         }
 
         router.get("/") { _, _ in redirect("/ui/") }
+        router.get("favicon.ico") { _, _ in
+            Response(status: .ok, headers: headers("image/svg+xml"), body: .init(byteBuffer: .init(string: DashboardAssets.icon)))
+        }
         router.get("ui/static/app.css") { _, _ in
             Response(status: .ok, headers: headers("text/css; charset=utf-8"), body: .init(byteBuffer: .init(string: DashboardAssets.css)))
         }
@@ -183,7 +186,7 @@ enum Dashboard {
         }
         page("ui/runs") { request, _, _, v in
             let layer = APIRoutes.query(request, "layer")
-            let runs = (try? await catalog.runs(layer: layer, limit: APIRoutes.limit(request))) ?? []
+            let runs = (try? await catalog.runs(layer: layer, limit: (try? APIRoutes.limit(request)) ?? 100)) ?? []
             let body = DashboardHTML.charts(runs) + DashboardHTML.runTable(runs, now: Date())
             return html(DashboardHTML.page(layer.map { "Runs of \($0)" } ?? "Runs", viewer: v, active: "Runs", body))
         }

@@ -2,6 +2,10 @@
 // the network, one binary to install. The script only calls the REST API (/api/v1) with
 // the session's cookie and the page's CSRF token, and follows jobs by Server-Sent Events.
 enum DashboardAssets {
+    static let icon = """
+        <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect x="1" y="3" width="14" height="4" rx="1" fill="#2457c5"/><rect x="1" y="9" width="14" height="4" rx="1" fill="#2457c5"/></svg>
+        """
+
     static let css = """
         :root { --fg: #1d2330; --muted: #667085; --line: #d9dee7; --ok: #137333; --warn: #9a6700; --err: #b3261e; --accent: #2457c5; }
         * { box-sizing: border-box; }

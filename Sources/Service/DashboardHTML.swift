@@ -87,7 +87,7 @@ enum DashboardHTML {
             + nodes.map { n in
                 let lag = n.lagSeconds.map { String(format: ", lag %.0f s", $0) } ?? ""
                 return "<li class=\"\(n.primary ? "primary" : "node")\"\(n.primary ? " title=\"backups and restores use this node\"" : "")>"
-                    + "\(n.primary ? "★ " : "")<b>\(esc(n.name))</b> \(esc(n.role))<span class=\"muted\"> \(esc(n.state))\(lag)</span></li>"
+                    + "\(n.primary ? "★ " : "")<b>\(esc(n.name))</b> \(esc(n.role))<span class=\"muted\"> \(n.state == n.role ? "" : esc(n.state))\(lag)</span></li>"
             }.joined() + "</ul>"
     }
 
@@ -102,7 +102,8 @@ enum DashboardHTML {
     static func fleet(_ report: FleetReport, now: Date) -> String {
         var rows = ""
         for l in report.layers {
-            let problems = (l.problems.map(\.message) + l.findings).uniqued()
+            // The topology's findings are among the problems already ("topology: ...").
+            let problems = l.problems.map(\.message) + l.findings.filter { f in !l.problems.contains { $0.message.hasSuffix(f) } }
             rows += """
                 <tr data-layer="\(esc(l.layer))"><td><a href="\(layerPath(l.layer))">\(esc(l.layer))</a></td><td>\(esc(l.engine))</td>
                 <td>\(badge(l.health))</td><td>\(topology(l))</td>
@@ -154,12 +155,13 @@ enum DashboardHTML {
                     + "<dt>Next run</dt><dd>\(esc(l.nextRun ?? "-"))</dd></dl>"
             } ?? "<p class=\"muted\">The add-on is not installed on this layer: no scheduled backups.</p>"
         let disabled = " disabled title=\"your role cannot do this\""
+        let notInstalled = " disabled title=\"install the add-on first\""
         let buttons = """
             <div class="buttons" data-layer="\(esc(l.layer))">
-            <button id="backup-now" data-backup-now\(installed && p.canBackup ? "" : disabled)>Backup Now</button>
+            <button id="backup-now" data-backup-now\(!installed ? notInstalled : p.canBackup ? "" : disabled)>Backup Now</button>
             <button id="configure" data-open="policy-dialog"\(p.canAdmin ? "" : disabled)>\(installed ? "Configure" : "Install")</button>
             <a class="button" id="restore" href="#backups">Restore</a>
-            <button id="uninstall" data-uninstall\(installed && p.canAdmin ? "" : disabled)>Uninstall</button>
+            <button id="uninstall" data-uninstall\(!installed ? notInstalled : p.canAdmin ? "" : disabled)>Uninstall</button>
             </div>
             """
         let storages = p.storages.map { "<option\($0 == l.policy?.storage ? " selected" : "")>\(esc($0))</option>" }.joined()
@@ -265,10 +267,10 @@ enum DashboardHTML {
     }
 
     static func audit(_ records: [AuditRecord]) -> String {
-        "<div class=\"scroll\"><table id=\"audit\"><thead><tr><th>When</th><th>Who</th><th>What</th><th>Target</th><th>Status</th><th>Outcome</th><th>Detail</th></tr></thead><tbody>"
+        "<div class=\"scroll\"><table id=\"audit\"><thead><tr><th>When</th><th>Who</th><th>Action</th><th>Request</th><th>Target</th><th>Status</th><th>Outcome</th><th>Detail</th></tr></thead><tbody>"
             + records.map { a in
                 "<tr><td>\(esc(ISO8601DateFormatter().string(from: a.at)))</td><td>\(esc(a.tokenName)) <span class=\"muted\">\(esc(a.tokenID))</span></td>"
-                    + "<td>\(esc(a.method)) \(esc(a.path))</td><td>\(esc(a.target ?? ""))</td><td>\(a.status)</td><td>\(badge(a.outcome))</td><td>\(esc(a.detail ?? ""))</td></tr>"
+                    + "<td>\(esc(a.action))</td><td>\(esc(a.method)) \(esc(a.path))</td><td>\(esc(a.target ?? ""))</td><td>\(a.status)</td><td>\(badge(a.outcome))</td><td>\(esc(a.detail ?? ""))</td></tr>"
             }.joined() + "</tbody></table></div>"
     }
 
@@ -283,12 +285,5 @@ enum DashboardHTML {
             i += 1
         }
         return i == 0 ? "\(b) B" : String(format: "%.1f", v) + " " + units[i]
-    }
-}
-
-extension Array where Element: Hashable {
-    func uniqued() -> [Element] {
-        var seen = Set<Element>()
-        return filter { seen.insert($0).inserted }
     }
 }

@@ -90,7 +90,10 @@ struct BackupCommand: AsyncParsableCommand {
                 if !policy { await reportManual(inv, spec.id, storageSpec.name, started, .failure(error)) }
                 throw error
             }
-            progress.end()
+            // The last word of the progress: every byte of the dump (a small one ends before a
+            // first report).
+            progress.update(out.manifest.rawBytes)
+            progress.end(completed: true)
             if !policy {
                 await reportManual(
                     inv, spec.id, storageSpec.name, started,

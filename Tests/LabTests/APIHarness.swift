@@ -16,19 +16,45 @@ struct APIAnswer {
     var object: [String: Any] { json as? [String: Any] ?? [:] }
 }
 
+/// Answers redirects as they come (a sign-in's 303 carries its cookie), and keeps no cookie:
+/// each call says what it sends.
+final class NoRedirect: NSObject, URLSessionTaskDelegate, Sendable {
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse, newRequest request: URLRequest,
+        completionHandler: @escaping @Sendable (URLRequest?) -> Void
+    ) { completionHandler(nil) }
+}
+
 enum API {
+    static let session: URLSession = {
+        let c = URLSessionConfiguration.ephemeral
+        c.httpShouldSetCookies = false
+        c.httpCookieAcceptPolicy = .never
+        return URLSession(configuration: c, delegate: NoRedirect(), delegateQueue: nil)
+    }()
+
     static func call(
-        _ method: String, _ url: String, token: String? = nil, rawAuthorization: String? = nil, body: Data? = nil
+        _ method: String, _ url: String, token: String? = nil, rawAuthorization: String? = nil, body: Data? = nil, headers: [String: String] = [:],
+        form: [String: String]? = nil
     ) async throws -> APIAnswer {
         var r = URLRequest(url: URL(string: url)!)
         r.httpMethod = method
+        r.httpShouldHandleCookies = false
         if let token { r.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let rawAuthorization { r.setValue(rawAuthorization, forHTTPHeaderField: "Authorization") }
         if let body {
             r.httpBody = body
             r.setValue("application/json", forHTTPHeaderField: "Content-Type")
         }
-        let (data, response) = try await URLSession.shared.data(for: r)
+        if let form {
+            var allowed = CharacterSet.alphanumerics
+            allowed.insert(charactersIn: "-._~")
+            r.httpBody = Data(
+                form.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&").utf8)
+            r.setValue("application/x-www-form-urlencoded", forHTTPHeaderField: "Content-Type")
+        }
+        for (k, v) in headers { r.setValue(v, forHTTPHeaderField: k) }
+        let (data, response) = try await session.data(for: r)
         let http = response as? HTTPURLResponse
         var headers: [String: String] = [:]
         for (k, v) in http?.allHeaderFields ?? [:] { headers[String(describing: k).lowercased()] = String(describing: v) }

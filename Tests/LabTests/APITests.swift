@@ -98,14 +98,20 @@ extension LabSuites.SchedulerDaemon {
         try JSONSchema.validate(status.body, schema: "status")
         #expect(status.body.contains("\"fleet/r08\""), "\(status.body)")
         let badSelection = try await call("GET", "\(base)/status?layers=nowhere/none", token: viewer.secret)
-        #expect(badSelection.status == 400 && badSelection.body.contains("nowhere"), "\(badSelection.body)")
+        #expect(badSelection.status == 404 && badSelection.body.contains("nowhere"), "\(badSelection.body)")
+        #expect(try await call("GET", "\(base)/status?layers=a/b/c", token: viewer.secret).status == 400)
+        #expect(try await call("GET", "\(base)/status?probe=maybe", token: viewer.secret).status == 400)
+        #expect(try await call("GET", "\(base)/runs?limit=1001", token: viewer.secret).status == 400)
+        // Another method on an API path: 405, naming the ones it has.
+        let put = try await call("PUT", "\(base)/layers/fleet/r08/backup", token: viewer.secret)
+        #expect(put.status == 405 && put.headers["allow"] == "POST", "\(put.status) \(put.headers)")
 
         // The backups on the storage (`stowage backups --json`): the one just made is listed.
         let backups = try await call("GET", "\(base)/backups?layers=fleet/r08", token: viewer.secret)
         #expect(backups.status == 200, "\(backups.body)")
         try JSONSchema.validate(backups.body, schema: "backups")
         if let made = run?["backup"] as? String { #expect(backups.body.contains(made), "\(backups.body)") }
-        #expect(try await call("GET", "\(base)/backups?storage=nowhere", token: viewer.secret).status == 400)
+        #expect(try await call("GET", "\(base)/backups?storage=nowhere", token: viewer.secret).status == 404)
 
         // The audit trail: every mutating call, refused ones too, newest first.
         let trail = try await call("GET", "\(base)/audit", token: fleetOperator.secret)
