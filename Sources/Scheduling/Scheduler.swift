@@ -368,6 +368,18 @@ package actor Scheduler {
             try inventory.requireStorage(storage), inventory: inventory, agent: agent, environment: sel.environment, layer: sel.layer)
     }
 
+    /// Each storage of the inventory with its nodes as last checked (nil: not yet checked).
+    package func storages() -> [StorageHealth] {
+        inventory.storages.map { spec in
+            StorageHealth(
+                name: spec.name, quorum: spec.quorum ?? spec.nodes.count,
+                nodes: spec.nodes.map { n in
+                    let h = nodeHealth["\(spec.name)/\(n.name)"]
+                    return .init(name: n.name, up: h?.up, freeBytes: h?.freeBytes, totalBytes: h?.totalBytes, checked: h?.checked)
+                })
+        }
+    }
+
     /// The names the inventory gives its environments and storages (the dashboard's choices).
     package func names() -> (environments: [String], storages: [String], layers: [String]) {
         (inventory.environments.map(\.name), inventory.storages.map(\.name), inventory.layers.map(\.id))
@@ -649,3 +661,18 @@ package actor Scheduler {
 }
 
 func stamp(_ d: Date) -> String { ISO8601DateFormatter().string(from: d) }
+
+/// A storage as the API and the dashboard show it: its write quorum and its nodes' health.
+package struct StorageHealth: Codable, Sendable, Equatable {
+    package struct Node: Codable, Sendable, Equatable {
+        package var name: String
+        /// Whether the node answered at its last check (nil: not checked yet).
+        package var up: Bool?
+        package var freeBytes: Int64?
+        package var totalBytes: Int64?
+        package var checked: Date?
+    }
+    package var name: String
+    package var quorum: Int
+    package var nodes: [Node]
+}

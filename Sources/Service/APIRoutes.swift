@@ -182,7 +182,8 @@ package enum APIRoutes {
 
     /// Every endpoint, as docs/openapi.json describes it (a unit test holds the two together).
     package static let endpoints: [(method: String, path: String)] = [
-        ("GET", "/api/v1/whoami"), ("GET", "/api/v1/status"), ("GET", "/api/v1/backups"), ("GET", "/api/v1/runs"), ("GET", "/api/v1/audit"),
+        ("GET", "/api/v1/whoami"), ("GET", "/api/v1/status"), ("GET", "/api/v1/storages"), ("GET", "/api/v1/backups"), ("GET", "/api/v1/runs"),
+        ("GET", "/api/v1/audit"),
         ("POST", "/api/v1/layers/{environment}/{layer}/backup"), ("POST", "/api/v1/layers/{environment}/{layer}/restore/plan"),
         ("POST", "/api/v1/layers/{environment}/{layer}/restore"), ("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/{id}"),
         ("POST", "/api/v1/jobs/{id}/cancel"), ("GET", "/api/v1/jobs/{id}/events"), ("POST", "/api/v1/layers/{environment}/{layer}/addon/install"),
@@ -215,6 +216,12 @@ package enum APIRoutes {
             let sel = try await selection(request, scheduler: scheduler)
             let report = try await operation { try await scheduler.fleetStatus(selection: sel.layers, probe: probe) }
             return try APIJSON.response(report, dates: .deferredToDate)
+        }
+        // Each storage: its write quorum, its nodes' health and free space as last checked
+        // (the scheduler asks them in the background, as for /metrics).
+        router.get("api/v1/storages") { request, _ -> Response in
+            _ = try await api.authorize(request, .read, environment: nil)
+            return try APIJSON.response(await scheduler.storages())
         }
         // The backups on a storage (`stowage backups --json`): any environment's, for Restore from.
         router.get("api/v1/backups") { request, _ -> Response in

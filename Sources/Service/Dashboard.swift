@@ -154,7 +154,8 @@ enum Dashboard {
             do {
                 body = DashboardHTML.fleet(try await scheduler.fleetStatus(selection: nil, probe: true), now: Date())
             } catch { body = DashboardHTML.message(describe(error)) }
-            return html(DashboardHTML.page("Fleet", viewer: v, active: "Fleet", body))
+            let storages = DashboardHTML.storages(await scheduler.storages())
+            return html(DashboardHTML.page("Fleet", viewer: v, active: "Fleet", body + storages))
         }
         page("ui/layers/:environment/:layer") { request, context, p, v in
             let env = try context.parameters.require("environment"), name = try context.parameters.require("layer")

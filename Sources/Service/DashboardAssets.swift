@@ -27,7 +27,7 @@ enum DashboardAssets {
         .badge { display: inline-block; padding: 0 .45rem; border-radius: .6rem; font-size: .8rem; background: #e8eaef; }
         .badge.ok, .badge.running { background: #e6f4ea; color: var(--ok); }
         .badge.warning, .badge.warnings, .badge.degraded, .badge.cancelled { background: #fef7e0; color: var(--warn); }
-        .badge.error, .badge.failed, .badge.denied { background: #fce8e6; color: var(--err); }
+        .badge.error, .badge.failed, .badge.denied, .badge.down { background: #fce8e6; color: var(--err); }
         ul.nodes, ul.problems { margin: 0; padding-left: 1rem; }
         li.primary { font-weight: 600; }
         .error { color: var(--err); white-space: pre-wrap; }

@@ -120,6 +120,24 @@ enum DashboardHTML {
             """
     }
 
+    /// The storages: each node up or down, its free space, when last checked.
+    static func storages(_ list: [StorageHealth]) -> String {
+        var rows = ""
+        for st in list {
+            for n in st.nodes {
+                let state = n.up.map { $0 ? "ok" : "error" } ?? "unknown"
+                let space = n.freeBytes.map { f in formatSize(f) + (n.totalBytes.map { " of " + formatSize($0) } ?? "") } ?? ""
+                rows += "<tr><td>\(esc(st.name))</td><td>\(esc(n.name))</td><td>\(badge(n.up == nil ? "unknown" : state == "ok" ? "ok" : "down"))</td>"
+                rows +=
+                    "<td>\(space)</td><td>\(n.checked.map { esc(ISO8601DateFormatter().string(from: $0)) } ?? "not yet")</td><td>\(st.quorum) of \(st.nodes.count)</td></tr>"
+            }
+        }
+        return """
+            <h2>Storages</h2><div class="scroll"><table id="storages"><thead><tr><th>Storage</th><th>Node</th><th>State</th><th>Free</th><th>Checked</th><th>Write quorum</th></tr></thead>
+            <tbody>\(rows)</tbody></table></div>
+            """
+    }
+
     struct LayerPage {
         var status: LayerStatus
         var environments: [String]

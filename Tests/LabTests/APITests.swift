@@ -106,6 +106,16 @@ extension LabSuites.SchedulerDaemon {
         let put = try await call("PUT", "\(base)/layers/fleet/r08/backup", token: viewer.secret)
         #expect(put.status == 405 && put.headers["allow"] == "POST", "\(put.status) \(put.headers)")
 
+        // The storages: quorum and nodes (their health once the scheduler has checked them).
+        var storages: [[String: Any]] = []
+        for _ in 0..<300 {
+            storages = (try await call("GET", "\(base)/storages", token: viewer.secret).json as? [[String: Any]]) ?? []
+            if ((storages.first?["nodes"] as? [[String: Any]])?.first?["up"] as? Bool) != nil { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let nodes = (storages.first?["nodes"] as? [[String: Any]]) ?? []
+        #expect(nodes.count == 2 && nodes.allSatisfy { $0["up"] as? Bool == true && ($0["freeBytes"] as? Int ?? 0) > 0 }, "\(storages)")
+
         // The backups on the storage (`stowage backups --json`): the one just made is listed.
         let backups = try await call("GET", "\(base)/backups?layers=fleet/r08", token: viewer.secret)
         #expect(backups.status == 200, "\(backups.body)")
