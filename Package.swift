@@ -141,7 +141,11 @@ let package = Package(
         .testTarget(name: "AgentJobsTests", dependencies: ["AgentJobs", "AgentProtocol", "Repository", "TestSupport"]),
         .testTarget(name: "AgentProtocolTests", dependencies: ["AgentProtocol"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Topology", "Support", "TestSupport"]),
-        .testTarget(name: "OperationsTests", dependencies: ["Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport"]),
+        .testTarget(
+            name: "OperationsTests",
+            dependencies: [
+                "Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .testTarget(
             name: "SchedulingTests",
             dependencies: [
