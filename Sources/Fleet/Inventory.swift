@@ -22,6 +22,45 @@ package struct NodeSpec: Sendable, Equatable {
     package var root: String?
     /// Where the node is defined, for messages.
     package var location: String
+    /// A storage replica that is a bucket of an S3-compatible store instead of an SSH node.
+    package var bucket: BucketSpec? = nil
+}
+
+/// A bucket as a storage node (docs/inventory.md): where it is, and the file its access key
+/// pair is read from (never the inventory itself).
+package struct BucketSpec: Sendable, Equatable {
+    package var endpoint: String
+    package var bucket: String
+    package var region: String
+    package var prefix: String
+    package var pathStyle: Bool
+    /// Two lines: the access key id, then the secret access key. Nil: the environment's
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    package var accessKeyFile: String?
+
+    /// The key pair, or an error naming the file or the variables.
+    package func keys(node: String) throws(StowageError) -> (access: String, secret: String) {
+        if let file = accessKeyFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw StowageError(
+                    .invalidInventory, "node \(node): cannot read access_key_file \(file)", hint: "it holds two lines: the access key id, then the secret")
+            }
+            let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard lines.count == 2 else {
+                throw StowageError(
+                    .invalidInventory, "node \(node): access_key_file \(file) has \(lines.count) lines, not 2",
+                    hint: "the access key id, then the secret access key")
+            }
+            return (lines[0], lines[1])
+        }
+        let env = ProcessInfo.processInfo.environment
+        guard let a = env["AWS_ACCESS_KEY_ID"], let s = env["AWS_SECRET_ACCESS_KEY"], !a.isEmpty, !s.isEmpty else {
+            throw StowageError(
+                .invalidInventory, "node \(node): no access_key_file and no AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", hint: "set s3.access_key_file on the node"
+            )
+        }
+        return (a, s)
+    }
 }
 
 package struct CredentialsSpec: Sendable, Equatable {
@@ -413,7 +452,11 @@ private struct InventoryParser {
         var nodes: [NodeSpec] = []
         for n in try f.required("nodes").sequence() {
             let node = try self.node(n, engine: nil)
-            if node.root == nil && root == nil {
+            if node.bucket == nil && node.ssh == nil {
+                throw n.error(
+                    "storage node '\(node.name)' has neither ssh: nor s3:", hint: "an SSH host (ssh: root@HOST) or a bucket (s3: { endpoint, bucket })")
+            }
+            if node.root == nil && root == nil && node.bucket == nil {
                 throw n.error("storage node '\(node.name)' has no root folder", hint: "set root: on the storage or on the node")
             }
             nodes.append(node)
@@ -502,7 +545,7 @@ private struct InventoryParser {
     }
 
     mutating func node(_ v: YAMLValue, engine: Engine?) throws(StowageError) -> NodeSpec {
-        let f = try YAMLFields(v, allowed: engine == nil ? ["name", "ssh", "root"] : ["name", "ssh", "db", "master"])
+        let f = try YAMLFields(v, allowed: engine == nil ? ["name", "ssh", "root", "s3"] : ["name", "ssh", "db", "master"])
         let nameValue = try f.required("name")
         let name = try nameValue.string()
         try checkName(name, nameValue, what: "node")
@@ -519,7 +562,28 @@ private struct InventoryParser {
             let dv = try f.required("db", hint: "db: host:port of the database server")
             db = try endpoint(dv, defaultPort: engine.defaultPort)
         }
-        return NodeSpec(name: name, ssh: ssh, db: db, root: try f["root"]?.string(), location: v.location)
+        var spec = NodeSpec(name: name, ssh: ssh, db: db, root: try f["root"]?.string(), location: v.location)
+        if let b = f["s3"] {
+            guard ssh == nil else { throw b.error("storage node '\(name)' has both ssh: and s3:", hint: "a node is an SSH host or a bucket") }
+            let g = try YAMLFields(b, allowed: ["endpoint", "bucket", "region", "prefix", "path_style", "access_key_file"])
+            let endpoint = try g.required("endpoint", hint: "endpoint: http(s)://HOST:PORT of the store").string()
+            guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
+                throw b.error("s3.endpoint '\(endpoint)' is not an http:// or https:// address")
+            }
+            let bucket = try g.required("bucket").string()
+            guard bucket.count >= 3, bucket.count <= 63, bucket.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "." }) else {
+                throw b.error("s3.bucket '\(bucket)' is not a bucket name", hint: "3 to 63 lowercase letters, digits, '-' and '.'")
+            }
+            var pathStyle = true
+            if let p = g["path_style"] {
+                guard let v = try? p.bool() else { throw p.error("s3.path_style must be true or false") }
+                pathStyle = v
+            }
+            spec.bucket = BucketSpec(
+                endpoint: endpoint, bucket: bucket, region: try g["region"]?.string() ?? "us-east-1", prefix: try g["prefix"]?.string() ?? "",
+                pathStyle: pathStyle, accessKeyFile: try g["access_key_file"]?.string())
+        }
+        return spec
     }
 
     func sshAddress(_ v: YAMLValue) throws(StowageError) -> SSHAddress {

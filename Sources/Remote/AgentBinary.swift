@@ -102,8 +102,9 @@ extension Inventory {
     /// The nodes a command names: a storage, an environment or layer, or (nil) every node.
     package func agentNodes(_ selection: String?) throws(StowageError) -> [AgentNode] {
         var out: [AgentNode] = []
+        // Buckets run no agent: only SSH storage nodes are listed here.
         if let s = selection, let st = storage(s) {
-            for n in st.nodes { out.append(try storageNode(n, st)) }
+            for n in st.nodes where n.bucket == nil { out.append(try storageNode(n, st)) }
             return out
         }
         for l in try LayerSelection(parsing: selection).layers(in: self) {
@@ -112,7 +113,7 @@ extension Inventory {
             }
         }
         if selection == nil {
-            for st in storages { for n in st.nodes { out.append(try storageNode(n, st)) } }
+            for st in storages { for n in st.nodes where n.bucket == nil { out.append(try storageNode(n, st)) } }
         }
         return out
     }

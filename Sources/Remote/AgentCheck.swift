@@ -21,6 +21,23 @@ package struct NodeCheck: Sendable, Codable, Equatable {
     package var exitCode: Int32
 
     package var ok: Bool { problem == nil }
+
+    package init(
+        node: String, address: String, role: String, ssh: String, agent: String, tools: [String: String], freeBytes: Int64?, path: String?,
+        problem: String?, hint: String?, exitCode: Int32
+    ) {
+        self.node = node
+        self.address = address
+        self.role = role
+        self.ssh = ssh
+        self.agent = agent
+        self.tools = tools
+        self.freeBytes = freeBytes
+        self.path = path
+        self.problem = problem
+        self.hint = hint
+        self.exitCode = exitCode
+    }
 }
 
 package enum AgentCheck {

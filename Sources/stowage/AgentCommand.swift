@@ -98,7 +98,27 @@ struct AgentCommand: AsyncParsableCommand {
                 let inv = try global.loadInventory()
                 let nodes = try inv.agentNodes(options.selection)
                 let agent = try options.agentOption.locate()
-                let checks = await AgentCheck.run(nodes, agent: agent)
+                var checks = await AgentCheck.run(nodes, agent: agent)
+                // Buckets run no agent: they are asked over S3 (reachable, keys, bucket, write).
+                let storages = options.selection.map { s in inv.storage(s).map { [$0] } ?? [] } ?? inv.storages
+                for st in storages {
+                    for n in st.nodes {
+                        guard let b = n.bucket else { continue }
+                        let problem: StowageError?
+                        do throws(StowageError) {
+                            let keys = try b.keys(node: n.name)
+                            problem = await S3Bucket(
+                                name: n.name,
+                                location: S3Location(endpoint: b.endpoint, bucket: b.bucket, region: b.region, prefix: b.prefix, pathStyle: b.pathStyle),
+                                credentials: S3Credentials(accessKey: keys.access, secretKey: keys.secret), environment: nil, timeout: 10
+                            ).check()
+                        } catch { problem = error }
+                        checks.append(
+                            NodeCheck(
+                                node: n.name, address: b.endpoint, role: "storage \(st.name) (bucket)", ssh: "-", agent: "-", tools: [:], freeBytes: nil,
+                                path: "s3://\(b.bucket)/\(b.prefix)", problem: problem?.message, hint: problem?.hint, exitCode: problem?.status.rawValue ?? 0))
+                    }
+                }
                 if json {
                     let enc = JSONEncoder()
                     enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]

@@ -84,6 +84,45 @@ private let minimal = """
         #expect(e?.message.contains("inv.yaml:") == true)
     }
 
+    @Test func bucketsAreStorageNodesBesideSSHNodes() throws {
+        let storage = """
+
+            storages:
+              s:
+                password_env: P
+                root: /srv/stowage
+                quorum: 2
+                nodes:
+                  - { name: st1, ssh: root@10.0.9.1 }
+                  - { name: off-site, s3: { endpoint: "https://s3.example.net", bucket: backups-eu, region: eu-west-1, prefix: stowage, access_key_file: /etc/stowage/s3-keys } }
+                  - NODE
+            """
+        let ok = try Inventory.parse(
+            minimal + storage.replacingOccurrences(of: "NODE", with: "{ name: lab, s3: { endpoint: http://127.0.0.1:8333, bucket: lab, path_style: false } }"),
+            file: "inv.yaml")
+        let nodes = ok.storages[0].nodes
+        #expect(nodes[0].bucket == nil && nodes[0].ssh != nil)
+        #expect(
+            nodes[1].bucket
+                == BucketSpec(
+                    endpoint: "https://s3.example.net", bucket: "backups-eu", region: "eu-west-1", prefix: "stowage", pathStyle: true,
+                    accessKeyFile: "/etc/stowage/s3-keys"))
+        #expect(nodes[2].bucket?.region == "us-east-1" && nodes[2].bucket?.pathStyle == false && nodes[2].bucket?.accessKeyFile == nil)
+        for (node, message) in [
+            ("{ name: x, ssh: root@h, s3: { endpoint: http://h:1, bucket: abc } }", "has both ssh: and s3:"),
+            ("{ name: x, s3: { endpoint: ftp://h, bucket: abc } }", "is not an http:// or https:// address"),
+            ("{ name: x, s3: { endpoint: http://h:1, bucket: Bad_Name } }", "is not a bucket name"),
+            ("{ name: x, s3: { endpoint: http://h:1 } }", "bucket"),
+            ("{ name: x, s3: { endpoint: http://h:1, bucket: abc, secret_key: k } }", "secret_key"),
+            ("{ name: x }", "has neither ssh: nor s3:"),
+        ] {
+            let e = parseError(minimal + storage.replacingOccurrences(of: "NODE", with: node))
+            #expect(
+                e?.status == .invalidInventory && e?.message.contains(message) == true && e?.message.contains("inv.yaml:") == true,
+                "\(node): \(e?.message ?? "")")
+        }
+    }
+
     @Test func yamlSyntaxErrorHasLineAndColumn() throws {
         let e = try #require(parseError(try String(contentsOfFile: Repo.path("fixtures/inventories/bad-yaml-syntax.yaml"), encoding: .utf8)))
         #expect(e.status == .invalidInventory)
