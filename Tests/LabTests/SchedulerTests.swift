@@ -27,7 +27,11 @@ struct FleetLab {
 
     /// `sshUser`: the account every node is entered as (the lab's sshds also let in the
     /// unprivileged `stowage-backup`).
-    init(fleet: [String], shop: Bool, scheduler: String, webhookPort: Int? = nil, notifications: String? = nil, sshUser: String = "root") throws {
+    /// `extraStorageNodes`: more nodes of fleet-storage (buckets), and its `quorum`.
+    init(
+        fleet: [String], shop: Bool, scheduler: String, webhookPort: Int? = nil, notifications: String? = nil, sshUser: String = "root",
+        extraStorageNodes: [String] = [], quorum: Int? = nil
+    ) throws {
         dir = "\(Lab.dir)/work/sched-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var t = """
@@ -39,7 +43,7 @@ struct FleetLab {
                 nodes:
                   - { name: st1, ssh: \(sshUser)@127.0.9.1:\(Lab.sshPort), root: \(dir)/st1 }
                   - { name: st2, ssh: \(sshUser)@127.0.9.2:\(Lab.sshPort), root: \(dir)/st2 }
-            scheduler: { \(scheduler) }
+            \(extraStorageNodes.map { "      - \($0)\n" }.joined())\(quorum.map { "    quorum: \($0)\n" } ?? "")scheduler: { \(scheduler) }
 
             """
         t +=

@@ -1,0 +1,76 @@
+// A storage that mixes SSH nodes and buckets under one write quorum, through the CLI as an
+// operator runs it: a backup lands on every replica (a store that is down is reported as a
+// missing replica while the quorum commits), the backups list shows the buckets among the
+// replicas, verify finds an object a bucket lost and repair copies it back from a node, a
+// restore reads through the mix, and `agent check` reports each bucket.
+import Foundation
+import TestSupport
+import Testing
+
+@testable import Operations
+@testable import Storage
+
+private func fl15(_ args: [String]) throws -> String {
+    try runCommand("/usr/bin/redis-cli", ["-h", "127.0.5.15", "-p", "6379"] + args, env: ["REDISCLI_AUTH": try Lab.secret("redis-password")]).stdout
+        .trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+extension LabSuites.SchedulerDaemon {
+    @Test func aStorageOfSSHNodesAndBucketsBacksUpVerifiesRepairsAndRestores() async throws {
+        let prefix = "mixed-\(UUID().uuidString.prefix(8).lowercased())"
+        let keys = "\(Lab.dir)/secrets/s3-keys"
+        let lab = try FleetLab(
+            fleet: ["fl15"], shop: false, scheduler: "start_delay: 0s",
+            extraStorageNodes: [
+                "{ name: sw1, s3: { endpoint: \"http://127.0.9.21:8333\", bucket: stowage-lab, prefix: \(prefix), access_key_file: \(keys) } }",
+                "{ name: rcl, s3: { endpoint: \"http://127.0.9.23:8335\", bucket: stowage-lab, prefix: \(prefix), access_key_file: \(keys) } }",
+                // A store that is down (nothing listens there).
+                "{ name: sw9, s3: { endpoint: \"http://127.0.9.29:8333\", bucket: stowage-lab, prefix: \(prefix), access_key_file: \(keys) } }",
+            ], quorum: 3)
+        defer { lab.cleanup() }
+        // The buckets exist (an operator makes them once).
+        for (node, endpoint) in labS3Stores where node != "sw2" { _ = try await labBucket(node, endpoint, prefix: prefix) }
+        #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
+
+        // agent check: the SSH nodes and the buckets that answer are fine; the one that is
+        // down is named, with the exit code of an unreachable node.
+        let check = try runCommand(Repo.stowage, ["agent", "check", "fleet-storage", "--json", "--config", lab.inventory])
+        #expect(check.status == 5, "\(check.stdout)\(check.stderr)")
+        let checks = (try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [[String: Any]]) ?? []
+        let verdict = Dictionary(uniqueKeysWithValues: checks.map { ($0["node"] as? String ?? "", $0["problem"] as? String ?? "ok") })
+        #expect(verdict["st1"] == "ok" && verdict["sw1"] == "ok" && verdict["rcl"] == "ok", "\(verdict) \(check.stdout) \(check.stderr)")
+        #expect(verdict["sw9"]?.hasPrefix("sw9 (bucket stowage-lab at http://127.0.9.29:8333)") == true, "\(verdict)")
+
+        _ = try fl15(["FLUSHALL"])
+        for i in 0..<200 { _ = try fl15(["SET", "order:\(i)", "shipped-\(i)"]) }
+        // The backup commits on four of five replicas (quorum 3) and names the missing one.
+        let backup = try runCommand(Repo.stowage, ["backup", "fleet/r15", "--json", "--config", lab.inventory])
+        #expect(backup.status == 2, "\(backup.stdout) \(backup.stderr)")
+        let made = (try JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any]) ?? [:]
+        let name = try #require(made["backup"] as? String, "\(backup.stdout) \(backup.stderr)")
+        #expect((made["missingReplicas"] as? [String: String])?.keys.sorted() == ["sw9"], "\(backup.stdout)")
+        // The backups list says sw9 could not be asked (exit 2), and shows the rest.
+        let list = try runCommand(Repo.stowage, ["backups", "fleet", "--json", "--config", lab.inventory])
+        #expect(list.status == 2, "\(list.stderr)")
+        let entries = try JSONDecoder().decode([BackupEntry].self, from: Data(list.stdout.utf8))
+        let listed = try #require(entries.first { $0.name == name })
+        #expect(Set(listed.replicas) == ["st1", "st2", "sw1", "rcl"] && listed.unreachable == ["sw9"], "\(listed)")
+
+        // A chunk lost on one bucket: verify names it; repair copies it back from a node.
+        let bucket = try await labBucket("sw1", "http://127.0.9.21:8333", prefix: prefix)
+        let inFleet = S3Bucket(name: "sw1", location: bucket.location, credentials: try labS3Credentials(), environment: "fleet")
+        let chunk = try #require(try await inFleet.list(prefix: "chunks").first)
+        #expect(try await inFleet.delete([chunk.name]) == 1)
+        let verify = try runCommand(Repo.stowage, ["storage", "verify", "fleet-storage", "--json", "--config", lab.inventory])
+        #expect(verify.status != 0 && verify.stdout.contains(chunk.name), "\(verify.stdout) \(verify.stderr)")
+        let repair = try runCommand(Repo.stowage, ["storage", "repair", "fleet-storage", "--json", "--config", lab.inventory])
+        #expect(repair.stdout.contains("sw1"), "\(repair.stdout) \(repair.stderr)")
+        #expect(try await inFleet.get([chunk.name]).missing.isEmpty, "\(repair.stdout)")
+
+        // The data damaged, then restored through the mix.
+        _ = try fl15(["FLUSHALL"])
+        let restore = try runCommand(Repo.stowage, ["restore", "fleet/r15", "--backup", name, "--yes", "--config", lab.inventory])
+        #expect(restore.status == 0 || restore.status == 2, "\(restore.stderr)")
+        #expect(try fl15(["GET", "order:199"]) == "shipped-199" && (try fl15(["DBSIZE"])) == "200")
+    }
+}
