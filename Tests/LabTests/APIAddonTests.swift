@@ -72,13 +72,24 @@ extension LabSuites.SchedulerDaemon {
         }
         #expect(job["state"] as? String == "ok", "\(job)")
         if let result = job["result"] as? String { try JSONSchema.validate(result, schema: "storage-verify") } else { Issue.record("no result: \(job)") }
+        // Storage repair the same way, streamed to its end; both jobs are listed, newest first.
+        let repair = try await post("\(base)/storages/fleet-storage/repair", token: admin, [:])
+        #expect(repair.status == 202, "\(repair.body)")
+        let repairID = (try JSONSerialization.jsonObject(with: Data(repair.body.utf8)) as? [String: Any])?["id"] as? String ?? ""
+        let events = try await get("\(base)/jobs/\(repairID)/events", token: ops)
+        let last = events.body.components(separatedBy: "\n\n").last { $0.hasPrefix("event: job") } ?? ""
+        #expect(last.contains(#""state":"ok""#) && last.contains(#""kind":"storage-repair""#), "\(events.body)")
+        let jobs = (try JSONSerialization.jsonObject(with: Data(try await get("\(base)/jobs", token: ops).body.utf8)) as? [[String: Any]]) ?? []
+        // (The third is the Backup Now of the start, a job too.)
+        #expect(jobs.compactMap { $0["id"] as? String }.prefix(2) == [repairID, id] && jobs.last?["kind"] as? String == "backup", "\(jobs)")
 
         let trail = try await get("\(base)/audit", token: admin)
         let records = (try JSONSerialization.jsonObject(with: Data(trail.body.utf8)) as? [[String: Any]]) ?? []
         let seen = records.map { "\($0["action"] as? String ?? "?") \($0["status"] as? Int ?? 0)" }
         #expect(
             seen == [
-                "maintainStorage 202", "maintainStorage 403", "uninstall 400", "uninstall 200", "uninstall 400", "configure 200", "backup 202",
+                "maintainStorage 202", "maintainStorage 202", "maintainStorage 403", "uninstall 400", "uninstall 200", "uninstall 400", "configure 200",
+                "backup 202",
                 "install 200", "install 400", "install 400", "install 403",
             ], "\(seen)")
     }

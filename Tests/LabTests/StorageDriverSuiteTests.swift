@@ -175,6 +175,47 @@ extension LabSuites {
                     #expect(e.message.contains("NoSuchBucket") && e.hint?.contains("no-such-bucket-here") == true, "\(node): \(e.message)")
                 }
             }
+            // A clock an hour off: the stores that check the request's time refuse it, and the
+            // error says what to fix (SeaweedFS checks; rclone's server does not).
+            for (node, endpoint) in labS3Stores where node.hasPrefix("sw") {
+                let skewed = S3Bucket(
+                    name: node, location: S3Location(endpoint: endpoint, bucket: "stowage-lab", prefix: prefix), credentials: try labS3Credentials(),
+                    environment: "env", clock: { Date().addingTimeInterval(3600) })
+                do {
+                    _ = try await skewed.list()
+                    Issue.record("\(node): a request signed an hour ahead was accepted")
+                } catch {
+                    #expect(error.status == .credentialsRejected && error.hint?.contains("clock") == true, "\(node): \(error.message) \(error.hint ?? "")")
+                }
+            }
+            // A throttling store (503 SlowDown): a few are waited out; a store that keeps
+            // refusing fails the run, naming the node and the code, and leaves nothing behind.
+            for (limit, succeeds) in [(3, true), (50, false)] {
+                let port = API.freePort(40000...44999)
+                let proxy = try BackgroundProcess(
+                    "/usr/bin/python3", [Repo.path("Tests/faults/s3_throttling_proxy.py"), "127.0.0.1", "\(port)", "127.0.9.21:8333", "\(limit)"],
+                    output: "\(Lab.dir)/work/proxy-\(port).log")
+                defer { proxy.signal(SIGKILL) }
+                for _ in 0..<100 where !proxy.output.contains("ready") { try await Task.sleep(for: .milliseconds(50)) }
+                let throttled = S3Bucket(
+                    name: "sw1", location: S3Location(endpoint: "http://127.0.0.1:\(port)", bucket: "stowage-lab", prefix: prefix),
+                    credentials: try labS3Credentials(), environment: "throttled-\(limit)")
+                let direct = S3Bucket(
+                    name: "sw1", location: S3Location(endpoint: "http://127.0.9.21:8333", bucket: "stowage-lab", prefix: prefix),
+                    credentials: try labS3Credentials(),
+                    environment: "throttled-\(limit)")
+                let object = StoredObject(name: "chunks/cd/" + String(repeating: "cd", count: 32), bytes: bytes(5000, 3))
+                do {
+                    let r = try await throttled.put([object])
+                    #expect(succeeds && r.stored == 1, "\(limit): \(r)")
+                    #expect(try await direct.get([object.name]).objects.first?.bytes == object.bytes)
+                } catch {
+                    #expect(
+                        !succeeds && error.status == .nodeUnreachable && error.message.contains("SlowDown") && error.message.hasPrefix("sw1 (bucket"),
+                        "\(limit): \(error.message)")
+                    #expect(try await direct.list().isEmpty)
+                }
+            }
             // A store that is down: retried, then unreachable, named.
             let down = S3Bucket(
                 name: "sw9", location: S3Location(endpoint: "http://127.0.9.29:8333", bucket: "stowage-lab"), credentials: try labS3Credentials(),

@@ -72,10 +72,14 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
     /// How long a lease lasts without renewal, and how often it is renewed.
     package let leaseSeconds: Double
 
+    /// The time requests are signed with (a test sets it off to see a skewed clock refused).
+    let clock: @Sendable () -> Date
+
     package init(
         name: String, location: S3Location, credentials: S3Credentials, environment: String?, multipartThreshold: Int = 16 << 20,
-        leaseSeconds: Double = 60, timeout: Double = 30
+        leaseSeconds: Double = 60, timeout: Double = 30, clock: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.clock = clock
         self.name = name
         self.location = location
         self.credentials = credentials
@@ -103,7 +107,7 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
         var lastError = ""
         for attempt in 0..<5 {
             if attempt > 0 { try? await Task.sleep(for: .milliseconds(200 << (attempt - 1))) }
-            let now = Date()
+            let now = clock()
             let (url, host, path) = location.url(key, query: query)
             let headers = [("host", host), ("x-amz-date", SigV4.amzDate(now)), ("x-amz-content-sha256", payload)] + extra
             let signed = S3Request(method: method, path: path, query: query, headers: headers, payloadHash: payload)
@@ -119,7 +123,8 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
                 for (k, v) in http?.allHeaderFields ?? [:] { h[String(describing: k).lowercased()] = String(describing: v) }
                 let answer = S3Answer(status: http?.statusCode ?? 0, body: data, headers: h)
                 if answer.status >= 500 {
-                    lastError = "HTTP \(answer.status) \(Self.code(data) ?? "")"
+                    // A HEAD's 503 has no body: 503 is what a throttling store answers.
+                    lastError = "HTTP \(answer.status) \(Self.code(data) ?? (answer.status == 503 ? "SlowDown" : ""))"
                     continue
                 }
                 return answer
@@ -376,6 +381,9 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
             }
             try await acquire(repoLease, owner: owner)
             held.append(repoLease)
+            // Under the exclusive lease no one else writes here: part uploads a crashed
+            // writer left behind are aborted now (they are never objects, never listed).
+            if exclusive { _ = try? await cleanUploads() }
             for l in layers {
                 let lease = "locks/layer-\(l)"
                 try await acquire(lease, owner: owner)
