@@ -72,5 +72,32 @@ extension LabSuites.SchedulerDaemon {
         let restore = try runCommand(Repo.stowage, ["restore", "fleet/r15", "--backup", name, "--yes", "--config", lab.inventory])
         #expect(restore.status == 0 || restore.status == 2, "\(restore.stderr)")
         #expect(try fl15(["GET", "order:199"]) == "shipped-199" && (try fl15(["DBSIZE"])) == "200")
+
+        // Prune across the mix: every replica that answers is pruned, the dead one is named as
+        // skipped (exit 5: it keeps its leftovers); the committed backup's chunks stay.
+        let prune = try runCommand(Repo.stowage, ["storage", "prune", "fleet-storage", "--json", "--config", lab.inventory])
+        #expect(prune.status == 5 && prune.stderr.contains("sw9 not pruned"), "\(prune.stdout) \(prune.stderr)")
+        let pruned = ((try JSONSerialization.jsonObject(with: Data(prune.stdout.utf8)) as? [[String: Any]])?.first) ?? [:]
+        #expect((pruned["removed"] as? [String: Int]).map { Set($0.keys) } == ["st1", "st2", "sw1", "rcl"], "\(prune.stdout)")
+        #expect((pruned["skipped"] as? [String: String]).map { Array($0.keys) } == ["sw9"], "\(prune.stdout)")
+        #expect(try await inFleet.get([chunk.name]).missing.isEmpty)
+        // A new storage password: keys re-wrapped on the SSH nodes and the buckets alike; with
+        // it, the backup lists from every replica that answers and restores again.
+        let newPassword = "\(lab.dir)/new-storage-password"
+        FileManager.default.createFile(
+            atPath: newPassword, contents: Data("a-new-password-\(UUID().uuidString)\n".utf8), attributes: [.posixPermissions: 0o600])
+        let passwd = try runCommand(
+            Repo.stowage, ["storage", "passwd", "fleet-storage", "--new-password-file", newPassword, "--json", "--config", lab.inventory])
+        #expect([0, 2].contains(passwd.status), "\(passwd.stdout) \(passwd.stderr)")
+        let text = try String(contentsOfFile: lab.inventory, encoding: .utf8)
+        try text.replacingOccurrences(of: "\(Lab.dir)/secrets/storage-password", with: newPassword).write(
+            toFile: lab.inventory, atomically: true, encoding: .utf8)
+        let after = try runCommand(Repo.stowage, ["backups", "fleet", "--json", "--config", lab.inventory])
+        let again = try JSONDecoder().decode([BackupEntry].self, from: Data(after.stdout.utf8)).first { $0.name == name }
+        #expect(again.map { Set($0.replicas) } == ["st1", "st2", "sw1", "rcl"], "\(after.stdout) \(after.stderr)")
+        _ = try fl15(["FLUSHALL"])
+        let second = try runCommand(Repo.stowage, ["restore", "fleet/r15", "--backup", name, "--yes", "--config", lab.inventory])
+        let keysBack = try fl15(["DBSIZE"])
+        #expect([0, 2].contains(second.status) && keysBack == "200", "\(second.stderr)")
     }
 }
