@@ -37,6 +37,9 @@ package struct BucketSpec: Sendable, Equatable {
     /// Two lines: the access key id, then the secret access key. Nil: the environment's
     /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     package var accessKeyFile: String?
+    /// How long a lock's lease lasts unrenewed: how soon another run may take over the lock
+    /// of a holder that died, or that ended while the bucket could not be reached.
+    package var leaseSeconds: Int = 60
 
     /// The key pair, or an error naming the file or the variables.
     package func keys(node: String) throws(StowageError) -> (access: String, secret: String) {
@@ -565,7 +568,7 @@ private struct InventoryParser {
         var spec = NodeSpec(name: name, ssh: ssh, db: db, root: try f["root"]?.string(), location: v.location)
         if let b = f["s3"] {
             guard ssh == nil else { throw b.error("storage node '\(name)' has both ssh: and s3:", hint: "a node is an SSH host or a bucket") }
-            let g = try YAMLFields(b, allowed: ["endpoint", "bucket", "region", "prefix", "path_style", "access_key_file"])
+            let g = try YAMLFields(b, allowed: ["endpoint", "bucket", "region", "prefix", "path_style", "access_key_file", "lease_seconds"])
             let endpoint = try g.required("endpoint", hint: "endpoint: http(s)://HOST:PORT of the store").string()
             guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
                 throw b.error("s3.endpoint '\(endpoint)' is not an http:// or https:// address")
@@ -582,6 +585,11 @@ private struct InventoryParser {
             spec.bucket = BucketSpec(
                 endpoint: endpoint, bucket: bucket, region: try g["region"]?.string() ?? "us-east-1", prefix: try g["prefix"]?.string() ?? "",
                 pathStyle: pathStyle, accessKeyFile: try g["access_key_file"]?.string())
+            if let l = g["lease_seconds"] {
+                let n = try l.int()
+                guard (6...3600).contains(n) else { throw l.error("s3.lease_seconds must be between 6 and 3600") }
+                spec.bucket?.leaseSeconds = n
+            }
         }
         return spec
     }

@@ -31,7 +31,8 @@ package struct ReplicatedStorage: Sendable {
                     S3Bucket(
                         name: n.name,
                         location: S3Location(endpoint: b.endpoint, bucket: b.bucket, region: b.region, prefix: b.prefix, pathStyle: b.pathStyle),
-                        credentials: S3Credentials(accessKey: keys.access, secretKey: keys.secret), environment: environment))
+                        credentials: S3Credentials(accessKey: keys.access, secretKey: keys.secret), environment: environment,
+                        leaseSeconds: Double(b.leaseSeconds)))
                 continue
             }
             guard let root = n.root ?? spec.root else {

@@ -101,3 +101,71 @@ extension LabSuites.SchedulerDaemon {
         #expect([0, 2].contains(second.status) && keysBack == "200", "\(second.stderr)")
     }
 }
+
+extension LabSuites.SchedulerDaemon {
+    @Test func anS3StoreStoppedMidBackupIsAMissingReplicaAndRepairFillsItIn() async throws {
+        let prefix = "stop-\(UUID().uuidString.prefix(8).lowercased())"
+        // sw2 behind a proxy that forwards the backup's first chunk, then dies: the store is
+        // gone in the middle of the backup, whatever the timing.
+        let port = API.freePort(40000...44999)
+        func proxy(_ args: [String]) async throws -> BackgroundProcess {
+            let p = try BackgroundProcess(
+                "/usr/bin/python3", [Repo.path("Tests/faults/s3_throttling_proxy.py"), "127.0.0.1", "\(port)", "127.0.9.22:8334", "0"] + args,
+                output: "\(Lab.dir)/work/proxy-\(port)-\(UUID().uuidString.prefix(4)).log")
+            for _ in 0..<100 where !p.output.contains("ready") { try await Task.sleep(for: .milliseconds(50)) }
+            return p
+        }
+        let lab = try FleetLab(
+            fleet: ["fl17"], shop: false, scheduler: "start_delay: 0s",
+            extraStorageNodes: [
+                "{ name: sw2, s3: { endpoint: \"http://127.0.0.1:\(port)\", bucket: stowage-lab, prefix: \(prefix), access_key_file: \(Lab.dir)/secrets/s3-keys, lease_seconds: 6 } }"
+            ], quorum: 2)
+        defer { lab.cleanup() }
+        let bucket = try await labBucket("sw2", "http://127.0.9.22:8334", prefix: prefix)
+        let inFleet = S3Bucket(name: "sw2", location: bucket.location, credentials: try labS3Credentials(), environment: "fleet")
+        #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
+        for i in 0..<300 { _ = try FleetLab.redis("fl17", ["SET", "order:\(i)", "shipped-\(i)-\(UUID().uuidString)"]) }
+        defer { FleetLab.empty("fl17") }
+
+        let dying = try await proxy(["--die-after-chunk"])
+        defer { dying.signal(SIGKILL) }
+        let backup = try runCommand(Repo.stowage, ["backup", "fleet/r17", "--json", "--config", lab.inventory])
+        // The quorum (st1, st2) commits it; sw2 is reported as a missing replica, named.
+        #expect(backup.status == 2, "\(backup.stdout) \(backup.stderr)")
+        #expect(dying.wait(timeout: 1) == 0, "the proxy did not see a chunk: \(dying.output)")
+        let made = (try? JSONSerialization.jsonObject(with: Data(backup.stdout.utf8)) as? [String: Any]) ?? [:]
+        let name = try #require(made["backup"] as? String, "\(backup.stdout) \(backup.stderr)")
+        #expect((made["missingReplicas"] as? [String: String])?["sw2"]?.contains("sw2") == true, "\(backup.stdout)")
+        // The store holds the chunk it got, and no manifest: the backup is not there.
+        #expect(try await inFleet.list(prefix: "chunks").count >= 1)
+        #expect(try await inFleet.list(prefix: "backups").isEmpty)
+        func listed() throws -> (Int32, BackupEntry?) {
+            let r = try runCommand(Repo.stowage, ["backups", "fleet", "--json", "--config", lab.inventory])
+            return (r.status, try JSONDecoder().decode([BackupEntry].self, from: Data(r.stdout.utf8)).first { $0.name == name })
+        }
+        // Back (the proxy again, passing everything): listed as missing there (exit 2) until
+        // repair copies it from the SSH nodes; then it is whole on all three.
+        let healed = try await proxy([])
+        defer { healed.signal(SIGKILL) }
+        let (degraded, before) = try listed()
+        #expect(degraded == 2 && before?.replicas.sorted() == ["st1", "st2"] && before?.missingOn == ["sw2"], "\(String(describing: before))")
+        // The backup could not remove its lease while the store was gone: the lease holds
+        // until it expires (6 s here), and repair says so meanwhile; then it runs.
+        var repair = try runCommand(Repo.stowage, ["storage", "repair", "fleet-storage", "--config", lab.inventory])
+        if repair.status == 11 {
+            #expect(repair.stderr.contains("sw2: the repository is locked by") && repair.stderr.contains("backup fleet/r17"), "\(repair.stderr)")
+            for _ in 0..<40 where repair.status == 11 {
+                try await Task.sleep(for: .milliseconds(500))
+                repair = try runCommand(Repo.stowage, ["storage", "repair", "fleet-storage", "--config", lab.inventory])
+            }
+        }
+        #expect(repair.status == 0, "\(repair.stdout) \(repair.stderr)")
+        let (whole, after) = try listed()
+        #expect(whole == 0 && after?.replicas.sorted() == ["st1", "st2", "sw2"] && after?.health == "ok", "\(String(describing: after))")
+        // And it restores.
+        _ = try FleetLab.redis("fl17", ["FLUSHALL"])
+        let restore = try runCommand(Repo.stowage, ["restore", "fleet/r17", "--backup", name, "--yes", "--config", lab.inventory])
+        let keysBack = try FleetLab.redis("fl17", ["DBSIZE"])
+        #expect(restore.status == 0 && keysBack.contains("300"), "\(restore.stderr)")
+    }
+}

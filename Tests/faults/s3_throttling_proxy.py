@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
 """A fault in front of an S3 store, for the lab tests: answers the first N requests with
 503 SlowDown (what a throttling store says), then forwards every request unchanged (the Host
-header too, so SigV4 signatures still match). Prints "ready PORT" once listening and
-"served-503 K" to stderr at exit. Stops by itself after a while (bounded).
+header too, so SigV4 signatures still match). With --die-after-chunk it forwards the first
+chunk a backup writes, then exits at once: the store is gone mid-backup, as a crashed
+server (connections refused from then on). Prints "ready PORT" once listening. Stops by
+itself after a while (bounded).
 
-usage: s3_throttling_proxy.py LISTEN_ADDR LISTEN_PORT UPSTREAM_HOST:PORT N"""
+usage: s3_throttling_proxy.py LISTEN_ADDR LISTEN_PORT UPSTREAM_HOST:PORT N [--die-after-chunk]"""
 import http.client
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 addr, port, upstream, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+die_after_chunk = "--die-after-chunk" in sys.argv[5:]
 lock = threading.Lock()
 served = {"503": 0}
 
@@ -50,6 +54,9 @@ class Proxy(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+        if die_after_chunk and self.command == "PUT" and "/chunks/" in self.path and r.status == 200:
+            self.wfile.flush()
+            os._exit(0)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
