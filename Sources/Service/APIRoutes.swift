@@ -14,6 +14,9 @@ struct APIFailure: HTTPResponseError {
     var status: HTTPResponse.Status
     var message: String
     var hint: String?
+    /// Who was refused, when known (a session whose request lacked its CSRF token): the
+    /// audit trail names them.
+    var principal: APIPrincipal? = nil
 
     init(_ status: HTTPResponse.Status, _ message: String, hint: String? = nil) {
         self.status = status
@@ -565,9 +568,11 @@ package enum APIRoutes {
                 throw APIFailure(.unauthorized, "the session's token has been revoked", hint: "sign in again with an active token")
             }
             if request.method != .get && request.method != .head && request.headers[Self.csrfHeader] != s.csrf {
-                throw APIFailure(
+                var f = APIFailure(
                     .forbidden, "the request has no valid CSRF token for its session",
                     hint: "the dashboard's pages send it in X-CSRF-Token; a page from elsewhere cannot")
+                f.principal = token.principal
+                throw f
             }
             return (token.principal, s)
         }
@@ -608,6 +613,7 @@ package enum APIRoutes {
                 let f =
                     (error as? APIFailure) ?? (error as? StowageError).map { APIFailure(status(for: $0), $0.message, hint: $0.hint) }
                     ?? APIFailure(.internalServerError, "\(error)")
+                if principal == nil { principal = f.principal }
                 try await record(f.status, f.status == .unauthorized || f.status == .forbidden ? "denied" : "failed", f.message)
                 throw f
             }

@@ -20,6 +20,14 @@ private func storage(quorum: Int?) throws -> (ReplicatedStorage, String) {
     return (s, env)
 }
 
+/// The lab's two storage nodes and a bucket on sw1 as a third replica.
+private func withBucket(quorum: Int?) async throws -> (ReplicatedStorage, String) {
+    var (s, env) = try storage(quorum: quorum)
+    let b = try await labBucket("sw1", "http://127.0.9.21:8333", prefix: env.lowercased())
+    s.nodes.append(S3Bucket(name: "sw1", location: b.location, credentials: try labS3Credentials(), environment: env, timeout: 5))
+    return (s, env)
+}
+
 private func objects(_ tag: String, _ n: Int) -> [StoredObject] {
     (0..<n).map { i in StoredObject(name: "chunks/\(tag)/c\(i)", bytes: Array("\(tag)-\(i)-".utf8) + [UInt8](repeating: UInt8(i), count: 10_000 * (i + 1))) }
 }
@@ -64,6 +72,37 @@ extension LabSuites {
             #expect(degraded.outcome.missing["st2"]?.contains("unreachable") == true)
             #expect(try await s.nodes[1].list().count == 3)
             // (storage repair completing st2 with real backups: StorageRepairTests.)
+        }
+
+        @Test func aBucketAmongTheReplicasGetsTheSameCopy() async throws {
+            let (s, env) = try await withBucket(quorum: nil)
+            defer { cleanup(env) }
+            let objs = objects("ee", 5)
+            let w = try await s.put(objs)
+            #expect(w.outcome.committed && w.outcome.complete.sorted() == ["st1", "st2", "sw1"], "\(w.outcome)")
+            let ssh = try await s.nodes[0].list(), bucket = try await s.nodes[2].list()
+            #expect(bucket == ssh, "\(bucket) \(ssh)")
+            let again = try await s.put(objs)
+            #expect(again.stored.values.allSatisfy { $0.stored == 0 && $0.existed == 5 }, "\(again.stored)")
+        }
+
+        @Test func aBucketDownCommitsOnTheQuorumOrFailsCleanlyWithoutIt() async throws {
+            let (two, env) = try await withBucket(quorum: 2)
+            defer { cleanup(env) }
+            let degraded = try await Lab.with("block", "sw1") { try await two.put(objects("ff", 3)) }
+            #expect(degraded.outcome.committed && degraded.outcome.complete.sorted() == ["st1", "st2"], "\(degraded.outcome)")
+            #expect(degraded.outcome.missing["sw1"]?.contains("sw1 (bucket stowage-lab") == true, "\(degraded.outcome.missing)")
+            var all = two
+            all.quorum = nil
+            try await Lab.with("block", "sw1") {
+                do throws(StowageError) {
+                    _ = try await all.put(objects("gg", 2))
+                    Issue.record("committed without sw1")
+                } catch {
+                    #expect(error.status == .quorumNotReached && error.message.contains("2 of 3 nodes hold the write"), "\(error.message)")
+                    #expect(error.message.contains("sw1"), "\(error.message)")
+                }
+            }
         }
 
         @Test func nodeDownWithQuorumAllFailsCleanly() async throws {
