@@ -81,7 +81,6 @@ let package = Package(
                 "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "Support",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
-                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]),
         // The service face: the scheduler's HTTP listener (/metrics, /healthz, /readyz), which

@@ -88,7 +88,8 @@ package struct KeyFile: Codable, Sendable, Equatable {
         return RepositoryKeys(data: SymmetricKey(data: d), id: SymmetricKey(data: i), chunkerSeed: Array(s))
     }
 
-    static func derive(_ password: String, salt: [UInt8], n: Int, r: Int, p: Int) -> SymmetricKey {
+    /// scrypt, the project's one call of it (key files here, dashboard passwords in Scheduling).
+    package static func derive(_ password: String, salt: [UInt8], n: Int, r: Int, p: Int) -> SymmetricKey {
         // Parameters are validated by the callers; scrypt then only fails on allocation.
         try! KDF.Scrypt.deriveKey(
             from: Array(password.utf8), salt: salt, outputByteCount: 32,

@@ -8,7 +8,6 @@
 import Foundation
 import Repository
 import Support
-import _CryptoExtras
 
 /// A password as the catalog keeps it: `scrypt$N$r$p$salt$hash` (base64), never the password.
 /// scrypt is slow on purpose (a password has far less entropy than a token); callers run it
@@ -27,7 +26,8 @@ package enum PasswordHash {
     package static func verify(_ password: String, _ stored: String) -> Bool {
         let f = stored.split(separator: "$").map(String.init)
         guard f.count == 6, f[0] == "scrypt", let n = Int(f[1]), let r = Int(f[2]), let p = Int(f[3]),
-            (1024...1 << 20).contains(n), n & (n - 1) == 0, (1...32).contains(r), (1...4).contains(p),
+            // At most 128·r·N = 256 MiB of memory, whatever a record says.
+            (1024...1 << 17).contains(n), n & (n - 1) == 0, (1...16).contains(r), (1...4).contains(p),
             let salt = Data(base64Encoded: f[4]), let want = Data(base64Encoded: f[5]), want.count == 32
         else { return false }
         let got = derive(password, salt: Array(salt), n: n, r: r, p: p)
@@ -36,8 +36,7 @@ package enum PasswordHash {
     }
 
     static func derive(_ password: String, salt: [UInt8], n: Int, r: Int, p: Int) -> Data {
-        let key = (try? KDF.Scrypt.deriveKey(from: Array(password.utf8), salt: salt, outputByteCount: 32, rounds: n, blockSize: r, parallelism: p))
-        return key.map { k in k.withUnsafeBytes { Data($0) } } ?? Data()
+        KeyFile.derive(password, salt: salt, n: n, r: r, p: p).withUnsafeBytes { Data($0) }
     }
 }
 

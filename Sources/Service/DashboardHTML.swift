@@ -91,9 +91,16 @@ enum DashboardHTML {
             }.joined() + "</ul>"
     }
 
-    /// "3 h ago" from an ISO 8601 instant.
+    static func iso(_ d: Date) -> String { d.formatted(.iso8601) }
+
+    /// "3 h ago" from an ISO 8601 instant (as the status document has it).
     static func age(_ stamp: String?, now: Date) -> String {
-        guard let stamp, let d = ISO8601DateFormatter().date(from: stamp) else { return "never" }
+        age(stamp.flatMap { try? Date($0, strategy: .iso8601) }, now: now)
+    }
+
+    static func age(_ date: Date?, now: Date) -> String {
+        guard let d = date else { return "never" }
+        let stamp = iso(d)
         let s = max(0, now.timeIntervalSince(d))
         let text = s < 120 ? "\(Int(s)) s" : s < 7200 ? "\(Int(s / 60)) min" : s < 172800 ? "\(Int(s / 3600)) h" : "\(Int(s / 86400)) d"
         return "<time datetime=\"\(esc(stamp))\" title=\"\(esc(stamp))\">\(text) ago</time>"
@@ -129,7 +136,7 @@ enum DashboardHTML {
                 let space = n.freeBytes.map { f in formatSize(f) + (n.totalBytes.map { " of " + formatSize($0) } ?? "") } ?? ""
                 rows += "<tr><td>\(esc(st.name))</td><td>\(esc(n.name))</td><td>\(badge(n.up == nil ? "unknown" : state == "ok" ? "ok" : "down"))</td>"
                 rows +=
-                    "<td>\(space)</td><td>\(n.checked.map { esc(ISO8601DateFormatter().string(from: $0)) } ?? "not yet")</td><td>\(st.quorum) of \(st.nodes.count)</td></tr>"
+                    "<td>\(space)</td><td>\(n.checked.map { esc(iso($0)) } ?? "not yet")</td><td>\(st.quorum) of \(st.nodes.count)</td></tr>"
             }
         }
         return """
@@ -234,7 +241,7 @@ enum DashboardHTML {
         "<div class=\"scroll\"><table class=\"jobs\"><thead><tr><th>Job</th><th>Kind</th><th>Layer</th><th>Started</th><th>State</th><th>Progress</th></tr></thead><tbody>"
             + jobs.map { j in
                 "<tr><td><a href=\"/ui/jobs/\(esc(j.id))\">\(esc(j.id))</a></td><td>\(esc(j.kind))</td><td>\(esc(j.layer))</td>"
-                    + "<td>\(esc(ISO8601DateFormatter().string(from: j.started)))</td><td>\(badge(j.state.rawValue))</td>"
+                    + "<td>\(esc(iso(j.started)))</td><td>\(badge(j.state.rawValue))</td>"
                     + "<td>\(j.progress.map { "\(esc($0.stage)) \(formatSize($0.bytes))\($0.percent.map { String(format: " (%.0f%%)", $0) } ?? "")" } ?? "")</td></tr>"
             }.joined() + "</tbody></table></div>"
     }
@@ -252,7 +259,7 @@ enum DashboardHTML {
     static func runTable(_ runs: [RunRecord], now: Date) -> String {
         "<div class=\"scroll\"><table class=\"runs\"><thead><tr><th>Started</th><th>Layer</th><th>Trigger</th><th>Outcome</th><th>Seconds</th><th>Stored</th><th>Backup</th><th>Error</th></tr></thead><tbody>"
             + runs.map { r in
-                "<tr><td>\(age(ISO8601DateFormatter().string(from: r.started), now: now))</td><td>\(esc(r.layer))</td><td>\(esc(r.trigger))</td>"
+                "<tr><td>\(age(r.started, now: now))</td><td>\(esc(r.layer))</td><td>\(esc(r.trigger))</td>"
                     + "<td>\(badge(r.outcome.rawValue))</td><td>\(r.seconds.map { String(format: "%.1f", $0) } ?? "")</td>"
                     + "<td>\(r.storedBytes.map(formatSize) ?? "")</td><td>\(esc(r.backup ?? ""))</td><td>\(esc(r.error ?? ""))</td></tr>"
             }.joined() + "</tbody></table></div>"
@@ -287,7 +294,7 @@ enum DashboardHTML {
     static func audit(_ records: [AuditRecord]) -> String {
         "<div class=\"scroll\"><table id=\"audit\"><thead><tr><th>When</th><th>Who</th><th>Action</th><th>Request</th><th>Target</th><th>Status</th><th>Outcome</th><th>Detail</th></tr></thead><tbody>"
             + records.map { a in
-                "<tr><td>\(esc(ISO8601DateFormatter().string(from: a.at)))</td><td>\(esc(a.tokenName)) <span class=\"muted\">\(esc(a.tokenID))</span></td>"
+                "<tr><td>\(esc(iso(a.at)))</td><td>\(esc(a.tokenName)) <span class=\"muted\">\(esc(a.tokenID))</span></td>"
                     + "<td>\(esc(a.action))</td><td>\(esc(a.method)) \(esc(a.path))</td><td>\(esc(a.target ?? ""))</td><td>\(a.status)</td><td>\(badge(a.outcome))</td><td>\(esc(a.detail ?? ""))</td></tr>"
             }.joined() + "</tbody></table></div>"
     }

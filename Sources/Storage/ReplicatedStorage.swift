@@ -26,13 +26,7 @@ package struct ReplicatedStorage: Sendable {
         var drivers: [any StorageDriver] = []
         for n in spec.nodes {
             if let b = n.bucket {
-                let keys = try b.keys(node: n.name)
-                drivers.append(
-                    S3Bucket(
-                        name: n.name,
-                        location: S3Location(endpoint: b.endpoint, bucket: b.bucket, region: b.region, prefix: b.prefix, pathStyle: b.pathStyle),
-                        credentials: S3Credentials(accessKey: keys.access, secretKey: keys.secret), environment: environment,
-                        leaseSeconds: Double(b.leaseSeconds)))
+                drivers.append(try S3Bucket(node: n.name, b, environment: environment))
                 continue
             }
             guard let root = n.root ?? spec.root else {

@@ -106,12 +106,7 @@ struct AgentCommand: AsyncParsableCommand {
                         guard let b = n.bucket else { continue }
                         let problem: StowageError?
                         do throws(StowageError) {
-                            let keys = try b.keys(node: n.name)
-                            problem = await S3Bucket(
-                                name: n.name,
-                                location: S3Location(endpoint: b.endpoint, bucket: b.bucket, region: b.region, prefix: b.prefix, pathStyle: b.pathStyle),
-                                credentials: S3Credentials(accessKey: keys.access, secretKey: keys.secret), environment: nil, timeout: 10
-                            ).check()
+                            problem = try await S3Bucket(node: n.name, b, environment: nil, timeout: 10).check()
                         } catch { problem = error }
                         checks.append(
                             NodeCheck(

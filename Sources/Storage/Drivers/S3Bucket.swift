@@ -12,6 +12,7 @@
 // in time reports the lock lost (`isHeld` false) instead of going on silently.
 import AgentProtocol
 @preconcurrency import Crypto
+import Fleet
 import Foundation
 import Repository
 import Support
@@ -92,6 +93,15 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
         c.httpShouldSetCookies = false
         c.urlCache = nil
         session = URLSession(configuration: c)
+    }
+
+    /// The driver of an inventory's bucket node (its keys read now).
+    package convenience init(node: String, _ b: BucketSpec, environment: String?, timeout: Double = 30) throws(StowageError) {
+        let keys = try b.keys(node: node)
+        self.init(
+            name: node, location: S3Location(endpoint: b.endpoint, bucket: b.bucket, region: b.region, prefix: b.prefix, pathStyle: b.pathStyle),
+            credentials: S3Credentials(accessKey: keys.access, secretKey: keys.secret), environment: environment,
+            leaseSeconds: Double(b.leaseSeconds), timeout: timeout)
     }
 
     func key(_ object: String) -> String { repository.isEmpty ? object : "\(repository)/\(object)" }
@@ -327,8 +337,7 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
     package func check() async -> StowageError? {
         let probe = key(".stowage-check-\(hexString((0..<6).map { _ in UInt8.random(in: 0...255) }))")
         do throws(StowageError) {
-            let list = try await send("GET", nil, query: [("list-type", "2"), ("max-keys", "1")])
-            guard list.status == 200 else { throw failure(list, "listing the bucket") }
+            _ = try await freeSpace()
             let put = try await send("PUT", probe, body: Data("stowage check\n".utf8))
             guard put.status == 200 else { throw failure(put, "writing a probe object (the keys may read but not write)") }
             let del = try await send("DELETE", probe)
