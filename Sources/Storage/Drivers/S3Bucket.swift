@@ -388,17 +388,17 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
                     .locked, "\(name): the repository is locked by \(other)", hint: "a lease ends when its holder ends, or \(Int(leaseSeconds)) s after it died"
                 )
             }
-            try await acquire(repoLease, owner: owner)
+            try await acquire(repoLease, owner: owner, tag: tag)
             held.append(repoLease)
             // Under the exclusive lease no one else writes here: part uploads a crashed
             // writer left behind are aborted now (they are never objects, never listed).
             if exclusive { _ = try? await cleanUploads() }
             for l in layers {
                 let lease = "locks/layer-\(l)"
-                try await acquire(lease, owner: owner)
+                try await acquire(lease, owner: owner, tag: tag)
                 held.append(lease)
             }
-            return LeaseSession(bucket: self, leases: held, owner: owner)
+            return LeaseSession(bucket: self, leases: held, owner: owner, tag: tag)
         } catch {
             for l in held { _ = try? await send("DELETE", key(l)) }
             throw error
@@ -418,12 +418,12 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
     }
 
     /// Writes the lease if none is there (or the one there has expired: it is removed first).
-    func acquire(_ lease: String, owner: String) async throws(StowageError) {
+    func acquire(_ lease: String, owner: String, tag: String) async throws(StowageError) {
         for _ in 0..<2 {
             // Looked for first: not every store honours If-None-Match (rclone's does not).
             var current = try await send("GET", key(lease))
             if current.status == 404 {
-                let body = Lease(owner: owner, expires: Date().addingTimeInterval(leaseSeconds)).encoded
+                let body = Lease(owner: owner, expires: Date().addingTimeInterval(leaseSeconds), tag: tag).encoded
                 let a = try await send("PUT", key(lease), body: body, headers: [("if-none-match", "*")])
                 if a.status == 200 { return }
                 guard a.status == 412 else { throw failure(a, "writing the lease \(lease)") }
@@ -443,11 +443,12 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
     struct Lease: Sendable {
         var owner: String
         var expires: Date
-        var encoded: Data { Data("\(owner)\n\(expires.timeIntervalSince1970)\n".utf8) }
+        var tag: String
+        var encoded: Data { Data("\(owner)\n\(expires.timeIntervalSince1970)\n\(tag)\n".utf8) }
         static func parse(_ d: Data) -> Lease? {
             let lines = String(decoding: d, as: UTF8.self).split(separator: "\n")
             guard lines.count >= 2, let t = Double(lines[1]) else { return nil }
-            return Lease(owner: String(lines[0]), expires: Date(timeIntervalSince1970: t))
+            return Lease(owner: String(lines[0]), expires: Date(timeIntervalSince1970: t), tag: lines.count > 2 ? String(lines[2]) : "")
         }
     }
 
@@ -457,6 +458,8 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
         let bucket: S3Bucket
         let leases: [String]
         let owner: String
+        /// Written into each lease: which session's it is (owners may repeat).
+        let tag: String
         let state = Mutex(State())
         struct State {
             var validUntil: Date
@@ -465,23 +468,31 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
             init() { validUntil = .distantPast }
         }
 
-        init(bucket: S3Bucket, leases: [String], owner: String) {
+        init(bucket: S3Bucket, leases: [String], owner: String, tag: String) {
             self.bucket = bucket
             self.leases = leases
             self.owner = owner
+            self.tag = tag
             let life = bucket.leaseSeconds
             state.withLock { $0.validUntil = Date().addingTimeInterval(life) }
             let task = Task { [weak self] in
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .seconds(life / 3))
                     guard let self, !Task.isCancelled else { return }
-                    let renewed = Date().addingTimeInterval(life)
+                    // A lease that may have lapsed is lost for good: another holder may have
+                    // taken it over meanwhile, and a blind renewal would overwrite theirs. So
+                    // renew only while a tenth of its life is left as margin for the request.
+                    let start = Date()
+                    guard self.state.withLock({ !$0.released && $0.validUntil > start.addingTimeInterval(life / 10) }) else { return }
+                    let renewed = start.addingTimeInterval(life)
                     var ok = true
                     for l in leases {
-                        let a = try? await bucket.send("PUT", bucket.key(l), body: Lease(owner: owner, expires: renewed).encoded)
+                        let a = try? await bucket.send("PUT", bucket.key(l), body: Lease(owner: owner, expires: renewed, tag: tag).encoded)
                         if a?.status != 200 { ok = false }
                     }
-                    if ok { self.state.withLock { $0.validUntil = renewed } }
+                    // Counted from before the request: the store's copy says `renewed`, ours
+                    // may only be shorter. A renewal that came too late does not revive it.
+                    if ok { self.state.withLock { if $0.validUntil > Date() { $0.validUntil = renewed } } }
                 }
             }
             state.withLock { $0.renewer = task }
@@ -495,7 +506,22 @@ package final class S3Bucket: StorageDriver, @unchecked Sendable {
                 return s.renewer
             }
             task?.cancel()
-            for l in leases { _ = try? await bucket.send("DELETE", bucket.key(l)) }
+            // Removed even when the run was cancelled (a cancelled task's requests would be
+            // cancelled too, leaving the leases to expire); a detached task does not inherit it.
+            // A lease that lapsed may be another holder's by now: it is removed only if what
+            // the store holds still carries this session's tag.
+            let bucket = bucket, leases = leases, tag = tag
+            let lapsed = state.withLock { $0.validUntil <= Date() }
+            await Task.detached {
+                for l in leases {
+                    if lapsed {
+                        guard let g = try? await bucket.send("GET", bucket.key(l)), g.status == 200, let there = Lease.parse(g.body),
+                            there.tag == tag
+                        else { continue }
+                    }
+                    _ = try? await bucket.send("DELETE", bucket.key(l))
+                }
+            }.value
         }
     }
 }
