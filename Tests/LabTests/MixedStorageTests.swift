@@ -108,13 +108,7 @@ extension LabSuites.SchedulerDaemon {
         // sw2 behind a proxy that forwards the backup's first chunk, then dies: the store is
         // gone in the middle of the backup, whatever the timing.
         let port = API.freePort(40000...44999)
-        func proxy(_ args: [String]) async throws -> BackgroundProcess {
-            let p = try BackgroundProcess(
-                "/usr/bin/python3", [Repo.path("Tests/faults/s3_throttling_proxy.py"), "127.0.0.1", "\(port)", "127.0.9.22:8334", "0"] + args,
-                output: "\(Lab.dir)/work/proxy-\(port)-\(UUID().uuidString.prefix(4)).log")
-            for _ in 0..<100 where !p.output.contains("ready") { try await Task.sleep(for: .milliseconds(50)) }
-            return p
-        }
+        func proxy(_ args: [String]) async throws -> BackgroundProcess { try await startS3Proxy(port: port, upstream: "127.0.9.22:8334", args) }
         let lab = try FleetLab(
             fleet: ["fl17"], shop: false, scheduler: "start_delay: 0s",
             extraStorageNodes: [

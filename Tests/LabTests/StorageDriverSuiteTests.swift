@@ -34,6 +34,15 @@ func labBucket(_ node: String, _ endpoint: String, prefix: String, bucket: Strin
     return b
 }
 
+/// The fault proxy in front of a lab store (Tests/faults/s3_throttling_proxy.py), once it listens.
+func startS3Proxy(port: Int, upstream: String, _ args: [String], throttle: Int = 0) async throws -> BackgroundProcess {
+    let p = try BackgroundProcess(
+        "/usr/bin/python3", [Repo.path("Tests/faults/s3_throttling_proxy.py"), "127.0.0.1", "\(port)", upstream, "\(throttle)"] + args,
+        output: "\(Lab.dir)/work/proxy-\(port)-\(UUID().uuidString.prefix(4)).log")
+    for _ in 0..<100 where !p.output.contains("ready") { try await Task.sleep(for: .milliseconds(50)) }
+    return p
+}
+
 private func bytes(_ n: Int, _ seed: UInt8) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31) ^ seed } }
 
 /// Records handed over one at a time, as a backup's chunk stream does.
@@ -192,11 +201,8 @@ extension LabSuites {
             // refusing fails the run, naming the node and the code, and leaves nothing behind.
             for (limit, succeeds) in [(3, true), (50, false)] {
                 let port = API.freePort(40000...44999)
-                let proxy = try BackgroundProcess(
-                    "/usr/bin/python3", [Repo.path("Tests/faults/s3_throttling_proxy.py"), "127.0.0.1", "\(port)", "127.0.9.21:8333", "\(limit)"],
-                    output: "\(Lab.dir)/work/proxy-\(port).log")
+                let proxy = try await startS3Proxy(port: port, upstream: "127.0.9.21:8333", [], throttle: limit)
                 defer { proxy.signal(SIGKILL) }
-                for _ in 0..<100 where !proxy.output.contains("ready") { try await Task.sleep(for: .milliseconds(50)) }
                 let throttled = S3Bucket(
                     name: "sw1", location: S3Location(endpoint: "http://127.0.0.1:\(port)", bucket: "stowage-lab", prefix: prefix),
                     credentials: try labS3Credentials(), environment: "throttled-\(limit)")
