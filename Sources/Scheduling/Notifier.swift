@@ -71,7 +71,7 @@ package struct NotificationEvent: Codable, Sendable, Equatable {
         switch judgement {
         case .ok, .warnings:
             kind = degraded ? .storageDegraded : .backupSucceeded
-        case .cancelled:
+        case .cancelled, .alreadyDone:
             return nil
         case .transient, .permanent:
             switch exitCode.flatMap(ExitStatus.init(rawValue:)) {

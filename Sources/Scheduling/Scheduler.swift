@@ -396,6 +396,9 @@ package actor Scheduler {
         guard stopDeadline == nil, running[q.layer] == nil else { return }
         queue[q.layer] = nil
         var argv = [options.executable, "backup", q.layer, "--policy", "--json", "--config", options.inventoryPath]
+        // A slot's run (not Backup Now) says which slot: under the layer's lock it ends
+        // without a dump when the storage already has a backup since then (exit 16).
+        if let slot = q.slot { argv += ["--slot", BackupName(date: slot, kind: .auto).stamp] }
         if let a = options.agentBinary { argv += ["--agent-binary", a] }
         var record = RunRecord(
             layer: q.layer, storage: q.storage, trigger: q.trigger, scheduledFor: q.slot, started: now,
@@ -469,8 +472,13 @@ package actor Scheduler {
         case .warnings: record.outcome = summary == nil ? .failed : .warnings
         case .cancelled: record.outcome = .cancelled
         case .transient, .permanent: record.outcome = .failed
+        case .alreadyDone:
+            // Another coordinator's backup (or one taken since the slot) covers it.
+            record.outcome = .skipped
+            record.backup = message?.split(separator: " ").last.map(String.init).flatMap(BackupName.init)?.description
         }
         if record.outcome != .ok { record.error = message ?? lines.last }
+        if judgement == .alreadyDone { log("\(layer): \(record.error ?? "slot already done")", event: "run-skipped", layer: layer) }
         // A run stopped by a signal may have committed just before it: the storage says.
         if record.backup == nil, result.signal != nil, let spec = inventory.storage(r.storage),
             let newest = try? await newestBackups(spec, environment: String(layer.split(separator: "/")[0]), agent: agent)[layer],

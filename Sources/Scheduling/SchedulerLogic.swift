@@ -41,6 +41,8 @@ package enum RunJudgement: Sendable, Equatable {
     /// Will fail the same way until someone acts: reported, not retried.
     case permanent
     case cancelled
+    /// The slot was already backed up (by another coordinator): skipped, not retried, not reported.
+    case alreadyDone
 }
 
 package enum SchedulerLogic {
@@ -74,6 +76,7 @@ package enum SchedulerLogic {
         switch s {
         case .ok: return .ok
         case .warnings: return .warnings
+        case .alreadyDone: return .alreadyDone
         case .nodeUnreachable, .remoteFailed, .locked, .quorumNotReached: return .transient
         case .cancelled: return .transient
         case .internalError, .unsafeTopology, .credentialsRejected, .hostKeyRefused, .sshAuthFailed, .agentMismatch,

@@ -32,6 +32,9 @@ package enum ExitStatus: Int32, Sendable, CaseIterable {
     case restoreCheckFailed = 14
     /// The backup cannot go into this target: another engine, or a newer major version.
     case incompatibleBackup = 15
+    /// `backup --slot` (the scheduler's run of a slot): a backup of the layer at or after the
+    /// slot is already committed (another coordinator ran it); nothing was written.
+    case alreadyDone = 16
     /// Interrupted by the operator (SIGINT) or cancelled.
     case cancelled = 130
     /// Bad command line: unknown option, unknown environment or layer.

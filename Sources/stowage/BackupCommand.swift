@@ -43,6 +43,16 @@ struct BackupCommand: AsyncParsableCommand {
     @Flag(help: .hidden)
     var policy = false
 
+    /// Set by the scheduler for a scheduled slot (UTC, as in backup names: 2026-12-07T030000Z):
+    /// a backup of the layer since then, found under the layer's lock, ends the run (exit 16).
+    @Option(
+        help: .hidden,
+        transform: { s in
+            guard let n = BackupName("\(s)-auto") else { throw ValidationError("--slot '\(s)': expected YYYY-MM-DDTHHMMSSZ") }
+            return n.date
+        })
+    var slot: Date?
+
     @OptionGroup var agentOption: AgentBinaryOption
 
     func validate() throws {
@@ -83,7 +93,7 @@ struct BackupCommand: AsyncParsableCommand {
                 out = try await BackupRun.run(
                     inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(),
                     from: pref, keep: keep, kind: policy ? .auto : .manual, zstdLevel: zstdLevel,
-                    progress: { progress.update($0) })
+                    progress: { progress.update($0) }, slot: slot)
             } catch {
                 progress.end()
                 // The scheduler records and reports its own runs; a manual one is recorded here.

@@ -38,6 +38,12 @@ private func utc(_ s: String) -> Date { ISO8601DateFormatter().date(from: s)! }
         #expect(j(0) == .ok)
         #expect(j(2) == .warnings)
         for code: Int32 in [5, 9, 11, 12] { #expect(j(code) == .transient, "exit \(code)") }
+        // A slot another coordinator already backed up: skipped, neither retried nor reported.
+        #expect(j(16) == .alreadyDone)
+        #expect(
+            NotificationEvent.of(
+                judgement: .alreadyDone, exitCode: 16, message: "done", hint: nil, layer: "a/b", storage: "s", attempt: 1, backup: nil,
+                degraded: false, time: Date()) == nil)
         for code: Int32 in [1, 3, 4, 6, 7, 8, 10, 13, 64, 66, 78] { #expect(j(code) == .permanent, "exit \(code)") }
         #expect(j(nil, signal: 9) == .transient)
         #expect(j(nil, signal: 15, cancelled: true) == .cancelled)

@@ -21,10 +21,13 @@ package struct BackupOutcome: Sendable {
 }
 
 package enum BackupRun {
+    /// How long a slot's run waits for its layer held by another run (seconds).
+    package static let slotPatience: Double = 3600
+
     package static func run(
         inventory: Inventory, layer: LayerSpec, storage spec: StorageSpec, agent: AgentBinary,
         from: DumpPreference = .primary, keep: Int? = nil, kind: BackupName.Kind = .manual,
-        zstdLevel: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil
+        zstdLevel: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil, slot: Date? = nil
     ) async throws(StowageError) -> BackupOutcome {
         let started = Date()
         // Credentials and topology before anything touches the storage.
@@ -61,11 +64,30 @@ package enum BackupRun {
         let metadata = BackupMetadata(
             engine: layer.engine.rawValue, engineVersion: topology.node(plan.streams[0].node)?.version,
             sourceRole: plan.streams[0].role.rawValue, topology: topology)
-        let name = BackupName(date: started, kind: kind)
-        Trace.log("backup \(name) of \(layer.id) starts")
-        let result = try await BackupWriter.write(
-            repo, layer: layer.name, name: name, streams: streams, agent: agent,
-            metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress)
+        var result: BackupWriteResult
+        var waitedSince: Date?
+        while true {
+            let name = BackupName(date: waitedSince == nil ? started : Date(), kind: kind)
+            Trace.log("backup \(name) of \(layer.id) starts")
+            do throws(StowageError) {
+                result = try await BackupWriter.write(
+                    repo, layer: layer.name, name: name, streams: streams, agent: agent,
+                    metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress, unlessDoneSince: slot)
+                break
+            } catch {
+                // A slot's run that finds the layer held by a backup of the layer (another
+                // coordinator's run of the same slot, most likely: the holder's owner text
+                // names the operation) waits for it, then looks whether that one did the slot.
+                // Any other holder (a restore, a prune), or an hour of waiting, ends the run as
+                // before: exit 11, retried by the scheduler.
+                guard slot != nil, error.status == .locked, error.message.contains("backup \(layer.id) "),
+                    Date().timeIntervalSince(waitedSince ?? Date()) < BackupRun.slotPatience
+                else { throw error }
+                if waitedSince == nil { waitedSince = Date() }
+                try? await Task.sleep(for: .seconds(1))
+                if Task.isCancelled { throw StowageError(.cancelled, "backup \(layer.id) cancelled while waiting for its layer") }
+            }
+        }
         // Retention only after a committed backup: a failed one prunes nothing.
         var pruned: PruneReport?
         var pruneError: StowageError?

@@ -69,11 +69,24 @@ package enum BackupWriter {
             agent: agent, metadata: metadata, zstdLevel: zstdLevel, phase: phase)
     }
 
+    /// The newest backup of the layer that counts as the slot's: started at or after `slot`
+    /// and committed, i.e. its manifest is on at least the write quorum of the nodes (on
+    /// every node that answered, when fewer answered than the quorum). Pure.
+    package static func slotDoneBy(manifests: [String: [BackupName]], slot: Date, quorum: Int?, nodes: Int) -> BackupName? {
+        let needed = min(quorum ?? nodes, max(1, manifests.count))
+        var copies: [BackupName: Int] = [:]
+        for names in manifests.values { for n in Set(names) where n.date >= slot.addingTimeInterval(-0.999) { copies[n, default: 0] += 1 } }
+        return copies.filter { $0.value >= needed }.keys.max()
+    }
+
     /// A backup of one or more streams (one per Redis Cluster master), dumped at once.
+    /// `unlessDoneSince`: the scheduled slot this run is for; once the locks are held, a
+    /// backup of the layer committed at or after it ends the run (`alreadyDone`) before
+    /// anything is dumped: two coordinators given the same slot take one backup.
     package static func write(
         _ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
         metadata: BackupMetadata, zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil,
-        phase: PhaseHook? = nil
+        unlessDoneSince slot: Date? = nil, phase: PhaseHook? = nil
     ) async throws(StowageError) -> BackupWriteResult {
         let started = Date()
         let storage = repo.storage
@@ -90,6 +103,27 @@ package enum BackupWriter {
         for (node, error) in held.failed { failures[node] = error.message }
         let locks = held.locks
         await phase?(.locked, locks)
+        if let slot {
+            // Under the layer's lock: a run of the same slot elsewhere has either committed
+            // (and is seen here) or not started its write (and will see this one's).
+            let lists = await withTaskGroup(of: (String, [BackupName]?).self) { g in
+                for node in storage.nodes where failures[node.name] == nil {
+                    g.addTask {
+                        let r = await captured { try await node.list(prefix: "\(RepositoryLayout.backupsPrefix)/\(layer)") }
+                        return (node.name, try? r.get().compactMap { RepositoryLayout.manifest($0.name)?.name })
+                    }
+                }
+                var out: [String: [BackupName]] = [:]
+                for await (n, names) in g { if let names { out[n] = names } }
+                return out
+            }
+            if let done = slotDoneBy(manifests: lists, slot: slot, quorum: storage.quorum, nodes: storage.nodes.count) {
+                await held.release()
+                throw StowageError(
+                    .alreadyDone, "\(repo.environment)/\(layer): the run due at \(BackupName(date: slot, kind: .auto).stamp) is already done: backup \(done)",
+                    hint: "another coordinator ran this slot, or a backup was taken since; nothing was written")
+            }
+        }
         // What each node already holds: those chunks are not sent to it again (all nodes
         // asked at once).
         var present: [String: Set<String>] = [:]
@@ -129,7 +163,9 @@ package enum BackupWriter {
     /// the next retention that removes a backup), since that backup may be about to
     /// reference the very same chunks. The run's own error is what is reported.
     static func reclaimingLeftovers(of error: StowageError, repo: OpenRepository, layer: String, name: BackupName) async -> StowageError {
-        guard ![.cancelled, .locked, .hostKeyRefused, .sshAuthFailed, .agentMismatch].contains(error.status), !Task.isCancelled else { return error }
+        guard ![.cancelled, .locked, .alreadyDone, .hostKeyRefused, .sshAuthFailed, .agentMismatch].contains(error.status), !Task.isCancelled else {
+            return error
+        }
         var e = error
         switch await captured({
             try await Pruner.reclaimUnreferenced(
