@@ -342,6 +342,7 @@ private struct InventoryParser {
             v,
             allowed: [
                 "concurrency", "per_storage", "start_delay", "retries", "retry_delay", "grace", "catalog", "listen", "node_check", "api_behind_tls_proxy",
+                "shared_catalog",
             ])
         var s = SchedulerSettings()
         func count(_ key: String, min: Int) throws(StowageError) -> Int? {
@@ -367,6 +368,25 @@ private struct InventoryParser {
             s.listenAddress = a
         }
         if let x = f["api_behind_tls_proxy"] { s.apiBehindTLSProxy = try x.bool() }
+        if let c = f["shared_catalog"] {
+            let cf = try YAMLFields(c, allowed: ["postgresql", "password_env", "password_file", "password_credential", "password", "lease"])
+            let conn = try cf.required("postgresql", hint: "postgresql: \"host=HOST port=5432 dbname=stowage user=stowage\"")
+            var spec = SharedCatalogSpec(
+                host: "", credentials: CredentialsSpec(user: nil, password: .none, location: c.location, field: "scheduler.shared_catalog"))
+            if let problem = spec.read(conninfo: try conn.string()) {
+                throw conn.error("scheduler.shared_catalog.postgresql: \(problem)", hint: "e.g. \"host=10.0.0.5 port=5432 dbname=stowage user=stowage\"")
+            }
+            spec.credentials.user = spec.user
+            spec.credentials.password = try cf.passwordSource(owner: "scheduler.shared_catalog", file: "inventory")
+            if case .none = spec.credentials.password {
+                throw c.error("scheduler.shared_catalog has no password", hint: "add password_file: PATH (or password_env) beside postgresql:")
+            }
+            if let l = cf["lease"] {
+                spec.lease = try l.seconds()
+                guard (3...300).contains(spec.lease) else { throw l.error("scheduler.shared_catalog.lease must be 3s to 300s") }
+            }
+            s.sharedCatalog = spec
+        }
         return s
     }
 

@@ -32,8 +32,49 @@ package struct SchedulerSettings: Sendable, Equatable {
     package var apiBehindTLSProxy = false
     /// How often every storage node is asked whether it answers and how full it is (metrics).
     package var nodeCheck: Double = 60
+    /// The PostgreSQL catalog that several coordinators share (leases, slot claims, the
+    /// fleet's runs); nil: this coordinator is alone (docs/coordinators.md).
+    package var sharedCatalog: SharedCatalogSpec?
 
     package init() {}
+}
+
+/// `scheduler.shared_catalog`: where the coordinators meet.
+package struct SharedCatalogSpec: Sendable, Equatable {
+    package var host: String
+    package var port: Int = 5432
+    package var database: String = "stowage"
+    package var user: String = "stowage"
+    /// The password's source (never in the inventory itself).
+    package var credentials: CredentialsSpec
+    /// How long a coordinator's hold on its layers lasts without renewal: the longest a dead
+    /// or cut-off coordinator's layers wait for another.
+    package var lease: Double = 10
+
+    package init(host: String, credentials: CredentialsSpec) {
+        self.host = host
+        self.credentials = credentials
+    }
+
+    /// Reads `host=... port=... dbname=... user=...` (libpq's keywords; a password is refused:
+    /// it goes in password_file/password_env). Returns the problem, if any.
+    package mutating func read(conninfo: String) -> String? {
+        for word in conninfo.split(whereSeparator: \.isWhitespace) {
+            let kv = word.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, !kv[1].isEmpty else { return "'\(word)' is not KEY=VALUE" }
+            switch kv[0] {
+            case "host": host = kv[1]
+            case "port":
+                guard let p = Int(kv[1]), (1...65535).contains(p) else { return "port '\(kv[1])' is not a port number" }
+                port = p
+            case "dbname": database = kv[1]
+            case "user": user = kv[1]
+            case "password": return "a password does not go into the connection string"
+            default: return "unknown keyword '\(kv[0])' (host, port, dbname, user)"
+            }
+        }
+        return host.isEmpty ? "no host=" : nil
+    }
 }
 
 /// Where notifications go: one target per webhook or command, each with the layers and the

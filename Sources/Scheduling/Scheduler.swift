@@ -91,7 +91,19 @@ package actor Scheduler {
         agent = try AgentBinary.locate(options.agentBinary)
         notifier = Self.makeNotifier(inventory, options, logger)
         jobs = APIJobs(executable: options.executable, inventoryPath: options.inventoryPath, agentBinary: options.agentBinary, workDir: options.workDir)
+        if let spec = inventory.scheduler.sharedCatalog {
+            let logger = logger
+            coordination = Coordination(
+                catalog: try SharedCatalog(spec),
+                log: { message, bad in logger.log(level: bad ? .warning : .info, "\(message)", metadata: ["event": "coordination"]) })
+        } else {
+            coordination = nil
+        }
     }
+
+    /// Set when coordinators share a catalog (scheduler.shared_catalog): which layers are
+    /// this one's, and the slot claims.
+    package nonisolated let coordination: Coordination?
 
     /// Long work the API started (restores), as child processes like the runs.
     package nonisolated let jobs: APIJobs
@@ -135,6 +147,17 @@ package actor Scheduler {
             event: "scheduler-started", ["version": "\(AgentWire.version)"])
         // Under systemd's Type=notify: started (inventory loaded, catalog open, listener bound).
         SystemdNotify.send("READY=1\nSTATUS=\(states.count) enabled policies")
+        var rounds: Task<Void, Never>?
+        if let c = coordination {
+            await c.setLayers(Array(states.keys))
+            await c.round()
+            rounds = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(await c.every))
+                    await c.round()
+                }
+            }
+        }
         while true {
             let now = Date()
             if now.timeIntervalSince(lastBeat) >= SchedulerHealth.beatEvery {
@@ -159,6 +182,9 @@ package actor Scheduler {
             if stopDeadline != nil && inFlight == 0 { break }
             try? await Task.sleep(for: .seconds(options.tick))
         }
+        rounds?.cancel()
+        // The others take this one's layers over at once, not after the lease.
+        await coordination?.retire()
         // Notifications still being delivered get a moment (they never held a run up).
         await notifier.drain(within: 15)
         let end = Date()
@@ -175,6 +201,10 @@ package actor Scheduler {
             notifier = Self.makeNotifier(inventory, options, logger)
             rebuild(makeUpFrom: nil)
             for layer in queue.keys where states[layer] == nil { queue[layer] = nil }
+            if let c = coordination {
+                let layers = Array(states.keys)
+                Task { await c.setLayers(layers) }
+            }
             log("reloaded \(options.inventoryPath): \(states.count) enabled policies", event: "reloaded")
         } catch {
             log("reload failed, keeping the previous policies: \(error.message)\(error.hint.map { " (hint: \($0))" } ?? "")", .error, event: "reload-failed")
@@ -272,6 +302,11 @@ package actor Scheduler {
         }
         for (layer, s) in states {
             guard let due = s.nextDue, due <= now else { continue }
+            // Another coordinator's layer: its slots are that one's to run.
+            if let c = coordination, await c.standing(layer) == .notMine {
+                states[layer]?.nextDue = s.schedule.next(after: max(now, due))
+                continue
+            }
             let run = QueuedRun(
                 layer: layer, storage: s.policy.storage, slot: due, trigger: "schedule", attempt: 1,
                 startAt: due.addingTimeInterval(delay()))
@@ -394,6 +429,32 @@ package actor Scheduler {
         // The actor is re-entered at every await of the tick: a SIGTERM or another start of
         // this layer may have come in between.
         guard stopDeadline == nil, running[q.layer] == nil else { return }
+        if let c = coordination, let slot = q.slot {
+            switch await c.standing(q.layer) {
+            case .unknown:
+                // The catalog has not answered (yet): the run waits in the queue.
+                return
+            case .notMine:
+                queue[q.layer] = nil
+                log("\(q.layer): the slot at \(stamp(slot)) is another coordinator's now (its layer moved)", event: "run-not-mine", layer: q.layer)
+                return
+            case .mine:
+                guard let claim = await c.claim(layer: q.layer, slot: slot) else { return }
+                guard stopDeadline == nil, running[q.layer] == nil else { return }
+                if !claim.mine {
+                    queue[q.layer] = nil
+                    var skipped = RunRecord(
+                        layer: q.layer, storage: q.storage, trigger: q.trigger, scheduledFor: slot, started: now, attempt: q.attempt,
+                        schedulerPid: Int(getpid()))
+                    skipped.outcome = .skipped
+                    skipped.ended = now
+                    skipped.error = "the slot was claimed by coordinator \(claim.by)"
+                    if let r = try? await catalog.start(skipped) { await c.record(r) }
+                    log("\(q.layer): the slot at \(stamp(slot)) was claimed by coordinator \(claim.by)", event: "run-skipped", layer: q.layer)
+                    return
+                }
+            }
+        }
         queue[q.layer] = nil
         var argv = [options.executable, "backup", q.layer, "--policy", "--json", "--config", options.inventoryPath]
         // A slot's run (not Backup Now) says which slot: under the layer's lock it ends
@@ -405,6 +466,11 @@ package actor Scheduler {
             attempt: q.attempt, schedulerPid: Int(getpid()))
         do throws(StowageError) {
             record = try await catalog.start(record)
+            if let c = coordination {
+                await c.setBusy(q.layer, true)
+                let r = record
+                Task { await c.record(r) }
+            }
             var env: [String: String] = [:]
             if let id = q.job { env[APIJob.Progress.fileVariable] = await jobs.progressPath(id) }
             let process = try RunProcess.start(argv, workDir: options.workDir, environment: env)
@@ -490,6 +556,10 @@ package actor Scheduler {
             judgement = .warnings
         }
         try? await catalog.finish(record)
+        if let c = coordination {
+            await c.setBusy(layer, false)
+            await c.record(record)
+        }
         if let b = record.backup.flatMap(BackupName.init) { newestBackup[layer] = max(newestBackup[layer] ?? b, b) }
         let took = String(format: "%.1f", now.timeIntervalSince(record.started))
         var ended: Logger.Metadata = ["run": "\(record.id ?? 0)", "outcome": "\(record.outcome.rawValue)", "seconds": "\(took)"]
@@ -542,6 +612,8 @@ package actor Scheduler {
         for (layer, state) in states.sorted(by: { $0.key < $1.key }) {
             // A run underway or waiting is the answer already: judge it once it has ended.
             if running[layer] != nil || queue[layer] != nil { continue }
+            // In a shared fleet each layer's owner reports it, once.
+            if let c = coordination, await c.standing(layer) != .mine { continue }
             guard let verdict = Staleness.judge(policy: state.policy, newest: newestBackup[layer], now: now) else { continue }
             if !verdict.stale {
                 staleReported.remove(layer)

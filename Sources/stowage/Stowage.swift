@@ -21,7 +21,7 @@ struct Stowage: AsyncParsableCommand {
         version: StowageVersion.string,
         subcommands: [
             TopologyCommand.self, BackupCommand.self, RestoreCommand.self, BackupsCommand.self, AgentCommand.self, SSHCommand.self, StorageCommand.self,
-            ScheduleCommand.self, AddonCommand.self, SchedulerCommand.self, StatusCommand.self, TokenCommand.self,
+            ScheduleCommand.self, AddonCommand.self, SchedulerCommand.self, StatusCommand.self, TokenCommand.self, CoordinatorsCommand.self,
         ])
 
     /// Parses and runs; a command-line error becomes the same one-line error and hint as

@@ -1,23 +1,29 @@
 // The only file that talks to libpq. It owns the PGconn pointer, never lets it leave, and
-// turns libpq's status codes into `ProbeFailure`s.
+// turns libpq's status codes into `ProbeFailure`s. Two users: the topology probes, and the
+// coordinators' shared catalog (Scheduling's SharedCatalog), which sends its values as
+// parameters apart from the statement's text.
 import CLibPQ
 import Foundation
 import Support
 
-final class PostgresConnection {
+/// Blocking: call from a dedicated thread (`DedicatedThread`), never the cooperative pool.
+package final class PostgresConnection {
     private let conn: OpaquePointer
     private let queryTimeout: Double
 
-    init(_ t: ProbeTarget, database: String = "postgres") throws(ProbeFailure) {
+    /// `applicationName` shows in the server's pg_stat_activity.
+    package init(_ t: ProbeTarget, database: String = "postgres", applicationName: String = "stowage-probe") throws(ProbeFailure) {
         // Parameters go in as arrays, not a conninfo string: nothing to quote, and the
         // password stays in this process's memory only.
         var params: [(String, String)] = [
             ("host", t.endpoint.host), ("port", String(t.endpoint.port)), ("dbname", database),
             // libpq rounds connect_timeout down to whole seconds and treats 1 as 2.
             ("connect_timeout", String(max(2, Int(t.connectTimeout.rounded(.up))))),
-            ("application_name", "stowage-probe"),
+            ("application_name", applicationName),
+            // A server (or a proxy before it) that stops answering is noticed by the kernel too.
+            ("keepalives", "1"), ("keepalives_idle", "5"), ("keepalives_interval", "2"), ("keepalives_count", "3"),
             // The server ends a stuck query itself too, should the client have gone.
-            ("options", "-c statement_timeout=\(Int(t.queryTimeout * 1000))"),
+            ("options", "-c statement_timeout=\(Int(t.queryTimeout * 1000)) -c client_min_messages=warning"),
         ]
         if let u = t.user { params.append(("user", u)) }
         if let p = t.password { params.append(("password", p.value)) }
@@ -38,11 +44,25 @@ final class PostgresConnection {
 
     deinit { PQfinish(conn) }
 
-    /// Runs one statement and returns its rows as text. Uses libpq's asynchronous calls with
+    /// Runs one statement (or several, without parameters) and returns its rows as text.
+    package func query(_ sql: String) throws(ProbeFailure) -> [RawProbe.Row] {
+        try collect { PQsendQuery(conn, sql) }
+    }
+
+    /// Runs one statement with `$1`, `$2`… bound to `params` (text; nil is NULL), sent apart
+    /// from the statement: nothing is ever quoted into SQL.
+    package func query(_ sql: String, _ params: [String?]) throws(ProbeFailure) -> [RawProbe.Row] {
+        let copies = params.map { $0.map { strdup($0) } ?? nil }
+        defer { copies.forEach { free($0) } }
+        let values = copies.map { UnsafePointer<CChar>($0) }
+        return try collect { PQsendQueryParams(conn, sql, Int32(params.count), nil, values, nil, nil, 0) }
+    }
+
+    /// Sends with `send`, then reads every result. Uses libpq's asynchronous calls with
     /// poll() so that a server that stops answering mid-query costs at most the timeout.
-    func query(_ sql: String) throws(ProbeFailure) -> [RawProbe.Row] {
+    private func collect(_ send: () -> Int32) throws(ProbeFailure) -> [RawProbe.Row] {
         let deadline = Deadline(seconds: queryTimeout)
-        guard PQsendQuery(conn, sql) == 1 else { throw ProbeFailure(.queryFailed, Self.clean(String(cString: PQerrorMessage(conn)))) }
+        guard send() == 1 else { throw ProbeFailure(.unreachable, Self.clean(String(cString: PQerrorMessage(conn)))) }
         let fd = PQsocket(conn)
         while PQflush(conn) == 1 { try wait(fd, events: Int16(POLLOUT), deadline) }
         var rows: [RawProbe.Row] = []
