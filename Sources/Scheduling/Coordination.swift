@@ -32,6 +32,9 @@ package actor Coordination {
     private var reachable = true
     private var retired = false
     private var migrated = false
+    /// Layers taken since the scheduler last asked: it makes up their latest slot (claimed
+    /// in the catalog, so it runs only if no one ran it).
+    private var gained: Set<String> = []
 
     package init(catalog: SharedCatalog, me: CoordinatorIdentity = .make(), log: @escaping @Sendable (String, Bool) -> Void) {
         self.catalog = catalog
@@ -56,10 +59,13 @@ package actor Coordination {
         case unknown
     }
 
+    /// From the last round that reached the catalog, while it is fresh (within 0.8 lease of
+    /// its renewal); after that nothing is known, whatever the reason (the catalog down, a
+    /// round slow): a layer is neither started nor given up on until a round says.
     package func standing(_ layer: String) -> Standing {
-        if held.contains(layer) && Deadline.now() < validUntil { return .mine }
-        guard settled, reachable else { return .unknown }
-        return .notMine
+        let fresh = settled && Deadline.now() < validUntil
+        guard fresh else { return .unknown }
+        return held.contains(layer) ? .mine : .notMine
     }
 
     /// One round; returns whether it reached the catalog.
@@ -85,8 +91,11 @@ package actor Coordination {
                     "coordinator \(me.id): holds \(granted.count) of \(layers.count) layers (\(live.count) live coordinators; +\(gained.count) -\(dropped.count + lost.count))",
                     false)
             }
+            self.gained.formUnion(gained)
             held = granted
             validUntil = sent + lease * 0.8
+            // Runs a coordinator that is gone left `running` are interrupted (fleet view).
+            try await catalog.interruptRunsOfTheDead(within: lease)
             settled = true
             if !reachable { log("shared catalog \(catalog.address) reached again", false) }
             reachable = true
@@ -97,6 +106,16 @@ package actor Coordination {
             return false
         }
     }
+
+    /// The layers taken since the last call.
+    package func takeGained() -> Set<String> {
+        defer { gained = [] }
+        return gained
+    }
+
+    /// How far back a layer taken over has its latest slot made up (seconds): the time a
+    /// takeover can take (the previous holder's lease running out, and a round or two).
+    package var makeUpWindow: Double { lease * 3 }
 
     /// Claims a scheduled slot before its run starts (nil: the catalog did not answer).
     package func claim(layer: String, slot: Date) async -> (mine: Bool, by: String)? {

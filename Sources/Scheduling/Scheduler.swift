@@ -300,6 +300,19 @@ package actor Scheduler {
             }
             return
         }
+        if let c = coordination {
+            // A layer just taken over (from a coordinator that died, was cut off or gave it
+            // up) has its latest slot made up: the claim in the catalog lets it run only if
+            // no one ran it, and the storage check only if no backup since exists.
+            let window = await c.makeUpWindow
+            for layer in await c.takeGained().sorted() where queue[layer] == nil && running[layer] == nil {
+                guard let s = states[layer],
+                    let slot = SchedulerLogic.missedSlot(s.schedule, since: max(s.policy.installed, now.addingTimeInterval(-window)), now: now)
+                else { continue }
+                log("\(layer): taken over; its slot at \(stamp(slot)) runs here unless another coordinator ran it", event: "make-up", layer: layer)
+                enqueue(QueuedRun(layer: layer, storage: s.policy.storage, slot: slot, trigger: "make-up", attempt: 1, startAt: now))
+            }
+        }
         for (layer, s) in states {
             guard let due = s.nextDue, due <= now else { continue }
             // Another coordinator's layer: its slots are that one's to run.

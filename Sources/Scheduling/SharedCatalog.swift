@@ -158,6 +158,15 @@ package final class SharedCatalog: @unchecked Sendable {
 
     // MARK: - Slots and runs
 
+    /// Runs recorded `running` by coordinators no longer alive: `interrupted`.
+    package func interruptRunsOfTheDead(within: Double) async throws(StowageError) {
+        _ = try await query(
+            """
+            UPDATE runs SET outcome = 'interrupted', ended = now(), error = 'its coordinator stopped while it ran'
+            WHERE outcome = 'running' AND coordinator NOT IN (SELECT id FROM coordinators WHERE heartbeat > now() - make_interval(secs => $1::float8))
+            """, [String(within)])
+    }
+
     /// Claims `slot` of `layer` for `owner`: true if it is (now or already) this owner's; false
     /// with the other claimant's id when another coordinator claimed it first.
     package func claim(layer: String, slot: Date, owner: String) async throws(StowageError) -> (mine: Bool, by: String) {
