@@ -32,6 +32,7 @@ package actor Coordination {
     private var reachable = true
     private var retired = false
     private var migrated = false
+    private var liveCount = 0
     /// Layers taken since the scheduler last asked: it makes up their latest slot (claimed
     /// in the catalog, so it runs only if no one ran it).
     private var gained: Set<String> = []
@@ -80,6 +81,7 @@ package actor Coordination {
             }
             try await catalog.heartbeat(me, layers: held.count)
             let live = try await catalog.live(within: lease).map(\.id)
+            liveCount = live.count
             let share = LeasePlan.share(of: me.id, layers: layers, among: live)
             let want = share.union(held.intersection(busy))
             let granted = try await catalog.hold(Array(want).sorted(), owner: me.id, lease: lease)
@@ -106,6 +108,15 @@ package actor Coordination {
             return false
         }
     }
+
+    /// What the metrics show of it.
+    package struct Snapshot: Sendable, Equatable {
+        package var held: Int
+        package var live: Int
+        package var catalogUp: Bool
+    }
+
+    package func snapshot() -> Snapshot { Snapshot(held: held.count, live: liveCount, catalogUp: reachable) }
 
     /// The layers taken since the last call.
     package func takeGained() -> Set<String> {

@@ -53,6 +53,16 @@ package struct LayerStatus: Codable, Sendable, Equatable {
         }
     }
 
+    /// A live coordinator of a shared fleet.
+    package struct Coordinator: Codable, Sendable, Equatable {
+        package var id: String
+        package var host: String
+        package var pid: Int
+        /// Seconds since its last heartbeat.
+        package var heartbeatAge: Double
+        package var layers: Int
+    }
+
     package struct Problem: Codable, Sendable, Equatable {
         package var severity: String
         package var message: String
@@ -73,6 +83,8 @@ package struct LayerStatus: Codable, Sendable, Equatable {
     package var staleness: Staleness.Verdict? = nil
     /// Each node as the probe found it (nil when not probed).
     package var nodes: [NodeView]? = nil
+    /// With scheduler.shared_catalog: the coordinator that holds the layer's lease.
+    package var owner: String? = nil
 
     /// A node in the fleet view: its role, and whether backups and restores use it.
     package struct NodeView: Codable, Sendable, Equatable {
@@ -88,6 +100,8 @@ package struct LayerStatus: Codable, Sendable, Equatable {
 /// `stowage status` as a whole: every selected layer, and whether a scheduler looks after them.
 package struct FleetReport: Codable, Sendable, Equatable {
     package var layers: [LayerStatus]
+    /// With scheduler.shared_catalog: the live coordinators (docs/coordinators.md).
+    package var coordinators: [LayerStatus.Coordinator]?
     /// Nil when no catalog exists yet (nothing was ever run through the scheduler or a policy).
     package var scheduler: SchedulerHealth?
     /// Fleet-wide problems (the scheduler), besides each layer's.
@@ -191,6 +205,33 @@ package enum FleetStatus {
             lastRuns = try await catalog.lastRuns()
             scheduler = SchedulerHealth.judge(try await catalog.schedulers(), now: now)
         }
+        // A shared fleet: every coordinator's runs, who owns which layer, and the live
+        // coordinators stand for "the scheduler" (any of them running is running).
+        var owners: [String: String] = [:]
+        var coordinators: [LayerStatus.Coordinator]?
+        var sharedProblems: [LayerStatus.Problem] = []
+        if let spec = inv.scheduler.sharedCatalog {
+            do throws(StowageError) {
+                let shared = try SharedCatalog(spec)
+                let live = try await shared.live(within: spec.lease)
+                let leases = try await shared.leases().filter { $0.remaining > 0 }
+                for l in leases { owners[l.layer] = l.owner }
+                coordinators = live.map { c in
+                    .init(id: c.id, host: c.host, pid: c.pid, heartbeatAge: c.heartbeatAge, layers: leases.filter { $0.owner == c.id }.count)
+                }
+                for r in try await shared.latestRuns() where (lastRuns[r.layer]?.started ?? .distantPast) < r.started {
+                    lastRuns[r.layer] = r.record(storage: inv.policy(for: r.layer)?.storage ?? "")
+                }
+                scheduler = SchedulerHealth.judge(
+                    live.map {
+                        SchedulerBeat(
+                            host: "\($0.host) (coordinator \($0.id))", pid: $0.pid, started: $0.started, seen: now.addingTimeInterval(-$0.heartbeatAge))
+                    },
+                    now: now)
+            } catch {
+                sharedProblems.append(.init(severity: Severity.warning.rawValue, message: "\(error.message)"))
+            }
+        }
         // Backups per storage and environment, by name only.
         var stored: [String: [LayerStatus.Stored]] = [:]
         let envs = Set(layers.map(\.environment))
@@ -225,13 +266,15 @@ package enum FleetStatus {
         }
         let judged = ordered(
             layers.map { l in
-                judge(
+                var s = judge(
                     layer: l, policy: inv.policy(for: l.id), last: lastRuns[l.id], stored: stored[l.id] ?? [], topology: topologies[l.id],
                     topologyError: topologyErrors[l.id], now: now)
+                s.owner = owners[l.id]
+                return s
             })
         return FleetReport(
-            layers: judged, scheduler: scheduler,
-            problems: schedulerProblems(scheduler, policies: layers.compactMap { inv.policy(for: $0.id) }))
+            layers: judged, coordinators: coordinators, scheduler: scheduler,
+            problems: sharedProblems + schedulerProblems(scheduler, policies: layers.compactMap { inv.policy(for: $0.id) }))
     }
 
     /// A fleet with enabled policies and no scheduler running needs a look (pure).
@@ -245,7 +288,8 @@ package enum FleetStatus {
     package static func text(_ report: FleetReport) -> String {
         let all = report.layers
         guard !all.isEmpty else { return "no layers\n" }
-        var rows = [["LAYER", "HEALTH", "POLICY", "LAST RUN", "NEXT RUN", "BACKUPS"]]
+        let shared = report.coordinators != nil
+        var rows = [["LAYER", "HEALTH", "POLICY", "LAST RUN", "NEXT RUN", "BACKUPS"] + (shared ? ["OWNER"] : [])]
         for s in all {
             let policy = s.policy.map { "\($0.schedule), keep \($0.keep) on \($0.storage)\($0.enabled ? "" : " (paused)")" } ?? "none"
             let last =
@@ -253,13 +297,18 @@ package enum FleetStatus {
                     "\(r.started) \(r.outcome)" + (r.seconds.map { String(format: " %.0fs", $0) } ?? "") + (r.storedBytes.map { " " + formatBytes($0) } ?? "")
                 } ?? "never"
             let backups = s.backups.map { "\($0.count) on \($0.storage)" + ($0.newest.map { ", newest \($0)" } ?? "") }.joined(separator: "; ")
-            rows.append([s.layer, s.health, policy, last, s.nextRun ?? "-", backups.isEmpty ? "none" : backups])
+            rows.append([s.layer, s.health, policy, last, s.nextRun ?? "-", backups.isEmpty ? "none" : backups] + (shared ? [s.owner ?? "-"] : []))
         }
         var t = textTable(rows, indent: "") + "\n"
         for s in all where !s.problems.isEmpty {
             for p in s.problems { t += "\(p.severity): \(s.layer): \(p.message)\n" }
         }
         for p in report.problems { t += "\(p.severity): \(p.message)\n" }
+        if let cs = report.coordinators {
+            t +=
+                "coordinators: \(cs.count) live"
+                + cs.map { " \($0.id) (\($0.layers) layers, heard of \(String(format: "%.0f", $0.heartbeatAge)) s ago)" }.joined(separator: ",") + "\n"
+        }
         if let s = report.scheduler, report.problems.isEmpty { t += "scheduler: \(s.message)\n" }
         return t
     }

@@ -46,4 +46,6 @@ package struct MetricsSnapshot: Sendable, Equatable {
     package var running: Int
     package var started: Date
     package var heartbeat: Date
+    /// With scheduler.shared_catalog: this coordinator's part.
+    package var coordination: Coordination.Snapshot? = nil
 }

@@ -742,7 +742,7 @@ package actor Scheduler {
         return MetricsSnapshot(
             layers: layers, nodes: nodeHealth.values.sorted { ($0.storage, $0.node) < ($1.storage, $1.node) },
             topology: topologyFindings.values.sorted { $0.layer < $1.layer }, queued: queue.count, running: running.count, started: startedAt,
-            heartbeat: lastBeatAt)
+            heartbeat: lastBeatAt, coordination: await coordination?.snapshot())
     }
 
     /// Ready: the inventory is loaded (it is, once this actor exists) and the catalog answers.

@@ -205,6 +205,17 @@ package final class SharedCatalog: @unchecked Sendable {
             ])
     }
 
+    /// Each layer's newest run that ended (not skipped, not a restore): the fleet view's "last run".
+    package func latestRuns() async throws(StowageError) -> [SharedRunRow] {
+        try await query(
+            """
+            SELECT DISTINCT ON (layer) coordinator, id, layer, trigger, extract(epoch FROM slot) AS slot, extract(epoch FROM started) AS started,
+              extract(epoch FROM ended) AS ended, outcome, attempt, backup, error
+            FROM runs WHERE outcome NOT IN ('running', 'skipped') AND trigger <> 'restore' ORDER BY layer, started DESC
+            """
+        ).map(SharedRunRow.init)
+    }
+
     /// The fleet's runs, newest first.
     package func runs(layer: String? = nil, limit: Int = 200) async throws(StowageError) -> [SharedRunRow] {
         try await query(
@@ -261,6 +272,18 @@ package struct LeaseRow: Sendable, Equatable, Codable {
         layer = r["layer"] ?? ""
         owner = r["owner"] ?? ""
         remaining = Double(r["remaining"] ?? "") ?? 0
+    }
+}
+
+extension SharedRunRow {
+    /// As the local catalog's record (for the fleet status's judgement).
+    func record(storage: String) -> RunRecord {
+        var r = RunRecord(layer: layer, storage: storage, trigger: trigger, scheduledFor: slot, started: started, attempt: attempt, schedulerPid: nil)
+        r.ended = ended
+        r.outcome = RunRecord.Outcome(rawValue: outcome) ?? .failed
+        r.backup = backup
+        r.error = error
+        return r
     }
 }
 

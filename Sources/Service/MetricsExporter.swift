@@ -61,6 +61,11 @@ package enum MetricsExporter {
         gauge("stowage_scheduler_start_timestamp_seconds", "When this scheduler started (Unix time).", [], s.started.timeIntervalSince1970)
         gauge(
             "stowage_scheduler_heartbeat_timestamp_seconds", "When this scheduler last wrote its heartbeat (Unix time).", [], s.heartbeat.timeIntervalSince1970)
+        if let c = s.coordination {
+            gauge("stowage_coordinator_layers_held", "Layers whose lease this coordinator holds (shared catalog).", [], Double(c.held))
+            gauge("stowage_coordinators_live", "Live coordinators in the shared catalog, as this one last saw them.", [], Double(c.live))
+            gauge("stowage_shared_catalog_up", "1 when this coordinator's last round reached the shared catalog.", [], c.catalogUp ? 1 : 0)
+        }
         return r.emitToString()
     }
 }

@@ -45,6 +45,11 @@ struct SchedulerCommand: AsyncParsableCommand {
         })
     var logFormat: LogFormat = .text
 
+    /// The program runs are started with instead of this stowage (bench/coordination.sh's
+    /// stub, which measures scheduling and lease work alone). Not for production.
+    @Option(help: .hidden)
+    var runner: String?
+
     func run() async throws {
         try await reportingErrors {
             let path = Inventory.resolvePath(option: global.config)
@@ -53,7 +58,7 @@ struct SchedulerCommand: AsyncParsableCommand {
             let logger = Logger(label: "stowage.scheduler") { label in StowageLogHandler.standard(label: label, level: level, format: format) }
             let scheduler = try await Scheduler(
                 options: SchedulerOptions(
-                    inventoryPath: absolute(path), executable: try selfExecutable(),
+                    inventoryPath: absolute(path), executable: try runner.map(absolute) ?? selfExecutable(),
                     agentBinary: agentOption.agentBinary.map(absolute), workDir: work),
                 logger: logger)
             // Signals arrive on a dispatch source (not a C handler), so the actor is told on

@@ -159,6 +159,19 @@ extension LabSuites.SchedulerDaemon {
         #expect(try await allOk(s2), "slot 2: \(slot2.map { "\($0.layer) \($0.outcome) \($0.coordinator)" })")
         for l in cLayers { #expect(slot2.contains { $0.layer == l && $0.coordinator != idC && $0.outcome == "ok" }, "\(l)") }
 
+        // The fleet view from A and from B alike: every layer's owner, the other coordinator's
+        // runs as each layer's last run, the two live coordinators (status --json, valid).
+        func status(_ inventory: String) throws -> FleetReport {
+            let r = try runCommand(Repo.stowage, ["status", "--no-probe", "--json", "--config", inventory])
+            try JSONSchema.validate(r.stdout, schema: "status")
+            return try JSONDecoder().decode(FleetReport.self, from: Data(r.stdout.utf8))
+        }
+        let (viewA, viewB) = (try status(inventories[0]), try status(inventories[1]))
+        #expect(viewA.coordinators?.count == 2 && viewA.coordinators?.map(\.id).sorted() == viewB.coordinators?.map(\.id).sorted())
+        #expect(viewA.layers.map(\.owner) == viewB.layers.map(\.owner) && viewA.layers.allSatisfy { $0.owner != nil })
+        #expect(viewA.layers.allSatisfy { $0.lastRun?.outcome == "ok" }, "\(viewA.layers.map { "\($0.layer) \($0.lastRun?.outcome ?? "-")" })")
+        #expect(viewA.scheduler?.state == .running, "\(String(describing: viewA.scheduler))")
+
         // A partition between A and the catalog (its proxy frozen) 25 s before slot 3: A
         // stops starting scheduled runs; once A's leases expire B holds every layer and runs
         // slot 3 alone.

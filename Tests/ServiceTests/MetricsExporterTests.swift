@@ -22,7 +22,8 @@ import Testing
             .init(storage: "lab", node: "st2", up: false, freeBytes: nil, totalBytes: nil, checked: Date()),
         ],
         topology: [.init(layer: "shop/sqldb", findings: ["warning": 1], probed: Date(timeIntervalSince1970: 1_764_990_050))],
-        queued: 2, running: 1, started: Date(timeIntervalSince1970: 1_764_900_000), heartbeat: Date(timeIntervalSince1970: 1_764_990_100))
+        queued: 2, running: 1, started: Date(timeIntervalSince1970: 1_764_900_000), heartbeat: Date(timeIntervalSince1970: 1_764_990_100),
+        coordination: .init(held: 7, live: 3, catalogUp: false))
 
     @Test func everySeriesTheRulesUseIsThere() throws {
         let text = MetricsExporter.render(snapshot)
@@ -55,5 +56,17 @@ import Testing
                 .deletingLastPathComponent().appendingPathComponent("contrib/prometheus/stowage.rules.yml"), encoding: .utf8)
         let names = Set(rules.matches(of: /stowage_[a-z_]+/).map { String($0.output) })
         for name in names { #expect(text.contains("# TYPE \(name) "), "\(name) is in the rules but not exposed") }
+    }
+}
+
+extension MetricsExporterTests {
+    @Test func aCoordinatorOfASharedFleetSaysWhatItHolds() {
+        var alone = snapshot
+        alone.coordination = nil
+        #expect(!MetricsExporter.render(alone).contains("stowage_coordinator"))
+        let text = MetricsExporter.render(snapshot)
+        for line in ["stowage_coordinator_layers_held 7.0", "stowage_coordinators_live 3.0", "stowage_shared_catalog_up 0.0"] {
+            #expect(text.contains(line + "\n"), "\(line)\n---\n\(text)")
+        }
     }
 }
