@@ -24,6 +24,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     psql_su "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
+    mkdir -p /tmp/coordination-bench-logs && cp "$dir"/*.log /tmp/coordination-bench-logs/ 2>/dev/null || true
     rm -rf "$dir"
 }
 trap cleanup EXIT

@@ -150,7 +150,11 @@ package struct Inventory: Sendable, Equatable {
     /// The policies file (`policies:` in the inventory, else in the state folder:
     /// stowage.yaml → stowage.policies.yaml) and the policies read from it.
     package var policiesPath: String = ""
-    package var policies: [Policy] = []
+    package var policies: [Policy] = [] {
+        didSet { policyIndex = Dictionary(policies.enumerated().map { ($1.layer, $0) }, uniquingKeysWith: { first, _ in first }) }
+    }
+    /// Each policy's place in `policies` by layer (the first one, as a search would find).
+    var policyIndex: [String: Int] = [:]
     package var scheduler = SchedulerSettings()
     package var notifications = NotificationSettings()
 
@@ -218,7 +222,7 @@ extension Inventory {
         for e in environments.indices {
             for l in environments[e].layers.indices {
                 let id = environments[e].layers[l].id
-                if let c = policies.first(where: { $0.layer == id })?.credentials { environments[e].layers[l].credentials = c }
+                if let c = policy(for: id)?.credentials { environments[e].layers[l].credentials = c }
                 let layer = environments[e].layers[l]
                 if layer.credentials == nil && layer.engine != .redis {
                     throw StowageError(
@@ -229,7 +233,7 @@ extension Inventory {
         }
     }
 
-    package func policy(for layer: String) -> Policy? { policies.first { $0.layer == layer } }
+    package func policy(for layer: String) -> Policy? { policyIndex[layer].map { policies[$0] } }
 
     static func parseWithoutPolicies(
         _ text: String, file: String,

@@ -63,7 +63,7 @@ package enum ManualRuns {
                     ? "backup \(e.backup ?? "?") committed without every storage node (stowage storage repair \(storage))"
                     : "backup \(e.backup ?? "?") committed"
             event = NotificationEvent(
-                event: what, layer: layer, storage: storage, time: ISO8601DateFormatter().string(from: now), message: message,
+                event: what, layer: layer, storage: storage, time: UTCStamp.format(now), message: message,
                 hint: nil, exitCode: nil, attempt: 1, backup: e.backup, coordinator: ProcessInfo.processInfo.hostName)
         case .failure(let error):
             record.outcome = error.status == .cancelled ? .cancelled : .failed

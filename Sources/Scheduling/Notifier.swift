@@ -81,7 +81,7 @@ package struct NotificationEvent: Codable, Sendable, Equatable {
             }
         }
         return NotificationEvent(
-            event: kind, layer: layer, storage: storage, time: ISO8601DateFormatter().string(from: time),
+            event: kind, layer: layer, storage: storage, time: UTCStamp.format(time),
             message: message, hint: hint, exitCode: exitCode.map(Int.init), attempt: attempt, backup: backup,
             coordinator: ProcessInfo.processInfo.hostName)
     }

@@ -753,7 +753,7 @@ package actor Scheduler {
     package func snapshot() -> (queued: [QueuedRun], running: [String]) { (Array(queue.values), Array(running.keys)) }
 }
 
-func stamp(_ d: Date) -> String { ISO8601DateFormatter().string(from: d) }
+func stamp(_ d: Date) -> String { UTCStamp.format(d) }
 
 /// A storage as the API and the dashboard show it: its write quorum and its nodes' health.
 package struct StorageHealth: Codable, Sendable, Equatable {

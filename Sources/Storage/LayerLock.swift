@@ -24,7 +24,7 @@ package final class LayerLock: Sendable {
     /// repository, while no backup or restore runs.
     package static func acquire(_ driver: any StorageDriver, layer: String?, operation: String, exclusive: Bool = false) async throws(StowageError) -> LayerLock
     {
-        let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) (\(operation), since \(ISO8601DateFormatter().string(from: Date())))"
+        let owner = "\(ProcessInfo.processInfo.hostName) pid \(getpid()) (\(operation), since \(UTCStamp.format(Date())))"
         let started = Deadline.now()
         let label = "\(driver.name) lock \(layer ?? "*")\(exclusive ? " exclusive" : "")"
         do throws(StowageError) {

@@ -50,7 +50,7 @@ package struct StowageLogHandler: LogHandler {
 
     /// One event as one line (pure).
     package static func line(level: Logger.Level, message: String, metadata: Logger.Metadata, time: Date?, format: LogFormat) -> String {
-        let stamp = time.map { ISO8601DateFormatter().string(from: $0) }
+        let stamp = time.map { UTCStamp.format($0) }
         switch format {
         case .text:
             var parts: [String] = []
