@@ -33,6 +33,7 @@ package actor Coordination {
     private var retired = false
     private var migrated = false
     private var liveCount = 0
+    private var lastHousekeeping: Double = -.infinity
     /// Layers taken since the scheduler last asked: it makes up their latest slot (claimed
     /// in the catalog, so it runs only if no one ran it).
     private var gained: Set<String> = []
@@ -98,6 +99,10 @@ package actor Coordination {
             validUntil = sent + lease * 0.8
             // Runs a coordinator that is gone left `running` are interrupted (fleet view).
             try await catalog.interruptRunsOfTheDead(within: lease)
+            if sent - lastHousekeeping > 600 {
+                lastHousekeeping = sent
+                try await catalog.housekeep()
+            }
             settled = true
             if !reachable { log("shared catalog \(catalog.address) reached again", false) }
             reachable = true

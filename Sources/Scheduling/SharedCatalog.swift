@@ -83,6 +83,9 @@ package final class SharedCatalog: @unchecked Sendable {
               slot timestamptz, started timestamptz NOT NULL, ended timestamptz, outcome text NOT NULL,
               attempt int NOT NULL, backup text, error text, PRIMARY KEY (coordinator, id));
             CREATE INDEX IF NOT EXISTS runs_layer_started ON runs (layer, started DESC);
+            CREATE INDEX IF NOT EXISTS runs_started ON runs (started);
+            CREATE INDEX IF NOT EXISTS runs_running ON runs (coordinator) WHERE outcome = 'running';
+            CREATE INDEX IF NOT EXISTS slots_slot ON slots (slot);
             INSERT INTO stowage_schema SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM stowage_schema);
             COMMIT;
             """)
@@ -157,6 +160,17 @@ package final class SharedCatalog: @unchecked Sendable {
     }
 
     // MARK: - Slots and runs
+
+    /// What only grows: slot claims after 7 days (a slot is never claimed again that late),
+    /// runs after 30 days, coordinators not heard of for a day. Any coordinator may do it.
+    package func housekeep() async throws(StowageError) {
+        _ = try await query(
+            """
+            DELETE FROM slots WHERE slot < now() - interval '7 days';
+            DELETE FROM runs WHERE started < now() - interval '30 days';
+            DELETE FROM coordinators WHERE heartbeat < now() - interval '1 day';
+            """)
+    }
 
     /// Runs recorded `running` by coordinators no longer alive: `interrupted`.
     package func interruptRunsOfTheDead(within: Double) async throws(StowageError) {
