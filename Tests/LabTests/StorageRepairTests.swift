@@ -103,8 +103,12 @@ extension LabSuites {
         @Test func repairReplacesEveryBadCopyFromOneThatAuthenticates() async throws {
             defer { f.cleanup() }
             let repo = try await f.repo()
-            let (w1, d1) = try await backup(repo, "2026-11-21T030000Z-auto", rows: 200_000, seed: 7)
-            let (w2, d2) = try await backup(repo, "2026-11-22T030000Z-auto", rows: 200_000, seed: 8)
+            // Four chunks are needed whatever the repository's chunker seed: a dump larger than
+            // three of the largest chunks (8 MiB) always has them (200,000 rows had 3 once in CI).
+            let (w1, d1) = try await backup(repo, "2026-11-21T030000Z-auto", rows: 500_000, seed: 7)
+            let (w2, d2) = try await backup(repo, "2026-11-22T030000Z-auto", rows: 20_000, seed: 8)
+            let size = try FileManager.default.attributesOfItem(atPath: d1)[.size] as! Int
+            try #require(size > 3 * ChunkerParameters.standard.max, "dump of \(size) bytes")
             let chunks = w1.manifest.streams[0].chunks.map { RepositoryLayout.chunk($0.id) }
             try #require(chunks.count >= 4)
             let st1 = "\(Lab.dir)/storage/st1/\(f.env)", st2 = "\(Lab.dir)/storage/st2/\(f.env)"
