@@ -217,6 +217,7 @@ repo_bytes() { du -sb "$lab/storage/st1/$1" 2>/dev/null | cut -f1 || echo 0; }
 
 results="$work/results.jsonl"
 : >"$results"
+: >"$work/zstd-levels.md"
 for engine in ${ENGINES//,/ }; do
     layer_var="layer_$engine"
     layer=${!layer_var}
@@ -230,6 +231,9 @@ for engine in ${ENGINES//,/ }; do
     rm -rf "$work/plain"
     dump_bytes=$("plain_$engine")
     echo "bench: $engine dump is $((dump_bytes / 1048576)) MiB" >&2
+    # What each zstd level would store of this dump, and at what speed (one core, 2 MiB blocks).
+    plain_file=$(find "$work/plain" -type f \( -name dump.sql -o -name dump.rdb \) | sort | head -1)
+    [ "$engine" = rediscluster ] || bench/zstd-levels.sh "$plain_file" "$engine" >>"$work/zstd-levels.md"
     # Stowage's repository is the environment's, shared by its layers: this engine's share
     # is what its backups added.
     stowage_base=$(repo_bytes "${layer%%/*}")
@@ -376,9 +380,13 @@ if dailies:
         md.append(f"| {d['day']} | {mib(d['dump_bytes'])} | {mib(d['stowage'])} | {mib(d['restic'])} | {mib(d['addon'])} |")
     last = dailies[-1]
     md += ["", f"After {last['day']} days: Stowage {last['stowage']} bytes (one copy of two), restic {last['restic']}, the add-on {last['addon']}."]
+levels = open(os.path.join(work, "zstd-levels.md")).read().strip()
+if levels:
+    md += ["", "## zstd levels on the plain dumps (bench/zstd-levels.sh: one core, 2 MiB blocks, zstd's benchmark)", "",
+           "| dump | level | stored | ratio | compression | decompression |", "|---|---|---|---|---|---|", levels]
 md += ["", "Targets: backup stowage/limit at most 1.3 and stowage/addon at most 0.25; restore stowage/limit at most 1.15; agent and coordinator under 256 MiB; ten dailies in no more than restic's bytes.",
        "Stored: limit = the plain dump; addon = restic's repository on st1 after the rounds; stowage = what this engine's backups added to the environment's repository on st1 (one copy of two) over the rounds.",
-       "Redis limit: backup = redis-cli --rdb to /dev/null (each master at once); restore = a redis-server loading the RDB from local disk until it answers. Stowage's Redis restore also copies every key into the live server (DUMP/RESTORE), which the limit does not."]
+       "Redis limit: backup = redis-cli --rdb to /dev/null (each master at once); restore = a redis-server loading the RDB from local disk until it answers. Stowage's Redis restore replicates into the live server (a cluster: every key sent as RESTORE), which the limit does not."]
 json.dump({"machine": machine, "scale": int(scale), "rounds": int(rounds), "redis_keys": int(redis_keys), "engines": engines,
            "dailies": dailies, "runs": rows}, open(base + ".json", "w"), indent=1, sort_keys=True)
 open(base + ".md", "w").write("\n".join(md) + "\n")

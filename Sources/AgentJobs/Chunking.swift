@@ -1,7 +1,8 @@
 // The `chunk` job: the database node's half of a backup. The dump tool's output is cut
 // into content-defined chunks, each compressed and encrypted here, so plaintext never
-// leaves this node (docs/storage-format.md). Memory stays bounded: one buffer of two of the
-// largest chunks plus one read.
+// leaves this node (docs/storage-format.md); sealing and writing run on a second thread
+// (SealWorker.swift) while this one reads, hashes and cuts. Memory stays bounded: one buffer
+// of two of the largest chunks plus one read, and two chunks waiting for the sealer.
 import AgentProtocol
 @preconcurrency import Crypto
 import FoundationEssentials
@@ -46,25 +47,44 @@ extension Session {
         var nextProgress = Self.progressEvery
         var fds = [pollfd(fd: source.pollFD, events: Int16(POLLIN), revents: 0), pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
 
+        // Sealing and writing happen on the worker's thread; the chunk events leave here,
+        // in stream order, as each chunk's record has been written (a repeated chunk's event
+        // waits for the chunks before it).
+        let worker = SealWorker(key: keys.data, zstdLevel: level, output: output)
+        defer { worker.finish(discarding: true) }
+        var inFlight: [(id: String, bytes: Int, new: Bool)] = []
+        var inFlightHead = 0
+
+        func settle(wait: Bool) throws {
+            while inFlightHead < inFlight.count {
+                let c = inFlight[inFlightHead]
+                var stored = 0
+                if c.new {
+                    guard let n = worker.next(wait: wait) else { return }
+                    guard n >= 0 else {
+                        source.cancel()
+                        throw JobFailure(exit: .outputClosed, code: "output-closed", message: "stdout closed after \(chunks) chunks; \(source.label) stopped")
+                    }
+                    stored = n
+                }
+                var e = AgentEvent(event: .chunk)
+                e.id = c.id
+                e.bytes = Int64(c.bytes)
+                e.stored = stored
+                events(e)
+                chunks += 1
+                inFlightHead += 1
+            }
+            inFlight.removeAll(keepingCapacity: true)
+            inFlightHead = 0
+        }
+
         func emit(_ piece: UnsafeRawBufferPointer) throws {
             let id = keys.chunkID(piece)
-            var stored = 0
-            if !seen.contains(id) {
-                seen.insert(id)
-                let sealed = Envelope.seal(piece, key: keys.data, aad: id, zstdLevel: level)
-                stored = sealed.count
-                let record = ObjectRecord.encode(name: RepositoryLayout.chunk(id), bytes: sealed)
-                guard writeAll(output, record) else {
-                    source.cancel()
-                    throw JobFailure(exit: .outputClosed, code: "output-closed", message: "stdout closed after \(chunks) chunks; \(source.label) stopped")
-                }
-            }
-            var e = AgentEvent(event: .chunk)
-            e.id = id
-            e.bytes = Int64(piece.count)
-            e.stored = stored
-            events(e)
-            chunks += 1
+            let new = seen.insert(id).inserted
+            if new { worker.seal(SealWorker.Piece(id: id, plain: Array(piece))) }
+            inFlight.append((id, piece.count, new))
+            try settle(wait: false)
         }
 
         while true {
@@ -106,6 +126,8 @@ extension Session {
             total += Int64(n)
             if total >= nextProgress { events(.progress(total)); nextProgress += Self.progressEvery }
         }
+        try settle(wait: true)
+        worker.finish()
         let counts = try source.finish(total: total)
         var e = Self.result(total, streamHash)
         e.stored = chunks

@@ -2,8 +2,8 @@
 // order; each is authenticated and decrypted here and checked against its keyed ID, so
 // plaintext exists only on this node, and the stream is applied to the database: psql or
 // mariadb read it on stdin; a Redis server replicates the RDB from the agent itself, and a
-// cluster gets its keys copied with DUMP/RESTORE from a private redis-server (replicas
-// follow, TTLs kept). The stream's SHA-256 is compared with the manifest's before the
+// cluster gets each key as a RESTORE built from the RDB's own bytes (replicas follow, TTLs
+// kept). The stream's SHA-256 is compared with the manifest's before the
 // target is let commit.
 import AgentProtocol
 @preconcurrency import Crypto

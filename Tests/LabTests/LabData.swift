@@ -257,15 +257,31 @@ enum LabData {
 
     static func seedRedisCluster(_ nodes: [String]) throws {
         for n in nodes { try redis(n, ["FLUSHALL"]) }
-        // Keys spread over every master: each master gets keys of its own slots.
-        for i in 0..<60 {
-            switch i % 4 {
+        // Keys spread over every master: each master gets keys of its own slots. Every value
+        // type the restore's RDB reader skips over (lists, sets as intset and as hash table,
+        // sorted sets, hashes, a stream with a consumer group), expiries, and one value
+        // larger than the reader's 4 MiB window and the 1 MiB batch of RESTOREs.
+        for i in 0..<80 {
+            switch i % 8 {
             case 0: try redis(nodes[0], ["SET", "session:\(i)", "user \(i)"], cluster: true)
             case 1: try redis(nodes[0], ["HSET", "cart:\(i)", "item", "\(i)", "qty", "2"], cluster: true)
             case 2: try redis(nodes[0], ["SET", "token:\(i)", "t", "EX", "\(4000 + i)"], cluster: true)
-            default: try redis(nodes[0], ["ZADD", "rank:\(i)", "1", "a", "2", "b"], cluster: true)
+            case 3: try redis(nodes[0], ["ZADD", "rank:\(i)", "1", "a", "2", "b"], cluster: true)
+            case 4: try redis(nodes[0], ["RPUSH", "queue:\(i)", "a", "b", "\(i)"], cluster: true)
+            case 5: try redis(nodes[0], ["SADD", "ids:\(i)", "1", "2", "\(i + 100)"], cluster: true)
+            case 6: try redis(nodes[0], ["SADD", "tags:\(i)", "red", "blue", "t\(i)"], cluster: true)
+            default:
+                try redis(nodes[0], ["XADD", "events:\(i)", "1-1", "f", "v"], cluster: true)
+                try redis(nodes[0], ["XGROUP", "CREATE", "events:\(i)", "readers", "0"], cluster: true)
             }
         }
+        let big = """
+            local t = {}
+            for i = 1, 300000 do t[i] = string.format('%08x%08x', math.random(0, 2147483647), i) end
+            redis.call('SET', KEYS[1], table.concat(t))
+            return 1
+            """
+        try redis(nodes[0], ["EVAL", big, "1", "blob:large"], cluster: true)
     }
 
     /// Per key: the value's SHA-1 and the absolute expiry in ms (-1: none).

@@ -121,11 +121,17 @@ struct FleetLab {
         try? freeze(node, false)
     }
 
-    /// Waits (up to 30 s) until chunks are landing on st1: a backup is mid-stream.
-    func waitForChunks() async throws -> Bool {
+    /// Waits (up to 30 s) until `count` chunk files have landed on st1: a backup is
+    /// mid-stream. (Files, not entries: each chunk's folder counted too once made a backup of
+    /// one or two chunks, as the chunker's random cut points allow, never seen.)
+    func waitForChunks(_ count: Int = 2) async throws -> Bool {
         let chunks = "\(dir)/st1/fleet/chunks"
         for _ in 0..<600 {
-            if (FileManager.default.enumerator(atPath: chunks)?.allObjects.count ?? 0) >= 3 { return true }
+            var files = 0
+            if let e = FileManager.default.enumerator(atPath: chunks) {
+                while e.nextObject() != nil { if e.fileAttributes?[.type] as? FileAttributeType == .typeRegular { files += 1 } }
+            }
+            if files >= count { return true }
             try await Task.sleep(for: .milliseconds(50))
         }
         return false

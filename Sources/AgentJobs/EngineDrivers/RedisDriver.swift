@@ -1,6 +1,8 @@
 // Redis (and Redis Cluster): a snapshot taken through the replication handshake out; in, the
-// RDB loaded by a private redis-server and its keys copied into the target with
-// DUMP/RESTORE (replicas follow, TTLs kept), routed by slot on a cluster.
+// server replicating from the agent itself, or (a cluster, a restore that keeps other keys)
+// the RDB's keys sent as RESTOREs built from its own bytes (replicas follow, TTLs kept),
+// routed by slot on a cluster; a scratch redis-server and DUMP only for an RDB the parser
+// does not know.
 import AgentProtocol
 import Engines
 import FoundationEssentials
@@ -162,8 +164,11 @@ struct RedisRDBReader {
 /// replication from the agent itself (`RedisReplicationRestore`): it loads the RDB as the
 /// chunks arrive, at its own speed, and its replicas resync from it by themselves. A cluster
 /// (which refuses REPLICAOF), a restore that keeps other keys, or a target that cannot
-/// replicate from here: the RDB is written to the private folder, loaded by a scratch server
-/// listening on a socket there, and its keys copied into the target.
+/// replicate from here: the RDB is written to the private folder and, once the whole stream
+/// has arrived and matched its hash, read key by key (`RDBParser`): each key goes to its
+/// master as a `RESTORE` whose payload is the RDB's own bytes for the value. Only an RDB the
+/// parser does not know (module data, functions, a newer format) is loaded by a scratch
+/// server listening on a socket there and its keys copied with DUMP/RESTORE.
 final class RedisSink: RestoreSink {
     private let db: DatabaseAccess
     private let password: String?
@@ -214,20 +219,15 @@ final class RedisSink: RestoreSink {
 
     func finish() throws -> [String: Int64]? {
         if let replication { return try replication.finish() }
+        close(fd)
+        fd = -1
+        if let counts = try restoreByParsing() { return counts }
         return try restoreByCopy()
     }
 
-    private func restoreByCopy() throws -> [String: Int64]? {
-        let child: Child
-        do { child = try Child(ToolCommands.redisScratchServer(dir: dir.path), output: false, errorLog: "\(dir.path)/stderr") } catch {
-            throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "cannot start redis-server to read the RDB: \(error)")
-        }
-        scratch = child
-        defer { child.terminate(grace: 2) }
-        let src = try waitForScratch(child)
-        let loaded = RESP.keyspace(try src.call("INFO", "keyspace").text ?? "")
-
-        // The target: one server, or every master of a cluster with its slots.
+    /// The target's connections: one server, or every master of a cluster, and which of
+    /// them owns each slot; flushed unless the restore keeps other keys.
+    private func targets(_ loaded: [String: Int64]) throws -> (conns: [RedisConnection], slotOwner: [Int]) {
         var conns: [RedisConnection] = []
         var slotOwner = [Int](repeating: 0, count: 16384)
         let first = try connectTarget(db.host, db.port)
@@ -257,6 +257,80 @@ final class RedisSink: RestoreSink {
             // their inputs once it hears it).
             if db.cluster ?? false { Events.send(AgentEvent(event: .ready)) }
         }
+        return (conns, slotOwner)
+    }
+
+    /// The RDB's keys as RESTOREs, pipelined: each master applies one batch while the next
+    /// is built. A first pass reads every key before the target is touched; nil when this
+    /// RDB holds what the parser does not know (then the scratch server reads it).
+    private func restoreByParsing() throws -> [String: Int64]? {
+        let path = "\(dir.path)/dump.rdb"
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nowMs = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000
+        var loaded: [String: Int64] = [:]
+        do {
+            // Keys that expired since the backup are not created: not counted either.
+            try RDBFile.forEach(path) { e, _, _ in
+                if (e.expireAt ?? .max) > nowMs { loaded["db\(e.db)", default: 0] += 1 }
+            }
+        } catch let e as RDBError {
+            var note = AgentEvent(event: .log)
+            note.message = "the backup's RDB is read by a scratch redis-server (\(e))"
+            Events.send(note)
+            return nil
+        }
+        let (conns, slotOwner) = try targets(loaded)
+        let cluster = db.cluster ?? false
+        var out = [[UInt8]](repeating: [], count: conns.count)
+        var queued = [Int](repeating: 0, count: conns.count)
+        var pending = [Int](repeating: 0, count: conns.count)
+        for i in out.indices { out[i].reserveCapacity(Self.batchBytes + (64 << 10)) }
+        func drain(_ i: Int) throws {
+            for _ in 0..<pending[i] {
+                if case .error(let e) = try conns[i].reply() {
+                    throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(conns[i].name): RESTORE failed: \(e)")
+                }
+            }
+            pending[i] = 0
+        }
+        func send(_ i: Int) throws {
+            try drain(i)
+            try conns[i].send(out[i])
+            pending[i] = queued[i]
+            queued[i] = 0
+            out[i].removeAll(keepingCapacity: true)
+        }
+        var selected = 0
+        try RDBFile.forEach(path) { e, window, version in
+            let i = cluster ? slotOwner[RedisCluster.slot(e.key)] : 0
+            if !cluster && e.db != selected {
+                out[0] += RESP.command("SELECT", String(e.db))
+                queued[0] += 1
+                selected = e.db
+            }
+            appendRestoreCommand(e, value: UnsafeRawBufferPointer(rebasing: window[e.value]), version: version, to: &out[i])
+            queued[i] += 1
+            if out[i].count >= Self.batchBytes { try send(i) }
+        }
+        for i in conns.indices where queued[i] > 0 { try send(i) }
+        for i in conns.indices { try drain(i) }
+        return loaded
+    }
+
+    /// How much of RESTOREs a master is sent at once.
+    static let batchBytes = 1 << 20
+
+    private func restoreByCopy() throws -> [String: Int64]? {
+        let child: Child
+        do { child = try Child(ToolCommands.redisScratchServer(dir: dir.path), output: false, errorLog: "\(dir.path)/stderr") } catch {
+            throw JobFailure(exit: .jobFailed, code: "tool-missing", message: "cannot start redis-server to read the RDB: \(error)")
+        }
+        scratch = child
+        defer { child.terminate(grace: 2) }
+        let src = try waitForScratch(child)
+        let loaded = RESP.keyspace(try src.call("INFO", "keyspace").text ?? "")
+        let (conns, slotOwner) = try targets(loaded)
 
         // Pipelined both ways: the scratch server scans the next batch while this one's
         // DUMPs are read, and each master applies a batch of RESTOREs while the next is
@@ -328,6 +402,50 @@ final class RedisSink: RestoreSink {
             usleep(50_000)
         }
         throw JobFailure(exit: .jobFailed, code: "timeout", message: "redis-server did not load the backup's RDB within 300 s")
+    }
+}
+
+/// The keys of an RDB file, each handed to `body` with the buffer its value lies in and the
+/// RDB's version: the file read through a window (4 MiB, doubled when one key does not fit).
+enum RDBFile {
+    static func forEach(_ path: String, window: Int = 4 << 20, _ body: (RDBEntry, UnsafeRawBufferPointer, Int) throws -> Void) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw JobFailure(exit: .jobFailed, code: "private-dir", message: "cannot read \(path): \(errnoText(errno))")
+        }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: window)
+        var start = 0, end = 0, eof = false, header = false
+        var parser = RDBParser()
+        while !parser.ended {
+            var short = false
+            try buf.withUnsafeBytes { all in
+                let window = UnsafeRawBufferPointer(rebasing: all[start..<end])
+                var at = 0
+                do {
+                    if !header {
+                        at = try parser.header(window)
+                        header = true
+                    }
+                    while let e = try parser.next(window, at: &at) { try body(e, window, parser.version) }
+                } catch RDBError.short {
+                    short = true
+                }
+                start += at
+            }
+            guard short else { continue }
+            guard !eof else { throw RDBError.malformed("the RDB ends inside a key, at byte \(start)") }
+            if start > 0 {
+                buf.withUnsafeMutableBytes { b in _ = memmove(b.baseAddress!, b.baseAddress! + start, end - start) }
+                end -= start
+                start = 0
+            }
+            if end == buf.count { buf += [UInt8](repeating: 0, count: buf.count) }
+            let n = buf.withUnsafeMutableBytes { b in read(fd, b.baseAddress! + end, b.count - end) }
+            guard n >= 0 else { throw JobFailure(exit: .jobFailed, code: "private-dir", message: "cannot read \(path): \(errnoText(errno))") }
+            if n == 0 { eof = true }
+            end += n
+        }
     }
 }
 
