@@ -16,8 +16,9 @@ import Glibc
 /// A bounded first-in first-out queue between two threads (pthread mutex and conditions:
 /// the agent is a static binary with no runtime of its own for this).
 final class BlockingQueue<Element>: @unchecked Sendable {
+    // Taken items leave the array at once: one kept behind a moving head held its chunk's
+    // bytes (a backup's agent peaked at 200 MiB with 64 of them).
     private var items: [Element] = []
-    private var head = 0
     private var closed = false
     private let capacity: Int
     private var mutex = pthread_mutex_t()
@@ -39,7 +40,7 @@ final class BlockingQueue<Element>: @unchecked Sendable {
     func put(_ item: Element) -> Bool {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        while !closed && items.count - head >= capacity { pthread_cond_wait(&changed, &mutex) }
+        while !closed && items.count >= capacity { pthread_cond_wait(&changed, &mutex) }
         guard !closed else { return false }
         items.append(item)
         pthread_cond_broadcast(&changed)
@@ -51,14 +52,10 @@ final class BlockingQueue<Element>: @unchecked Sendable {
     func take(wait: Bool = true) -> Element? {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        while wait && !closed && head == items.count { pthread_cond_wait(&changed, &mutex) }
-        guard head < items.count else { return nil }
-        let item = items[head]
-        head += 1
-        if head > 64 && head * 2 > items.count {
-            items.removeFirst(head)
-            head = 0
-        }
+        while wait && !closed && items.isEmpty { pthread_cond_wait(&changed, &mutex) }
+        guard !items.isEmpty else { return nil }
+        // Queues here hold a few items: removing the first costs nothing worth a ring.
+        let item = items.removeFirst()
         pthread_cond_broadcast(&changed)
         return item
     }
@@ -67,10 +64,7 @@ final class BlockingQueue<Element>: @unchecked Sendable {
     func close(discarding: Bool = false) {
         pthread_mutex_lock(&mutex)
         closed = true
-        if discarding {
-            items.removeAll()
-            head = 0
-        }
+        if discarding { items.removeAll() }
         pthread_cond_broadcast(&changed)
         pthread_mutex_unlock(&mutex)
     }

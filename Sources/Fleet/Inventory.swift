@@ -122,8 +122,9 @@ package struct StorageSpec: Sendable, Equatable {
     package var quorum: Int?
     /// The storage password (wraps every repository's keys): from a variable or a file.
     package var password: CredentialsSpec?
-    /// The zstd level backups to this storage are written with (1-19; default 3).
-    package var zstdLevel: Int = 3
+    /// The zstd level backups to this storage are written with (1-19); nil: each engine's
+    /// own (`Engine.defaultZstdLevel`: 1 for SQL dumps, 3 for Redis).
+    package var zstdLevel: Int?
 }
 
 package struct SSHSettings: Sendable, Equatable {
@@ -499,10 +500,11 @@ private struct InventoryParser {
                 quorum = n
             }
         }
-        var level = 3
+        var level: Int?
         if let z = f["zstd_level"] {
-            level = try z.int()
-            guard (1...19).contains(level) else { throw z.error("zstd_level must be between 1 and 19") }
+            let l = try z.int()
+            guard (1...19).contains(l) else { throw z.error("zstd_level must be between 1 and 19") }
+            level = l
         }
         return StorageSpec(name: name, root: root, nodes: nodes, quorum: quorum, password: password, zstdLevel: level)
     }

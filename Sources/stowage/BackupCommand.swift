@@ -31,7 +31,7 @@ struct BackupCommand: AsyncParsableCommand {
     @OptionGroup var storageOption: StorageOption
 
     @Option(
-        parsing: .unconditional, help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 3).",
+        parsing: .unconditional, help: "zstd level of the chunks (1-19; default: the storage's zstd_level, else 1 for PostgreSQL and MySQL, 3 for Redis).",
         transform: { try wholeNumber($0) })
     var zstdLevel: Int?
 

@@ -77,7 +77,7 @@ private let minimal = """
         let inv = try Inventory.parse(minimal + storage.replacingOccurrences(of: "LEVEL", with: "9"), file: "inv.yaml")
         #expect(inv.storages[0].zstdLevel == 9)
         let dflt = try Inventory.parse(minimal + storage.replacingOccurrences(of: "    zstd_level: LEVEL\n", with: ""), file: "inv.yaml")
-        #expect(dflt.storages[0].zstdLevel == 3)
+        #expect(dflt.storages[0].zstdLevel == nil)  // each engine's own
         let e = parseError(minimal + storage.replacingOccurrences(of: "LEVEL", with: "22"))
         #expect(e?.status == .invalidInventory)
         #expect(e?.message.contains("zstd_level must be between 1 and 19") == true, "\(e?.message ?? "")")

@@ -7,7 +7,3 @@ int stowage_set_parent_death_signal(int sig);
 const char *stowage_build_commit(void);
 /// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); 1 when set.
 int stowage_limit_malloc_arenas(int n);
-/// Allocations of `bytes` or more always get pages of their own, returned on free (mallopt
-/// M_MMAP_THRESHOLD, which also stops glibc raising the threshold as large blocks are freed);
-/// 1 when set.
-int stowage_fix_mmap_threshold(int bytes);

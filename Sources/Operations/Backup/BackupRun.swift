@@ -72,7 +72,7 @@ package enum BackupRun {
             do throws(StowageError) {
                 result = try await BackupWriter.write(
                     repo, layer: layer.name, name: name, streams: streams, agent: agent,
-                    metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel, progress: progress, unlessDoneSince: slot)
+                    metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel ?? layer.engine.defaultZstdLevel, progress: progress, unlessDoneSince: slot)
                 break
             } catch {
                 // A slot's run that finds the layer held by a backup of the layer (another

@@ -201,6 +201,19 @@ package enum Plans {
 }
 
 extension Engine {
+    /// The zstd level a dump of this engine is written with, unless the storage's
+    /// `zstd_level` or `--zstd-level` says otherwise. Measured on the bench's dumps
+    /// (bench/zstd-levels.sh, 2 MiB blocks): on SQL text level 1 stores *less* than level 3
+    /// (PostgreSQL 24.6 against 26.4 MiB, MariaDB 24.0 against 25.9) at twice the speed
+    /// (1,285 against 632 MB/s, 560 against 234); an RDB, already LZF-compressed, grows 3%
+    /// at level 1 (193.3 against 187.5 MiB), so Redis keeps level 3.
+    package var defaultZstdLevel: Int {
+        switch self {
+        case .postgresql, .mysql: 1
+        case .redis: 3
+        }
+    }
+
     /// The engine as agent jobs name it.
     package var wire: DatabaseEngine {
         switch self {
