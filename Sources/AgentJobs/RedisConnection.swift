@@ -136,6 +136,15 @@ final class RedisConnection {
         }
     }
 
+    /// The replies to `count` pipelined commands named `command`; the first error is thrown.
+    func readReplies(_ count: Int, of command: String) throws {
+        for _ in 0..<count {
+            if case .error(let e) = try reply() {
+                throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(name): \(command) failed: \(e)")
+            }
+        }
+    }
+
     /// One command; an error reply is thrown.
     @discardableResult
     func call(_ args: [[UInt8]]) throws -> RESPValue {

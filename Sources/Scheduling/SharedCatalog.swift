@@ -223,8 +223,7 @@ package final class SharedCatalog: @unchecked Sendable {
     package func latestRuns() async throws(StowageError) -> [SharedRunRow] {
         try await query(
             """
-            SELECT DISTINCT ON (layer) coordinator, id, layer, trigger, extract(epoch FROM slot) AS slot, extract(epoch FROM started) AS started,
-              extract(epoch FROM ended) AS ended, outcome, attempt, backup, error
+            SELECT DISTINCT ON (layer) \(SharedRunRow.columns)
             FROM runs WHERE outcome NOT IN ('running', 'skipped') AND trigger <> 'restore' ORDER BY layer, started DESC
             """
         ).map(SharedRunRow.init)
@@ -234,8 +233,7 @@ package final class SharedCatalog: @unchecked Sendable {
     package func runs(layer: String? = nil, limit: Int = 200) async throws(StowageError) -> [SharedRunRow] {
         try await query(
             """
-            SELECT coordinator, id, layer, trigger, extract(epoch FROM slot) AS slot, extract(epoch FROM started) AS started,
-              extract(epoch FROM ended) AS ended, outcome, attempt, backup, error
+            SELECT \(SharedRunRow.columns)
             FROM runs WHERE ($1::text IS NULL OR layer = $1) ORDER BY started DESC LIMIT $2::int
             """, [layer, String(limit)]
         ).map(SharedRunRow.init)
@@ -313,6 +311,12 @@ package struct SharedRunRow: Sendable, Equatable, Codable {
     package var attempt: Int
     package var backup: String?
     package var error: String?
+
+    /// What a query reading these rows selects from `runs` (times as epoch seconds).
+    static let columns = """
+        coordinator, id, layer, trigger, extract(epoch FROM slot) AS slot, extract(epoch FROM started) AS started,
+        extract(epoch FROM ended) AS ended, outcome, attempt, backup, error
+        """
 
     init(_ r: [String: String]) {
         func date(_ k: String) -> Date? { r[k].flatMap(Double.init).map(Date.init(timeIntervalSince1970:)) }

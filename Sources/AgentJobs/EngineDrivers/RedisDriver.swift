@@ -287,11 +287,7 @@ final class RedisSink: RestoreSink {
         var pending = [Int](repeating: 0, count: conns.count)
         for i in out.indices { out[i].reserveCapacity(Self.batchBytes + (64 << 10)) }
         func drain(_ i: Int) throws {
-            for _ in 0..<pending[i] {
-                if case .error(let e) = try conns[i].reply() {
-                    throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(conns[i].name): RESTORE failed: \(e)")
-                }
-            }
+            try conns[i].readReplies(pending[i], of: "RESTORE")
             pending[i] = 0
         }
         func send(_ i: Int) throws {
@@ -337,11 +333,7 @@ final class RedisSink: RestoreSink {
         // read; a master's replies are read just before its next batch is sent.
         var pending = [Int](repeating: 0, count: conns.count)
         func drain(_ i: Int) throws {
-            for _ in 0..<pending[i] {
-                if case .error(let e) = try conns[i].reply() {
-                    throw JobFailure(exit: .jobFailed, code: "redis", message: "redis \(conns[i].name): RESTORE failed: \(e)")
-                }
-            }
+            try conns[i].readReplies(pending[i], of: "RESTORE")
             pending[i] = 0
         }
         for name in loaded.keys.sorted() {
