@@ -19,7 +19,7 @@ private func get(_ url: String, token: String) async throws -> APIAnswer { try a
 
 extension LabSuites.SchedulerDaemon {
     @Test func theAddOnsButtonsThroughTheAPIAreAdminsOnlyAndTheSchedulerFollows() async throws {
-        let port = API.freePort(50000...54999)
+        let port = API.freePort(30000...32767)
         let lab = try FleetLab(fleet: ["fl10"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)

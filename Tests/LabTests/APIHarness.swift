@@ -64,6 +64,9 @@ enum API {
     static func json(_ o: [String: Any]) -> Data { (try? JSONSerialization.data(withJSONObject: o)) ?? Data() }
 
     /// A port nothing listens on, from `range` (each test its own range: suites run in parallel).
+    /// A port in `range` nothing listens on. Ranges stay below the kernel's ephemeral ports
+    /// (32768 and up here): one chosen among them was once taken, between this check and
+    /// the bind, by an outgoing connection's local port (a proxy's bind failed in CI).
     static func freePort(_ range: ClosedRange<Int>) -> Int {
         for _ in 0..<50 {
             let p = Int.random(in: range)

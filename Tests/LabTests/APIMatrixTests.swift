@@ -13,7 +13,7 @@ import FoundationNetworking
 
 extension LabSuites.SchedulerDaemon {
     @Test func everyRoleOnEveryEndpointGetsWhatItsRoleAllows() async throws {
-        let port = API.freePort(45000...49999)
+        let port = API.freePort(25000...29999)
         let lab = try FleetLab(fleet: ["fl16"], shop: true, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         let viewer = try API.token(lab, ["--name", "v", "--role", "viewer"]).secret

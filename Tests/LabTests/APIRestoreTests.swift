@@ -25,7 +25,7 @@ private func json(_ o: [String: Any]) -> Data { API.json(o) }
 
 extension LabSuites.SchedulerDaemon {
     @Test func restoreThroughTheAPIIsPlannedThenConfirmedAndRunAsAJob() async throws {
-        let port = API.freePort(45000...49999)
+        let port = API.freePort(25000...29999)
         let lab = try FleetLab(fleet: ["fl09"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)

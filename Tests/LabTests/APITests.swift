@@ -18,7 +18,7 @@ private func call(_ method: String, _ url: String, token: String? = nil, rawAuth
 
 extension LabSuites.SchedulerDaemon {
     @Test func theAPIAuthenticatesAuthorizesQueuesBackupNowAndAuditsEveryChange() async throws {
-        let port = API.freePort(40000...44999)
+        let port = API.freePort(20000...24999)
         let lab = try FleetLab(fleet: ["fl08"], shop: true, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         let agents = try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory])

@@ -62,7 +62,7 @@ extension LabSuites {
             }
             // sw2 is reached through a proxy: one that dies after the first chunk of the first
             // backup (the store gone mid-run), then one that passes everything.
-            let port = API.freePort(40000...44999)
+            let port = API.freePort(20000...24999)
             let first = try Self.inventory(
                 "\(dir)/first.yaml",
                 nodes: [

@@ -38,7 +38,7 @@ private func csrf(_ page: String) -> String? {
 
 extension LabSuites.SchedulerDaemon {
     @Test func dashboardSessionsAreFencedByCookieAttributesCSRFAndLimitedSignIns() async throws {
-        let port = API.freePort(45000...49999)
+        let port = API.freePort(25000...29999)
         let lab = try FleetLab(fleet: ["fl13"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
@@ -145,7 +145,7 @@ extension LabSuites.SchedulerDaemon {
     }
 
     @Test func theDashboardDoesTheAddOnsJobInARealBrowser() async throws {
-        let port = API.freePort(45000...49999)
+        let port = API.freePort(25000...29999)
         let lab = try FleetLab(fleet: ["fl12"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)
@@ -168,7 +168,7 @@ extension LabSuites.SchedulerDaemon {
     }
 
     @Test func theLiveAPIMatchesItsOpenAPIDocument() async throws {
-        let port = API.freePort(45000...49999)
+        let port = API.freePort(25000...29999)
         let lab = try FleetLab(fleet: ["fl14"], shop: false, scheduler: "start_delay: 0s, grace: 5s, listen: 127.0.0.1:\(port)")
         defer { lab.cleanup() }
         #expect(try runCommand(Repo.stowage, ["agent", "install", "--config", lab.inventory]).status == 0)

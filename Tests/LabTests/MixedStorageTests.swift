@@ -107,7 +107,7 @@ extension LabSuites.SchedulerDaemon {
         let prefix = "stop-\(UUID().uuidString.prefix(8).lowercased())"
         // sw2 behind a proxy that forwards the backup's first chunk, then dies: the store is
         // gone in the middle of the backup, whatever the timing.
-        let port = API.freePort(40000...44999)
+        let port = API.freePort(20000...24999)
         func proxy(_ args: [String]) async throws -> BackgroundProcess { try await startS3Proxy(port: port, upstream: "127.0.9.22:8334", args) }
         let lab = try FleetLab(
             fleet: ["fl17"], shop: false, scheduler: "start_delay: 0s",

@@ -19,10 +19,10 @@ private func get(_ url: String) async throws -> (status: Int, body: String) {
 
 private func freePort() -> Int {
     for _ in 0..<50 {
-        let p = Int.random(in: 30000...39999)
+        let p = Int.random(in: 10000...19999)
         if !WebhookReceiver.listening(p) { return p }
     }
-    return 39999
+    return 19999
 }
 
 extension LabSuites.SchedulerDaemon {

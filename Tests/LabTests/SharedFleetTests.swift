@@ -55,7 +55,7 @@ extension LabSuites.SchedulerDaemon {
         // Coordinator A reaches the catalog through a proxy the test can freeze (a partition
         // between A and the catalog alone); B and C directly. The same inventory otherwise, in
         // three folders (a local catalog and a policy file each).
-        let port = API.freePort(45000...47999)
+        let port = API.freePort(25000...27999)
         let proxy = try BackgroundProcess(
             "/usr/bin/python3", [Repo.path("Tests/faults/tcp_proxy.py"), "127.0.0.1", "\(port)", "127.0.9.30:5432"], output: "\(a.dir)/proxy.log")
         defer {

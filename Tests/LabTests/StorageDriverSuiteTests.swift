@@ -200,7 +200,7 @@ extension LabSuites {
             // A throttling store (503 SlowDown): a few are waited out; a store that keeps
             // refusing fails the run, naming the node and the code, and leaves nothing behind.
             for (limit, succeeds) in [(3, true), (50, false)] {
-                let port = API.freePort(40000...44999)
+                let port = API.freePort(20000...24999)
                 let proxy = try await startS3Proxy(port: port, upstream: "127.0.9.21:8333", [], throttle: limit)
                 defer { proxy.signal(SIGKILL) }
                 let throttled = S3Bucket(

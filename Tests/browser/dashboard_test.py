@@ -65,7 +65,10 @@ try:
     driver.find_element(By.ID, "name").send_keys(USER)
     driver.find_element(By.ID, "password").send_keys("not the password")
     driver.find_element(By.ID, "signin-password").click()
-    assert "wrong name or password" in driver.find_element(By.CSS_SELECTOR, "p.error").text
+    # The answer is a new page after a password check of its own (scrypt): wait for it, the
+    # click may return before it has loaded (it did once in CI).
+    error = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "p.error"))[0]
+    assert "wrong name or password" in error.text, error.text
 
     step("signed in, the fleet: each layer with its topology, the primary marked")
     driver.find_element(By.ID, "name").send_keys(USER)
