@@ -133,7 +133,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Topology"], path: "Tests/TestSupport"),
         .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
-        .testTarget(name: "EnginesTests", dependencies: ["Engines"]),
+        .testTarget(name: "EnginesTests", dependencies: ["Engines", "Repository"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Scheduling", "Support"]),
         .testTarget(name: "SupportTests", dependencies: ["Support", "TestSupport", .product(name: "Logging", package: "swift-log")]),
         // Unit tests, one target per library, none needing the lab (under a minute).

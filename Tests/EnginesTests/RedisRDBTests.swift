@@ -4,6 +4,7 @@
 // cut anywhere gives `short`, never a wrong key.
 import Engines
 import Foundation
+import Repository
 import Testing
 
 private let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -152,5 +153,3 @@ private func entries(_ rdb: [UInt8], step: Int) throws -> (RDBParser, [(RDBEntry
         #expect(packed.dropLast().withUnsafeBytes { LZF.decompress($0, size: 12) } == nil)
     }
 }
-
-private func hexString(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
