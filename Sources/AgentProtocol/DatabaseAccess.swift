@@ -23,10 +23,13 @@ package struct DatabaseAccess: Codable, Sendable, Equatable {
     /// PostgreSQL restore: roles the script must not drop and create (the connecting role,
     /// the bootstrap superuser); default: the connecting role and "postgres".
     package var keepRoles: [String]?
+    /// PostgreSQL restore: sessions loading tables at once (1: one psql applies the script in
+    /// order); default: the node's online cores, at most 4.
+    package var jobs: Int?
 
     package init(
         engine: DatabaseEngine, host: String, port: Int, user: String? = nil, fromReplica: Bool? = nil,
-        cluster: Bool? = nil, flush: Bool? = nil, keepRoles: [String]? = nil
+        cluster: Bool? = nil, flush: Bool? = nil, keepRoles: [String]? = nil, jobs: Int? = nil
     ) {
         self.engine = engine
         self.host = host
@@ -36,5 +39,6 @@ package struct DatabaseAccess: Codable, Sendable, Equatable {
         self.cluster = cluster
         self.flush = flush
         self.keepRoles = keepRoles
+        self.jobs = jobs
     }
 }

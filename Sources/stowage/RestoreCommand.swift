@@ -31,6 +31,12 @@ struct RestoreCommand: AsyncParsableCommand {
     @Flag(help: "Non-clustered layer: restore every node, not only the master node.")
     var allNodes = false
 
+    @Option(
+        help: ArgumentHelp(
+            "PostgreSQL: sessions loading tables at once, each table whole (default: the target node's cores, at most 4; 1: one psql applies the dump in order).",
+            valueName: "n"))
+    var jobs: Int?
+
     @Flag(help: "Print the plan and change nothing.")
     var dryRun = false
 
@@ -43,6 +49,10 @@ struct RestoreCommand: AsyncParsableCommand {
     var json = false
 
     @OptionGroup var agentOption: AgentBinaryOption
+
+    func validate() throws {
+        if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs must be between 1 and 64, not \(jobs)") }
+    }
 
     func run() async throws {
         try await reportingErrors {
@@ -82,7 +92,7 @@ struct RestoreCommand: AsyncParsableCommand {
             let started = Date()
             let out: RestoreOutcome
             do throws(StowageError) {
-                out = try await RestoreRun.execute(preview, inventory: inv, storage: storageSpec, agent: agent, progress: { progress.update($0) })
+                out = try await RestoreRun.execute(preview, inventory: inv, storage: storageSpec, agent: agent, jobs: jobs, progress: { progress.update($0) })
             } catch {
                 progress.end()
                 await reportManual(inv, target.id, storageSpec.name, started, .failure(error), kind: .restore)

@@ -3,6 +3,10 @@
 import AgentProtocol
 import Engines
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 struct PostgreSQLDriver: EngineDriver {
     func dumpSource(_ db: DatabaseAccess, password: String?) throws -> StreamSource {
         let d = try PrivateDir()
@@ -14,8 +18,15 @@ struct PostgreSQLDriver: EngineDriver {
 
     func restoreSink(_ db: DatabaseAccess, password: String?, dir: PrivateDir) throws -> RestoreSink {
         let passfile = try password.map { p in try dir.write("pgpass", try credentials { try CredentialFiles.pgpass(password: p) }) }
-        return try ToolSink(
-            ToolCommands.psqlApply(host: db.host, port: db.port, user: db.user, passfile: passfile), dir: dir,
-            filter: PostgresRestoreFilter(keepRoles: db.keepRoles ?? [db.user ?? "postgres", "postgres"]))
+        let command = ToolCommands.psqlApply(host: db.host, port: db.port, user: db.user, passfile: passfile)
+        let filter = PostgresRestoreFilter(keepRoles: db.keepRoles ?? [db.user ?? "postgres", "postgres"])
+        let sessions = db.jobs ?? Self.defaultSessions
+        guard sessions > 1 else { return try ToolSink(command, dir: dir, filter: filter) }
+        return ParallelToolSink(command, dir: dir, filter: filter, sessions: sessions)
     }
+
+    /// Sessions loading tables at once unless the job says: one per online core, at most
+    /// four (the database's own processes, not psql, do the work; more sessions than cores
+    /// only take turns).
+    static var defaultSessions: Int { min(4, max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))) }
 }

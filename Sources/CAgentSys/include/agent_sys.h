@@ -7,3 +7,9 @@ int stowage_set_parent_death_signal(int sig);
 const char *stowage_build_commit(void);
 /// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); 1 when set.
 int stowage_limit_malloc_arenas(int n);
+/// A file with no name in `dir` (O_TMPFILE, mode 0600, read and write): nothing of it is
+/// left on disk once the descriptor is closed, however the process ends. -1 and errno when
+/// the file system cannot.
+int stowage_open_unnamed(const char *dir);
+/// Frees the blocks of `len` bytes at `offset` (FALLOC_FL_PUNCH_HOLE, size kept): 0 or -1.
+int stowage_punch_hole(int fd, long long offset, long long len);

@@ -106,7 +106,7 @@ package enum RestoreRun {
 
     package static func execute(
         _ p: RestorePreview, inventory: Inventory, storage spec: StorageSpec, agent: AgentBinary,
-        progress: (@Sendable (Int64) -> Void)? = nil
+        jobs: Int? = nil, progress: (@Sendable (Int64) -> Void)? = nil
     ) async throws(StowageError) -> RestoreOutcome {
         let started = Date()
         let layer = p.layer
@@ -153,6 +153,7 @@ package enum RestoreRun {
                     let user = layer.credentials?.user ?? "postgres"
                     let bootstrap = await DataCounts.postgresBootstrapRole(probeTarget(spec, db, layer, inventory, dbPassword))
                     access.keepRoles = Array(Set([user, bootstrap ?? "postgres"])).sorted()
+                    access.jobs = jobs
                 }
                 let job = AgentJob.restore(
                     RestoreJob(
