@@ -166,6 +166,19 @@ final class TableLoaders: @unchecked Sendable {
     /// Where table data is spooled: on disk, not /run (memory).
     static let spoolDirs = ["/var/tmp", "/tmp"]
 
+    /// Whether this node can spool (a file system taking unnamed files); if not, the
+    /// restore takes one psql.
+    static var canSpool: Bool {
+        for d in spoolDirs where access(d, W_OK) == 0 {
+            let fd = stowage_open_unnamed(d)
+            if fd >= 0 {
+                close(fd)
+                return true
+            }
+        }
+        return false
+    }
+
     init(command: [String], dir: PrivateDir, setup: [UInt8], sessions: Int) throws {
         self.command = command
         self.dir = dir
@@ -293,8 +306,6 @@ final class TableLoaders: @unchecked Sendable {
     /// as they reach the spool, and its end; a psql is started for the first table taken.
     private func load(session i: Int) {
         let chunk = 1 << 20
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
-        defer { buf.deallocate() }
         var child: Child?
         let log = "stderr-load-\(i + 1)"
         func broken(_ c: Child) {
@@ -333,22 +344,29 @@ final class TableLoaders: @unchecked Sendable {
                 }
                 if stop { ok = false; break }
                 if at == end && complete { break }
-                let n = Int(min(Int64(chunk), end - at))
-                let got = pread(spool, buf, n, off_t(at))
+                // Spliced: the pages go from the page cache into psql's pipe without a copy
+                // through this process.
+                var off = at
+                let got = stowage_splice_to_pipe(spool, &off, c.stdin, Int(min(Int64(chunk), end - at)))
                 if got < 0 && errno == EINTR { continue }
                 guard got > 0 else {
-                    fail(
-                        JobFailure(
-                            exit: .jobFailed, code: "spool", message: "cannot read the spooled table data in \(spoolPath): \(String(cString: strerror(errno)))")
-                    )
+                    if got < 0 && errno == EPIPE {
+                        broken(c)
+                    } else {
+                        fail(
+                            JobFailure(
+                                exit: .jobFailed, code: "spool",
+                                message: "cannot send the spooled table data in \(spoolPath): \(String(cString: strerror(errno)))"))
+                    }
                     ok = false
                     break
                 }
-                guard writeAll(c.stdin, UnsafeRawBufferPointer(start: buf, count: got)) else { broken(c); ok = false; break }
-                at += Int64(got)
-                if at - freed >= 16 << 20 {
-                    _ = stowage_punch_hole(spool, freed, at - freed)
-                    freed = at
+                at = off
+                // A spliced page still in the pipe must stay in the file (a hole punched under
+                // it would fail psql's read): holes only well behind what was sent.
+                if at - freed >= 32 << 20 {
+                    _ = stowage_punch_hole(spool, freed, at - freed - (16 << 20))
+                    freed = at - (16 << 20)
                 }
                 locked {
                     sent += Int64(got)
@@ -356,7 +374,6 @@ final class TableLoaders: @unchecked Sendable {
                 }
             }
             guard ok else { break }
-            if at > freed { _ = stowage_punch_hole(spool, freed, at - freed) }
             guard writeAll(c.stdin, Array("\\.\n".utf8)) else { broken(c); break }
         }
         guard let c = child else { return }

@@ -24,7 +24,7 @@ package struct DatabaseAccess: Codable, Sendable, Equatable {
     /// the bootstrap superuser); default: the connecting role and "postgres".
     package var keepRoles: [String]?
     /// PostgreSQL restore: sessions loading tables at once (1: one psql applies the script in
-    /// order); default: the node's online cores, at most 4.
+    /// order); default: one per two of the node's online cores, at most 4.
     package var jobs: Int?
 
     package init(

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <sys/types.h>
 #include <malloc.h>
 #include <sys/prctl.h>
 #include "agent_sys.h"
@@ -12,4 +13,11 @@ int stowage_open_unnamed(const char *dir) { return open(dir, O_TMPFILE | O_RDWR 
 
 int stowage_punch_hole(int fd, long long offset, long long len) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len);
+}
+
+long stowage_splice_to_pipe(int in, long long *offset, int out, long len) {
+    off64_t off = (off64_t)*offset;
+    ssize_t n = splice(in, &off, out, NULL, (size_t)len, SPLICE_F_MORE);
+    if (n > 0) *offset = (long long)off;
+    return (long)n;
 }

@@ -4,9 +4,17 @@
 // database, no snapshot skew between the count and the dump.
 
 /// Rows per database in a plain `pg_dumpall` script: the lines between `COPY ... FROM stdin;`
-/// and `\.`, attributed to the database of the last `\connect`.
+/// and `\.`, attributed to the database of the last `\connect`. A COPY header or a
+/// `\connect` counts only at a statement boundary (the lexer the parallel restore's router
+/// uses): a function body or a string holding such a line is not table data.
 package struct PostgresDumpCounter: Sendable {
-    private var lines = LineSplitter(keep: 4096)
+    /// Statement lines up to this long are lexed whole; past the first longer one the
+    /// counter, like the router, stops telling statements apart and takes any line starting
+    /// with COPY for a table's data (the router sends the rest of the script to one psql).
+    package static let maxStatementLine = 1 << 20
+    private var lines = LineSplitter(keep: PostgresDumpCounter.maxStatementLine)
+    private var lex = SQLLexState()
+    private var lexing = true
     private var database = "postgres"
     private var inCopy = false
     /// Rows of the COPY section underway: added to `counts` when it ends (a dictionary
@@ -43,13 +51,20 @@ package struct PostgresDumpCounter: Sendable {
             }
             return
         }
-        if head.hasPrefix("\\connect ") {
+        let boundary = !lexing || lex.atBoundary
+        if boundary && head.hasPrefix("\\connect ") {
             if let db = Self.connectTarget(String(decoding: head, as: UTF8.self)) {
                 database = db
                 counts[db, default: 0] += 0
             }
-        } else if head.hasPrefix("COPY ") && head.hasSuffix(" FROM stdin;") {
+        } else if boundary && !cut && head.hasPrefix("COPY ") && head.hasSuffix(" FROM stdin;") {
             inCopy = true
+        } else if boundary && head.first == 0x5C {
+            // Another meta-command (\restrict): not SQL.
+        } else if cut {
+            lexing = false
+        } else if lexing {
+            lex.feed(head)
         }
     }
 

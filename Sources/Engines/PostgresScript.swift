@@ -172,7 +172,7 @@ package struct PostgresScriptRouter: Sendable {
     private var rowStarted = false
     private var passthrough = false
 
-    package init(maxLine: Int = 8 << 20) { self.maxLine = maxLine }
+    package init(maxLine: Int = PostgresDumpCounter.maxStatementLine) { self.maxLine = maxLine }
 
     /// Routing gave up (a top-level line longer than `maxLine`): everything goes to `main`.
     package var gaveUp: Bool { passthrough }

@@ -33,7 +33,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "PostgreSQL: sessions loading tables at once, each table whole (default: the target node's cores, at most 4; 1: one psql applies the dump in order).",
+            "PostgreSQL: sessions loading tables at once, each table whole (default: one per two of the target node's cores, at most 4; 1: one psql applies the dump in order).",
             valueName: "n"))
     var jobs: Int?
 

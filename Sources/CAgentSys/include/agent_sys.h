@@ -13,3 +13,6 @@ int stowage_limit_malloc_arenas(int n);
 int stowage_open_unnamed(const char *dir);
 /// Frees the blocks of `len` bytes at `offset` (FALLOC_FL_PUNCH_HOLE, size kept): 0 or -1.
 int stowage_punch_hole(int fd, long long offset, long long len);
+/// Moves up to `len` bytes of file `in` at `*offset` into the pipe `out` without copying them
+/// through user space (splice; `*offset` advanced): bytes moved, or -1 and errno.
+long stowage_splice_to_pipe(int in, long long *offset, int out, long len);

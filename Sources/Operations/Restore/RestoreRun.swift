@@ -271,9 +271,19 @@ package enum RestoreRun {
                     var bad: [BadCopy] = []
                     do throws(StowageError) {
                         var got = try await BackupReader.fetch(repo, manifest, batches[i], keepPlain: false, firstNode: i, bad: &bad)
-                        // Each sealed copy released as its record is made: one batch in memory, not two.
-                        let records = batches[i].map { c in
-                            ObjectRecord.encode(name: RepositoryLayout.chunk(c.id), bytes: got.removeValue(forKey: c.id)!.sealed)
+                        // Each sealed copy released as its last record is made: one batch in
+                        // memory, not two. A chunk can come more than once in a stream (the same
+                        // data twice, e.g. two equal tables): kept until its last use.
+                        var uses: [String: Int] = [:]
+                        for c in batches[i] { uses[c.id, default: 0] += 1 }
+                        var records: [[UInt8]] = []
+                        records.reserveCapacity(batches[i].count)
+                        for c in batches[i] {
+                            uses[c.id]! -= 1
+                            guard let copy = uses[c.id] == 0 ? got.removeValue(forKey: c.id) : got[c.id] else {
+                                throw StowageError(.internalError, "chunk \(c.id) of the stream was not fetched")
+                            }
+                            records.append(ObjectRecord.encode(name: RepositoryLayout.chunk(c.id), bytes: copy.sealed))
                         }
                         return .success((records, bad))
                     } catch {
