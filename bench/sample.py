@@ -28,6 +28,9 @@ def role(pid, cmd):
     # The fork in which a Redis server writes a snapshot names itself redis-rdb-*.
     if cmd.startswith("redis-rdb"):
         return "redis snapshot"
+    # A PostgreSQL server's backends and parallel workers started for the variant.
+    if cmd.startswith("postgres: "):
+        return "postgres server"
     for r in ("pg_dumpall", "pg_dump", "mariadb-dump", "gzip", "gunzip", "restic", "psql", "mariadb", "redis-server", "redis-cli"):
         if cmd.split(" ")[0].endswith(r):
             return r

@@ -36,7 +36,11 @@ final class ParallelToolSink: RestoreSink {
     private var failure: (any Error)?
     private var done = false
 
-    init(_ command: [String], dir: PrivateDir, filter: PostgresRestoreFilter, sessions: Int) {
+    /// Spooled bytes not yet sent, at most; nil: half the spool's free space, at most 1 GiB.
+    private let spoolBudget: Int64?
+
+    init(_ command: [String], dir: PrivateDir, filter: PostgresRestoreFilter, sessions: Int, spoolBudget: Int64? = nil) {
+        self.spoolBudget = spoolBudget
         self.command = command
         self.dir = dir
         self.filter = filter
@@ -66,7 +70,7 @@ final class ParallelToolSink: RestoreSink {
             if out.count >= 256 << 10 { try flushMain() }
         case .dataBegins(let setup):
             try endMain()
-            loaders = try TableLoaders(command: command, dir: dir, setup: setup, sessions: sessions)
+            loaders = try TableLoaders(command: command, dir: dir, setup: setup, sessions: sessions, budget: spoolBudget)
         case .copyBegins(let header): try loaders?.begin(header)
         case .rows(let b): try loaders?.append(b)
         case .copyEnds: loaders?.end()
@@ -179,7 +183,7 @@ final class TableLoaders: @unchecked Sendable {
         return false
     }
 
-    init(command: [String], dir: PrivateDir, setup: [UInt8], sessions: Int) throws {
+    init(command: [String], dir: PrivateDir, setup: [UInt8], sessions: Int, budget: Int64? = nil) throws {
         self.command = command
         self.dir = dir
         self.setup = setup
@@ -202,7 +206,7 @@ final class TableLoaders: @unchecked Sendable {
         // At most 1 GiB, and at most half of what is free: beyond it the stream waits.
         var st = statvfs()
         let free = fstatvfs(fd, &st) == 0 ? Int64(st.f_bavail) * Int64(st.f_frsize) : 0
-        budget = max(8 << 20, min(1 << 30, free / 2))
+        self.budget = budget ?? max(8 << 20, min(1 << 30, free / 2))
         children = Array(repeating: nil, count: max(1, sessions))
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&changed, nil)

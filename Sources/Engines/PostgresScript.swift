@@ -271,30 +271,37 @@ package struct PostgresScriptRouter: Sendable {
         while i < n {
             if !rowStarted {
                 // A row begins at i: is it `\.` + newline? Up to three bytes decide, and
-                // they may arrive in different buffers.
-                let take = min(3 - rowHead.count, n - i)
-                let probe = rowHead + Array(UnsafeRawBufferPointer(rebasing: buf[i..<(i + take)]))
-                let marker: [UInt8] = [0x5C, 0x2E, 0x0A]
-                let candidate = probe.starts(with: marker.prefix(probe.count))
-                if candidate && probe.count < 3 {
-                    // Wait for the rest; the held bytes go out with the row if it is one.
-                    if i > runStart { try step(.rows(UnsafeRawBufferPointer(rebasing: buf[runStart..<i]))) }
-                    rowHead = probe
-                    return n
+                // they may arrive in different buffers. Nearly every row fails at its first.
+                if rowHead.isEmpty && buf[i] != 0x5C {
+                    rowStarted = true
+                } else {
+                    let have = rowHead.count
+                    let take = min(3 - have, n - i)
+                    var candidate = true
+                    for k in 0..<(have + take) where (k < have ? rowHead[k] : buf[i + k - have]) != Self.endOfData[k] {
+                        candidate = false
+                        break
+                    }
+                    if candidate && have + take < 3 {
+                        // Wait for the rest; the held bytes go out with the row if it is one.
+                        if i > runStart { try step(.rows(UnsafeRawBufferPointer(rebasing: buf[runStart..<i]))) }
+                        rowHead.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<(i + take)]))
+                        return n
+                    }
+                    if candidate {
+                        if i > runStart { try step(.rows(UnsafeRawBufferPointer(rebasing: buf[runStart..<i]))) }
+                        try step(.copyEnds)
+                        inCopy = false
+                        rowHead.removeAll()
+                        return i + take
+                    }
+                    // An ordinary row: bytes held from the previous buffer go first.
+                    if !rowHead.isEmpty {
+                        try rowHead.withUnsafeBytes { try step(.rows($0)) }
+                        rowHead.removeAll()
+                    }
+                    rowStarted = true
                 }
-                if candidate && probe == marker {
-                    if i > runStart { try step(.rows(UnsafeRawBufferPointer(rebasing: buf[runStart..<i]))) }
-                    try step(.copyEnds)
-                    inCopy = false
-                    rowHead.removeAll()
-                    return i + take
-                }
-                // An ordinary row: bytes held from the previous buffer go first.
-                if !rowHead.isEmpty {
-                    try rowHead.withUnsafeBytes { try step(.rows($0)) }
-                    rowHead.removeAll()
-                }
-                rowStarted = true
             }
             guard let nl = memchr(base + i, 0x0A, n - i) else { break }
             i = base.distance(to: UnsafeRawPointer(nl)) + 1
@@ -303,6 +310,9 @@ package struct PostgresScriptRouter: Sendable {
         if n > runStart { try step(.rows(UnsafeRawBufferPointer(rebasing: buf[runStart..<n]))) }
         return n
     }
+
+    /// The line that ends a table's rows.
+    static let endOfData: [UInt8] = [0x5C, 0x2E, 0x0A]
 
     /// `COPY <table> (<columns>) FROM stdin;` as pg_dump writes a table's data.
     static func isCopyHeader(_ l: [UInt8]) -> Bool {

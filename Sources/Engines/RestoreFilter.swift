@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// What a `pg_dumpall --clean --if-exists` script must lose before it is applied: the roles
 /// that cannot be dropped while it runs (the role that connects, and the bootstrap
 /// superuser, which can never be dropped) make `DROP ROLE IF EXISTS x;` fail, and then
@@ -8,6 +12,8 @@ package struct PostgresRestoreFilter: Sendable {
     private var pending: [UInt8] = []
     private var passing = false
     private let maxLen: Int
+    /// Which bytes start a dropped line: any other first byte passes the line at once.
+    private let starts: [Bool]
 
     package init(keepRoles roles: [String]) {
         var d = Set<[UInt8]>()
@@ -18,6 +24,9 @@ package struct PostgresRestoreFilter: Sendable {
         }
         drop = d
         maxLen = drop.map(\.count).max() ?? 0
+        var st = [Bool](repeating: false, count: 256)
+        for l in d { if let f = l.first { st[Int(f)] = true } }
+        starts = st
     }
 
     /// Identifiers the way pg_dump writes them: bare when lowercase-simple, quoted otherwise.
@@ -38,11 +47,22 @@ package struct PostgresRestoreFilter: Sendable {
         var lineStart: Int? = pending.isEmpty ? 0 : nil
         while i < n {
             if passing {
-                while i < n && buf[i] != 0x0A { i += 1 }
-                if i < n { i += 1; passing = false; lineStart = i }
+                // The rest of a line that is not one of the dropped ones: found with memchr
+                // (a per-byte loop here was a tenth of a restoring agent's time).
+                guard let nl = memchr(buf.baseAddress! + i, 0x0A, n - i) else {
+                    i = n
+                    continue
+                }
+                i = buf.baseAddress!.distance(to: UnsafeRawPointer(nl)) + 1
+                passing = false
+                lineStart = i
                 continue
             }
             let b = buf[i]
+            if pending.isEmpty && !starts[Int(b)] {
+                passing = true
+                continue
+            }
             if b == 0x0A {
                 if drop.contains(pending) {
                     if let ls = lineStart, ls > runStart { out(UnsafeRawBufferPointer(rebasing: buf[runStart..<ls])) }

@@ -32,14 +32,14 @@ import Testing
 
     /// Applies `text` through the sink in pieces of `piece` bytes; what each session read,
     /// in the order the sessions started.
-    func apply(_ text: [UInt8], sessions: Int, piece: Int = 100_000, tool: [String]? = nil) throws -> [String] {
+    func apply(_ text: [UInt8], sessions: Int, piece: Int = 100_000, tool: [String]? = nil, spoolBudget: Int64? = nil) throws -> [String] {
         try useBuiltAgentAsLauncher()
         let dir = try PrivateDir()
         let out = "\(dir.path)/sessions"
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: false)
         // Each session's file is named by the time it started, so the order is known.
         let command = tool ?? ["sh", "-c", "f=\"$1/$(date +%s%N)-$$\"; cat > \"$f\"", "sh", out]
-        let sink = ParallelToolSink(command, dir: dir, filter: PostgresRestoreFilter(keepRoles: ["postgres"]), sessions: sessions)
+        let sink = ParallelToolSink(command, dir: dir, filter: PostgresRestoreFilter(keepRoles: ["postgres"]), sessions: sessions, spoolBudget: spoolBudget)
         var i = 0
         do {
             while i < text.count {
@@ -86,6 +86,19 @@ import Testing
             }
         }
         #expect(seen.sorted() == [0, 1, 2, 3, 4])
+    }
+
+    /// A spool budget far below a table (a nearly full disk): the stream waits for the
+    /// sessions instead of spooling more, and every table still arrives whole.
+    @Test func aSpoolBudgetSmallerThanATableOnlySlowsTheRestore() throws {
+        let read = try apply(script(tables: 4, rows: 30_000), sessions: 2, piece: 65_536, spoolBudget: 64 << 10)
+        let loaded = read.dropFirst().dropLast().joined()
+        for t in 0..<4 {
+            let header = "COPY public.t\(t) (id, v) FROM stdin;\n"
+            let block = try #require(loaded.range(of: header))
+            let rows = loaded[block.upperBound...].split(separator: "\\.\n", maxSplits: 1)[0]
+            #expect(rows.split(separator: "\n").count == 30_000)
+        }
     }
 
     @Test func aLoadingSessionsFailureStopsTheRestoreWithItsWords() throws {
