@@ -60,9 +60,23 @@ runuser -u postgres -- pg_dumpall -h "$lab/run/pg1" -U postgres --clean --if-exi
 dump_bytes=$(stat -c %s "$work/dump.sql")
 "$stowage" backup shop/sqldb --keep 7 >/dev/null
 
+# Each variant starts with the replica caught up: its replay of the previous restore would
+# otherwise take the cores of the next (and a probe of it could find a database dropped).
+caught_up() {
+    local target
+    target=$("${PSQL_ADMIN[@]}" -d postgres -At -c "SELECT pg_current_wal_lsn()")
+    for _ in $(seq 1 600); do
+        [ "$(runuser -u postgres -- psql -X -q -h "$lab/run/pg2" -U postgres -d template1 -At \
+            -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && return 0
+        sleep 0.1
+    done
+    echo "pg2 did not catch up with pg1" >&2
+    exit 1
+}
 timed() {  # name command...: wall seconds, appended to $work/results
     local name=$1
     shift
+    caught_up
     local t0 t1
     t0=$(date +%s.%N)
     "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
@@ -72,6 +86,7 @@ timed() {  # name command...: wall seconds, appended to $work/results
 sampled() {  # name command...: the sampler's JSON, appended to $work/cpu
     local name=$1
     shift
+    caught_up
     local stop=$work/stop
     rm -f "$stop"
     python3 bench/sample.py "$stop" 127.0.9.1,127.0.9.2 >"$work/sample.json" &

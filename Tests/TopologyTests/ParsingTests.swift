@@ -81,3 +81,13 @@ import Testing
         #expect(throws: FactsError.self) { try redisFacts(RawProbe()) }
     }
 }
+
+/// libpq's connection errors sorted the way the analysis reports them.
+@Test func postgresConnectionErrorsAreClassified() {
+    #expect(PostgresConnection.classify("FATAL:  password authentication failed for user \"app\"").kind == .authenticationFailed)
+    #expect(PostgresConnection.classify("FATAL:  role \"app\" does not exist").kind == .authenticationFailed)
+    // A replica replaying a restore that drops and recreates the database the probe uses.
+    #expect(PostgresConnection.classify("FATAL:  database \"postgres\" does not exist").kind == .queryFailed)
+    #expect(PostgresConnection.classify("could not connect: Connection refused").kind == .unreachable)
+    #expect(PostgresConnection.classify("timeout expired").kind == .timeout)
+}

@@ -114,6 +114,9 @@ package final class PostgresConnection {
 
     static func classify(_ msg: String) -> ProbeFailure {
         let l = msg.lowercased()
+        // The database the probe connects to is missing (a replica replaying a restore that
+        // drops and recreates it): not the credentials' fault.
+        if l.contains("database \"") && l.contains("does not exist") { return ProbeFailure(.queryFailed, msg) }
         if l.contains("authentication failed") || l.contains("no password supplied") || l.contains("does not exist")
             || l.contains("no pg_hba.conf entry") || l.contains("password")
         {
