@@ -132,14 +132,26 @@ package struct MySQLRestoreFilter: ScriptFilter {
     package init() {}
 
     package mutating func feed(_ buf: UnsafeRawBufferPointer, _ out: (UnsafeRawBufferPointer) -> Void) {
+        guard let base = buf.baseAddress else { return }
         let n = buf.count
         var i = 0
+        // Passing bytes of this buffer not yet handed on, [runStart, i): they go out in one
+        // piece (a dump of one row per line made one call per line before).
+        var runStart = 0
         while i < n {
             switch state {
             case .undecided:
+                // Only a line starting with USE, or with INSERT inside `mysql`, needs a look
+                // at its head; any other passes at its first byte.
+                if head.isEmpty && !inHeldStatement && buf[i] != UInt8(ascii: "U") && !(inMySQLSchema && buf[i] == UInt8(ascii: "I")) {
+                    state = .passing
+                    continue
+                }
                 // A line's first bytes wait (a few dozen at most) until they tell its fate.
+                if runStart < i { out(UnsafeRawBufferPointer(rebasing: buf[runStart..<i])) }
                 let b = buf[i]
                 i += 1
+                runStart = i
                 if b == 0x0A {
                     decide(complete: true)
                     let last = head.last ?? 0
@@ -155,17 +167,21 @@ package struct MySQLRestoreFilter: ScriptFilter {
                     }
                 }
             case .passing, .holding:
-                // The rest of a decided line, in one piece.
-                var j = i
-                while j < n && buf[j] != 0x0A { j += 1 }
-                let end = j < n ? j + 1 : n
-                let piece = UnsafeRawBufferPointer(rebasing: buf[i..<end])
-                if state == .holding { held.append(contentsOf: piece) } else { out(piece) }
+                // The rest of a decided line, found with memchr.
+                let nl = memchr(base + i, 0x0A, n - i).map { base.distance(to: UnsafeRawPointer($0)) }
+                let j = nl ?? n
+                let end = nl.map { $0 + 1 } ?? n
+                if state == .holding {
+                    if runStart < i { out(UnsafeRawBufferPointer(rebasing: buf[runStart..<i])) }
+                    held.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<end]))
+                    runStart = end
+                }
                 if j > i { lastByte = buf[j - 1] }
-                if j < n { lineEnded(lastNonNewline: lastByte) }
+                if nl != nil { lineEnded(lastNonNewline: lastByte) }
                 i = end
             }
         }
+        if runStart < n { out(UnsafeRawBufferPointer(rebasing: buf[runStart..<n])) }
     }
 
     /// Chooses what happens to the current line from its head.
