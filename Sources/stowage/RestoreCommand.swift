@@ -51,7 +51,7 @@ struct RestoreCommand: AsyncParsableCommand {
     @OptionGroup var agentOption: AgentBinaryOption
 
     func validate() throws {
-        if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs must be between 1 and 64, not \(jobs)") }
+        if let jobs, !(1...64).contains(jobs) { throw ValidationError("--jobs \(jobs): expected 1 to 64") }
     }
 
     func run() async throws {

@@ -20,6 +20,7 @@ import Testing
         Case(args: ["backup", "shop/sqldb", "--zstd-level", "40"], says: "--zstd-level 40: expected 1 to 19"),
         Case(args: ["backup", "shop/sqldb", "--from", "secondary"], says: "--from 'secondary': expected primary or replica"),
         Case(args: ["restore", "shop/sqldb"], says: "--backup"),
+        Case(args: ["restore", "shop/sqldb", "--backup", "latest", "--jobs", "0"], says: "--jobs 0: expected 1 to 64"),
         Case(args: ["storage", "verify", "lab-storage", "--read-data-subset", "150%"], says: "'150%' is not a percentage from 0% to 100%"),
         Case(args: ["addon", "install", "shop/sqldb", "--keep", "-3"], says: "--keep -3: keep at least 1 backup"),
         Case(args: ["frobnicate"], says: "frobnicate"),
