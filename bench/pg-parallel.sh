@@ -29,16 +29,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-bash scripts/setup.sh release >/dev/null
-export STOWAGE_AGENT_BINARY=$PWD/.build-agent/release/stowage-agent
-stowage=$PWD/.build/release/stowage
-bash fixtures/lab/lab.sh up >/dev/null
-trap 'bash fixtures/lab/lab.sh down >/dev/null 2>&1 || true' EXIT
-lab=$(bash fixtures/lab/lab.sh dir)
+. bench/lab-prelude.sh
 export STOWAGE_CONFIG=$lab/stowage.yaml
 "$stowage" agent install >/dev/null
 work=$(mktemp -d "$lab/work/pg-parallel.XXXXXX")
-PSQL_ADMIN=(runuser -u postgres -- psql -X -q -h "$lab/run/pg1" -U postgres)
 
 "${PSQL_ADMIN[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench OWNER webadmin"
 if [ "$TABLES" -gt 0 ]; then

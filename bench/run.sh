@@ -44,18 +44,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-bash scripts/setup.sh release >/dev/null
 command -v restic >/dev/null || apt-get install -y -qq restic >/dev/null
-export STOWAGE_AGENT_BINARY=$PWD/.build-agent/release/stowage-agent
-stowage=$PWD/.build/release/stowage
-bash fixtures/lab/lab.sh up >/dev/null
-trap 'bash fixtures/lab/lab.sh down >/dev/null 2>&1 || true' EXIT
-lab=$(bash fixtures/lab/lab.sh dir)
+. bench/lab-prelude.sh
 export STOWAGE_CONFIG=$lab/stowage.yaml
 "$stowage" agent install >/dev/null
 work=$(mktemp -d "$lab/work/bench.XXXXXX")
-PSQL_ADMIN=(runuser -u postgres -- psql -X -q -h "$lab/run/pg1" -U postgres)
-MY_ADMIN=(mariadb --no-defaults -S "$lab/run/my1.sock" -u root)
 
 # Credentials for the tools run by hand (the add-on's script and the limit), mode 600.
 printf '*:*:*:webadmin:%s\n' "$(cat "$lab/secrets/db-password")" >"$work/pgpass"

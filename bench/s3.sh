@@ -17,14 +17,8 @@ while [ $# -gt 0 ]; do
         *) echo "usage: bench/s3.sh [--scale N] [--rounds R]" >&2; exit 64 ;;
     esac
 done
-bash scripts/setup.sh release >/dev/null
-export STOWAGE_AGENT_BINARY=$PWD/.build-agent/release/stowage-agent
-stowage=$PWD/.build/release/stowage
-bash fixtures/lab/lab.sh up
-trap 'bash fixtures/lab/lab.sh down >/dev/null 2>&1 || true' EXIT
-lab=$(bash fixtures/lab/lab.sh dir)
+. bench/lab-prelude.sh
 work=$(mktemp -d "$lab/work/s3bench.XXXXXX")
-PSQL_ADMIN=(runuser -u postgres -- psql -X -q -h "$lab/run/pg1" -U postgres)
 "${PSQL_ADMIN[@]}" -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench OWNER webadmin" >/dev/null
 runuser -u postgres -- /usr/lib/postgresql/15/bin/pgbench -q -i -s "$SCALE" -h "$lab/run/pg1" -U postgres bench >/dev/null 2>&1
 "${PSQL_ADMIN[@]}" -d bench -c "CREATE TABLE notes AS SELECT g AS id,

@@ -19,8 +19,7 @@ import Glibc
 package struct SQLLexState: Sendable, Equatable {
     enum Mode: Sendable, Equatable {
         case normal
-        case quote(escapes: Bool)
-        case identifier
+        case quoted(UInt8, escapes: Bool)
         case dollar([UInt8])
         case comment(depth: Int)
     }
@@ -58,9 +57,9 @@ package struct SQLLexState: Sendable, Equatable {
                 case 0x3B: inStatement = false  // ;
                 case 0x27:  // '  (E'...' takes backslash escapes)
                     let e = i > 0 && (s[i - 1] == 0x45 || s[i - 1] == 0x65) && (i < 2 || !Self.isIdent(s[i - 2]))
-                    mode = .quote(escapes: e)
+                    mode = .quoted(0x27, escapes: e)
                     inStatement = true
-                case 0x22: mode = .identifier; inStatement = true
+                case 0x22: mode = .quoted(0x22, escapes: false); inStatement = true
                 case 0x24:  // $tag$ or $$, not inside an identifier ($1 and a$b are not quotes)
                     inStatement = true
                     if i > 0 && Self.isIdent(s[i - 1]) || (i > 0 && s[i - 1] == 0x24) { break }
@@ -78,22 +77,15 @@ package struct SQLLexState: Sendable, Equatable {
                 default: inStatement = true
                 }
                 i += 1
-            case .quote(let escapes):
+            case .quoted(let close, let escapes):
+                // 'string', E'string' (backslash escapes) or "identifier"; a doubled closing
+                // character stands for itself.
                 if escapes && c == 0x5C {
                     i += 2
                     continue
                 }
-                if c == 0x27 {
-                    if i + 1 < n && s[i + 1] == 0x27 {
-                        i += 2
-                        continue
-                    }
-                    mode = .normal
-                }
-                i += 1
-            case .identifier:
-                if c == 0x22 {
-                    if i + 1 < n && s[i + 1] == 0x22 {
+                if c == close {
+                    if i + 1 < n && s[i + 1] == close {
                         i += 2
                         continue
                     }
