@@ -75,6 +75,8 @@ final class Child {
                 throw .errno(e)
             }
             ins.forEach { _ = fcntl($0, F_SETFD, FD_CLOEXEC) }
+            // 1 MiB here too: the tool (psql, mariadb) reads on while the agent decrypts.
+            _ = fcntl(ins[1], Self.setPipeSize, Self.pipeBytes)
         }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

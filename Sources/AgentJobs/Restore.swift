@@ -24,12 +24,16 @@ protocol RestoreSink: AnyObject {
 }
 
 /// A tool reading the script on stdin (psql, mariadb), through an optional line filter.
+/// The tool is fed by a thread of its own: the restore loop authenticates, decompresses and
+/// hashes the next chunk while the tool reads the last one. Written inline, the tool (and
+/// the server behind it) waited for each chunk's decryption, with a 64 KiB pipe between.
 final class ToolSink: RestoreSink {
     private let child: Child
     private let label: String
     private let dir: PrivateDir
     private var filter: (any ScriptFilter)?
     private var out: [UInt8] = []
+    private let writer: ToolFeeder
     private var done = false
 
     init(_ command: [String], dir: PrivateDir, filter: (any ScriptFilter)?) throws {
@@ -39,8 +43,12 @@ final class ToolSink: RestoreSink {
         do { child = try Child(command, input: true, output: false, errorLog: "\(dir.path)/stderr") } catch {
             throw JobFailure(exit: .jobFailed, code: "spawn-failed", message: "cannot start \(command[0]): \(error)")
         }
-        out.reserveCapacity(512 << 10)
+        writer = ToolFeeder(fd: child.stdin)
+        out.reserveCapacity(Self.piece + (64 << 10))
     }
+
+    /// What is handed to the feeding thread at once; up to `ToolFeeder.depth` wait there.
+    static let piece = 512 << 10
 
     func write(_ plain: UnsafeRawBufferPointer) throws {
         if var f = filter {
@@ -49,17 +57,19 @@ final class ToolSink: RestoreSink {
         } else {
             out.append(contentsOf: plain)
         }
-        if out.count >= 256 << 10 { try flush() }
+        if out.count >= Self.piece { try flush() }
     }
 
     private func flush() throws {
         guard !out.isEmpty else { return }
-        guard writeAll(child.stdin, out) else {
+        guard writer.send(out) else {
             // The tool stopped reading: it failed (ON_ERROR_STOP) or was killed.
+            writer.finish()
             child.closeInput()
             throw failure(child.wait())
         }
-        out.removeAll(keepingCapacity: true)
+        out = []
+        out.reserveCapacity(Self.piece + (64 << 10))
     }
 
     func finish() throws -> [String: Int64]? {
@@ -68,24 +78,78 @@ final class ToolSink: RestoreSink {
             filter = f
         }
         try flush()
+        let fed = writer.finish()
         child.closeInput()
         let st = child.wait()
         done = true
-        guard st == 0 else { throw failure(st) }
+        guard st == 0, fed else { throw failure(st) }
         return nil
     }
 
     private func failure(_ st: Int32) -> JobFailure {
         done = true
-        let why = dir.tail("stderr")
-        return JobFailure(
-            exit: .jobFailed, code: toolFailureCode(why),
-            message: "\(label) ended with \(describeStatus(st))\(why.isEmpty ? "" : ": \(why)")")
+        return toolFailure(label, status: st, dir: dir, log: "stderr")
     }
 
     func cancel() {
-        if !done { child.closeInput(); child.terminate() }
+        guard !done else { return }
+        done = true
+        // The child first: a feeding thread blocked on a full pipe sees it break.
+        child.closeInput()
+        child.terminate()
+        writer.finish(discarding: true)
     }
+}
+
+/// A thread writing buffers to a tool's stdin in order.
+final class ToolFeeder: @unchecked Sendable {
+    static let depth = 4
+    private let queue = BlockingQueue<[UInt8]>(capacity: ToolFeeder.depth)
+    private var thread: WorkerThread?
+    private let failed = BlockingQueue<Bool>(capacity: 1)
+    private var broken = false
+
+    init(fd: Int32) {
+        let queue = self.queue
+        let failed = self.failed
+        thread = WorkerThread {
+            var ok = true
+            while let b = queue.take() {
+                // After a failed write the rest is dropped: the tool is gone.
+                if ok && !writeAll(fd, b) {
+                    ok = false
+                    failed.put(true)
+                    queue.close(discarding: true)
+                }
+            }
+        }
+    }
+
+    /// Queues `bytes`, waiting while `depth` buffers are queued; false once a write failed.
+    func send(_ bytes: [UInt8]) -> Bool {
+        if broken || failed.take(wait: false) != nil {
+            broken = true
+            return false
+        }
+        guard queue.put(bytes) else {
+            broken = true
+            return false
+        }
+        return true
+    }
+
+    /// Waits until everything queued is written (or dropped, `discarding`); whether every
+    /// write succeeded.
+    @discardableResult
+    func finish(discarding: Bool = false) -> Bool {
+        queue.close(discarding: discarding)
+        thread?.join()
+        thread = nil
+        if failed.take(wait: false) != nil { broken = true }
+        return !broken
+    }
+
+    deinit { finish(discarding: true) }
 }
 
 extension Session {

@@ -128,6 +128,18 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
         }
     }
 
+    /// A tool that stops reading at once (psql at its first error): the feeding thread's
+    /// write fails, and the restore stops with the tool's words, not a broken pipe.
+    @Test func aToolThatStopsReadingStopsTheRestore() throws {
+        let pieces = (0..<8).map { i in [UInt8](repeating: UInt8(65 + i), count: 1 << 20) }
+        #expect {
+            _ = try apply(sealed(pieces), tool: { _ in ["sh", "-c", "echo 'ERROR:  syntax error at or near \"x\"' >&2; exit 3"] })
+        } throws: { error in
+            guard let f = error as? JobFailure else { return false }
+            return f.message.hasPrefix("sh ended with exit 3: ERROR:  syntax error")
+        }
+    }
+
     @Test func aFailingToolFailsTheRestoreWithItsOwnWords() throws {
         #expect {
             _ = try apply(sealed([Array("SELECT 1;\n".utf8)]), tool: { _ in ["sh", "-c", "cat >/dev/null; echo 'ERROR 1045: access denied' >&2; exit 1"] })
