@@ -27,9 +27,9 @@ final class ParallelToolSink: RestoreSink {
     private let sessions: Int
     private var filter: PostgresRestoreFilter
     private var router = PostgresScriptRouter()
-    private var main: Child?
+    /// The ordered session under way: a psql fed like a single-session restore's.
+    private var main: ToolSink?
     private var mainCount = 0
-    private var out: [UInt8] = []
     /// What the next ordered session is sent first (the router's setup at the last table).
     private var mainSetup: [UInt8] = []
     private var loaders: TableLoaders?
@@ -45,7 +45,6 @@ final class ParallelToolSink: RestoreSink {
         self.dir = dir
         self.filter = filter
         self.sessions = sessions
-        out.reserveCapacity(512 << 10)
     }
 
     func write(_ plain: UnsafeRawBufferPointer) throws {
@@ -66,8 +65,7 @@ final class ParallelToolSink: RestoreSink {
         switch s {
         case .main(let b):
             if main == nil { try startMain() }
-            out.append(contentsOf: b)
-            if out.count >= 256 << 10 { try flushMain() }
+            try main?.write(b)
         case .dataBegins(let setup):
             try endMain()
             loaders = try TableLoaders(command: command, dir: dir, setup: setup, sessions: sessions, budget: spoolBudget)
@@ -84,29 +82,15 @@ final class ParallelToolSink: RestoreSink {
 
     private func startMain() throws {
         mainCount += 1
-        let log = "stderr-\(mainCount)"
-        do { main = try Child(command, input: true, output: false, errorLog: "\(dir.path)/\(log)") } catch {
-            throw JobFailure(exit: .jobFailed, code: "spawn-failed", message: "cannot start \(command[0]): \(error)")
-        }
-        out = mainSetup
-    }
-
-    private func flushMain() throws {
-        guard let m = main, !out.isEmpty else { return }
-        guard writeAll(m.stdin, out) else {
-            m.closeInput()
-            throw toolFailure(command[0], status: m.wait(), dir: dir, log: "stderr-\(mainCount)")
-        }
-        out.removeAll(keepingCapacity: true)
+        let m = try ToolSink(command, dir: dir, filter: nil, log: "stderr-\(mainCount)")
+        main = m
+        try mainSetup.withUnsafeBytes { try m.write($0) }
     }
 
     private func endMain() throws {
         guard let m = main else { return }
-        try flushMain()
-        m.closeInput()
-        let st = m.wait()
         main = nil
-        guard st == 0 else { throw toolFailure(command[0], status: st, dir: dir, log: "stderr-\(mainCount)") }
+        _ = try m.finish()
     }
 
     func finish() throws -> [String: Int64]? {
@@ -125,7 +109,7 @@ final class ParallelToolSink: RestoreSink {
         done = true
         loaders?.cancel()
         loaders = nil
-        if let m = main { m.closeInput(); m.terminate() }
+        main?.cancel()
         main = nil
     }
 }

@@ -31,16 +31,19 @@ final class ToolSink: RestoreSink {
     private let child: Child
     private let label: String
     private let dir: PrivateDir
+    /// The tool's stderr, in `dir`: its tail explains a failure.
+    private let log: String
     private var filter: (any ScriptFilter)?
     private var out: [UInt8] = []
     private let writer: ToolFeeder
     private var done = false
 
-    init(_ command: [String], dir: PrivateDir, filter: (any ScriptFilter)?) throws {
+    init(_ command: [String], dir: PrivateDir, filter: (any ScriptFilter)?, log: String = "stderr") throws {
         label = command[0]
         self.dir = dir
+        self.log = log
         self.filter = filter
-        do { child = try Child(command, input: true, output: false, errorLog: "\(dir.path)/stderr") } catch {
+        do { child = try Child(command, input: true, output: false, errorLog: "\(dir.path)/\(log)") } catch {
             throw JobFailure(exit: .jobFailed, code: "spawn-failed", message: "cannot start \(command[0]): \(error)")
         }
         writer = ToolFeeder(fd: child.stdin)
@@ -88,7 +91,7 @@ final class ToolSink: RestoreSink {
 
     private func failure(_ st: Int32) -> JobFailure {
         done = true
-        return toolFailure(label, status: st, dir: dir, log: "stderr")
+        return toolFailure(label, status: st, dir: dir, log: log)
     }
 
     func cancel() {
