@@ -362,7 +362,7 @@ final class TableLoaders: @unchecked Sendable {
                 }
             }
             guard ok else { break }
-            guard writeAll(c.stdin, Array("\\.\n".utf8)) else { broken(c); break }
+            guard writeAll(c.stdin, PostgresScriptRouter.endOfData) else { broken(c); break }
         }
         guard let c = child else { return }
         if locked({ failed }) != nil {

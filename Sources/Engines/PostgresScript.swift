@@ -304,7 +304,7 @@ package struct PostgresScriptRouter: Sendable {
     }
 
     /// The line that ends a table's rows.
-    static let endOfData: [UInt8] = [0x5C, 0x2E, 0x0A]
+    package static let endOfData: [UInt8] = [0x5C, 0x2E, 0x0A]
 
     /// `COPY <table> (<columns>) FROM stdin;` as pg_dump writes a table's data.
     static func isCopyHeader(_ l: [UInt8]) -> Bool {
