@@ -337,15 +337,26 @@ for engine in dict.fromkeys(r["engine"] for r in rows):
             rs = [r for r in rows if r["engine"] == engine and r["op"] == op and r["variant"] == v]
             walls = [r["wall_s"] for r in rs]
             roles = {}
+            busy = []
             for r in rs:
                 for name, x in r["roles"].items():
+                    if name == "machine":
+                        busy.append(x)
+                        continue
                     o = roles.setdefault(name, {"peak_rss_mib": 0, "cpu_s": []})
-                    o["peak_rss_mib"] = max(o["peak_rss_mib"], x["peak_rss_mib"])
+                    o["peak_rss_mib"] = max(o["peak_rss_mib"], x.get("peak_rss_mib", 0))
                     o["cpu_s"].append(x["cpu_s"])
             summary[f"{op}/{v}"] = {"wall_median_s": round(statistics.median(walls), 2), "wall_min_s": round(min(walls), 2),
                                     "wall_max_s": round(max(walls), 2), "stored_bytes": rs[-1]["stored_bytes"],
                                     "roles": {k: {"peak_rss_mib": o["peak_rss_mib"], "cpu_median_s": round(statistics.median(o["cpu_s"]), 2)}
                                               for k, o in sorted(roles.items())}}
+            # The machine's busy share and CPU seconds over the variant, and the wall time the
+            # cores allow at best for that much work (all of it spread over every core).
+            if busy:
+                m = summary[f"{op}/{v}"]
+                m["machine_busy_share"] = round(statistics.median(b["busy_share"] for b in busy), 3)
+                m["machine_cpu_s"] = round(statistics.median(b["busy_cpu_s"] for b in busy), 2)
+                m["cpu_floor_s"] = round(m["machine_cpu_s"] / busy[0]["cores"], 2)
     def ratio(a, b): return round(summary[a]["wall_median_s"] / summary[b]["wall_median_s"], 2)
     ratios = {"backup stowage/limit": ratio("backup/stowage", "backup/limit"), "backup stowage/addon": ratio("backup/stowage", "backup/addon"),
               "restore stowage/limit": ratio("restore/stowage", "restore/limit"), "restore stowage/addon": ratio("restore/stowage", "restore/addon")}
@@ -354,12 +365,13 @@ for engine in dict.fromkeys(r["engine"] for r in rows):
     profile = {op: trace_profile(f"{work}/trace-{engine}-{op}-{last}.txt") for op in ("backup", "restore")}
     engines[engine] = {"dump_bytes": dump_bytes, "variants": summary, "ratios": ratios, "stowage_trace": profile}
     md += ["", f"## {engine}: dump {dump_bytes / MiB:.0f} MiB", "",
-           "| variant | wall s | stored | CPU s by process (median) | peak RSS MiB by process |", "|---|---|---|---|---|"]
+           "| variant | wall s | stored | machine busy, CPU s, floor s | CPU s by process (median) | peak RSS MiB by process |", "|---|---|---|---|---|---|"]
     for k, s in summary.items():
         cpu = ", ".join(f"{n} {o['cpu_median_s']}" for n, o in s["roles"].items())
-        rss = ", ".join(f"{n} {o['peak_rss_mib']}" for n, o in s["roles"].items())
+        rss = ", ".join(f"{n} {o['peak_rss_mib']}" for n, o in s["roles"].items() if o["peak_rss_mib"])
         stored = mib(s["stored_bytes"]) if k.startswith("backup") else ""
-        md.append(f"| {k} | {s['wall_median_s']} ({s['wall_min_s']}-{s['wall_max_s']}) | {stored} | {cpu} | {rss} |")
+        busy = f"{s['machine_busy_share']:.0%}, {s['machine_cpu_s']}, {s['cpu_floor_s']}" if "machine_cpu_s" in s else ""
+        md.append(f"| {k} | {s['wall_median_s']} ({s['wall_min_s']}-{s['wall_max_s']}) | {stored} | {busy} | {cpu} | {rss} |")
     md += ["", "Ratios of medians: " + ", ".join(f"{k} {v}" for k, v in ratios.items()) + "."]
     for op, p in profile.items():
         if p:
@@ -377,7 +389,10 @@ levels = open(os.path.join(work, "zstd-levels.md")).read().strip()
 if levels:
     md += ["", "## zstd levels on the plain dumps (bench/zstd-levels.sh: one core, 2 MiB blocks, zstd's benchmark)", "",
            "| dump | level | stored | ratio | compression | decompression |", "|---|---|---|---|---|---|", levels]
-md += ["", "Targets: backup stowage/limit at most 1.3 and stowage/addon at most 0.25; restore stowage/limit at most 1.15; agent and coordinator under 256 MiB; ten dailies in no more than restic's bytes.",
+md += ["", "Machine busy: the share of all cores' time not idle while the variant ran (/proc/stat, the sampler's own time taken out); "
+       "CPU s: those busy seconds; floor s: the same over the cores, the shortest wall time that much work allows on this machine. "
+       "Processes marked (running) are the lab's servers that run all along: the CPU they used while the variant ran.",
+       "", "Targets: backup stowage/limit at most 1.3 and stowage/addon at most 0.25; restore stowage/limit at most 1.15; agent and coordinator under 256 MiB; ten dailies in no more than restic's bytes.",
        "Stored: limit = the plain dump; addon = restic's repository on st1 after the rounds; stowage = what this engine's backups added to the environment's repository on st1 (one copy of two) over the rounds.",
        "Redis limit: backup = redis-cli --rdb to /dev/null (each master at once); restore = a redis-server loading the RDB from local disk until it answers. Stowage's Redis restore replicates into the live server (a cluster: every key sent as RESTORE), which the limit does not."]
 json.dump({"machine": machine, "scale": int(scale), "rounds": int(rounds), "redis_keys": int(redis_keys), "engines": engines,
