@@ -143,7 +143,8 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "Operations", "Storage", "Fleet", "Topology", "Repository", "Support", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                "Operations", "Storage", "Remote", "Fleet", "Topology", "Repository", "Support", "TestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         .testTarget(
             name: "SchedulingTests",

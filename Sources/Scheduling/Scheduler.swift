@@ -88,7 +88,7 @@ package actor Scheduler {
         self.logger = logger
         inventory = try Inventory.load(path: options.inventoryPath)
         catalog = try await RunCatalog.open(path: inventory.catalogPath)
-        agent = try AgentBinary.locate(options.agentBinary)
+        agent = try AgentBinary.locate(options.agentBinary, hashCache: inventory.stateDirectory.isEmpty ? nil : inventory.stateDirectory)
         notifier = Self.makeNotifier(inventory, options, logger)
         jobs = APIJobs(executable: options.executable, inventoryPath: options.inventoryPath, agentBinary: options.agentBinary, workDir: options.workDir)
         if let spec = inventory.scheduler.sharedCatalog {

@@ -87,7 +87,10 @@ struct AgentBinaryOption: ParsableArguments {
     @Option(help: ArgumentHelp("The stowage-agent binary to install or expect (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
     var agentBinary: String?
 
-    func locate() throws(StowageError) -> AgentBinary { try AgentBinary.locate(agentBinary) }
+    /// The binary, its hash remembered in the inventory's state folder.
+    func locate(_ inv: Inventory) throws(StowageError) -> AgentBinary {
+        try AgentBinary.locate(agentBinary, hashCache: inv.stateDirectory.isEmpty ? nil : inv.stateDirectory)
+    }
 }
 
 /// `--storage`, for the commands that read or write backups.
