@@ -94,20 +94,28 @@ package enum RESP {
 package enum RedisCluster {
     /// The hash slot of a key: CRC16 (XMODEM) of the key, or of its `{hash tag}` when it has
     /// a non-empty one, modulo 16384.
-    package static func slot<C: Collection>(_ key: C) -> Int where C.Element == UInt8 {
-        let bytes = Array(key)
-        var part = bytes[...]
-        if let open = bytes.firstIndex(of: UInt8(ascii: "{")),
-            let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1
-        {
-            part = bytes[(open + 1)..<close]
+    package static func slot(_ key: [UInt8]) -> Int {
+        key.withUnsafeBufferPointer { bytes in
+            var part = bytes[...]
+            if let open = bytes.firstIndex(of: UInt8(ascii: "{")),
+                let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")), close > open + 1
+            {
+                part = bytes[(open + 1)..<close]
+            }
+            // A byte at a time from a table: the bit loop was ~4% of a cluster restore's agent.
+            return crc16Table.withUnsafeBufferPointer { t in
+                var crc: UInt16 = 0
+                for b in part { crc = (crc << 8) ^ t[Int(UInt8(truncatingIfNeeded: crc >> 8) ^ b)] }
+                return Int(crc) & 16383
+            }
         }
-        var crc: UInt16 = 0
-        for b in part {
-            crc ^= UInt16(b) << 8
-            for _ in 0..<8 { crc = crc & 0x8000 != 0 ? (crc << 1) ^ 0x1021 : crc << 1 }
-        }
-        return Int(crc) & 16383
+    }
+
+    /// CRC16-XMODEM (polynomial 0x1021) of each byte value.
+    private static let crc16Table: [UInt16] = (0..<256).map { i in
+        var crc = UInt16(i) << 8
+        for _ in 0..<8 { crc = crc & 0x8000 != 0 ? (crc << 1) ^ 0x1021 : crc << 1 }
+        return crc
     }
 
     /// `CLUSTER SLOTS` → (first, last, host, port) of every range.

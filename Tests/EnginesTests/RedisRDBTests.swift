@@ -74,6 +74,38 @@ private func entries(_ rdb: [UInt8], step: Int) throws -> (RDBParser, [(RDBEntry
         #expect(Array(body).withUnsafeBytes { CRC64.jones($0) } == footer)
     }
 
+    @Test func crc64ReadsAnyOffsetAndLengthAsTheBitwiseDefinition() {
+        // The 8-byte loads are unaligned and the tail goes byte by byte: every start and
+        // length around them against the polynomial applied bit by bit.
+        func bitwise(_ bytes: ArraySlice<UInt8>) -> UInt64 {
+            var crc: UInt64 = 0
+            for b in bytes {
+                crc ^= UInt64(b)
+                for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x95AC_9329_AC4B_C9B5 : crc >> 1 }
+            }
+            return crc
+        }
+        let data = rdb.prefix(300)
+        for start in 0..<9 {
+            for length in [0, 1, 7, 8, 9, 15, 16, 17, 100, 291 - start] {
+                let slice = data[start..<(start + length)]
+                #expect(Array(slice).withUnsafeBytes { CRC64.jones($0) } == bitwise(slice), "start \(start) length \(length)")
+                #expect(data.withUnsafeBytes { CRC64.jones(UnsafeRawBufferPointer(rebasing: $0[start..<(start + length)])) } == bitwise(slice))
+            }
+        }
+    }
+
+    @Test func numbersGoAsTheirDigits() {
+        for n in [0, 7, 9, 10, 99, 100, 12345, 1_765_000_000_000, Int.max] {
+            var out: [UInt8] = [1]
+            appendDecimal(n, to: &out)
+            #expect(out == [1] + Array(String(n).utf8))
+            var bulk: [UInt8] = []
+            appendBulkDecimal(n, to: &bulk)
+            #expect(bulk == Array("$\(String(n).count)\r\n\(n)\r\n".utf8))
+        }
+    }
+
     @Test(arguments: [1, 7, 64, 1 << 20])
     func everyKeysDumpPayloadIsTheServersOwn(step: Int) throws {
         let (p, got) = try entries(rdb, step: step)
