@@ -24,8 +24,10 @@
 # Then --days daily backups of PostgreSQL with 2% of the accounts changed between them,
 # into a fresh Stowage repository and fresh restic repositories (restic's own compression on
 # the plain dump, and the add-on's gzip + restic): bytes stored after each day.
-# Per variant: wall time, CPU time and peak RSS per process role (sampled from /proc:
-# coordinator, db agent, storage agents, dump tool, gzip, restic, psql), bytes stored.
+# Per variant: wall time and the machine's busy share over the timed rounds (/proc/stat: the
+# floor that much CPU allows on these cores), bytes stored, and from one more round under
+# bench/sample.py CPU time and peak RSS per process role (coordinator, db agent, storage
+# agents, dump tool, gzip, restic, psql, sshd, and the lab's servers' CPU while it ran).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCALE=30
@@ -173,18 +175,41 @@ addon_restore_rediscluster() {
 }
 layer_rediscluster=shop/sessions
 
-# Runs one variant under the sampler; writes "wall_s json_of_roles" to $work/measured.
+# Runs one variant; writes "wall_s json" to $work/measured. Timed rounds run alone, with only
+# the machine's busy time read from /proc/stat before and after (the sampler reads /proc
+# every 50 ms, a quarter of a core with the lab's few hundred processes: it would slow the
+# CPU-heavy variants most); with SAMPLED=1 the round runs under bench/sample.py for CPU and
+# peak memory per process role.
+machine_json() {
+    awk -v a="$1" -v b="$2" -v cores="$(nproc)" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(a, x, " "); split(b, y, " "); busy = 0; total = 0
+        # user nice system idle iowait irq softirq steal (guest time is inside user and nice)
+        for (i = 2; i <= 9; i++) { d = y[i] - x[i]; total += d; if (i != 5 && i != 6) busy += d }
+        printf "{\"machine\": {\"busy_share\": %.3f, \"busy_cpu_s\": %.2f, \"cores\": %d}}", busy / (total ? total : 1), busy / hz, cores }'
+}
 measure() {
-    local stop="$work/stop.$$" out="$work/sample.json" t0 t1
+    local stop="$work/stop.$$" out="$work/sample.json" t0 t1 s0 s1 sampler=""
     rm -f "$stop"
-    python3 bench/sample.py "$stop" 127.0.9.1,127.0.9.2 >"$out" &
-    local sampler=$!
-    sleep 0.2
+    if [ "${SAMPLED:-0}" = 1 ]; then
+        python3 bench/sample.py "$stop" 127.0.9.1,127.0.9.2 >"$out" &
+        sampler=$!
+        sleep 0.2
+    fi
+    s0=$(head -1 /proc/stat)
     t0=$(date +%s.%N)
-    "$@" >"$work/variant.log" 2>&1 || { echo "bench: $* failed:" >&2; tail -5 "$work/variant.log" >&2; touch "$stop"; wait $sampler; exit 1; }
+    "$@" >"$work/variant.log" 2>&1 || {
+        echo "bench: $* failed:" >&2; tail -5 "$work/variant.log" >&2
+        if [ -n "$sampler" ]; then touch "$stop"; wait "$sampler"; fi
+        exit 1
+    }
     t1=$(date +%s.%N)
-    touch "$stop"
-    wait $sampler
+    s1=$(head -1 /proc/stat)
+    if [ -n "$sampler" ]; then
+        touch "$stop"
+        wait "$sampler"
+    else
+        machine_json "$s0" "$s1" >"$out"
+    fi
     echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $(cat "$out")" >"$work/measured"
 }
 
@@ -230,10 +255,13 @@ for engine in ${ENGINES//,/ }; do
     # Stowage's repository is the environment's, shared by its layers: this engine's share
     # is what its backups added.
     stowage_base=$(repo_bytes "${layer%%/*}")
-    for round in $(seq 1 "$ROUNDS"); do
+    # The timed rounds, then one more under the sampler (its walls are not in the medians).
+    for round in $(seq 1 $((ROUNDS + 1))); do
+        SAMPLED=0
+        [ "$round" -le "$ROUNDS" ] || SAMPLED=1
         for op in backup restore; do
             for v in limit addon stowage; do
-                measure "${op}_$v"
+                SAMPLED=$SAMPLED measure "${op}_$v"
                 read -r wall roles <"$work/measured"
                 stored=0
                 case "$op/$v" in
@@ -244,8 +272,8 @@ for engine in ${ENGINES//,/ }; do
                         grep '^trace ' "$work/variant.log" >"$work/trace-$engine-backup-$round.txt" || true ;;
                     restore/stowage) grep '^trace ' "$work/variant.log" >"$work/trace-$engine-restore-$round.txt" || true ;;
                 esac
-                echo "{\"engine\": \"$engine\", \"dump_bytes\": $dump_bytes, \"round\": $round, \"op\": \"$op\", \"variant\": \"$v\", \"wall_s\": $wall, \"stored_bytes\": $stored, \"roles\": $roles}" >>"$results"
-                echo "bench: $engine round $round $op $v: $(printf '%.1f' "$wall") s" >&2
+                echo "{\"engine\": \"$engine\", \"dump_bytes\": $dump_bytes, \"round\": $round, \"sampled\": $([ "$SAMPLED" = 1 ] && echo true || echo false), \"op\": \"$op\", \"variant\": \"$v\", \"wall_s\": $wall, \"stored_bytes\": $stored, \"roles\": $roles}" >>"$results"
+                echo "bench: $engine round $round$([ "$SAMPLED" = 1 ] && echo " (sampled)") $op $v: $(printf '%.1f' "$wall") s" >&2
             done
         done
     done
@@ -320,7 +348,7 @@ md = ["# Stowage vs the add-on's pipeline vs the limit", "",
       f"Machine: {machine['cores']} cores, {machine['memory_gib']} GiB; stowage {machine['stowage']}; {machine['postgresql']}; {machine['mariadb']}; {machine['redis']}; {machine['restic']}; {machine['gzip']}.",
       f"Data: PostgreSQL and MariaDB at scale {scale} (pgbench-shaped accounts plus a notes table of mixed random and repetitive text); "
       f"Redis {int(redis_keys):,} keys of mixed types and sizes (bench/redis_data.py), on rd1 and spread by slot over the 3-master cluster. "
-      f"{rounds} rounds, variants alternating; median (min-max)."]
+      f"{rounds} timed rounds, variants alternating; median (min-max); then one round under the sampler for CPU and memory per process."]
 def trace_profile(path):
     """Trace lines of Stowage's last run: the steps that took longest, and the agent calls."""
     if not os.path.exists(path): return None
@@ -335,13 +363,16 @@ for engine in dict.fromkeys(r["engine"] for r in rows):
     for op in ("backup", "restore"):
         for v in ("limit", "addon", "stowage"):
             rs = [r for r in rows if r["engine"] == engine and r["op"] == op and r["variant"] == v]
-            walls = [r["wall_s"] for r in rs]
+            # Walls and the machine's busy time from the timed rounds; processes from the sampled one.
+            timed = [r for r in rs if not r.get("sampled")] or rs
+            walls = [r["wall_s"] for r in timed]
+            busy = [r["roles"]["machine"] for r in timed if "machine" in r["roles"]]
             roles = {}
-            busy = []
             for r in rs:
+                if timed is not rs and not r.get("sampled"):
+                    continue
                 for name, x in r["roles"].items():
                     if name == "machine":
-                        busy.append(x)
                         continue
                     o = roles.setdefault(name, {"peak_rss_mib": 0, "cpu_s": []})
                     o["peak_rss_mib"] = max(o["peak_rss_mib"], x.get("peak_rss_mib", 0))
@@ -365,7 +396,7 @@ for engine in dict.fromkeys(r["engine"] for r in rows):
     profile = {op: trace_profile(f"{work}/trace-{engine}-{op}-{last}.txt") for op in ("backup", "restore")}
     engines[engine] = {"dump_bytes": dump_bytes, "variants": summary, "ratios": ratios, "stowage_trace": profile}
     md += ["", f"## {engine}: dump {dump_bytes / MiB:.0f} MiB", "",
-           "| variant | wall s | stored | machine busy, CPU s, floor s | CPU s by process (median) | peak RSS MiB by process |", "|---|---|---|---|---|---|"]
+           "| variant | wall s | stored | machine busy, CPU s, floor s | CPU s by process (sampled round) | peak RSS MiB by process |", "|---|---|---|---|---|---|"]
     for k, s in summary.items():
         cpu = ", ".join(f"{n} {o['cpu_median_s']}" for n, o in s["roles"].items())
         rss = ", ".join(f"{n} {o['peak_rss_mib']}" for n, o in s["roles"].items() if o["peak_rss_mib"])
@@ -389,7 +420,7 @@ levels = open(os.path.join(work, "zstd-levels.md")).read().strip()
 if levels:
     md += ["", "## zstd levels on the plain dumps (bench/zstd-levels.sh: one core, 2 MiB blocks, zstd's benchmark)", "",
            "| dump | level | stored | ratio | compression | decompression |", "|---|---|---|---|---|---|", levels]
-md += ["", "Machine busy: the share of all cores' time not idle while the variant ran (/proc/stat, the sampler's own time taken out); "
+md += ["", "Machine busy (timed rounds, median): the share of all cores' time not idle while the variant ran (/proc/stat); "
        "CPU s: those busy seconds; floor s: the same over the cores, the shortest wall time that much work allows on this machine. "
        "Processes marked (running) are the lab's servers that run all along: the CPU they used while the variant ran.",
        "", "Targets: backup stowage/limit at most 1.3 and stowage/addon at most 0.25; restore stowage/limit at most 1.15; agent and coordinator under 256 MiB; ten dailies in no more than restic's bytes.",
