@@ -25,6 +25,7 @@ for r in $(seq "$rounds"); do
     python3 -c "
 import json,sys
 d=json.load(open('/tmp/ab.sample'))
-print('$name', round($t1-$t0,2), {k:(v['cpu_s'], v['peak_rss_mib']) for k,v in d.items()})" 2>/dev/null || { echo "$name $(echo "$t1 - $t0" | bc)"; cat /tmp/ab.sample | head -c 600; echo; }
+m=d.pop('machine', {})
+print('$name', round($t1-$t0,2), 'machine busy CPU-s', m.get('busy_cpu_s'), {k:(v['cpu_s'], v.get('peak_rss_mib')) for k,v in d.items()})" 2>/dev/null || { echo "$name $(echo "$t1 - $t0" | bc)"; cat /tmp/ab.sample | head -c 600; echo; }
   done
 done

@@ -110,14 +110,17 @@ for line in open(cpupath):
     name, js = line.split(" ", 1)
     cpu[name] = json.loads(js)
 limit = statistics.median(runs["limit"])
-roles = sorted({r for s in cpu.values() for r in s})
+# The machine's busy CPU over the sampled round is its own column: the processes' total
+# leaves out the kernel's threads and anything not named as a role.
+roles = sorted({r for s in cpu.values() for r in s if r != "machine"})
 out = [f"# PostgreSQL restore in parallel sessions ({dataset})", "",
        f"Dump {int(size) / 1048576:.0f} MiB, {cores} cores; wall time: median of {rounds} rounds (min-max); CPU-s per process role from one more, sampled round.", "",
-       "| variant | wall s | min-max | / limit | " + " | ".join(roles) + " | CPU-s total |", "|---|---|---|---|" + "---|" * (len(roles) + 1)]
+       "| variant | wall s | min-max | / limit | " + " | ".join(roles) + " | CPU-s total | machine busy CPU-s |", "|---|---|---|---|" + "---|" * (len(roles) + 2)]
 for name, v in runs.items():
     wall = statistics.median(v)
     c = [cpu.get(name, {}).get(r, {}).get("cpu_s", 0.0) for r in roles]
-    out.append(f"| {name} | {wall:.2f} | {min(v):.2f}-{max(v):.2f} | {wall / limit:.2f} | " + " | ".join(f"{x:.2f}" for x in c) + f" | {sum(c):.2f} |")
+    busy = cpu.get(name, {}).get("machine", {}).get("busy_cpu_s", 0.0)
+    out.append(f"| {name} | {wall:.2f} | {min(v):.2f}-{max(v):.2f} | {wall / limit:.2f} | " + " | ".join(f"{x:.2f}" for x in c) + f" | {sum(c):.2f} | {busy:.2f} |")
 print("\n".join(out))
 PY
 cat "bench/results/pg-parallel-$stamp.md"
