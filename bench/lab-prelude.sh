@@ -12,3 +12,28 @@ trap 'bash fixtures/lab/lab.sh down >/dev/null 2>&1 || true' EXIT
 lab=$(bash fixtures/lab/lab.sh dir)
 PSQL_ADMIN=(runuser -u postgres -- psql -X -q -h "$lab/run/pg1" -U postgres)
 MY_ADMIN=(mariadb --no-defaults -S "$lab/run/my1.sock" -u root)
+
+# Returns once the lab's replica of ENGINE's primary (pg2 of pg1, my2 of my1) has replayed
+# everything the primary has written so far; exits the script after TIMEOUT seconds.
+# Benchmarks call it between variants: a replica replaying one restore's hundreds of MB of
+# WAL or binlog would otherwise take the cores of the next variant.
+replica_caught_up() {
+    local engine=$1 timeout=${2:-300} target file pos i
+    case $engine in
+        postgresql)
+            target=$("${PSQL_ADMIN[@]}" -d postgres -At -c "SELECT pg_current_wal_lsn()")
+            for i in $(seq 1 $((timeout * 10))); do
+                [ "$(runuser -u postgres -- psql -X -q -h "$lab/run/pg2" -U postgres -d template1 -At \
+                    -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && return 0
+                sleep 0.1
+            done
+            echo "bench: pg2 did not catch up with pg1 in $timeout s" >&2
+            exit 1 ;;
+        mysql)
+            # MASTER_POS_WAIT returns once the replica has applied up to the position (-1: timeout).
+            read -r file pos < <("${MY_ADMIN[@]}" -N -e "SHOW MASTER STATUS" | awk '{ print $1, $2 }')
+            [ "$(mariadb --no-defaults -S "$lab/run/my2.sock" -u root -N -e "SELECT MASTER_POS_WAIT('$file', $pos, $timeout)")" != -1 ] && return 0
+            echo "bench: my2 did not catch up with my1 in $timeout s" >&2
+            exit 1 ;;
+    esac
+}

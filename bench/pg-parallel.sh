@@ -56,17 +56,7 @@ dump_bytes=$(stat -c %s "$work/dump.sql")
 
 # Each variant starts with the replica caught up: its replay of the previous restore would
 # otherwise take the cores of the next (and a probe of it could find a database dropped).
-caught_up() {
-    local target
-    target=$("${PSQL_ADMIN[@]}" -d postgres -At -c "SELECT pg_current_wal_lsn()")
-    for _ in $(seq 1 600); do
-        [ "$(runuser -u postgres -- psql -X -q -h "$lab/run/pg2" -U postgres -d template1 -At \
-            -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && return 0
-        sleep 0.1
-    done
-    echo "pg2 did not catch up with pg1" >&2
-    exit 1
-}
+caught_up() { replica_caught_up postgresql 60; }
 timed() {  # name command...: wall seconds, appended to $work/results
     local name=$1
     shift

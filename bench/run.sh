@@ -213,27 +213,9 @@ measure() {
     echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') $(cat "$out")" >"$work/measured"
 }
 
-# Each variant starts with the layer's replica caught up: its replay of the previous variant's
-# restore (hundreds of MB of WAL or binlog) would otherwise take the cores of the next one,
-# whichever it is. A Redis replica resyncs by itself and is not waited for.
-caught_up() {
-    local target i
-    case $engine in
-        postgresql)
-            target=$("${PSQL_ADMIN[@]}" -d postgres -At -c "SELECT pg_current_wal_lsn()")
-            for i in $(seq 1 1200); do
-                [ "$(runuser -u postgres -- psql -X -q -h "$lab/run/pg2" -U postgres -d template1 -At \
-                    -c "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ] && return 0
-                sleep 0.1
-            done
-            echo "bench: pg2 did not catch up with pg1 in 120 s" >&2; exit 1 ;;
-        mysql)
-            # MASTER_POS_WAIT returns once the replica has applied up to the position (-1: timeout).
-            read -r file pos < <("${MY_ADMIN[@]}" -N -e "SHOW MASTER STATUS" | awk '{ print $1, $2 }')
-            [ "$(mariadb --no-defaults -S "$lab/run/my2.sock" -u root -N -e "SELECT MASTER_POS_WAIT('$file', $pos, 300)")" != -1 ] && return 0
-            echo "bench: my2 did not catch up with my1 in 300 s" >&2; exit 1 ;;
-    esac
-}
+# Each variant starts with the layer's replica caught up (bench/lab-prelude.sh); a Redis
+# replica resyncs by itself and is not waited for.
+caught_up() { replica_caught_up "$engine"; }
 
 backup_limit() { "limit_backup_$engine"; }
 backup_addon() {
