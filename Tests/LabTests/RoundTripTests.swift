@@ -258,8 +258,13 @@ extension LabSuites {
             }
             let fixture = Repo.root.appendingPathComponent("fixtures/postgres/route-test.sql")
             try LabData.psql("pg1", try String(contentsOf: fixture, encoding: .utf8), db: "route test")
+            // Chunk boundaries depend on each repository's own chunker key, so a table holds a
+            // random number of them: 200,000 rows (~8 MB, about four boundaries at 2 MiB on
+            // average) sometimes held too few for a chunk to fall wholly inside both twins
+            // (a CI run saw 11 chunks, none repeated). 800,000 rows (~33 MB, ~16 boundaries)
+            // make that about one in ten thousand.
             try LabData.psql(
-                "pg1", "CREATE TABLE twin_a AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 200000) g; CREATE TABLE twin_b AS TABLE twin_a",
+                "pg1", "CREATE TABLE twin_a AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 800000) g; CREATE TABLE twin_b AS TABLE twin_a",
                 db: "route test")
             let before = try c.fingerprint(c.primary)
             #expect(before.text?.contains("COPY public.plain (id, ref, note) FROM stdin;\nEND") == true)
