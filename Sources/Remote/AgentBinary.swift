@@ -42,6 +42,10 @@ package struct AgentBinary: Sendable, Equatable {
         let path = explicit ?? environment["STOWAGE_AGENT_BINARY"] ?? "\(exeDir)/stowage-agent"
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
+            if errno != ENOENT {
+                throw StowageError(
+                    .usage, "cannot open the stowage-agent binary at \(path): \(String(cString: strerror(errno)))", hint: Self.unreadableHint)
+            }
             throw StowageError(
                 .usage, "no stowage-agent binary at \(path)",
                 hint: "build it (scripts/setup.sh builds a static one into .build-agent/release/) and pass --agent-binary or set STOWAGE_AGENT_BINARY")
@@ -49,7 +53,8 @@ package struct AgentBinary: Sendable, Equatable {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
-            throw StowageError(.usage, "cannot read the stowage-agent binary at \(path): \(String(cString: strerror(errno)))")
+            throw StowageError(
+                .usage, "cannot read the stowage-agent binary at \(path): \(String(cString: strerror(errno)))", hint: Self.unreadableHint)
         }
         let identity = HashCacheEntry.Identity(st)
         let cacheFile = hashCache.map { "\($0)/\(HashCacheEntry.fileName)" }
@@ -67,7 +72,8 @@ package struct AgentBinary: Sendable, Equatable {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             guard n >= 0 else {
-                throw StowageError(.usage, "cannot read the stowage-agent binary at \(path): \(String(cString: strerror(errno)))")
+                throw StowageError(
+                    .usage, "cannot read the stowage-agent binary at \(path): \(String(cString: strerror(errno)))", hint: Self.unreadableHint)
             }
             if n == 0 { break }
             buf.withUnsafeBytes { hash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
@@ -92,6 +98,8 @@ package struct AgentBinary: Sendable, Equatable {
         }
         return AgentBinary(localPath: path, sha256: hex, size: size)
     }
+
+    static let unreadableHint = "the coordinator's user must be able to read it: check its permissions, or pass --agent-binary with a readable copy"
 }
 
 /// The agent binary's hash as remembered in the state folder, and the file it was taken

@@ -142,7 +142,7 @@ struct AddonCommand: AsyncParsableCommand {
         }
 
         func record(_ p: Policy, inv: Inventory, verb: String) async throws(StowageError) -> ExitStatus {
-            try await AddonCommand.record(p, inv: inv, verb: verb, agent: try agentOption.locate(inv), replacing: false, json: options.json)
+            try await AddonCommand.record(p, inv: inv, verb: verb, agent: try await agentOption.locate(inv), replacing: false, json: options.json)
         }
     }
 
@@ -171,7 +171,8 @@ struct AddonCommand: AsyncParsableCommand {
                 }
                 try options.apply(to: &p, layer: spec, inventory: inv)
                 if let state { p.enabled = state == .enable }
-                return try await AddonCommand.record(p, inv: inv, verb: "configured", agent: try agentOption.locate(inv), replacing: true, json: options.json)
+                return try await AddonCommand.record(
+                    p, inv: inv, verb: "configured", agent: try await agentOption.locate(inv), replacing: true, json: options.json)
             }
         }
     }

@@ -47,7 +47,7 @@ struct AgentCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let nodes = try inv.agentNodes(options.selection)
-                let agent = try options.agentOption.locate(inv)
+                let agent = try await options.agentOption.locate(inv)
                 let results = await withTaskGroup(of: (Int, Result<AgentInstallOutcome, StowageError>).self) { group in
                     for (i, n) in nodes.enumerated() {
                         group.addTask { (i, await captured { try await AgentInstaller.install(n, agent) }) }
@@ -97,7 +97,7 @@ struct AgentCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let nodes = try inv.agentNodes(options.selection)
-                let agent = try options.agentOption.locate(inv)
+                let agent = try await options.agentOption.locate(inv)
                 var checks = await AgentCheck.run(nodes, agent: agent)
                 // Buckets run no agent: they are asked over S3 (reachable, keys, bucket, write).
                 let storages = options.selection.map { s in inv.storage(s).map { [$0] } ?? [] } ?? inv.storages
@@ -161,7 +161,7 @@ extension AgentCommand {
             try await reportingErrors {
                 let inv = try global.loadInventory()
                 let n = try inv.agentNode(named: node)
-                let agent = try agentOption.locate(inv)
+                let agent = try await agentOption.locate(inv)
                 let total = Self.parseSize(bytes)!
                 let block = [UInt8](repeating: 0, count: 1 << 20)
                 let counter = ByteCounter(limit: total)

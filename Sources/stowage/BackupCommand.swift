@@ -91,7 +91,7 @@ struct BackupCommand: AsyncParsableCommand {
             let out: BackupOutcome
             do throws(StowageError) {
                 out = try await BackupRun.run(
-                    inventory: inv, layer: spec, storage: storageSpec, agent: try agentOption.locate(inv),
+                    inventory: inv, layer: spec, storage: storageSpec, agent: try await agentOption.locate(inv),
                     from: pref, keep: keep, kind: policy ? .auto : .manual, zstdLevel: zstdLevel,
                     progress: { progress.update($0) }, slot: slot)
             } catch {

@@ -31,7 +31,7 @@ struct BackupsCommand: AsyncParsableCommand {
             let sel = try LayerSelection(parsing: selection)
             let spec = try storageOption.spec(in: inv)
             let entries = try await BackupCatalog.list(
-                spec, inventory: inv, agent: try agentOption.locate(inv),
+                spec, inventory: inv, agent: try await agentOption.locate(inv),
                 environment: sel.environment, layer: sel.layer)
             if json {
                 printJSON(entries)

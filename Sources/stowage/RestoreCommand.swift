@@ -65,7 +65,7 @@ struct RestoreCommand: AsyncParsableCommand {
                 fromLayer = sel.layer ?? fromLayer
             }
             let storageSpec = try storageOption.spec(in: inv)
-            let agent = try agentOption.locate(inv)
+            let agent = try await agentOption.locate(inv)
             let preview = try await RestoreRun.prepare(
                 inventory: inv, layer: target, storage: storageSpec, agent: agent,
                 fromEnvironment: fromEnv, fromLayer: fromLayer, backup: backup,

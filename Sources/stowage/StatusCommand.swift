@@ -34,7 +34,7 @@ struct StatusCommand: AsyncParsableCommand {
         try await reportingErrors {
             let inv = try global.loadInventory()
             let layers = try LayerSelection(parsing: selection).layers(in: inv)
-            let report = try await FleetStatus.gather(layers, inventory: inv, agent: try agentOption.locate(inv), probe: !noProbe)
+            let report = try await FleetStatus.gather(layers, inventory: inv, agent: try await agentOption.locate(inv), probe: !noProbe)
             if json { printJSON(report) } else { print(FleetStatus.text(report), terminator: "") }
             return report.healthy ? .ok : .warnings
         }

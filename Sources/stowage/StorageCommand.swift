@@ -49,7 +49,7 @@ struct StorageCommand: AsyncParsableCommand {
                 let spec = try inv.requireStorage(storage)
                 let percent = Double(readDataSubset.hasSuffix("%") ? String(readDataSubset.dropLast()) : readDataSubset)!
                 let reports = try await StorageVerify.run(
-                    spec, inventory: inv, agent: try agentOption.locate(inv),
+                    spec, inventory: inv, agent: try await agentOption.locate(inv),
                     environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
                     readDataPercent: percent)
                 if json {
@@ -109,7 +109,7 @@ struct StorageCommand: AsyncParsableCommand {
                     throw StowageError(.usage, "no new password", hint: "the variable or file named holds an empty value; put the new password there")
                 }
                 let changed = try await PasswordChange.run(
-                    spec, inventory: inv, agent: try agentOption.locate(inv),
+                    spec, inventory: inv, agent: try await agentOption.locate(inv),
                     old: try spec.resolvePassword(), new: new, environments: inv.environments.map(\.name))
                 if json {
                     printJSON(Outcome(storage: storage, environments: changed))

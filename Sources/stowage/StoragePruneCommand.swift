@@ -40,7 +40,7 @@ extension StorageCommand {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
                 let reports = try await StoragePrune.run(
-                    spec, inventory: inv, agent: try agentOption.locate(inv),
+                    spec, inventory: inv, agent: try await agentOption.locate(inv),
                     environments: environment.isEmpty ? inv.environments.map(\.name) : environment,
                     dryRun: dryRun)
                 if json { printJSON(reports) } else { print(StoragePrune.text(reports, storage: storage), terminator: "") }

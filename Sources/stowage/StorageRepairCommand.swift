@@ -36,7 +36,7 @@ extension StorageCommand {
                 let inv = try global.loadInventory()
                 let spec = try inv.requireStorage(storage)
                 let results = try await StorageRepair.run(
-                    spec, inventory: inv, agent: try agentOption.locate(inv),
+                    spec, inventory: inv, agent: try await agentOption.locate(inv),
                     environments: environment.isEmpty ? nil : environment)
                 if json { printJSON(results) } else { print(StorageRepair.text(results, storage: storage), terminator: "") }
                 var status = ExitStatus.ok

@@ -87,9 +87,18 @@ struct AgentBinaryOption: ParsableArguments {
     @Option(help: ArgumentHelp("The stowage-agent binary to install or expect (default: $STOWAGE_AGENT_BINARY, else beside stowage).", valueName: "path"))
     var agentBinary: String?
 
-    /// The binary, its hash remembered in the inventory's state folder.
-    func locate(_ inv: Inventory) throws(StowageError) -> AgentBinary {
-        try AgentBinary.locate(agentBinary, hashCache: inv.stateDirectory.isEmpty ? nil : inv.stateDirectory)
+    /// The binary, its hash remembered in the inventory's state folder. On a thread of its
+    /// own: without a remembered hash, reading and hashing tens of MB would hold one of the
+    /// cooperative pool's two threads for ~0.1 s.
+    func locate(_ inv: Inventory) async throws(StowageError) -> AgentBinary {
+        let (path, cache) = (agentBinary, inv.stateDirectory.isEmpty ? nil : inv.stateDirectory)
+        do {
+            return try await DedicatedThread.run("agent-binary") { _ in try AgentBinary.locate(path, hashCache: cache) }
+        } catch let e as StowageError {
+            throw e
+        } catch {
+            throw StowageError(.internalError, "locating the stowage-agent binary: \(error)")
+        }
     }
 }
 

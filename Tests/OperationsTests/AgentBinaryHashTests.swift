@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Support
 import Testing
 
 @testable import Remote
@@ -81,6 +82,24 @@ import Testing
             #expect(error.status == .usage)
             #expect(error.message.contains("/nonexistent/stowage-agent"))
             #expect(error.hint?.contains("STOWAGE_AGENT_BINARY") == true)
+        }
+    }
+
+    /// A missing binary, and one that cannot be read (a folder: tests run as root, who reads
+    /// any file), are one-line usage errors naming the path, with a hint.
+    @Test func aMissingOrUnreadableBinaryIsAUsageErrorWithAHint() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("agent-hash-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for (path, words) in [
+            ("\(dir)/absent", "no stowage-agent binary at \(dir)/absent"), (dir, "cannot read the stowage-agent binary at \(dir): Is a directory"),
+        ] {
+            #expect {
+                _ = try AgentBinary.locate(path, environment: [:])
+            } throws: { error in
+                guard let e = error as? StowageError else { return false }
+                return e.status == .usage && e.message == words && e.hint?.isEmpty == false && !e.message.contains("\n")
+            }
         }
     }
 }
