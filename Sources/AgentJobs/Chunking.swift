@@ -42,7 +42,6 @@ extension Session {
         var buf = [UInt8](repeating: 0, count: 2 * maxChunk + readSize)
         var start = 0, end = 0, eof = false
         var total: Int64 = 0, chunks = 0
-        var streamHash = SHA256()
         var seen = Set<String>()
         var nextProgress = Self.progressEvery
         var fds = [pollfd(fd: source.pollFD, events: Int16(POLLIN), revents: 0), pollfd(fd: control, events: Int16(POLLIN), revents: 0)]
@@ -119,7 +118,6 @@ extension Session {
             if n <= 0 { eof = true; continue }
             buf.withUnsafeBytes {
                 let got = UnsafeRawBufferPointer(rebasing: $0[end..<(end + n)])
-                streamHash.update(bufferPointer: got)
                 source.observe(got)
             }
             end += n
@@ -129,7 +127,10 @@ extension Session {
         try settle(wait: true)
         worker.finish()
         let counts = try source.finish(total: total)
-        var e = Self.result(total, streamHash)
+        // No hash of the whole stream: the chunk IDs, keyed hashes of every byte, cover it
+        // (Repository/ChunkSequence.swift).
+        var e = AgentEvent(event: .result)
+        e.bytes = total
         e.stored = chunks
         e.counts = counts
         return e

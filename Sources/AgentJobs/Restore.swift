@@ -3,8 +3,8 @@
 // plaintext exists only on this node, and the stream is applied to the database: psql or
 // mariadb read it on stdin; a Redis server replicates the RDB from the agent itself, and a
 // cluster gets each key as a RESTORE built from the RDB's own bytes (replicas follow, TTLs
-// kept). The stream's SHA-256 is compared with the manifest's before the
-// target is let commit.
+// kept). The chunk IDs applied, in order, are compared with the manifest's
+// (`ChunkSequence`) before the target is let commit.
 import AgentProtocol
 @preconcurrency import Crypto
 import Engines
@@ -25,7 +25,7 @@ protocol RestoreSink: AnyObject {
 
 /// A tool reading the script on stdin (psql, mariadb), through an optional line filter.
 /// The tool is fed by a thread of its own: the restore loop authenticates, decompresses and
-/// hashes the next chunk while the tool reads the last one. Written inline, the tool (and
+/// checks the next chunk while the tool reads the last one. Written inline, the tool (and
 /// the server behind it) waited for each chunk's decryption, with a 64 KiB pipe between.
 final class ToolSink: RestoreSink {
     private let child: Child
@@ -164,19 +164,20 @@ extension Session {
         let keys = RepositoryKeys(data: SymmetricKey(data: k.data), id: SymmetricKey(data: k.id), chunkerSeed: [])
         let sink = try engineDriver(db.engine).restoreSink(db, password: job.secrets.dbPassword, dir: try PrivateDir())
         var input = InputBytes()
-        return try applyStream(&input, keys: keys, expecting: job.sha256, to: sink)
+        return try applyStream(&input, keys: keys, expecting: job.chunkSequence, to: sink)
     }
 
     /// The restore loop: each sealed chunk of `input` authenticated, decrypted and checked
     /// against its keyed ID, its plaintext handed to `sink` in order; the sink is cancelled
-    /// on any failure (what the tool applied before stays applied).
+    /// on any failure (what the tool applied before stays applied). `expecting`: the
+    /// manifest's `ChunkSequence` digest, compared before the sink may commit.
     func applyStream(
-        _ input: inout InputBytes, keys: RepositoryKeys, expecting sha256: String? = nil, to sink: RestoreSink,
+        _ input: inout InputBytes, keys: RepositoryKeys, expecting sequence: String? = nil, to sink: RestoreSink,
         events: (AgentEvent) -> Void = Events.send
     ) throws -> AgentEvent {
         var finished = false
         defer { if !finished { sink.cancel() } }
-        var hash = SHA256()
+        var applied = ChunkSequence()
         var total: Int64 = 0
         var chunks = 0
         var nextProgress = Self.progressEvery
@@ -191,7 +192,7 @@ extension Session {
                     guard keys.chunkID(p) == id else {
                         throw JobFailure(exit: .jobFailed, code: "damaged", message: "chunk \(id) does not match its ID")
                     }
-                    hash.update(bufferPointer: p)
+                    applied.append(id)
                     try sink.write(p)
                 }
                 total += Int64(plain.count)
@@ -202,14 +203,16 @@ extension Session {
             throw JobFailure(
                 exit: .inputCut, code: "input-cut", message: "the input ended after \(chunks) chunks without its end frame; the restore was stopped")
         }
-        var e = Self.result(total, hash)
-        if let sha256, e.sha256 != sha256 {
-            // An input that ended early (or a manifest of another stream): nothing more is
-            // committed; a Redis target keeps its data.
+        var e = AgentEvent(event: .result)
+        e.bytes = total
+        e.chunkSequence = applied.hex
+        if let sequence, e.chunkSequence != sequence {
+            // An input that ended early, chunks out of order, or a manifest of another
+            // stream: nothing more is committed; a Redis target keeps its data.
             throw JobFailure(
                 exit: .jobFailed, code: "damaged",
                 message:
-                    "the stream's \(chunks) chunks (\(total) bytes) have SHA-256 \(e.sha256 ?? "?"), the manifest says \(sha256); the restore was stopped before its end"
+                    "the \(chunks) chunks (\(total) bytes) applied are not the stream's chunks in its order (chunk sequence \(e.chunkSequence!), the manifest's \(sequence)); the restore was stopped before its end"
             )
         }
         let counts = try sink.finish()

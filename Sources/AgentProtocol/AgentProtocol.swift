@@ -208,13 +208,14 @@ package struct RestoreJob: Codable, Sendable, Equatable {
     package var database: DatabaseAccess
     /// The repository's data and ID keys; the database password.
     package var secrets: JobSecrets
-    /// The stream's SHA-256 as the manifest records it: the agent compares the plaintext it
-    /// applied before it lets the target commit (a Redis target loads nothing otherwise).
-    package var sha256: String?
-    package init(database: DatabaseAccess, secrets: JobSecrets, sha256: String? = nil) {
+    /// The `ChunkSequence` digest of the stream's chunk IDs, from the manifest: the agent
+    /// compares the chunks it authenticated and applied, in order, before it lets the target
+    /// commit (a Redis target loads nothing otherwise).
+    package var chunkSequence: String?
+    package init(database: DatabaseAccess, secrets: JobSecrets, chunkSequence: String? = nil) {
         self.database = database
         self.secrets = secrets
-        self.sha256 = sha256
+        self.chunkSequence = chunkSequence
     }
 }
 
@@ -299,7 +300,10 @@ package struct AgentEvent: Codable, Sendable, Equatable {
     package var pid: Int32?
     // progress / result
     package var bytes: Int64?
+    /// sink, source, echo: SHA-256 of the bytes.
     package var sha256: String?
+    /// restore: the `ChunkSequence` digest of the chunks applied.
+    package var chunkSequence: String?
     // log / warning / error
     package var message: String?
     package var code: String?

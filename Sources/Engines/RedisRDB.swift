@@ -55,7 +55,7 @@ package struct RDBParser {
         while true {
             let op = try c.byte()
             switch op {
-            case 0xFF:  // EOF (a checksum follows, which the stream's SHA-256 already covers)
+            case 0xFF:  // EOF (a checksum follows, which the chunk IDs already cover)
                 ended = true
                 self.db = db
                 at = c.pos

@@ -70,8 +70,10 @@ package struct ManifestStream: Codable, Sendable, Equatable {
     package var name: String
     package var rawBytes: Int64
     package var storedBytes: Int64
-    /// SHA-256 of the stream's plaintext, checked after a restore reassembles it.
-    package var sha256: String
+    /// SHA-256 of the stream's plaintext: recorded by backups made before 2026-12-08, not by
+    /// later ones, and no longer checked by anything. A restore checks the chunk IDs in
+    /// order instead (`ChunkSequence`), which pin the same bytes.
+    package var sha256: String?
     package var chunks: [Chunk]
     /// The node the stream was dumped on.
     package var node: String?
@@ -82,7 +84,7 @@ package struct ManifestStream: Codable, Sendable, Equatable {
     package var counts: [String: Int64]?
 
     package init(
-        name: String, rawBytes: Int64, storedBytes: Int64, sha256: String, chunks: [Chunk],
+        name: String, rawBytes: Int64, storedBytes: Int64, sha256: String? = nil, chunks: [Chunk],
         node: String? = nil, slots: String? = nil, counts: [String: Int64]? = nil
     ) {
         self.name = name

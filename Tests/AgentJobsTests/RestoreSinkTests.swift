@@ -60,7 +60,7 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
         #expect(applied == pieces.flatMap { $0 })
         #expect(result.bytes == Int64(applied.count))
         #expect(result.stored == 5)
-        #expect(result.sha256 == hexString(SHA256.hash(data: applied)))
+        #expect(result.chunkSequence == ChunkSequence.digest(pieces.map { p in p.withUnsafeBytes { keys.chunkID($0) } }))
     }
 
     @Test func theFilterRewritesTheScriptOnItsWay() throws {
@@ -105,18 +105,29 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
     }
 
     /// The coordinator's end frame after fewer chunks than the backup has (a reader that
-    /// stopped): the stream's hash differs from the manifest's, and the job fails before the
-    /// sink's `finish` (the Redis sink would send its end mark there).
-    @Test func aStreamEndingEarlyIsStoppedBeforeTheSinkFinishes() throws {
+    /// stopped), or the stream's chunks out of order: the chunk sequence differs from the
+    /// manifest's, and the job fails before the sink's `finish` (the Redis sink would send
+    /// its end mark there). Each chunk on its own authenticates.
+    @Test func aStreamEndingEarlyOrOutOfOrderIsStoppedBeforeTheSinkFinishes() throws {
         let pieces = (0..<3).map { i in [UInt8](repeating: UInt8(97 + i), count: 200_000) }
-        let whole = hexString(SHA256.hash(data: pieces.flatMap { $0 }))
-        let (ok, _) = try apply(sealed(pieces), expecting: whole)
-        #expect(ok.sha256 == whole)
-        #expect {
-            _ = try apply(sealed(Array(pieces.prefix(2))), expecting: whole)
-        } throws: { error in
-            guard let f = error as? JobFailure else { return false }
-            return f.code == "damaged" && f.message.contains("2 chunks") && f.message.contains("the manifest says \(whole)")
+        let sequence = ChunkSequence.digest(pieces.map { p in p.withUnsafeBytes { keys.chunkID($0) } })
+        let (ok, applied) = try apply(sealed(pieces), expecting: sequence)
+        #expect(ok.chunkSequence == sequence)
+        #expect(applied == pieces.flatMap { $0 })
+        for wrong in [Array(pieces.prefix(2)), [pieces[1], pieces[0], pieces[2]]] {
+            try useBuiltAgentAsLauncher()
+            let sink = RecordingSink()
+            let fd = try framedInput(sealed(wrong))
+            defer { close(fd) }
+            var input = InputBytes(fd: fd)
+            #expect {
+                _ = try Session().applyStream(&input, keys: keys, expecting: sequence, to: sink, events: { _ in })
+            } throws: { error in
+                guard let f = error as? JobFailure else { return false }
+                return f.code == "damaged" && f.message.contains("\(wrong.count) chunks") && f.message.contains("the manifest's \(sequence)")
+            }
+            #expect(sink.written == wrong.flatMap { $0 }, "each chunk authenticates on its own and was applied")
+            #expect(!sink.finished && sink.cancelled)
         }
     }
 
@@ -148,4 +159,16 @@ private func framedInput(_ records: [[UInt8]], cut: Bool = false) throws -> Int3
             return f.code == "auth-failed" && f.message.contains("access denied")
         }
     }
+}
+
+/// A sink that keeps what it was given and whether it was finished or cancelled.
+private final class RecordingSink: RestoreSink {
+    var written: [UInt8] = []
+    var finished = false, cancelled = false
+    func write(_ plain: UnsafeRawBufferPointer) throws { written += plain }
+    func finish() throws -> [String: Int64]? {
+        finished = true
+        return nil
+    }
+    func cancel() { cancelled = true }
 }

@@ -29,7 +29,7 @@ import Testing
         .delete(DeleteJob(root: "/srv", names: ["a"])),
         .lock(LockJob(root: "/srv", layers: ["sqldb"], owner: "me", exclusive: true)),
         .chunk(ChunkJob(command: ["cat", "x"], database: database, secrets: secrets, chunkSizes: [1, 2, 4], zstdLevel: 3)),
-        .restore(RestoreJob(database: database, secrets: secrets, sha256: String(repeating: "ab", count: 32))),
+        .restore(RestoreJob(database: database, secrets: secrets, chunkSequence: String(repeating: "ab", count: 32))),
     ]
 
     @Test(arguments: everyKind) func everyJobKindRoundTripsWithItsFields(_ job: AgentJob) throws {

@@ -291,7 +291,7 @@ package enum BackupWriter {
             let chunks = run.chunks.map { ManifestStream.Chunk(id: $0.id ?? "", size: Int($0.bytes ?? 0), stored: $0.stored ?? 0) }
             return ManifestStream(
                 name: s.name, rawBytes: run.result.bytes ?? 0, storedBytes: Int64(chunks.map(\.stored).reduce(0, +)),
-                sha256: run.result.sha256 ?? "", chunks: chunks, node: s.node.node, slots: s.slots,
+                chunks: chunks, node: s.node.node, slots: s.slots,
                 counts: run.result.counts)
         }
         let fmt = ISO8601DateFormatter()

@@ -162,7 +162,7 @@ package enum RestoreRun {
                             dataKey: p.repo.keys.data.withUnsafeBytes { Data($0) },
                             idKey: p.repo.keys.id.withUnsafeBytes { Data($0) },
                             dbPassword: dbPassword?.value),
-                        sha256: p.manifest.streams[i].sha256))
+                        chunkSequence: ChunkSequence.digest(p.manifest.streams[i].chunks.map(\.id))))
                 var ready: (@Sendable () -> Void)?
                 if let flushed { ready = { @Sendable in flushed.finish(nil) } }
                 do throws(StowageError) {
@@ -340,10 +340,12 @@ package enum RestoreRun {
         case .failure(let e): throw e
         case .success(let b): bad = b
         }
-        guard run.result.sha256 == stream.sha256 else {
+        // The agent compared it before letting the target commit; a result without it (or
+        // with another) is not this stream, whatever the agent said.
+        guard run.result.chunkSequence == ChunkSequence.digest(stream.chunks.map(\.id)) else {
             throw StowageError(
                 .repositoryDamaged,
-                "backup \(manifest.name): the stream \(stream.name) applied on \(target.node) has SHA-256 \(run.result.sha256 ?? "?"), the manifest says \(stream.sha256)",
+                "backup \(manifest.name): the chunks applied on \(target.node) are not the \(stream.chunks.count) chunks of stream \(stream.name) in their order",
                 hint: "the target holds whatever the tool applied; restore an earlier backup")
         }
         return bad
