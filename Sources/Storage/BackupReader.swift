@@ -95,6 +95,37 @@ package enum BackupReader {
                 hint: "stowage backups \(repo.environment)/\(layer) lists the backups there are"))
     }
 
+    /// Many manifests at once (manifest object names): each node asked for those still
+    /// unread, `batch` to a `get`, in the storage's node order, so the usual case is one
+    /// round trip per `batch` (retention read 30 manifests one `get` after the other: a
+    /// third of a second). Whatever no node gave a good copy of is read alone by
+    /// `manifest`, whose error is the one reported.
+    package static func manifests(_ repo: OpenRepository, _ objects: [String], batch: Int = 256) async throws(StowageError) -> [String: Manifest] {
+        var out = await readableManifests(repo, objects, batch: batch)
+        for object in Set(objects).subtracting(out.keys).sorted() {
+            guard let (layer, name) = RepositoryLayout.manifest(object) else { continue }
+            out[object] = try await manifest(repo, layer: layer, name: name).0
+        }
+        return out
+    }
+
+    /// As `manifests`, without the errors: those no node gave a good copy of are left out.
+    package static func readableManifests(_ repo: OpenRepository, _ objects: [String], batch: Int = 256) async -> [String: Manifest] {
+        var out: [String: Manifest] = [:]
+        var left = Array(Set(objects)).sorted()
+        for node in repo.storage.nodes where !left.isEmpty {
+            for start in stride(from: 0, to: left.count, by: batch) {
+                let names = Array(left[start..<min(start + batch, left.count)])
+                guard case .success(let got) = await captured({ try await node.get(names) }) else { break }
+                for obj in got.objects {
+                    if case .good(let m) = openManifest(obj.bytes, repo: repo, objectName: obj.name) { out[obj.name] = m }
+                }
+            }
+            left.removeAll { out[$0] != nil }
+        }
+        return out
+    }
+
     /// One node's copy of a manifest: nil when it has none.
     private static func copy(_ repo: OpenRepository, _ node: any StorageDriver, _ objectName: String) async -> Copy? {
         switch await captured({ try await node.get([objectName]) }) {

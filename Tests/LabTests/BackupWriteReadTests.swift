@@ -158,6 +158,45 @@ extension LabSuites {
             #expect(bad.first?.problem.contains("authentication failed") == true)
         }
 
+        /// Retention and the catalog read many manifests at once (a get per node for all of
+        /// them): a copy damaged or missing on the first node is read from the other; one
+        /// with no good copy anywhere is left out by the lenient read and stops the strict
+        /// one (whose chunks would be unknown to a prune).
+        @Test func manyManifestsAreReadAtOnceFromWhicheverNodeHoldsAGoodCopy() async throws {
+            let f = try Fixture()
+            defer { f.cleanup() }
+            let dump = "\(f.dir)/dump.sql"
+            try writeDump(dump, rows: 2_000, seed: 5)
+            let repo = try await f.repo()
+            var written: [String: Manifest] = [:]
+            for day in 1...3 {
+                let name = BackupName("2026-11-0\(day)T030000Z-auto")!
+                let w = try await BackupWriter.write(
+                    repo, layer: "sqldb", name: name, source: try f.source(), agent: f.agent,
+                    command: ["cat", dump], streamName: "pg_dumpall", metadata: dumpMeta)
+                written[RepositoryLayout.manifest(layer: "sqldb", name: name)] = w.manifest
+            }
+            let objects = written.keys.sorted()
+            func path(_ node: String, _ object: String) -> String { "\(Lab.dir)/storage/\(node)/\(f.env)/\(object)" }
+            func damage(_ node: String, _ object: String) throws {
+                var bytes = try Data(contentsOf: URL(fileURLWithPath: path(node, object)))
+                bytes[bytes.count / 2] ^= 0xff
+                try bytes.write(to: URL(fileURLWithPath: path(node, object)))
+            }
+            try damage("st1", objects[0])
+            try FileManager.default.removeItem(atPath: path("st1", objects[1]))
+            #expect(try await BackupReader.manifests(repo, objects) == written)
+            #expect(await BackupReader.readableManifests(repo, objects, batch: 2) == written)
+            try damage("st2", objects[0])
+            #expect(await BackupReader.readableManifests(repo, objects) == written.filter { $0.key != objects[0] })
+            do throws(StowageError) {
+                _ = try await BackupReader.manifests(repo, objects)
+                Issue.record("a manifest with no good copy was read")
+            } catch {
+                #expect(error.status == .repositoryDamaged && error.message.contains("no good copy of its manifest"), "\(error)")
+            }
+        }
+
         @Test func aStorageNodeDownDuringTheWrite() async throws {
             let f = try Fixture()
             defer { f.cleanup() }

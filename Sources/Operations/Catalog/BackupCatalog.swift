@@ -41,9 +41,14 @@ package enum BackupCatalog {
             let stored = await repo.storage.listBackups()
             // A refused host key (or SSH key, or agent) is the command's error, not a node that is down.
             if let fault = stored.setupFault { throw fault }
-            for (l, backups) in stored.holders where layer == nil || l == layer {
+            let wanted = stored.holders.filter { layer == nil || $0.key == layer }
+            // All at once (a get per node for many manifests); one no node holds a good copy
+            // of is not listed (stowage storage verify names it).
+            let read = await BackupReader.readableManifests(
+                repo, wanted.flatMap { l, backups in backups.keys.map { RepositoryLayout.manifest(layer: l, name: $0) } })
+            for (l, backups) in wanted {
                 for (name, nodes) in backups {
-                    guard let (m, _) = try? await BackupReader.manifest(repo, layer: l, name: name) else { continue }
+                    guard let m = read[RepositoryLayout.manifest(layer: l, name: name)] else { continue }
                     out.append(
                         BackupEntry(
                             environment: env, layer: l, name: name.description, engine: m.engine, sourceNode: m.sourceNodes,

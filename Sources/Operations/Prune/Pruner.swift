@@ -109,10 +109,9 @@ package enum Pruner {
         dryRun: Bool
     ) async throws(StowageError) -> [String: [ListedObject]] {
         var referenced = Set<String>()
-        for object in manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).sorted() {
-            guard let (layer, name) = RepositoryLayout.manifest(object) else { continue }
-            // A manifest no node holds a good copy of stops everything: its chunks are unknown.
-            let (m, _) = try await BackupReader.manifest(repo, layer: layer, name: name)
+        let objects = manifests.values.reduce(into: Set<String>(), { $0.formUnion($1) }).filter { RepositoryLayout.manifest($0) != nil }
+        // A manifest no node holds a good copy of stops everything (it throws): its chunks are unknown.
+        for m in try await BackupReader.manifests(repo, Array(objects)).values {
             for s in m.streams { for c in s.chunks { referenced.insert(c.id) } }
         }
         var out: [String: [ListedObject]] = [:]
