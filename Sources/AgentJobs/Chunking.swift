@@ -13,18 +13,43 @@ import Glibc
 #endif
 
 extension Session {
-    func chunk(_ job: ChunkJob) throws -> AgentEvent {
+    func chunk(_ first: ChunkJob) throws -> AgentEvent {
+        guard first.keysFollow == true else { return try chunk(first, source: nil) }
+        // The dump starts now; it runs a pipe's worth ahead, then waits for the keys.
+        let source = try dumpSource(first)
+        let job: ChunkJob
+        do {
+            let line: [UInt8]?
+            do { line = try readJobLine() } catch { throw JobFailure(exit: .badJob, code: "bad-job", message: "cannot read the keys line: \(error)") }
+            guard let line else {
+                throw JobFailure(
+                    exit: .inputCut, code: "cancelled", message: "the coordinator closed the session before the keys came; \(source.label) stopped")
+            }
+            do { job = try JSONDecoder().decode(ChunkKeys.self, from: Data(line)).completing(first) } catch {
+                throw JobFailure(exit: .badJob, code: "bad-job", message: "malformed keys line: \(error)")
+            }
+        } catch {
+            source.cancel()
+            throw error
+        }
+        return try chunk(job, source: source)
+    }
+
+    /// `source`: the dump, already started (else started here, once the job is checked).
+    private func chunk(_ job: ChunkJob, source started: StreamSource?) throws -> AgentEvent {
         guard let k = job.secrets.keys, let seed = job.secrets.chunkerSeed else {
+            started?.cancel()
             throw JobFailure(exit: .badJob, code: "bad-job", message: "a chunk job needs dataKey, idKey and chunkerSeed secrets")
         }
         let sizes = job.chunkSizes ?? [ChunkerParameters.standard.min, ChunkerParameters.standard.avg, ChunkerParameters.standard.max]
         guard sizes.count == 3, sizes[0] > 0, sizes[0] < sizes[1], sizes[1] < sizes[2], sizes[1] & (sizes[1] - 1) == 0, sizes[2] <= 64 << 20 else {
+            started?.cancel()
             throw JobFailure(exit: .badJob, code: "bad-job", message: "chunkSizes must be [min, avg, max] with min < avg < max, avg a power of two")
         }
         let keys = RepositoryKeys(data: SymmetricKey(data: k.data), id: SymmetricKey(data: k.id), chunkerSeed: Array(seed))
         let chunker = Chunker(seed: keys.chunkerSeed, parameters: ChunkerParameters(min: sizes[0], avg: sizes[1], max: sizes[2]))
         // The source holds its private folder (credential files) until it is released.
-        return try chunkStream(try dumpSource(job), keys: keys, chunker: chunker, maxChunk: sizes[2], zstdLevel: Int32(job.zstdLevel ?? 3))
+        return try chunkStream(try started ?? dumpSource(job), keys: keys, chunker: chunker, maxChunk: sizes[2], zstdLevel: Int32(job.zstdLevel ?? 3))
     }
 
     /// The chunk loop: `source` cut, sealed and written as object records to `output`, a

@@ -191,16 +191,47 @@ package struct ChunkJob: Codable, Sendable, Equatable {
     /// [min, avg, max] chunk sizes, and the zstd level.
     package var chunkSizes: [Int]?
     package var zstdLevel: Int?
+    /// The keys, chunk sizes and zstd level come later, as a `ChunkKeys` line on stdin: the
+    /// agent starts the dump at once, and the dump tool connects and reads its catalogs (a
+    /// pipe's worth ahead) while the coordinator opens the repository and takes its locks.
+    package var keysFollow: Bool?
 
     package init(
         command: [String]? = nil, database: DatabaseAccess? = nil, secrets: JobSecrets = JobSecrets(),
-        chunkSizes: [Int]? = nil, zstdLevel: Int? = nil
+        chunkSizes: [Int]? = nil, zstdLevel: Int? = nil, keysFollow: Bool? = nil
     ) {
         self.command = command
+        self.keysFollow = keysFollow
         self.database = database
         self.secrets = secrets
         self.chunkSizes = chunkSizes
         self.zstdLevel = zstdLevel
+    }
+}
+
+/// The second line of a chunk job with `keysFollow`: what the job line left out.
+package struct ChunkKeys: Codable, Sendable, Equatable {
+    /// `dataKey`, `idKey` and `chunkerSeed` (a `dbPassword` here is ignored: the dump has started).
+    package var secrets: JobSecrets
+    package var chunkSizes: [Int]?
+    package var zstdLevel: Int?
+
+    package init(secrets: JobSecrets, chunkSizes: [Int]?, zstdLevel: Int?) {
+        self.secrets = secrets
+        self.chunkSizes = chunkSizes
+        self.zstdLevel = zstdLevel
+    }
+
+    /// The job line and this, as one job.
+    package func completing(_ job: ChunkJob) -> ChunkJob {
+        var j = job
+        j.secrets.dataKey = secrets.dataKey
+        j.secrets.idKey = secrets.idKey
+        j.secrets.chunkerSeed = secrets.chunkerSeed
+        j.chunkSizes = chunkSizes
+        j.zstdLevel = zstdLevel
+        j.keysFollow = nil
+        return j
     }
 }
 

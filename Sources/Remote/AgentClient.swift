@@ -76,21 +76,22 @@ package enum AgentClient {
     }
 
     /// As above, with input that may be "not yet" (`.later`): a producer on another thread
-    /// is behind. The closure frames its own bytes and ends with `Frame.end`.
+    /// is behind. The closure frames its own bytes and ends with `Frame.end`. `wake`, once
+    /// set, has the channel ask `framedInput` at once (input that comes late: `.hold` until).
     package static func run(
         _ target: SSHTarget, agent: AgentBinary, job: AgentJob,
         framedInput: (() -> ChannelInput)?,
         output: ((UnsafeRawBufferPointer) -> Void)?,
         progress: ((Int64) -> Void)?,
         ready: (@Sendable () -> Void)?,
-        until: Wakeup? = nil
+        until: Wakeup? = nil, wake: Wakeup? = nil
     ) async throws(StowageError) -> AgentRun {
         let call = Handoff(value: (framedInput, output, progress))
         do {
             return try await DedicatedThread.run("agent \(target.node)") { flag in
                 try runBlocking(
                     target, agent: agent, job: job, input: call.value.0, output: call.value.1,
-                    progress: call.value.2, ready: ready, cancel: flag, until: until)
+                    progress: call.value.2, ready: ready, cancel: flag, until: until, wake: wake)
             }
         } catch let e as StowageError {
             throw e
@@ -102,7 +103,7 @@ package enum AgentClient {
     static func runBlocking(
         _ target: SSHTarget, agent: AgentBinary, job: AgentJob, input: (() -> ExecChannel.Input)?,
         output: ((UnsafeRawBufferPointer) -> Void)?, progress: ((Int64) -> Void)?,
-        ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag, until: Wakeup? = nil
+        ready: (@Sendable () -> Void)? = nil, cancel: CancelFlag, until: Wakeup? = nil, wake: Wakeup? = nil
     ) throws(StowageError) -> AgentRun {
         // A job that holds something (a lock) until told: its input stays open until
         // `until` is set, then ends, and the agent finishes the job cleanly.
@@ -140,7 +141,7 @@ package enum AgentClient {
                         if events.takeReady() { ready?() }
                     },
                     cancelled: { cancel.isSet || events.mismatch != nil },
-                    wake: until?.fd ?? -1)
+                    wake: (until ?? wake)?.fd ?? -1)
                 return (conn, r, channel.closedCleanly)
             }()
             exit = remoteExit

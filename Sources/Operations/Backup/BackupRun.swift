@@ -38,16 +38,6 @@ package enum BackupRun {
         let dbPassword = try layer.credentials?.resolvePassword(layer: layer.id)
         let storagePassword = try spec.resolvePassword()
 
-        let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: layer.environment)
-        // Each storage node carries a lock session and a listing or a stream at once; each
-        // dumped node one stream. Connected while the repository's key is derived.
-        storage.prewarm(connections: 2)
-        SSHConnectionPool.shared.prewarm(
-            plan.streams.compactMap { s in layer.nodes.first { $0.name == s.node }.flatMap { try? inventory.sshTarget($0) } }, count: 1)
-        let repo = try await Trace.span("repository open") { () async throws(StowageError) in
-            try await RepositoryAccess.open(storage, environment: layer.environment, password: storagePassword, create: true)
-        }
-
         var streams: [BackupStreamSource] = []
         for (i, s) in plan.streams.enumerated() {
             guard let node = layer.nodes.first(where: { $0.name == s.node }), let db = node.db else {
@@ -61,6 +51,21 @@ package enum BackupRun {
             let name = plan.streams.count == 1 ? "dump" : "master-\(i + 1)-\(s.node)"
             streams.append(BackupStreamSource(name: name, node: try inventory.sshTarget(node), job: job, slots: s.slots))
         }
+        // The dumps start now and wait for their keys while the repository is opened and
+        // locked (EarlyChunkJob.swift). A slot's run that must wait for another coordinator's
+        // backup of the layer drops them (a dump held open for that long would hold a
+        // snapshot open on the primary) and starts fresh ones once it may write.
+        var early: [EarlyChunkJob]? = streams.map { EarlyChunkJob($0.node, agent: agent, job: $0.job) }
+        defer { early?.forEach { $0.cancel() } }
+
+        let storage = try ReplicatedStorage(spec, inventory: inventory, agent: agent, environment: layer.environment)
+        // Each storage node carries a lock session and a listing or a stream at once
+        // (the dumped nodes' connections are the early jobs' own).
+        storage.prewarm(connections: 2)
+        let repo = try await Trace.span("repository open") { () async throws(StowageError) in
+            try await RepositoryAccess.open(storage, environment: layer.environment, password: storagePassword, create: true)
+        }
+
         let metadata = BackupMetadata(
             engine: layer.engine.rawValue, engineVersion: topology.node(plan.streams[0].node)?.version,
             sourceRole: plan.streams[0].role.rawValue, topology: topology)
@@ -72,9 +77,12 @@ package enum BackupRun {
             do throws(StowageError) {
                 result = try await BackupWriter.write(
                     repo, layer: layer.name, name: name, streams: streams, agent: agent,
-                    metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel ?? layer.engine.defaultZstdLevel, progress: progress, unlessDoneSince: slot)
+                    metadata: metadata, zstdLevel: zstdLevel ?? spec.zstdLevel ?? layer.engine.defaultZstdLevel, progress: progress, unlessDoneSince: slot,
+                    early: early)
                 break
             } catch {
+                early?.forEach { $0.cancel() }
+                early = nil
                 // A slot's run that finds the layer held by a backup of the layer (another
                 // coordinator's run of the same slot, most likely: the holder's owner text
                 // names the operation) waits for it, then looks whether that one did the slot.

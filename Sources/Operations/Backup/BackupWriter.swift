@@ -83,10 +83,12 @@ package enum BackupWriter {
     /// `unlessDoneSince`: the scheduled slot this run is for; once the locks are held, a
     /// backup of the layer committed at or after it ends the run (`alreadyDone`) before
     /// anything is dumped: two coordinators given the same slot take one backup.
+    /// `early`: the streams' chunk jobs, already started and waiting for their keys (by
+    /// index; the caller cancels them if this throws).
     package static func write(
         _ repo: OpenRepository, layer: String, name: BackupName, streams: [BackupStreamSource], agent: AgentBinary,
         metadata: BackupMetadata, zstdLevel: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil,
-        unlessDoneSince slot: Date? = nil, phase: PhaseHook? = nil
+        unlessDoneSince slot: Date? = nil, phase: PhaseHook? = nil, early: [EarlyChunkJob]? = nil
     ) async throws(StowageError) -> BackupWriteResult {
         let started = Date()
         let storage = repo.storage
@@ -147,7 +149,7 @@ package enum BackupWriter {
             let r = try await writeLocked(
                 repo, layer: layer, name: name, streams: streams, agent: agent,
                 metadata: metadata, zstdLevel: zstdLevel, progress: progress, started: started,
-                live: live, present: present, failures: failures, locks: locks, phase: phase)
+                live: live, present: present, failures: failures, locks: locks, phase: phase, early: early)
             await held.release()
             return r
         } catch {
@@ -189,7 +191,7 @@ package enum BackupWriter {
         metadata: BackupMetadata, zstdLevel: Int, progress: (@Sendable (Int64) -> Void)?, started: Date,
         live: [any StorageDriver], present: [String: Set<String>],
         failures initialFailures: [String: String], locks: [LayerLock],
-        phase: PhaseHook?
+        phase: PhaseHook?, early: [EarlyChunkJob]?
     ) async throws(StowageError) -> BackupWriteResult {
         let storage = repo.storage
         var failures = initialFailures
@@ -227,23 +229,32 @@ package enum BackupWriter {
                 job.secrets.chunkerSeed = chunkerSeed
                 job.chunkSizes = [c.min, c.avg, c.max]
                 job.zstdLevel = zstdLevel
+                let started = early.flatMap { i < $0.count ? $0[i] : nil }
                 group.addTask {
                     let parser = RecordSplitter()
+                    let output = { (buf: UnsafeRawBufferPointer) in
+                        parser.feed(buf) { name, record, _ in
+                            guard sent.insert(name) else { return }
+                            var sentAnywhere = false
+                            for n in liveNames where !presentSnapshot[n]!.contains(name) {
+                                fan.enqueue(record, to: n)
+                                sentAnywhere = true
+                            }
+                            // Stored bytes are the envelope's, without the record's name and size header.
+                            if sentAnywhere { newBytes.add(record.count - 12 - name.utf8.count) }
+                        }
+                    }
+                    let dumpedSoFar = { (b: Int64) -> Void in progress?(dumped.set(i, b)) }
+                    if let started,
+                        started.handOver(
+                            ChunkKeys(secrets: job.secrets, chunkSizes: job.chunkSizes, zstdLevel: job.zstdLevel), output: output,
+                            progress: dumpedSoFar)
+                    {
+                        return (i, await started.result, parser.complete)
+                    }
                     do throws(StowageError) {
                         let run = try await AgentClient.run(
-                            s.node, agent: agent, job: .chunk(job), framedInput: nil,
-                            output: { buf in
-                                parser.feed(buf) { name, record, _ in
-                                    guard sent.insert(name) else { return }
-                                    var sentAnywhere = false
-                                    for n in liveNames where !presentSnapshot[n]!.contains(name) {
-                                        fan.enqueue(record, to: n)
-                                        sentAnywhere = true
-                                    }
-                                    // Stored bytes are the envelope's, without the record's name and size header.
-                                    if sentAnywhere { newBytes.add(record.count - 12 - name.utf8.count) }
-                                }
-                            }, progress: { b in progress?(dumped.set(i, b)) }, ready: nil)
+                            s.node, agent: agent, job: .chunk(job), framedInput: nil, output: output, progress: dumpedSoFar, ready: nil)
                         return (i, .success(run), parser.complete)
                     } catch {
                         return (i, .failure(error), parser.complete)
