@@ -85,10 +85,12 @@ package enum BackupRun {
                 early = nil
                 // A slot's run that finds the layer held by a backup of the layer (another
                 // coordinator's run of the same slot, most likely: the holder's owner text
-                // names the operation) waits for it, then looks whether that one did the slot.
-                // Any other holder (a restore, a prune), or an hour of waiting, ends the run as
-                // before: exit 11, retried by the scheduler.
-                guard slot != nil, error.status == .locked, error.message.contains("backup \(layer.id) "),
+                // names the operation), or by the retention that follows one, waits for it,
+                // then looks whether that one did the slot. Any other holder (a restore, a
+                // prune), or an hour of waiting, ends the run as before: exit 11, retried by
+                // the scheduler.
+                guard slot != nil, error.status == .locked,
+                    error.message.contains("backup \(layer.id) ") || error.message.contains("(forget \(layer.id),"),
                     Date().timeIntervalSince(waitedSince ?? Date()) < BackupRun.slotPatience
                 else { throw error }
                 if waitedSince == nil { waitedSince = Date() }
