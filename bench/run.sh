@@ -215,7 +215,7 @@ measure() {
 
 # Each variant starts with the layer's replica caught up (bench/lab-prelude.sh); a Redis
 # replica resyncs by itself and is not waited for.
-caught_up() { replica_caught_up "$engine"; }
+caught_up() { replica_caught_up "$engine"; servers_quiet "$engine"; }
 
 backup_limit() { "limit_backup_$engine"; }
 backup_addon() {
