@@ -29,15 +29,23 @@ extension LabSuites {
             BackupStreamSource(name: "dump", node: try f.source(), job: ChunkJob(command: ["cat", dump]))
         }
 
+        /// A ~12 MB dump (more than the pipe holds) in `f`'s folder and its chunk job started
+        /// ahead on pg1, seen running there; the agent sessions pg1 had before it.
+        func startAhead(_ f: StorageFixture, seed: UInt64) throws -> (dump: String, stream: BackupStreamSource, before: Set<Int32>, early: EarlyChunkJob) {
+            let dump = "\(f.dir)/dump.sql"
+            try writeDump(dump, rows: 200_000, seed: seed)
+            let s = try stream(dump, f)
+            let before = Set(try Procs.agentSessions(on: "pg1"))
+            let early = EarlyChunkJob(s.node, agent: f.agent, job: s.job)
+            #expect(try LabData.eventually { running(dump) }, "the source did not start ahead of its keys")
+            return (dump, s, before, early)
+        }
+
         @Test func aJobStartedAheadTakesItsKeysLaterAndTheBackupReadsBackWhole() async throws {
             let f = try StorageFixture()
             defer { f.cleanup() }
-            let dump = "\(f.dir)/dump.sql"
-            try writeDump(dump, rows: 200_000, seed: 11)  // ~12 MB: more than the pipe holds
-            let s = try stream(dump, f)
-            let early = EarlyChunkJob(s.node, agent: f.agent, job: s.job)
             // The dump runs before the repository is even open, and waits there.
-            #expect(try LabData.eventually { running(dump) }, "the source did not start ahead of its keys")
+            let (dump, s, _, early) = try startAhead(f, seed: 11)
             let repo = try await f.repo()
             #expect(running(dump), "the source ended without its keys")
             let w = try await BackupWriter.write(
@@ -55,12 +63,7 @@ extension LabSuites {
         @Test func aJobStoppedBeforeItsKeysLeavesNothingRunningOnTheNode() async throws {
             let f = try StorageFixture()
             defer { f.cleanup() }
-            let dump = "\(f.dir)/dump.sql"
-            try writeDump(dump, rows: 200_000, seed: 12)
-            let s = try stream(dump, f)
-            let sessionsBefore = Set(try Procs.agentSessions(on: "pg1"))
-            let early = EarlyChunkJob(s.node, agent: f.agent, job: s.job)
-            #expect(try LabData.eventually { running(dump) })
+            let (dump, _, sessionsBefore, early) = try startAhead(f, seed: 12)
             early.cancel()
             guard case .failure(let e) = await early.result else { Issue.record("a cancelled job succeeded"); return }
             #expect(e.status == .cancelled, "\(e)")
@@ -72,12 +75,7 @@ extension LabSuites {
         @Test func aJobThatEndedWhileItWaitedIsReplacedByTheWritersOwn() async throws {
             let f = try StorageFixture()
             defer { f.cleanup() }
-            let dump = "\(f.dir)/dump.sql"
-            try writeDump(dump, rows: 200_000, seed: 13)
-            let s = try stream(dump, f)
-            let sessionsBefore = Set(try Procs.agentSessions(on: "pg1"))
-            let early = EarlyChunkJob(s.node, agent: f.agent, job: s.job)
-            #expect(try LabData.eventually { running(dump) })
+            let (dump, s, sessionsBefore, early) = try startAhead(f, seed: 13)
             // Its agent dies while it waits (the node rebooted, an operator killed it).
             for p in Set(try Procs.agentSessions(on: "pg1")).subtracting(sessionsBefore) { kill(p, SIGKILL) }
             guard case .failure = await early.result else { Issue.record("a killed job succeeded"); return }
