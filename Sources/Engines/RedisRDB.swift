@@ -82,6 +82,27 @@ package struct RDBParser {
     }
 }
 
+extension RDBParser {
+    /// The auxiliary fields at the head of an RDB (`redis-ver`, `used-mem`, ...), up to the
+    /// first opcode that is not one; `short` when `buf` ends among them.
+    package static func auxiliaryFields(_ buf: UnsafeRawBufferPointer) throws(RDBError) -> [String: [UInt8]] {
+        var p = RDBParser()
+        var c = RDBCursor(buf: buf, pos: try p.header(buf))
+        var fields: [String: [UInt8]] = [:]
+        while try c.byte() == 0xFA {
+            let key = String(decoding: try c.string(), as: UTF8.self)
+            fields[key] = try c.string()
+        }
+        return fields
+    }
+
+    /// `used-mem`: the bytes the saving server's memory held when it wrote the RDB (its
+    /// `used_memory`), what its data takes once loaded; nil when the RDB does not say.
+    package static func usedMemory(_ fields: [String: [UInt8]]) -> Int64? {
+        fields["used-mem"].flatMap { Int64(String(decoding: $0, as: UTF8.self)) }.flatMap { $0 >= 0 ? $0 : nil }
+    }
+}
+
 /// The `DUMP` payload of a value (type byte and encoding, as in the RDB): both, the RDB
 /// version (2 bytes) and the CRC-64 of the three (8 bytes, little-endian), appended to `out`.
 package func appendDumpPayload(type: UInt8, _ value: UnsafeRawBufferPointer, version: Int, to out: inout [UInt8]) {

@@ -141,6 +141,7 @@ struct RestoreCommand: AsyncParsableCommand {
             t += "  \(c.ok ? "ok      " : "MISMATCH") \(c.database): \(c.found.map(String.init) ?? "none") \(unit) (backup: \(c.expected))\n"
         }
         if !o.untouched.isEmpty { t += "note: not in the backup, left as they were: \(o.untouched.joined(separator: ", "))\n" }
+        for n in o.notes { t += "note: \(n)\n" }
         for b in o.badCopies { t += "warning: bad copy \(b.description) (read from another node; stowage storage repair)\n" }
         return t.trimmingCharacters(in: .newlines)
     }
@@ -174,6 +175,7 @@ struct ResultJSON: Encodable {
     var checkPassed: Bool
     var untouched: [String]
     var badCopies: [String]
+    var notes: [String]
     var seconds: Double
     init(_ o: RestoreOutcome) {
         plan = PlanJSON(o.preview)
@@ -181,6 +183,7 @@ struct ResultJSON: Encodable {
         checkPassed = o.checkPassed
         untouched = o.untouched
         badCopies = o.badCopies.map(\.description)
+        notes = o.notes
         seconds = o.seconds
     }
 }

@@ -64,6 +64,21 @@ private func entries(_ rdb: [UInt8], step: Int) throws -> (RDBParser, [(RDBEntry
     let rdb = try! Array(Data(contentsOf: dir.appendingPathComponent("keys.rdb")))
     let recorded = try! JSONDecoder().decode(RecordedRDBKeys.self, from: Data(contentsOf: dir.appendingPathComponent("keys.json")))
 
+    @Test func auxiliaryFieldsAtTheHeadSayWhatTheDataTookInMemory() throws {
+        let fields = try rdb.withUnsafeBytes { try RDBParser.auxiliaryFields($0) }
+        #expect(fields["redis-ver"] == Array("7.0.15".utf8))
+        // Saved as a 32-bit integer encoding (C2 40 29 14 00).
+        #expect(RDBParser.usedMemory(fields) == 1_321_280)
+        #expect(fields["aof-base"] == Array("0".utf8))
+        // Cut inside the fields: short, so the caller can tell it from an RDB without them.
+        #expect(throws: RDBError.short) { try rdb.prefix(40).withUnsafeBytes { try RDBParser.auxiliaryFields($0) } }
+        // A value beyond 32 bits is saved as its digits.
+        var big = Array("REDIS0010".utf8) + [0xFA, 8] + Array("used-mem".utf8) + [10] + Array("5368709120".utf8) + [0xFE, 0]
+        #expect(RDBParser.usedMemory(try big.withUnsafeBytes { try RDBParser.auxiliaryFields($0) }) == 5_368_709_120)
+        big = Array("REDIS0006".utf8) + [0xFE, 0]
+        #expect(RDBParser.usedMemory(try big.withUnsafeBytes { try RDBParser.auxiliaryFields($0) }) == nil)
+    }
+
     @Test func crc64IsRedisOwn() {
         // crc64.c's own test vector.
         #expect(Array("123456789".utf8).withUnsafeBytes { CRC64.jones($0) } == 0xE9C6_D914_C4B8_D9CA)

@@ -215,17 +215,19 @@ extension LabSuites {
         @Test func aRedisRestoreBrokenOffMidTransferLeavesTheTargetAsItWas() async throws {
             let l = try layer("shop/cache")
             try LabData.seedRedis("rd1")
-            // More than one fetch batch (32 MiB stored) of data that does not compress away
-            // (SHA-1 hex, about 90 MB), so the agent has streamed the first batch when the
-            // second one fails. Chunk boundaries depend on the repository's chunker seed: the
+            // Three fetch batches (32 MiB stored each) of data that does not compress away
+            // (SHA-1 hex, about 150 MB): two are fetched at once, so the last one, damaged,
+            // is fetched only once the first has gone to the agent, and the target has begun
+            // loading when it fails (the agent answers the target's PSYNC with the payload's
+            // first bytes). Chunk boundaries depend on the repository's chunker seed: the
             // damaged chunk is chosen by batch, as the restore fetches them.
             let fill =
-                "for i = 1, 150000 do redis.call('SET', 'fill:' .. i, redis.sha1hex(i .. 'a') .. redis.sha1hex(i .. 'b') .. redis.sha1hex(i .. 'c') .. redis.sha1hex(i .. 'd') .. redis.sha1hex(i .. 'e') .. redis.sha1hex(i .. 'f') .. redis.sha1hex(i .. 'g') .. redis.sha1hex(i .. 'h') .. redis.sha1hex(i .. 'i') .. redis.sha1hex(i .. 'j') .. redis.sha1hex(i .. 'k') .. redis.sha1hex(i .. 'l') .. redis.sha1hex(i .. 'm') .. redis.sha1hex(i .. 'n') .. redis.sha1hex(i .. 'o')) end"
+                "for i = 1, 250000 do redis.call('SET', 'fill:' .. i, redis.sha1hex(i .. 'a') .. redis.sha1hex(i .. 'b') .. redis.sha1hex(i .. 'c') .. redis.sha1hex(i .. 'd') .. redis.sha1hex(i .. 'e') .. redis.sha1hex(i .. 'f') .. redis.sha1hex(i .. 'g') .. redis.sha1hex(i .. 'h') .. redis.sha1hex(i .. 'i') .. redis.sha1hex(i .. 'j') .. redis.sha1hex(i .. 'k') .. redis.sha1hex(i .. 'l') .. redis.sha1hex(i .. 'm') .. redis.sha1hex(i .. 'n') .. redis.sha1hex(i .. 'o')) end"
             try LabData.redis("rd1", ["EVAL", fill, "0"])
             defer { try? LabData.redis("rd1", ["FLUSHALL"]) }
             let m = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent).manifest
             let batches = BackupReader.batches(m.streams[0])
-            #expect(batches.count >= 2, "\(batches.count) batches of \(m.streams[0].chunks.count) chunks, \(m.storedBytes) bytes stored")
+            #expect(batches.count >= 3, "\(batches.count) batches of \(m.streams[0].chunks.count) chunks, \(m.storedBytes) bytes stored")
             let id = try #require(batches.last?.first).id
             let paths = ["st1", "st2"].map { "\(Lab.dir)/storage/\($0)/shop/chunks/\(id.prefix(2))/\(id)" }
             let original = try Data(contentsOf: URL(fileURLWithPath: paths[0]))
@@ -236,6 +238,7 @@ extension LabSuites {
 
             try LabData.redis("rd1", ["SET", "after-the-backup", "1"])
             let authBefore = try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"])
+            let loadBefore = try LabData.redis("rd1", ["CONFIG", "GET", "repl-diskless-load"])
             let keysBefore = try LabData.redis("rd1", ["DBSIZE"])
             let logPath = "\(Lab.dir)/log/rd1.log"
             let logBefore = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
@@ -246,13 +249,50 @@ extension LabSuites {
             #expect(e?.status == .repositoryDamaged, "\(e?.status.rawValue ?? 0): \(e?.message ?? "")")
             // The target had begun receiving the stream from the agent.
             let log = String(decoding: try Data(contentsOf: URL(fileURLWithPath: logPath)).dropFirst(logBefore), as: UTF8.self)
-            #expect(log.contains("receiving streamed RDB from master with EOF"), "\(log.suffix(1500))")
+            // Parsing it from the socket beside its old data (the lab's node has the memory).
+            #expect(log.contains("receiving streamed RDB from master with EOF to parser"), "\(log.suffix(1500))")
             #expect(!log.contains("MASTER <-> REPLICA sync: Flushing old data"), "\(log.suffix(1500))")
+            // What it had loaded is dropped, its old data kept.
+            #expect(log.contains("MASTER <-> REPLICA sync: Discarding temporary DB"), "\(log.suffix(1500))")
+            #expect(try LabData.redis("rd1", ["CONFIG", "GET", "repl-diskless-load"]) == loadBefore)
             let master = try LabData.eventually { try LabData.redis("rd1", ["INFO", "replication"]).contains("role:master") }
             #expect(master)
             #expect(try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"]) == authBefore)
             #expect(try LabData.redis("rd1", ["GET", "after-the-backup"]).trimmingCharacters(in: .whitespacesAndNewlines) == "1")
             #expect(try LabData.redis("rd1", ["DBSIZE"]) == keysBefore)
+        }
+
+        /// A Redis target whose maxmemory cannot hold its data and the backup's together
+        /// takes the backup through its disk (its old data freed before the new is loaded):
+        /// the restore says so and why, and the server's settings are as they were after.
+        @Test func aRedisTargetWithoutRoomForBothDatasetsLoadsFromItsDisk() async throws {
+            let l = try layer("shop/cache")
+            try LabData.seedRedis("rd1")
+            defer { try? LabData.redis("rd1", ["FLUSHALL"]) }
+            let m = try await BackupRun.run(inventory: inv, layer: l, storage: spec, agent: agent).manifest
+            try LabData.redis("rd1", ["SET", "after-the-backup", "1"])
+            let memory = try LabData.redis("rd1", ["INFO", "memory"]).split(whereSeparator: \.isNewline)
+            let used = try #require(memory.first { $0.hasPrefix("used_memory:") }.flatMap { Int64($0.dropFirst("used_memory:".count)) })
+            let maxBefore = try LabData.redis("rd1", ["CONFIG", "GET", "maxmemory"])
+            let loadBefore = try LabData.redis("rd1", ["CONFIG", "GET", "repl-diskless-load"])
+            // Room for the data held and a little more (the backup's data is about as large).
+            try LabData.redis("rd1", ["CONFIG", "SET", "maxmemory", String(used + used / 10)])
+            defer { try? LabData.redis("rd1", ["CONFIG", "SET", "maxmemory", "0"]) }
+            let logPath = "\(Lab.dir)/log/rd1.log"
+            let logBefore = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
+            let p = try await RestoreRun.prepare(
+                inventory: inv, layer: l, storage: spec, agent: agent, fromEnvironment: "shop",
+                fromLayer: "cache", backup: m.name, node: nil, allNodes: false)
+            let out = try await RestoreRun.execute(p, inventory: inv, storage: spec, agent: agent)
+            #expect(out.checkPassed, "\(out.checks)")
+            #expect(out.notes.count == 1, "\(out.notes)")
+            #expect(out.notes.first?.hasPrefix("rd1: redis 127.0.3.10:6379 loads the backup from its disk after the transfer: ") == true, "\(out.notes)")
+            #expect(out.notes.first?.contains("do not fit together in maxmemory") == true, "\(out.notes)")
+            let log = String(decoding: try Data(contentsOf: URL(fileURLWithPath: logPath)).dropFirst(logBefore), as: UTF8.self)
+            #expect(log.contains("receiving streamed RDB from master with EOF to disk"), "\(log.suffix(1500))")
+            #expect(try LabData.redis("rd1", ["EXISTS", "after-the-backup"]).trimmingCharacters(in: .whitespacesAndNewlines) == "0")
+            #expect(try LabData.redis("rd1", ["CONFIG", "GET", "repl-diskless-load"]) == loadBefore)
+            #expect(try LabData.redis("rd1", ["CONFIG", "GET", "maxmemory"]) != maxBefore)
         }
 
         @Test func aTargetConnectionLostMidRestoreIsAClearErrorAndTheNextRestoreRuns() async throws {

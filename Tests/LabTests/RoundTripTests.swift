@@ -187,6 +187,7 @@ extension LabSuites {
             let redisLog = "\(Lab.dir)/log/rd1.log"
             let logBefore = c == .redis ? ((try? FileManager.default.attributesOfItem(atPath: redisLog)[.size] as? Int) ?? 0) : 0
             let authBefore = c == .redis ? try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"]) : ""
+            let loadBefore = c == .redis ? try LabData.redis("rd1", ["CONFIG", "GET", "repl-diskless-load"]) : ""
             let restoreScan = SecretScan(secrets)
             let restored = try await RestoreRun.execute(preview, inventory: inv, storage: spec, agent: agent)
             let (leaks, rounds) = restoreScan.stop()
@@ -197,6 +198,12 @@ extension LabSuites {
                 #expect(text.contains("MASTER <-> REPLICA sync: Finished with success") && text.contains("MASTER MODE enabled"), "\(text.suffix(1500))")
                 #expect(try LabData.redis("rd1", ["CONFIG", "GET", "masterauth"]) == authBefore)
                 #expect(try LabData.redis("rd1", ["INFO", "replication"]).contains("role:master"))
+                // The lab's node has room for both datasets: parsed from the socket, and the
+                // setting for that put back.
+                #expect(text.contains("receiving streamed RDB from master with EOF to parser"), "\(text.suffix(1500))")
+                #expect(
+                    restored.notes == ["rd1: redis 127.0.3.10:6379 loads the backup from the replication socket beside its data (repl-diskless-load swapdb)"])
+                #expect(try LabData.redis("rd1", ["CONFIG", "GET", "repl-diskless-load"]) == loadBefore)
             }
             #expect(leaks.isEmpty, "secrets visible in /proc during the restore: \(leaks)")
             #expect(rounds > 3)

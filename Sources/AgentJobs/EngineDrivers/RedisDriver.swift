@@ -447,9 +447,12 @@ enum RDBFile {
 /// (`RedisMasterHandshake`), the agent answers `PSYNC` with `FULLRESYNC` and streams the RDB
 /// as the restore decrypts it, in `$EOF:` framing. A Redis replica keeps its old data until
 /// the whole payload, mark included, has arrived, so a restore that fails before the end
-/// (a damaged chunk, a lost coordinator) leaves the target as it was. Every way out makes
-/// the target a master again and puts `masterauth` back; only a killed agent (SIGKILL)
-/// leaves it a read-only replica of a closed port, which `REPLICAOF NO ONE` ends.
+/// (a damaged chunk, a lost coordinator) leaves the target as it was. Whether it parses the
+/// payload from the socket beside its old data or writes it to its disk first is decided on
+/// the RDB's first bytes (`RedisLoad`: its `used-mem` against the memory the node has), and
+/// set for this transfer only. Every way out makes the target a master again and puts
+/// `masterauth` and `repl-diskless-load` back; only a killed agent (SIGKILL) leaves it a
+/// read-only replica of a closed port, which `REPLICAOF NO ONE` ends.
 final class RedisReplicationRestore {
     /// Why the replication path was left before the target's data was touched.
     struct Unavailable: Error { var reason: String }
@@ -460,6 +463,13 @@ final class RedisReplicationRestore {
     private let linkPassword = randomHex(64)
     private let handshake: RedisMasterHandshake
     private let oldAuth: String
+    /// The target's `repl-diskless-load` before the restore, and whether it was changed.
+    private let oldLoad: String?
+    private var loadChanged = false
+    /// The answer to the replica's PSYNC, until the payload begins.
+    private var start: [UInt8]?
+    /// The target's memory when the restore began: `used_memory`, `maxmemory`, its pid.
+    private let used: Int64, maxmemory: Int64, pid: Int64?
     private var settled = false
 
     init(target: RedisConnection) throws {
@@ -473,6 +483,11 @@ final class RedisReplicationRestore {
             throw Unavailable(reason: "CONFIG GET refused")
         }
         oldAuth = old
+        if case .array(let r?) = try? target.call("CONFIG", "GET", "repl-diskless-load"), r.count == 2 { oldLoad = r[1].text } else { oldLoad = nil }
+        let memory = (try? target.call("INFO", "memory").text) ?? ""
+        used = RESP.infoNumber(memory, "used_memory") ?? 0
+        maxmemory = RESP.infoNumber(memory, "maxmemory") ?? 0
+        pid = RESP.infoNumber((try? target.call("INFO", "server").text) ?? "", "process_id")
         let info = (try? target.call("INFO", "replication").text) ?? ""
         guard info.contains("role:master") else {
             close(listener)
@@ -544,7 +559,10 @@ final class RedisReplicationRestore {
                     _ = try? c.send(bytes)
                     break conversation
                 case .start(let bytes):
-                    guard (try? c.send(bytes)) != nil else { break conversation }
+                    // Sent with the payload's first bytes: a replica decides how it will load
+                    // when it reads the FULLRESYNC, and the choice needs those bytes
+                    // (`chooseLoad`). It waits for the answer for its repl-timeout (60 s).
+                    start = bytes
                     // The replica reads at its disk's pace; one that stops reading for two
                     // minutes has given up.
                     c.setTimeouts(120)
@@ -563,7 +581,14 @@ final class RedisReplicationRestore {
 
     func send(_ plain: UnsafeRawBufferPointer) throws {
         guard let replica else { return }
-        do { try replica.send(plain) } catch {
+        do {
+            if let start {
+                chooseLoad(plain)
+                self.start = nil
+                try replica.send(start)
+            }
+            try replica.send(plain)
+        } catch {
             throw JobFailure(
                 exit: .jobFailed, code: "command-failed",
                 message: "redis \(target.name): the server dropped the restore's transfer (\(error)); it keeps its previous data (see its log)")
@@ -574,7 +599,14 @@ final class RedisReplicationRestore {
     func finish() throws -> [String: Int64] {
         defer { settle() }
         guard let replica else { throw Unavailable(reason: "no replica") }
-        do { try replica.send(handshake.mark) } catch {
+        do {
+            if let start {
+                chooseLoad(UnsafeRawBufferPointer(start: nil, count: 0))
+                self.start = nil
+                try replica.send(start)
+            }
+            try replica.send(handshake.mark)
+        } catch {
             throw JobFailure(
                 exit: .jobFailed, code: "command-failed",
                 message: "redis \(target.name): the server dropped the restore's transfer at its end (\(error)); it keeps its previous data (see its log)")
@@ -601,15 +633,87 @@ final class RedisReplicationRestore {
         settle()
     }
 
-    /// The target a master again, its `masterauth` as before.
+    /// Before the target hears FULLRESYNC (a replica reads the setting then): from the socket
+    /// if the RDB's data (its `used-mem`, in its first bytes) fits beside the target's, else
+    /// from its disk. Said in the job's log either way.
+    private func chooseLoad(_ head: UnsafeRawBufferPointer) {
+        let incoming = (try? RDBParser.auxiliaryFields(head)).flatMap(RDBParser.usedMemory)
+        var choice = RedisLoad.choose(incoming: incoming, used: used, maxmemory: maxmemory, available: nodeAvailableMemory())
+        if choice == .socket && oldLoad != "swapdb" {
+            if (try? target.call("CONFIG", "SET", "repl-diskless-load", "swapdb")) != nil {
+                loadChanged = true
+            } else {
+                choice = .disk(because: "CONFIG SET repl-diskless-load refused")
+            }
+        }
+        var note = AgentEvent(event: .log)
+        switch choice {
+        case .socket: note.message = "redis \(target.name) loads the backup from the replication socket beside its data (repl-diskless-load swapdb)"
+        case .disk(let why): note.message = "redis \(target.name) loads the backup from its disk after the transfer: \(why)"
+        }
+        Events.send(note)
+    }
+
+    /// What this node can still give the target: MemAvailable, and no more than the
+    /// headroom of any cgroup above the server's process with a memory limit.
+    private func nodeAvailableMemory() -> Int64? {
+        guard var available = readSmallFile("/proc/meminfo").flatMap(NodeMemory.available) else { return nil }
+        // The pid is the server's only if this node's /proc names it so (another PID
+        // namespace would show another process under the same number).
+        if let pid, readSmallFile("/proc/\(pid)/comm")?.hasPrefix("redis") == true,
+            var path = readSmallFile("/proc/\(pid)/cgroup").flatMap(NodeMemory.cgroupPath)
+        {
+            while !path.isEmpty && path != "/" {
+                let dir = "/sys/fs/cgroup" + path
+                if let max = readSmallFile(dir + "/memory.max"), let current = readSmallFile(dir + "/memory.current"),
+                    let room = NodeMemory.headroom(max: max, current: current)
+                {
+                    available = min(available, room)
+                }
+                path = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+            }
+        }
+        return available
+    }
+
+    /// The target a master again, its `masterauth` and `repl-diskless-load` as before.
     private func settle() {
         guard !settled else { return }
         settled = true
-        _ = try? target.call("REPLICAOF", "NO", "ONE")
+        replica = nil  // closed: a load from the socket ends at once
+        // A replica parsing from the socket answers LOADING until it has seen the closed
+        // connection and put its old data back (milliseconds, however large the data).
+        let loadingUntil = monotonicNow() + 60
+        while true {
+            do {
+                try target.call("REPLICAOF", "NO", "ONE")
+                break
+            } catch let e as JobFailure where e.message.contains("LOADING") && monotonicNow() < loadingUntil {
+                usleep(20_000)
+            } catch {
+                break
+            }
+        }
         _ = try? target.call("CONFIG", "SET", "masterauth", oldAuth)
-        replica = nil
+        if loadChanged, let oldLoad { _ = try? target.call("CONFIG", "SET", "repl-diskless-load", oldLoad) }
         closeListener()
     }
+}
+
+/// A file of /proc or /sys (whose size stat reports as 0): up to 64 KiB of it, as text.
+func readSmallFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while out.count < 64 << 10 {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return String(decoding: out, as: UTF8.self)
 }
 
 /// `count` random hexadecimal digits (`count` even).

@@ -40,8 +40,17 @@ package struct RestoreOutcome: Sendable {
     /// Databases on the target that the backup does not contain: left as they were.
     package var untouched: [String]
     package var badCopies: [BadCopy]
+    /// What the target nodes' agents said of how they applied the backup ("rd1: redis ...
+    /// loads the backup from the replication socket ...").
+    package var notes: [String] = []
     package var seconds: Double
     package var checkPassed: Bool { checks.allSatisfy(\.ok) }
+}
+
+/// One stream applied: the bad copies its fetch met, and what the target's agent said.
+package struct StreamApplied: Sendable {
+    package var bad: [BadCopy]
+    package var notes: [String]
 }
 
 package enum RestoreRun {
@@ -134,6 +143,7 @@ package enum RestoreRun {
         }
 
         var bad: [BadCopy] = []
+        var notes: [String] = []
         do throws(StowageError) {
             let cluster = p.topology.kind == .redisCluster
             let done = ByteTotal()
@@ -141,7 +151,7 @@ package enum RestoreRun {
             @Sendable func restore(
                 _ i: Int, to target: PlannedStream, flush: Bool, flushed: OnceSignal?, endAfter: OnceSignal?, share: Int
             ) async throws(StowageError)
-                -> [BadCopy]
+                -> StreamApplied
             {
                 guard let spec = layer.nodes.first(where: { $0.name == target.node }), let db = spec.db else {
                     throw StowageError(.internalError, "\(layer.id): target \(target.node) is not in the inventory")
@@ -185,7 +195,7 @@ package enum RestoreRun {
                 // flushes every master before it copies and says so (`ready`); the other
                 // streams' inputs end only after that, so no key is copied before the flush.
                 let flush = OnceSignal()
-                let results = await withTaskGroup(of: (Int, Result<[BadCopy], StowageError>).self) { group in
+                let results = await withTaskGroup(of: (Int, Result<StreamApplied, StowageError>).self) { group in
                     for i in p.manifest.streams.indices {
                         let stream = p.manifest.streams[i]
                         let via = p.plan.targets.first { $0.node == stream.node } ?? p.plan.targets[0]
@@ -201,7 +211,7 @@ package enum RestoreRun {
                             return (i, r)
                         }
                     }
-                    var out: [(Int, Result<[BadCopy], StowageError>)] = []
+                    var out: [(Int, Result<StreamApplied, StowageError>)] = []
                     for await r in group {
                         out.append(r)
                         if case .failure = r.1 { group.cancelAll() }
@@ -212,14 +222,18 @@ package enum RestoreRun {
                 // the first one's failure caused).
                 for (_, r) in results {
                     switch r {
-                    case .success(let b): bad += b
+                    case .success(let a):
+                        bad += a.bad
+                        notes += a.notes
                     case .failure(let e): throw e
                     }
                 }
             } else {
                 for i in p.manifest.streams.indices {
                     for target in p.plan.targets {
-                        bad += try await restore(i, to: target, flush: i == 0, flushed: nil, endAfter: nil, share: 1)
+                        let a = try await restore(i, to: target, flush: i == 0, flushed: nil, endAfter: nil, share: 1)
+                        bad += a.bad
+                        notes += a.notes
                     }
                 }
             }
@@ -233,7 +247,7 @@ package enum RestoreRun {
             try await check(p, inventory: inventory, password: dbPassword)
         }
         return RestoreOutcome(
-            preview: p, checks: checks, untouched: untouched, badCopies: p.manifestBadCopies + bad,
+            preview: p, checks: checks, untouched: untouched, badCopies: p.manifestBadCopies + bad, notes: notes,
             seconds: Date().timeIntervalSince(started))
     }
 
@@ -249,7 +263,7 @@ package enum RestoreRun {
     static func restoreStream(
         _ p: RestorePreview, stream index: Int, to target: SSHTarget, job: AgentJob, agent: AgentBinary,
         progress: @escaping @Sendable (Int64) -> Void, ready: (@Sendable () -> Void)? = nil, endAfter: OnceSignal? = nil, share: Int = 1
-    ) async throws(StowageError) -> [BadCopy] {
+    ) async throws(StowageError) -> StreamApplied {
         let stream = p.manifest.streams[index]
         // Two batches in flight plus this queue, each 32 MiB shared by the streams restored at
         // once (`share`): the coordinator stays under 256 MiB however many there are.
@@ -348,7 +362,9 @@ package enum RestoreRun {
                 "backup \(manifest.name): the chunks applied on \(target.node) are not the \(stream.chunks.count) chunks of stream \(stream.name) in their order",
                 hint: "the target holds whatever the tool applied; restore an earlier backup")
         }
-        return bad
+        let notes = run.messages.compactMap { m in m.message.map { "\(target.node): \($0)" } }
+        for n in notes { Trace.log(n) }
+        return StreamApplied(bad: bad, notes: notes)
     }
 
     /// A probe target for one node with a long query timeout (counting a large table).
