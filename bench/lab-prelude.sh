@@ -13,7 +13,8 @@ lab=$(bash fixtures/lab/lab.sh dir)
 PSQL_ADMIN=(runuser -u postgres -- psql -X -q -h "$lab/run/pg1" -U postgres)
 MY_ADMIN=(mariadb --no-defaults -S "$lab/run/my1.sock" -u root)
 
-# Returns once the lab's replica of ENGINE's primary (pg2 of pg1, my2 of my1) has replayed
+# Returns once the lab's replicas of ENGINE's primary (pg2 of pg1, my2 of my1, rd2 of rd1, a
+# cluster's replicas of their masters) have replayed
 # everything the primary has written so far; exits the script after TIMEOUT seconds.
 # Benchmarks call it between variants: a replica replaying one restore's hundreds of MB of
 # WAL or binlog would otherwise take the cores of the next variant.
@@ -35,6 +36,30 @@ replica_caught_up() {
             [ "$(mariadb --no-defaults -S "$lab/run/my2.sock" -u root -N -e "SELECT MASTER_POS_WAIT('$file', $pos, $timeout)")" != -1 ] && return 0
             echo "bench: my2 did not catch up with my1 in $timeout s" >&2
             exit 1 ;;
+        redis | rediscluster)
+            # Every replica's link up with no full resync in progress (a restore makes each
+            # one load the whole dataset again: seconds of CPU) and its master seeing it
+            # online at its own offset.
+            local replicas r m
+            if [ "$engine" = redis ]; then
+                replicas=127.0.3.11
+            else
+                replicas=$(redis-cli -h 127.0.4.1 CLUSTER NODES | awk '$3 ~ /slave/ { split($2, a, ":"); print a[1] }')
+            fi
+            for r in $replicas; do
+                for i in $(seq 1 $((timeout * 10))); do
+                    local info
+                    info=$(redis-cli -h "$r" INFO replication | tr -d '\r')
+                    m=$(awk -F: '$1 == "master_host" { print $2 }' <<<"$info")
+                    if grep -q '^master_link_status:up' <<<"$info" && grep -q '^master_sync_in_progress:0' <<<"$info" \
+                        && [ "$(awk -F: '$1 == "slave_repl_offset" { print $2 }' <<<"$info")" = \
+                            "$(redis-cli -h "$m" INFO replication | tr -d '\r' | awk -F: '$1 == "master_repl_offset" { print $2 }')" ]; then
+                        break
+                    fi
+                    [ "$i" -lt $((timeout * 10)) ] || { echo "bench: redis replica $r did not catch up in $timeout s" >&2; exit 1; }
+                    sleep 0.1
+                done
+            done ;;
     esac
 }
 

@@ -125,7 +125,16 @@ extension LabSuites.SchedulerDaemon {
         // Settled: three live coordinators holding every layer between them; the same view
         // from A (through its proxy) and from C.
         let settled = try await settle { $0.live.count == 3 && $0.leases.count == 20 && Set($0.leases.values).count == 3 }
-        #expect(settled.live.count == 3 && settled.leases.count == 20 && Set(settled.leases.values) == Set(settled.live), "\(settled)")
+        /// The schedulers' own last log lines, for a failure's message (their folder goes with the test).
+        func logTails() -> String {
+            (0..<daemons.count).map { i in
+                let text = (try? String(contentsOfFile: "\(a.dir)/coordinator-\(i).log", encoding: .utf8)) ?? "(no log)"
+                return "coordinator-\(i) (pid \(daemons[i].pid)):\n" + text.split(separator: "\n").suffix(15).joined(separator: "\n")
+            }.joined(separator: "\n")
+        }
+        #expect(
+            settled.live.count == 3 && settled.leases.count == 20 && Set(settled.leases.values) == Set(settled.live),
+            "\(settled)\n\(logTails())")
         let (fromA, fromC) = (try view(inventories[0]), try view(inventories[2]))
         #expect(fromA.live == settled.live && fromA.leases == settled.leases && fromC.live == settled.live && fromC.leases == settled.leases)
         let (idA, idC) = (try #require(id(coordA, in: settled.live)), try #require(id(coordC, in: settled.live)))
