@@ -3,6 +3,10 @@
 // them (the same count taken on the restored server must match). No second pass over the
 // database, no snapshot skew between the count and the dump.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Rows per database in a plain `pg_dumpall` script: the lines between `COPY ... FROM stdin;`
 /// and `\.`, attributed to the database of the last `\connect`. A COPY header or a
 /// `\connect` counts only at a statement boundary (the lexer the parallel restore's router
@@ -149,25 +153,68 @@ package struct MySQLDumpCounter: Sendable {
                 quote = 0; escaped = false; depth = 0; rows = 0
             }
         }
-        guard inInsert else { return }
-        for b in seg {
+        guard inInsert, !seg.isEmpty else { return }
+        if scanInsert(UnsafeRawBufferPointer(rebasing: seg)) {
+            if let db = database, !Self.excludedSchemas.contains(db) { counts[db, default: 0] += rows }
+            inInsert = false
+        }
+    }
+
+    /// Scans part of an INSERT statement; true at its `;`. Most of a dump's bytes are inside
+    /// quoted values, which are crossed with memchr (to the closing quote, and to the first
+    /// backslash before it) rather than byte by byte: this runs on the agent's read loop,
+    /// which the dump tool waits for.
+    private mutating func scanInsert(_ seg: UnsafeRawBufferPointer) -> Bool {
+        let p = seg.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let n = seg.count
+        // The scanner's state in locals for the loop (registers, not stores through self).
+        var quote = self.quote, escaped = self.escaped, depth = self.depth, rows = self.rows
+        defer { (self.quote, self.escaped, self.depth, self.rows) = (quote, escaped, depth, rows) }
+        var i = 0
+        // The next closing quote at or after `i` in this buffer (n: none), while it is valid:
+        // a value with many escapes is not searched again for it after each one.
+        var close = -1
+        while i < n {
             if quote != 0 {
-                if escaped { escaped = false } else if b == 0x5C && quote != 0x60 { escaped = true } else if b == quote { quote = 0 }
+                if escaped {
+                    escaped = false
+                    i += 1
+                    continue
+                }
+                if close < i {
+                    // Short values (most of them) end within a few bytes: looked at in place
+                    // before a call.
+                    var j = i
+                    let near = min(n, i + 16)
+                    while j < near && p[j] != quote { j += 1 }
+                    close = j < near ? j : (memchr(p + j, Int32(quote), n - j).map { UnsafeRawPointer(p).distance(to: $0) } ?? n)
+                }
+                // Backticks have no backslash escapes (a backtick is doubled).
+                if quote != 0x60, close > i, let b = memchr(p + i, 0x5C, close - i) {
+                    escaped = true
+                    i = UnsafeRawPointer(p).distance(to: b) + 1
+                    continue
+                }
+                guard close < n else { return false }
+                quote = 0
+                i = close + 1
                 continue
             }
+            let b = p[i]
+            i += 1
+            // Digits, commas and the like: nothing to do.
+            guard b < 0x30 || b == 0x3B || b == 0x60 else { continue }
             switch b {
             case 0x27, 0x60, 0x22: quote = b  // ' ` "
             case 0x28:  // (
                 if depth == 0 { rows += 1 }
                 depth += 1
             case 0x29: depth -= 1  // )
-            case 0x3B where depth == 0:  // ; ends the statement
-                if let db = database, !Self.excludedSchemas.contains(db) { counts[db, default: 0] += rows }
-                inInsert = false
-                return
+            case 0x3B where depth == 0: return true  // ; ends the statement
             default: break
             }
         }
+        return false
     }
 
     private mutating func line(_ head: UnsafeRawBufferPointer) {
