@@ -5,6 +5,10 @@ import Testing
 
 @testable import AgentJobs
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite struct RedisRDBReaderTests {
     let mark = Array("0123456789abcdef0123456789abcdef01234567".utf8)
 
@@ -59,5 +63,23 @@ import Testing
         let cut = drain(.length(130), Array(rdb.prefix(100)), piece: 17)
         #expect(cut.out.count == 100 && !cut.done)
         #expect(drain(.length(0), rdb, piece: 17) == ([], true))
+    }
+}
+
+/// How the restore by replication tells a replica that gave up (it closes its link) from one
+/// still loading or done (it keeps the link and sends acknowledgements).
+@Suite struct ReplicaLinkTests {
+    @Test func aLinkIsClosedOnlyOnceThePeerHasClosedIt() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        defer { close(fds[0]) }
+        #expect(!RedisReplicationRestore.closedByPeer(fds[0]))
+        // What a live replica sends is read and dropped.
+        let ack = Array("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n".utf8)
+        #expect(ack.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) } == ack.count)
+        #expect(!RedisReplicationRestore.closedByPeer(fds[0]))
+        #expect(ack.withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) } == ack.count)
+        close(fds[1])
+        #expect(RedisReplicationRestore.closedByPeer(fds[0]))
     }
 }

@@ -611,13 +611,14 @@ final class RedisReplicationRestore {
                 exit: .jobFailed, code: "command-failed",
                 message: "redis \(target.name): the server dropped the restore's transfer at its end (\(error)); it keeps its previous data (see its log)")
         }
-        // A replica loads the whole payload before it reports the link up; a load that
-        // fails turns the link down without a transfer in progress.
+        // A replica loads the whole payload before it reports the link up. One whose load
+        // fails drops its link to the agent: the connection closes. (Its INFO alone cannot
+        // tell a failed load from one not yet begun: until it has read the FULLRESYNC, which
+        // went out with the payload's first bytes, it shows the link down and no transfer.)
         while true {
             let r = try target.call("INFO", "replication").text ?? ""
-            let up = r.contains("master_link_status:up"), syncing = r.contains("master_sync_in_progress:1")
-            if up && !syncing { break }
-            if !up && !syncing {
+            if r.contains("master_link_status:up") && !r.contains("master_sync_in_progress:1") { break }
+            if Self.closedByPeer(replica.descriptor) {
                 throw JobFailure(
                     exit: .jobFailed, code: "command-failed",
                     message: "redis \(target.name): the server could not load the backup's RDB (see its log: an RDB of a newer Redis, or too little memory?)")
@@ -625,6 +626,18 @@ final class RedisReplicationRestore {
             usleep(20_000)
         }
         return RESP.keyspace(try target.call("INFO", "keyspace").text ?? "")
+    }
+
+    /// Whether the other end has closed `fd` (what it sent meanwhile, a replica's
+    /// `REPLCONF ACK`s, is read and dropped).
+    static func closedByPeer(_ fd: Int32) -> Bool {
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 { continue }
+            if n == 0 { return true }
+            return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+        }
     }
 
     /// The transfer broken off before its end (the target keeps its old data).
