@@ -274,6 +274,9 @@ extension LabSuites {
             let memory = try LabData.redis("rd1", ["INFO", "memory"]).split(whereSeparator: \.isNewline)
             let used = try #require(memory.first { $0.hasPrefix("used_memory:") }.flatMap { Int64($0.dropFirst("used_memory:".count)) })
             let maxBefore = try LabData.redis("rd1", ["CONFIG", "GET", "maxmemory"])
+            // A server set to load from the socket on its own: the restore still takes the disk.
+            try LabData.redis("rd1", ["CONFIG", "SET", "repl-diskless-load", "swapdb"])
+            defer { try? LabData.redis("rd1", ["CONFIG", "SET", "repl-diskless-load", "disabled"]) }
             let loadBefore = try LabData.redis("rd1", ["CONFIG", "GET", "repl-diskless-load"])
             // Room for the data held and a little more (the backup's data is about as large).
             try LabData.redis("rd1", ["CONFIG", "SET", "maxmemory", String(used + used / 10)])

@@ -651,18 +651,21 @@ final class RedisReplicationRestore {
     /// from its disk. Said in the job's log either way.
     private func chooseLoad(_ head: UnsafeRawBufferPointer) {
         let incoming = (try? RDBParser.auxiliaryFields(head)).flatMap(RDBParser.usedMemory)
-        var choice = RedisLoad.choose(incoming: incoming, used: used, maxmemory: maxmemory, available: nodeAvailableMemory())
-        if choice == .socket && oldLoad != "swapdb" {
-            if (try? target.call("CONFIG", "SET", "repl-diskless-load", "swapdb")) != nil {
-                loadChanged = true
-            } else {
-                choice = .disk(because: "CONFIG SET repl-diskless-load refused")
-            }
-        }
+        let choice = RedisLoad.choose(incoming: incoming, used: used, maxmemory: maxmemory, available: nodeAvailableMemory())
+        // Set whichever way the server was configured: one set to load from the socket on
+        // its own gets the disk when the memory says so.
+        let setting = choice == .socket ? "swapdb" : "disabled"
         var note = AgentEvent(event: .log)
         switch choice {
         case .socket: note.message = "redis \(target.name) loads the backup from the replication socket beside its data (repl-diskless-load swapdb)"
         case .disk(let why): note.message = "redis \(target.name) loads the backup from its disk after the transfer: \(why)"
+        }
+        if oldLoad != setting {
+            if (try? target.call("CONFIG", "SET", "repl-diskless-load", setting)) != nil {
+                loadChanged = true
+            } else {
+                note.message = "redis \(target.name) loads the backup as its repl-diskless-load (\(oldLoad ?? "unknown")) says: CONFIG SET refused"
+            }
         }
         Events.send(note)
     }
