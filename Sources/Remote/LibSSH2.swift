@@ -332,7 +332,8 @@ final class ExecChannel {
             // channel. At 16 MiB, the storage nodes' sshd spent half its CPU in the kernel
             // zeroing fresh pages for it while a restore read batches faster than this side
             // decrypts them (perf); a Redis restore took 5.0 s and 8.9 CPU-s against 3.7 s
-            // and 6.6 CPU-s at 2 or 4 MiB; backups alike. 4 MiB still fills 80 MB/s at 50 ms.
+            // and 6.6 CPU-s at 2 or 4 MiB; backups did not change. 4 MiB still fills 80 MB/s
+            // at 50 ms of round trip.
             ch = libssh2_channel_open_ex(conn.session, "session", 7, 4 << 20, 32768, nil, 0)
             if ch != nil { break }
             let rc = libssh2_session_last_errno(conn.session)

@@ -582,11 +582,7 @@ final class RedisReplicationRestore {
     func send(_ plain: UnsafeRawBufferPointer) throws {
         guard let replica else { return }
         do {
-            if let start {
-                chooseLoad(plain)
-                self.start = nil
-                try replica.send(start)
-            }
+            try beginPayload(plain, replica)
             try replica.send(plain)
         } catch {
             throw JobFailure(
@@ -600,11 +596,7 @@ final class RedisReplicationRestore {
         defer { settle() }
         guard let replica else { throw Unavailable(reason: "no replica") }
         do {
-            if let start {
-                chooseLoad(UnsafeRawBufferPointer(start: nil, count: 0))
-                self.start = nil
-                try replica.send(start)
-            }
+            try beginPayload(UnsafeRawBufferPointer(start: nil, count: 0), replica)
             try replica.send(handshake.mark)
         } catch {
             throw JobFailure(
@@ -644,6 +636,15 @@ final class RedisReplicationRestore {
     func abandon() {
         replica = nil
         settle()
+    }
+
+    /// Once, before the payload's first bytes (`head`; none for an empty stream): the load
+    /// chosen, then the held answer to the replica's PSYNC sent.
+    private func beginPayload(_ head: UnsafeRawBufferPointer, _ replica: RedisConnection) throws {
+        guard let start else { return }
+        chooseLoad(head)
+        self.start = nil
+        try replica.send(start)
     }
 
     /// Before the target hears FULLRESYNC (a replica reads the setting then): from the socket
