@@ -49,17 +49,22 @@ extension Session {
         let keys = RepositoryKeys(data: SymmetricKey(data: k.data), id: SymmetricKey(data: k.id), chunkerSeed: Array(seed))
         let chunker = Chunker(seed: keys.chunkerSeed, parameters: ChunkerParameters(min: sizes[0], avg: sizes[1], max: sizes[2]))
         // The source holds its private folder (credential files) until it is released.
-        return try chunkStream(try started ?? dumpSource(job), keys: keys, chunker: chunker, maxChunk: sizes[2], zstdLevel: Int32(job.zstdLevel ?? 3))
+        let source = try started ?? dumpSource(job)
+        // After the dump tool has started: it keeps the priority the agent had.
+        return try chunkStream(
+            source, keys: keys, chunker: chunker, maxChunk: sizes[2], zstdLevel: Int32(job.zstdLevel ?? 3), nice: backupThreadNice)
     }
 
     /// The chunk loop: `source` cut, sealed and written as object records to `output`, a
     /// chunk event per chunk to `events`; a chunk seen before in this stream is announced
     /// again but not written twice. Anything readable on `control` (the session's stdin)
-    /// stops the source: that is how the coordinator cancels.
+    /// stops the source: that is how the coordinator cancels. `nice`: the priority this thread
+    /// and the sealer's take (`backupThreadNice`); nil keeps theirs.
     func chunkStream(
         _ source: StreamSource, keys: RepositoryKeys, chunker: Chunker, maxChunk: Int, zstdLevel level: Int32,
-        control: Int32 = 0, output: Int32 = 1, events: (AgentEvent) -> Void = Events.send
+        control: Int32 = 0, output: Int32 = 1, nice: Int32? = nil, events: (AgentEvent) -> Void = Events.send
     ) throws -> AgentEvent {
+        if let nice { lowerThreadPriority(to: nice) }
         let readSize = 1 << 20
         // Room for two maximum-size chunks: the unread rest (under one maximum chunk) is
         // moved to the front once per maximum chunk consumed, not after nearly every read
@@ -74,7 +79,7 @@ extension Session {
         // Sealing and writing happen on the worker's thread; the chunk events leave here,
         // in stream order, as each chunk's record has been written (a repeated chunk's event
         // waits for the chunks before it).
-        let worker = SealWorker(key: keys.data, zstdLevel: level, output: output)
+        let worker = SealWorker(key: keys.data, zstdLevel: level, output: output, nice: nice)
         defer { worker.finish(discarding: true) }
         var inFlight: [(id: String, bytes: Int, new: Bool)] = []
         var inFlightHead = 0

@@ -91,3 +91,19 @@ struct FrameReader {
         }
     }
 }
+
+/// A backup's agent works behind the database it backs up: its loop and sealer run at this
+/// nice value, the dump tool and the server at theirs. On a database node the server's own
+/// work (and the dump, whose client and server wait on each other) comes first; the agent
+/// takes what they leave, with a pipe and two chunks of room to fall behind into. Measured
+/// on the lab's two cores (MariaDB, 8 alternating rounds): 4.22 → 3.93 s median; PostgreSQL
+/// and Redis, whose dumps wait on the agent less, unchanged within the noise.
+let backupThreadNice: Int32 = 10
+
+/// Lowers the calling thread's priority to `nice`. Linux keeps a nice value per thread: the
+/// agent's other threads, and children started before, keep theirs; children started by
+/// this thread afterwards inherit it. Best effort (an unprivileged process may always lower
+/// its own priority; nothing is lost if it cannot).
+func lowerThreadPriority(to nice: Int32) {
+    _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice)
+}

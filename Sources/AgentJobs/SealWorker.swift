@@ -98,12 +98,14 @@ final class SealWorker: @unchecked Sendable {
     private let done = BlockingQueue<Int>(capacity: .max)
     private var thread: WorkerThread?
 
-    /// `depth`: chunks cut and waiting to be sealed, at most (each up to a maximum chunk).
-    init(key: SymmetricKey, zstdLevel: Int32, output: Int32, depth: Int = 2) {
+    /// `depth`: chunks cut and waiting to be sealed, at most (each up to a maximum chunk);
+    /// `nice`: the thread's priority (nil: the agent's).
+    init(key: SymmetricKey, zstdLevel: Int32, output: Int32, depth: Int = 2, nice: Int32? = nil) {
         let work = BlockingQueue<Piece>(capacity: depth)
         let done = self.done
         self.work = work
         thread = WorkerThread {
+            if let nice { lowerThreadPriority(to: nice) }
             var failed = false
             while let p = work.take() {
                 // After a failed write the rest is only acknowledged: the loop stops at the

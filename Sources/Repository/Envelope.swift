@@ -2,6 +2,7 @@
 // version, compression, nonce, AES-256-GCM ciphertext and tag, with the object's name as
 // additional authenticated data.
 @preconcurrency import Crypto
+import FoundationEssentials
 
 package enum Envelope {
     package static let version: UInt8 = 1
@@ -47,7 +48,7 @@ package enum Envelope {
     package static func open(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> [UInt8] {
         let (compression, plain) = try decrypt(blob, key: key, aad: aad)
         switch compression {
-        case .none: return plain
+        case .none: return Array(plain)
         case .zstd:
             do {
                 return try plain.withUnsafeBytes { try Zstd.decompress($0, limit: maxPlaintext, object: aad) }
@@ -67,7 +68,10 @@ package enum Envelope {
         _ = try decrypt(blob, key: key, aad: aad)
     }
 
-    private static func decrypt(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> (Compression, [UInt8]) {
+    /// The decrypted body as AES-GCM returns it: decompressed, or dropped (`authenticate`),
+    /// from there, not copied into an array first (a coordinator authenticates every byte
+    /// it forwards; the copy was as large as the data).
+    private static func decrypt(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> (Compression, Data) {
         guard blob.count >= headerSize + tagSize else { throw .truncated(object: aad) }
         guard blob[0] == version else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
         guard let compression = Compression(rawValue: blob[1]) else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }
@@ -76,7 +80,7 @@ package enum Envelope {
                 nonce: try AES.GCM.Nonce(data: blob[2..<14]),
                 ciphertext: blob[14..<(blob.count - tagSize)],
                 tag: blob[(blob.count - tagSize)...])
-            return (compression, Array(try AES.GCM.open(box, using: key, authenticating: Array(aad.utf8))))
+            return (compression, try AES.GCM.open(box, using: key, authenticating: Array(aad.utf8)))
         } catch {
             throw .authenticationFailed(object: aad)
         }

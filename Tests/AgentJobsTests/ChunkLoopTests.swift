@@ -171,4 +171,75 @@ private func records(_ bytes: [UInt8]) throws -> [(name: String, bytes: [UInt8])
             return f.exit == .jobFailed && f.code == "command-failed" && f.message.contains("exit")
         }
     }
+
+    /// The loop and the sealer run behind the database (`backupThreadNice`); the dump tool,
+    /// started before, keeps the agent's priority. On a thread of the test's own: nice is
+    /// per thread and the test runner's threads must keep theirs.
+    @Test func theLoopAndTheSealerYieldToTheDumpToolWhichKeepsItsPriority() throws {
+        try useBuiltAgentAsLauncher()
+        let out = try tempFile()
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let fd = open(out, O_WRONLY)
+        defer { close(fd) }
+        let control = Control()
+        defer { control.dispose() }
+        let before = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        // The tool's own nice value (field 19 of its stat), as the first line of the stream;
+        // then 4 MB that do not repeat: dozens of chunks through a sealer queue of two, so
+        // the loop has waited on the sealer (running, at its priority) before its last reads.
+        let source = try NiceProbe(try CommandSource(["sh", "-c", "cut -d' ' -f19 /proc/self/stat; head -c 4000000 /dev/urandom"], dir: nil))
+        let keys = self.keys
+        nonisolated(unsafe) var outcome: Result<AgentEvent, any Error>?
+        let thread = WorkerThread {
+            outcome = Result {
+                try Session().chunkStream(
+                    source, keys: keys, chunker: Chunker(seed: keys.chunkerSeed, parameters: small), maxChunk: small.max,
+                    zstdLevel: 3, control: control.read, output: fd, nice: backupThreadNice, events: { _ in })
+            }
+        }
+        thread.join()
+        let result = try #require(outcome).get()
+        #expect(result.bytes == 4_000_002)
+        #expect(source.loopNice == backupThreadNice)
+        // The loop's thread and the sealer's, while the stream was read.
+        #expect(source.threadsAtNice >= 2)
+        #expect(source.toolNice == "0")
+        #expect(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) == before)
+    }
+}
+
+/// A source that notes, as the loop reads it, the reading thread's nice value, how many of
+/// this process's threads run at `backupThreadNice`, and the tool's first line.
+private final class NiceProbe: StreamSource, @unchecked Sendable {
+    let inner: CommandSource
+    var loopNice: Int32 = -100
+    var threadsAtNice = 0
+    var toolNice = ""
+    init(_ inner: CommandSource) { self.inner = inner }
+    var label: String { inner.label }
+    var pollFD: Int32 { inner.pollFD }
+    var hasBuffered: Bool { inner.hasBuffered }
+    func read(_ into: UnsafeMutableRawPointer, _ max: Int) -> Int {
+        loopNice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        threadsAtNice = Swift.max(
+            threadsAtNice,
+            tasks.filter { t in
+                guard let stat = try? String(contentsOfFile: "/proc/self/task/\(t)/stat", encoding: .utf8),
+                    let close = stat.lastIndex(of: ")")
+                else { return false }
+                // Fields after the name: state is field 3, nice field 19.
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                return fields.count > 16 && Int32(fields[16]) == backupThreadNice
+            }.count)
+        let n = inner.read(into, max)
+        if toolNice.isEmpty, n > 0 {
+            let bytes = UnsafeRawBufferPointer(start: into, count: n)
+            toolNice = String(decoding: bytes.prefix { $0 != 10 }, as: UTF8.self)
+        }
+        return n
+    }
+    func observe(_ bytes: UnsafeRawBufferPointer) { inner.observe(bytes) }
+    func cancel() { inner.cancel() }
+    func finish(total: Int64) throws -> [String: Int64]? { try inner.finish(total: total) }
 }

@@ -259,6 +259,9 @@ package enum RestoreRun {
         return held.locks
     }
 
+    /// The first batch a restore fetches (the next ones double up to the budget).
+    static let firstBatch = 2 << 20
+
     /// Streams one backup stream's sealed chunks to a `restore` job on `target`.
     static func restoreStream(
         _ p: RestorePreview, stream index: Int, to target: SSHTarget, job: AgentJob, agent: AgentBinary,
@@ -276,7 +279,7 @@ package enum RestoreRun {
         // Two batches are in flight, each from another storage node first: one SSH session
         // (libssh2, one cipher block per call) and one node's disk are the ceiling of a
         // single fetch, and the next batch arrives while this one is verified and queued.
-        let batches = BackupReader.batches(stream, limit: budget)
+        let batches = BackupReader.batches(stream, limit: budget, rampFrom: Self.firstBatch)
         let inFlight = min(2, max(1, repo.storage.nodes.count))
         let reader = Task { () async -> Result<[BadCopy], StowageError> in
             typealias Fetched = Result<(records: [[UInt8]], bad: [BadCopy]), StowageError>
