@@ -45,7 +45,7 @@ let package = Package(
         //   → Scheduling → Service (the HTTP listener) → stowage (the CLI and all its rendering).
         // Threads for blocking C calls, deadlines, trace, the operator error and exit codes, text.
         .target(name: "Support", dependencies: [.product(name: "Logging", package: "swift-log")]),
-        .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Support"]),
+        .target(name: "Topology", dependencies: ["CLibPQ", "CMariaDB", "CHiredis", "Engines", "Support"]),
         // The inventory: model, YAML, selection, secrets, every settings type, policies and schedules.
         .target(
             name: "Fleet",
@@ -131,7 +131,7 @@ let package = Package(
 
         // Paths, fixtures, the lab and the built binaries, for both test targets.
         .target(name: "TestSupport", dependencies: ["Topology"], path: "Tests/TestSupport"),
-        .testTarget(name: "TopologyTests", dependencies: ["Topology", "TestSupport"]),
+        .testTarget(name: "TopologyTests", dependencies: ["Topology", "Engines", "TestSupport"]),
         .testTarget(name: "RepositoryTests", dependencies: ["Repository", .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "EnginesTests", dependencies: ["Engines", "Repository"]),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "Scheduling", "Support"]),

@@ -1,5 +1,6 @@
 // Redis wire pieces the agent needs without hiredis (it is a static binary that must run on
-// any node): RESP encoding, an incremental reply parser, INFO keyspace, cluster key slots.
+// any node): RESP encoding, an incremental reply parser, INFO fields and keyspace, cluster
+// key slots. The coordinator's topology probes read INFO with the same parsers.
 
 package indirect enum RESPValue: Sendable, Equatable {
     case simple(String)
@@ -77,13 +78,26 @@ package enum RESP {
         return nil
     }
 
-    /// One `field:value` line of an `INFO` reply, as a number.
-    package static func infoNumber(_ info: String, _ field: String) -> Int64? {
+    /// An `INFO` reply as field → value (section headers and blank lines dropped): the one
+    /// parser of INFO text, the topology probes' and the agent's. Redis ends lines with
+    /// "\r\n", which Swift's Character treats as one grapheme: lines are split on
+    /// `isNewline`, never on "\n".
+    package static func infoFields(_ info: String) -> [String: String] {
+        var out: [String: String] = [:]
         for line in info.split(whereSeparator: \.isNewline) {
-            let parts = line.split(separator: ":", maxSplits: 1)
-            if parts.count == 2 && parts[0] == field { return Int64(parts[1]) }
+            let l = line.drop { $0 == " " || $0 == "\t" }
+            if l.isEmpty || l.hasPrefix("#") { continue }
+            guard let colon = l.firstIndex(of: ":") else { continue }
+            var value = l[l.index(after: colon)...]
+            while let last = value.last, last == " " || last == "\t" { value = value.dropLast() }
+            out[String(l[..<colon])] = String(value)
         }
-        return nil
+        return out
+    }
+
+    /// One field of an `INFO` reply, as a number.
+    package static func infoNumber(_ info: String, _ field: String) -> Int64? {
+        infoFields(info)[field].flatMap { Int64($0) }
     }
 
     /// `INFO keyspace` → keys per database ("db0": 12).

@@ -1,3 +1,4 @@
+import Engines
 import Testing
 
 @testable import Topology
@@ -5,7 +6,7 @@ import Testing
 @Suite struct RedisTextParsing {
     @Test func infoWithCRLFLines() {
         // Swift treats "\r\n" as one Character: splitting on "\n" would find a single line.
-        let info = parseRedisInfo("# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6380\r\n\r\n")
+        let info = RESP.infoFields("# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6380\r\n\r\n")
         #expect(info == ["role": "slave", "master_host": "10.0.0.1", "master_port": "6380"])
     }
 

@@ -1,6 +1,7 @@
 // Engine answers turned into one engine-neutral set of facts per node, so that a single
 // analysis serves PostgreSQL, MySQL/MariaDB and Redis. Each engine's reading of its raw
 // answers is a pure function of a `RawProbe`.
+import Engines
 import Support
 
 /// A replica as its upstream sees it (pg_stat_replication, SHOW SLAVE HOSTS, INFO slaveN).
@@ -268,8 +269,8 @@ private let noReplID = String(repeating: "0", count: 40)
 
 func redisFacts(_ raw: RawProbe) throws -> NodeFacts {
     guard let replText = raw.replies["info replication"] else { throw FactsError.missing("info replication") }
-    let repl = parseRedisInfo(replText)
-    let server = parseRedisInfo(raw.replies["info server"] ?? "")
+    let repl = RESP.infoFields(replText)
+    let server = RESP.infoFields(raw.replies["info server"] ?? "")
     // ROLE is authoritative; INFO's role line is the fallback for recorded answers without it.
     let role = raw.replies["role"] ?? repl["role"] ?? "unknown"
     var facts = NodeFacts(version: server["redis_version"].map { "Redis \($0)" }, writable: role == "master")
@@ -310,8 +311,8 @@ func redisFacts(_ raw: RawProbe) throws -> NodeFacts {
     }
     facts.downstream.sort { ($0.endpoint?.description ?? "") < ($1.endpoint?.description ?? "") }
 
-    if parseRedisInfo(raw.replies["info cluster"] ?? "")["cluster_enabled"] == "1" {
-        let info = parseRedisInfo(raw.replies["cluster info"] ?? "")
+    if RESP.infoFields(raw.replies["info cluster"] ?? "")["cluster_enabled"] == "1" {
+        let info = RESP.infoFields(raw.replies["cluster info"] ?? "")
         let nodes = try parseClusterNodes(raw.replies["cluster nodes"] ?? "")
         facts.redisCluster = RedisClusterFacts(
             state: info["cluster_state"] ?? "unknown",

@@ -1,20 +1,10 @@
-// Parsers for Redis' text replies: INFO sections and CLUSTER NODES.
+// Parsers for Redis' text replies beyond INFO's fields (Engines' `RESP.infoFields`, shared
+// with the agent): replica lines and CLUSTER NODES.
 //
 // Redis ends lines with "\r\n", which Swift's Character treats as ONE grapheme, so splitting a
 // String on "\n" finds nothing. Everything here splits on `isNewline` instead.
+import Engines
 import Support
-
-/// `INFO` output as key → value (section headers and blank lines dropped).
-func parseRedisInfo(_ text: String) -> [String: String] {
-    var out: [String: String] = [:]
-    for line in text.split(whereSeparator: \.isNewline) {
-        let l = line.trimmingWhitespace()
-        if l.isEmpty || l.hasPrefix("#") { continue }
-        guard let colon = l.firstIndex(of: ":") else { continue }
-        out[String(l[..<colon])] = String(l[l.index(after: colon)...])
-    }
-    return out
-}
 
 /// A `slaveN:ip=...,port=...,state=online,offset=...,lag=...` value as a dictionary.
 func parseRedisKeyValueList(_ value: String) -> [String: String] {

@@ -1,7 +1,8 @@
+import Dispatch
 // What a database holds, counted the way a dump counts it (Engines' dump counters): rows per
 // database for the SQL engines (the `mysql` schema left out), keys per database for Redis.
 // A restore compares these, taken on the restored server, with the backup's manifest.
-import Dispatch
+import Engines
 import Support
 import Synchronization
 
@@ -71,11 +72,7 @@ package enum DataCounts {
             }
         case .redis:
             let c = try RedisConnection(t)
-            for line in try c.command(["INFO", "keyspace"]).split(whereSeparator: \.isNewline) where line.hasPrefix("db") {
-                let parts = line.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2, let keys = parts[1].split(separator: ",").first(where: { $0.hasPrefix("keys=") }) else { continue }
-                out[String(parts[0])] = Int64(keys.dropFirst(5))
-            }
+            out = RESP.keyspace(try c.command(["INFO", "keyspace"]))
         }
         return out
     }

@@ -1,6 +1,7 @@
+import CHiredis
 // The only file that talks to hiredis. redisCommand is variadic and cannot be called from
 // Swift: every command goes through redisCommandArgv.
-import CHiredis
+import Engines
 import Foundation
 import Support
 
@@ -95,7 +96,7 @@ enum RedisProbe {
         raw.replies["info replication"] = try c.command(RedisCommands.infoReplication)
         let cluster = try c.command(RedisCommands.infoCluster)
         raw.replies["info cluster"] = cluster
-        if parseRedisInfo(cluster)["cluster_enabled"] == "1" {
+        if RESP.infoFields(cluster)["cluster_enabled"] == "1" {
             raw.replies["cluster info"] = try c.command(RedisCommands.clusterInfo)
             raw.replies["cluster nodes"] = try c.command(RedisCommands.clusterNodes)
         }
