@@ -68,9 +68,9 @@ package enum Envelope {
         _ = try decrypt(blob, key: key, aad: aad)
     }
 
-    /// The decrypted body as AES-GCM returns it: decompressed, or dropped (`authenticate`),
-    /// from there, not copied into an array first (a coordinator authenticates every byte
-    /// it forwards; the copy was as large as the data).
+    /// The decrypted body as AES-GCM returns it: `open` decompresses from it and
+    /// `authenticate` drops it, neither copying it into an array first (a coordinator
+    /// authenticates every byte it forwards; that copy was as large as the data).
     private static func decrypt(_ blob: [UInt8], key: SymmetricKey, aad: String) throws(RepositoryError) -> (Compression, Data) {
         guard blob.count >= headerSize + tagSize else { throw .truncated(object: aad) }
         guard blob[0] == version else { throw .unsupportedVersion(object: aad, version: Int(blob[0])) }

@@ -40,6 +40,23 @@ private func tempFile(_ bytes: [UInt8] = []) throws -> String {
     return p
 }
 
+/// An output file the loop writes its records to, open for writing, and a control pipe: what
+/// a chunk loop test needs around it; `dispose` closes and removes them.
+private struct ScratchOutput {
+    let path: String
+    let fd: Int32
+    let control = Control()
+    init() throws {
+        path = try tempFile()
+        fd = open(path, O_WRONLY)
+    }
+    func dispose() {
+        close(fd)
+        control.dispose()
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
 /// A control pipe whose write end stays open: nothing readable until the test closes it.
 struct Control {
     let read: Int32, write: Int32
@@ -121,12 +138,9 @@ private func records(_ bytes: [UInt8]) throws -> [(name: String, bytes: [UInt8])
     }
 
     @Test func theCoordinatorsCancelStopsTheSource() throws {
-        let out = try tempFile()
-        defer { try? FileManager.default.removeItem(atPath: out) }
-        let fd = open(out, O_WRONLY)
-        defer { close(fd) }
-        let control = Control()
-        defer { control.dispose() }
+        let scratch = try ScratchOutput()
+        defer { scratch.dispose() }
+        let fd = scratch.fd, control = scratch.control
         // The session's stdin ends: the coordinator went away or cancelled.
         control.close()
         var events: [AgentEvent] = []
@@ -157,12 +171,9 @@ private func records(_ bytes: [UInt8]) throws -> [(name: String, bytes: [UInt8])
     }
 
     @Test func aFailingSourceFailsTheJobWithItsStatus() throws {
-        let out = try tempFile()
-        defer { try? FileManager.default.removeItem(atPath: out) }
-        let fd = open(out, O_WRONLY)
-        defer { close(fd) }
-        let control = Control()
-        defer { control.dispose() }
+        let scratch = try ScratchOutput()
+        defer { scratch.dispose() }
+        let fd = scratch.fd, control = scratch.control
         var events: [AgentEvent] = []
         #expect {
             _ = try run(["sh", "-c", "head -c 100000 /dev/zero; exit 3"], control: control, output: fd, events: &events)
@@ -177,12 +188,9 @@ private func records(_ bytes: [UInt8]) throws -> [(name: String, bytes: [UInt8])
     /// per thread and the test runner's threads must keep theirs.
     @Test func theLoopAndTheSealerYieldToTheDumpToolWhichKeepsItsPriority() throws {
         try useBuiltAgentAsLauncher()
-        let out = try tempFile()
-        defer { try? FileManager.default.removeItem(atPath: out) }
-        let fd = open(out, O_WRONLY)
-        defer { close(fd) }
-        let control = Control()
-        defer { control.dispose() }
+        let scratch = try ScratchOutput()
+        defer { scratch.dispose() }
+        let fd = scratch.fd, control = scratch.control
         let before = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
         // The tool's own nice value (field 19 of its stat), as the first line of the stream;
         // then 4 MB that do not repeat: dozens of chunks through a sealer queue of two, so

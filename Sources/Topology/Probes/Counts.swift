@@ -1,7 +1,7 @@
-import Dispatch
 // What a database holds, counted the way a dump counts it (Engines' dump counters): rows per
 // database for the SQL engines (the `mysql` schema left out), keys per database for Redis.
 // A restore compares these, taken on the restored server, with the backup's manifest.
+import Dispatch
 import Engines
 import Support
 import Synchronization

@@ -1,6 +1,6 @@
-import CHiredis
 // The only file that talks to hiredis. redisCommand is variadic and cannot be called from
 // Swift: every command goes through redisCommandArgv.
+import CHiredis
 import Engines
 import Foundation
 import Support
