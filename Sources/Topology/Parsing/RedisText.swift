@@ -4,7 +4,6 @@
 // Redis ends lines with "\r\n", which Swift's Character treats as ONE grapheme, so splitting a
 // String on "\n" finds nothing. Everything here splits on `isNewline` instead.
 import Engines
-import Support
 
 /// A `slaveN:ip=...,port=...,state=online,offset=...,lag=...` value as a dictionary.
 func parseRedisKeyValueList(_ value: String) -> [String: String] {
