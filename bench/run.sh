@@ -16,16 +16,19 @@
 #   limit    backup: the dump tool to /dev/null (Redis: redis-cli --rdb, each master at once);
 #            restore: the plain dump applied from local disk (Redis: a redis-server loading
 #            the RDB from local disk, until it answers)
-#   addon    the add-on's script: dump | gzip > file (Redis: redis-cli --rdb, then gzip),
-#            restic check --read-data-subset=5%, restic backup (compression off) over SFTP to
-#            storage node st1, restic forget --keep-last 7 --prune, restic check again;
-#            restore: restic restore, gunzip, apply (Redis: the RDB loaded as above)
+#   addon    the add-on's scripts: dump | gzip > file (Redis: redis-cli --rdb of each master
+#            in turn, no gzip), restic check --read-data-subset=5%, restic backup
+#            (compression off) over SFTP to storage node st1, restic forget --keep-last 7
+#            --prune, restic check again; restore: restic restore, gunzip, apply (Redis:
+#            every key sent to the live server as a RESTORE, one RDB after the other, as
+#            RedisShake does for the add-on; a lower bound, see restores_redis below)
 #   stowage  stowage backup / stowage restore (2-node replicated storage)
 # Then --days daily backups of PostgreSQL with 2% of the accounts changed between them,
 # into a fresh Stowage repository and fresh restic repositories (restic's own compression on
 # the plain dump, and the add-on's gzip + restic): bytes stored after each day.
 # Per variant: wall time and the machine's busy share over the timed rounds (/proc/stat: the
-# floor that much CPU allows on these cores), bytes stored, and from one more round under
+# floor that much CPU allows on these cores, and how much of it was the kernel's), bytes
+# stored, and from one more round under
 # bench/sample.py CPU time and peak RSS per process role (coordinator, db agent, storage
 # agents, dump tool, gzip, restic, psql, sshd, and the lab's servers' CPU while it ran).
 set -euo pipefail
@@ -107,23 +110,26 @@ REDISCLI_AUTH=$(cat "$lab/secrets/redis-password")
 rdb() { redis-cli -h "$1" -p 6379 --rdb "$2" >/dev/null 2>&1; }
 # To /dev/null through stdout (redis-cli fsyncs a named target, which /dev/null refuses).
 rdb_null() { redis-cli -h "$1" -p 6379 --rdb - 2>/dev/null >/dev/null; }
-# A redis-server loading DIR/dump.rdb from local disk, timed until it answers PING (the
-# add-on's restore puts the file in place and restarts the server); then stopped.
-rdb_load() {
-    local dir=$1 sock
+# A redis-server loading DIR/dump.rdb from local disk, on a unix socket of its own: returns
+# once it answers PING (in scratch_pid and scratch_sock), and scratch_down stops it unsaved.
+scratch_up() {
+    local dir=$1 i
     # A short path: a unix socket's name is limited to 107 bytes.
-    sock=$(mktemp -u /tmp/bench-rdb.XXXXXX.sock)
-    redis-server --port 0 --unixsocket "$sock" --unixsocketperm 700 --dir "$dir" --dbfilename dump.rdb \
+    scratch_sock=$(mktemp -u /tmp/bench-rdb.XXXXXX.sock)
+    redis-server --port 0 --unixsocket "$scratch_sock" --unixsocketperm 700 --dir "$dir" --dbfilename dump.rdb \
         --save '' --appendonly no --daemonize no --logfile "$dir/scratch.log" &
-    local pid=$! i
+    scratch_pid=$!
     for ((i = 0; i < 6000; i++)); do
-        [ "$(redis-cli -s "$sock" PING 2>/dev/null)" = PONG ] && break
-        kill -0 "$pid" 2>/dev/null || { echo "bench: redis-server could not load $dir/dump.rdb: $(tail -2 "$dir/scratch.log")" >&2; return 1; }
+        [ "$(redis-cli -s "$scratch_sock" PING 2>/dev/null)" = PONG ] && return 0
+        kill -0 "$scratch_pid" 2>/dev/null || { echo "bench: redis-server could not load $dir/dump.rdb: $(tail -2 "$dir/scratch.log")" >&2; return 1; }
         sleep 0.05
     done
-    redis-cli -s "$sock" SHUTDOWN NOSAVE >/dev/null 2>&1 || true
-    wait "$pid" || true
+    echo "bench: redis-server did not load $dir/dump.rdb in 300 s" >&2
+    return 1
 }
+scratch_down() { redis-cli -s "$scratch_sock" SHUTDOWN NOSAVE >/dev/null 2>&1 || true; wait "$scratch_pid" || true; }
+# The restore limit: a server loading the RDB, timed until it answers.
+rdb_load() { scratch_up "$1" && scratch_down; }
 masters_rediscluster() { redis-cli -h 127.0.4.1 CLUSTER NODES | awk '$3 ~ /master/ { split($2, a, ":"); print a[1] }' | sort; }
 
 load_redis() {
@@ -135,9 +141,23 @@ load_redis() {
 }
 plain_redis() { mkdir -p "$work/plain"; rdb 127.0.3.10 "$work/plain/dump.rdb"; stat -c %s "$work/plain/dump.rdb"; }
 limit_backup_redis() { rdb_null 127.0.3.10; }
-addon_dump_redis() { rdb 127.0.3.10 "$1/dump.rdb" && gzip "$1/dump.rdb"; }
 limit_restore_redis() { rdb_load "$work/plain"; }
-addon_restore_redis() { gunzip "$1/dump.rdb.gz" && rdb_load "$1"; }
+# The add-on's Redis pipeline (scripts/backup-logic.sh and redis-restore.sh of
+# jelastic-jps/database-backup-addon): the RDB as `redis-cli --rdb` writes it, stored by
+# restic without compression (no gzip); restored by RedisShake into the live server, every
+# key as a RESTORE, one RDB file after the other. The RESTOREs are made from the plain dump
+# before the rounds (bench/redis_restores.py) and the target flushed before the timed run:
+# RedisShake's own reading of the file is left out, so this is a lower bound of its time.
+addon_dump_redis() { rdb 127.0.3.10 "$1/dump.rdb"; }
+restores_redis() { mkdir -p "$work/restores"; scratch_up "$work/plain" && python3 bench/redis_restores.py "$scratch_sock" "$work/restores/all.resp" >/dev/null; scratch_down; }
+addon_restore_prepare_redis() { redis-cli -h 127.0.3.10 FLUSHALL >/dev/null; }
+# redis-cli --pipe exits 0 whatever the server answered: its last line counts the errors.
+pipe_restores() {
+    local last
+    last=$(redis-cli -h "$1" --pipe <"$2" 2>&1 | tail -1)
+    [[ $last == "errors: 0,"* ]] || { echo "bench: $1 refused RESTOREs of $2: $last" >&2; return 1; }
+}
+addon_restore_redis() { [ -s "$1/dump.rdb" ] && pipe_restores 127.0.3.10 "$work/restores/all.resp"; }
 layer_redis=shop/cache
 
 load_rediscluster() {
@@ -162,16 +182,23 @@ plain_rediscluster() {
 }
 # Background jobs are waited for by PID: a bare `wait` would also wait for the sampler.
 limit_backup_rediscluster() { local m pids=(); for m in $(masters_rediscluster); do rdb_null "$m" & pids+=($!); done; wait "${pids[@]}"; }
-addon_dump_rediscluster() {
-    local m pids=()
-    for m in $(masters_rediscluster); do mkdir -p "$1/$m"; (rdb "$m" "$1/$m/dump.rdb" && gzip "$1/$m/dump.rdb") & pids+=($!); done
-    wait "${pids[@]}"
-}
 limit_restore_rediscluster() { local m pids=(); for m in $(masters_rediscluster); do rdb_load "$work/plain/$m" & pids+=($!); done; wait "${pids[@]}"; }
+# The add-on (as for one server): each master's RDB in turn, as its script loops over them.
+addon_dump_rediscluster() { local m; for m in $(masters_rediscluster); do mkdir -p "$1/$m" && rdb "$m" "$1/$m/dump.rdb" || return 1; done; }
+restores_rediscluster() {
+    local m
+    mkdir -p "$work/restores"
+    for m in $(masters_rediscluster); do
+        scratch_up "$work/plain/$m" && python3 bench/redis_restores.py "$scratch_sock" "$work/restores/$m.resp" >/dev/null
+        scratch_down
+    done
+}
+addon_restore_prepare_rediscluster() { local m; for m in $(masters_rediscluster); do redis-cli -h "$m" FLUSHALL >/dev/null; done; }
 addon_restore_rediscluster() {
-    local m pids=()
-    for m in $(masters_rediscluster); do (gunzip "$1/$m/dump.rdb.gz" && rdb_load "$1/$m") & pids+=($!); done
-    wait "${pids[@]}"
+    local m
+    for m in $(masters_rediscluster); do
+        [ -s "$1/$m/dump.rdb" ] && pipe_restores "$m" "$work/restores/$m.resp" || return 1
+    done
 }
 layer_rediscluster=shop/sessions
 
@@ -185,7 +212,7 @@ machine_json() {
         split(a, x, " "); split(b, y, " "); busy = 0; total = 0
         # user nice system idle iowait irq softirq steal (guest time is inside user and nice)
         for (i = 2; i <= 9; i++) { d = y[i] - x[i]; total += d; if (i != 5 && i != 6) busy += d }
-        printf "{\"machine\": {\"busy_share\": %.3f, \"busy_cpu_s\": %.2f, \"cores\": %d}}", busy / (total ? total : 1), busy / hz, cores }'
+        printf "{\"machine\": {\"busy_share\": %.3f, \"busy_cpu_s\": %.2f, \"kernel_cpu_s\": %.2f, \"cores\": %d}}", busy / (total ? total : 1), busy / hz, (y[4] - x[4]) / hz, cores }'
 }
 measure() {
     local stop="$work/stop.$$" out="$work/sample.json" t0 t1 s0 s1 sampler=""
@@ -256,6 +283,8 @@ for engine in ${ENGINES//,/ }; do
     # What each zstd level would store of this dump, and at what speed (one core, 2 MiB blocks).
     plain_file=$(find "$work/plain" -type f \( -name dump.sql -o -name dump.rdb \) | sort | head -1)
     [ "$engine" = rediscluster ] || bench/zstd-levels.sh "$plain_file" "$engine" >>"$work/zstd-levels.md"
+    # What the add-on's Redis restore sends, made once from the plain dump (untimed).
+    if declare -F "restores_$engine" >/dev/null; then "restores_$engine"; fi
     # Stowage's repository is the environment's, shared by its layers: this engine's share
     # is what its backups added.
     stowage_base=$(repo_bytes "${layer%%/*}")
@@ -265,6 +294,9 @@ for engine in ${ENGINES//,/ }; do
         [ "$round" -le "$ROUNDS" ] || SAMPLED=1
         for op in backup restore; do
             for v in limit addon stowage; do
+                if [ "$op/$v" = restore/addon ] && declare -F "addon_restore_prepare_$engine" >/dev/null; then
+                    "addon_restore_prepare_$engine"
+                fi
                 caught_up
                 SAMPLED=$SAMPLED measure "${op}_$v"
                 read -r wall roles <"$work/measured"
@@ -287,7 +319,7 @@ for engine in ${ENGINES//,/ }; do
         redis) redis-cli -h 127.0.3.10 FLUSHALL >/dev/null ;;
         rediscluster) for m in $(masters_rediscluster); do redis-cli -h "$m" FLUSHALL >/dev/null; done ;;
     esac
-    rm -rf "$work/plain" "$work/addon" "$work/restored"
+    rm -rf "$work/plain" "$work/addon" "$work/restored" "$work/restores"
 done
 
 # Ten dailies: PostgreSQL with 2% of the accounts changed between backups, each stored by
@@ -393,13 +425,29 @@ for engine in dict.fromkeys(r["engine"] for r in rows):
                 m["machine_busy_share"] = round(statistics.median(b["busy_share"] for b in busy), 3)
                 m["machine_cpu_s"] = round(statistics.median(b["busy_cpu_s"] for b in busy), 2)
                 m["cpu_floor_s"] = round(m["machine_cpu_s"] / busy[0]["cores"], 2)
+                kernel = [b["kernel_cpu_s"] for b in busy if "kernel_cpu_s" in b]
+                if kernel:
+                    m["machine_kernel_cpu_s"] = {"median": round(statistics.median(kernel), 2), "min": min(kernel), "max": max(kernel)}
     def ratio(a, b): return round(summary[a]["wall_median_s"] / summary[b]["wall_median_s"], 2)
-    ratios = {"backup stowage/limit": ratio("backup/stowage", "backup/limit"), "backup stowage/addon": ratio("backup/stowage", "backup/addon"),
-              "restore stowage/limit": ratio("restore/stowage", "restore/limit"), "restore stowage/addon": ratio("restore/stowage", "restore/addon")}
+    def paired(a, b):
+        # Each timed round's own ratio (the variants ran minutes apart at most), then their
+        # median: this machine's speed drifts between rounds (the same restore's kernel time
+        # doubled from one quarter of an hour to the next), which moves both walls of a round
+        # together and the ratio of the two medians apart.
+        walls = {}
+        for r in rows:
+            if r["engine"] == engine and not r.get("sampled") and f"{r['op']}/{r['variant']}" in (a, b):
+                walls.setdefault(r["round"], {})[f"{r['op']}/{r['variant']}"] = r["wall_s"]
+        each = [w[a] / w[b] for w in walls.values() if a in w and b in w]
+        return round(statistics.median(each), 2) if each else None
+    pairs = {"backup stowage/limit": ("backup/stowage", "backup/limit"), "backup stowage/addon": ("backup/stowage", "backup/addon"),
+             "restore stowage/limit": ("restore/stowage", "restore/limit"), "restore stowage/addon": ("restore/stowage", "restore/addon")}
+    ratios = {k: ratio(a, b) for k, (a, b) in pairs.items()}
+    paired_ratios = {k: paired(a, b) for k, (a, b) in pairs.items()}
     dump_bytes = next(r["dump_bytes"] for r in rows if r["engine"] == engine)
     last = max(r["round"] for r in rows if r["engine"] == engine)
     profile = {op: trace_profile(f"{work}/trace-{engine}-{op}-{last}.txt") for op in ("backup", "restore")}
-    engines[engine] = {"dump_bytes": dump_bytes, "variants": summary, "ratios": ratios, "stowage_trace": profile}
+    engines[engine] = {"dump_bytes": dump_bytes, "variants": summary, "ratios": ratios, "paired_ratios": paired_ratios, "stowage_trace": profile}
     md += ["", f"## {engine}: dump {dump_bytes / MiB:.0f} MiB", "",
            "| variant | wall s | stored | machine busy, CPU s, floor s | CPU s by process (sampled round) | peak RSS MiB by process |", "|---|---|---|---|---|---|"]
     for k, s in summary.items():
@@ -407,8 +455,12 @@ for engine in dict.fromkeys(r["engine"] for r in rows):
         rss = ", ".join(f"{n} {o['peak_rss_mib']}" for n, o in s["roles"].items() if o["peak_rss_mib"])
         stored = mib(s["stored_bytes"]) if k.startswith("backup") else ""
         busy = f"{s['machine_busy_share']:.0%}, {s['machine_cpu_s']}, {s['cpu_floor_s']}" if "machine_cpu_s" in s else ""
+        if "machine_kernel_cpu_s" in s:
+            kc = s["machine_kernel_cpu_s"]
+            busy += f"; kernel {kc['median']} ({kc['min']}-{kc['max']})"
         md.append(f"| {k} | {s['wall_median_s']} ({s['wall_min_s']}-{s['wall_max_s']}) | {stored} | {busy} | {cpu} | {rss} |")
-    md += ["", "Ratios of medians: " + ", ".join(f"{k} {v}" for k, v in ratios.items()) + "."]
+    md += ["", "Ratios of medians: " + ", ".join(f"{k} {v}" for k, v in ratios.items()) + ".",
+           "Medians of each round's ratios: " + ", ".join(f"{k} {v}" for k, v in paired_ratios.items()) + "."]
     for op, p in profile.items():
         if p:
             md += [f"Stowage {op} profile (STOWAGE_TRACE, last round): {p['agent_calls']} agent calls "
@@ -426,11 +478,14 @@ if levels:
     md += ["", "## zstd levels on the plain dumps (bench/zstd-levels.sh: one core, 2 MiB blocks, zstd's benchmark)", "",
            "| dump | level | stored | ratio | compression | decompression |", "|---|---|---|---|---|---|", levels]
 md += ["", "Machine busy (timed rounds, median): the share of all cores' time not idle while the variant ran (/proc/stat); "
-       "CPU s: those busy seconds; floor s: the same over the cores, the shortest wall time that much work allows on this machine. "
+       "CPU s: those busy seconds; floor s: the same over the cores, the shortest wall time that much work allows on this machine; "
+       "kernel: the kernel's share of the CPU s (median, min-max over the rounds). "
        "Processes marked (running) are the lab's servers that run all along: the CPU they used while the variant ran.",
        "", "Targets: backup stowage/limit at most 1.3 and stowage/addon at most 0.25; restore stowage/limit at most 1.15; agent and coordinator under 256 MiB; ten dailies in no more than restic's bytes.",
        "Stored: limit = the plain dump; addon = restic's repository on st1 after the rounds; stowage = what this engine's backups added to the environment's repository on st1 (one copy of two) over the rounds.",
-       "Redis limit: backup = redis-cli --rdb to /dev/null (each master at once); restore = a redis-server loading the RDB from local disk until it answers. Stowage's Redis restore replicates into the live server (a cluster: every key sent as RESTORE), which the limit does not."]
+       "Redis limit: backup = redis-cli --rdb to /dev/null (each master at once); restore = a redis-server loading the RDB from local disk until it answers. Stowage's Redis restore replicates into the live server (a cluster: every key sent as RESTORE), which the limit does not.",
+       "Redis add-on (its scripts: backup-logic.sh, redis-restore.sh): backup = redis-cli --rdb of each master in turn, stored by restic uncompressed; restore = restic restore, then every key sent to the live server as a RESTORE, one RDB after the other, as its RedisShake does: the commands made from the plain dump before the rounds and the target flushed before each timed run, so RedisShake's own reading of the file is not counted (a lower bound). "
+       "Results before 2026-12-08T03 modelled it as gzip of the RDB, and a scratch server loading it."]
 json.dump({"machine": machine, "scale": int(scale), "rounds": int(rounds), "redis_keys": int(redis_keys), "engines": engines,
            "dailies": dailies, "runs": rows}, open(base + ".json", "w"), indent=1, sort_keys=True)
 open(base + ".md", "w").write("\n".join(md) + "\n")

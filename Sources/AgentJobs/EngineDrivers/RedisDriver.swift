@@ -717,22 +717,6 @@ final class RedisReplicationRestore {
     }
 }
 
-/// A file of /proc or /sys (whose size stat reports as 0): up to 64 KiB of it, as text.
-func readSmallFile(_ path: String) -> String? {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 4096)
-    while out.count < 64 << 10 {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 && errno == EINTR { continue }
-        guard n > 0 else { break }
-        out.append(contentsOf: buf[0..<n])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
-
 /// `count` random hexadecimal digits (`count` even).
 func randomHex(_ count: Int) -> String {
     var g = SystemRandomNumberGenerator()
