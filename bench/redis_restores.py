@@ -15,6 +15,8 @@ reading and parsing of the file: a lower bound of its time.
 import socket
 import sys
 
+from redis_data import resp  # the same RESP encoding as the data set's commands
+
 
 class Conn:
     def __init__(self, path: str) -> None:
@@ -40,15 +42,6 @@ class Conn:
         if kind == b"+":
             return rest
         raise SystemExit(f"redis_restores: the scratch server answered {line[:200]!r}")
-
-
-def resp(*args) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if not isinstance(a, bytes):
-            a = str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
 
 
 def main() -> None:
