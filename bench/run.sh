@@ -149,7 +149,16 @@ limit_restore_redis() { rdb_load "$work/plain"; }
 # before the rounds (bench/redis_restores.py) and the target flushed before the timed run:
 # RedisShake's own reading of the file is left out, so this is a lower bound of its time.
 addon_dump_redis() { rdb 127.0.3.10 "$1/dump.rdb"; }
-restores_redis() { mkdir -p "$work/restores"; scratch_up "$work/plain" && python3 bench/redis_restores.py "$scratch_sock" "$work/restores/all.resp" >/dev/null; scratch_down; }
+# DIR/dump.rdb's keys as RESTOREs into the file OUT, through a scratch server; fails if they could not be made.
+make_restores() {
+    local rc=0
+    mkdir -p "$(dirname "$2")"
+    scratch_up "$1" || return 1
+    python3 bench/redis_restores.py "$scratch_sock" "$2" >/dev/null || rc=$?
+    scratch_down
+    return "$rc"
+}
+restores_redis() { make_restores "$work/plain" "$work/restores/all.resp"; }
 addon_restore_prepare_redis() { redis-cli -h 127.0.3.10 FLUSHALL >/dev/null; }
 # redis-cli --pipe exits 0 whatever the server answered: its last line counts the errors.
 pipe_restores() {
@@ -185,14 +194,7 @@ limit_backup_rediscluster() { local m pids=(); for m in $(masters_rediscluster);
 limit_restore_rediscluster() { local m pids=(); for m in $(masters_rediscluster); do rdb_load "$work/plain/$m" & pids+=($!); done; wait "${pids[@]}"; }
 # The add-on (as for one server): each master's RDB in turn, as its script loops over them.
 addon_dump_rediscluster() { local m; for m in $(masters_rediscluster); do mkdir -p "$1/$m" && rdb "$m" "$1/$m/dump.rdb" || return 1; done; }
-restores_rediscluster() {
-    local m
-    mkdir -p "$work/restores"
-    for m in $(masters_rediscluster); do
-        scratch_up "$work/plain/$m" && python3 bench/redis_restores.py "$scratch_sock" "$work/restores/$m.resp" >/dev/null
-        scratch_down
-    done
-}
+restores_rediscluster() { local m; for m in $(masters_rediscluster); do make_restores "$work/plain/$m" "$work/restores/$m.resp" || return 1; done; }
 addon_restore_prepare_rediscluster() { local m; for m in $(masters_rediscluster); do redis-cli -h "$m" FLUSHALL >/dev/null; done; }
 addon_restore_rediscluster() {
     local m

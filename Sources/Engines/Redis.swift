@@ -103,11 +103,9 @@ package enum RESP {
     /// `INFO keyspace` → keys per database ("db0": 12).
     package static func keyspace(_ info: String) -> [String: Int64] {
         var out: [String: Int64] = [:]
-        for line in info.split(whereSeparator: \.isNewline) where line.hasPrefix("db") {
-            let parts = line.split(separator: ":", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            for kv in parts[1].split(separator: ",") where kv.hasPrefix("keys=") {
-                out[String(parts[0])] = Int64(kv.dropFirst(5))
+        for (field, value) in infoFields(info) where field.hasPrefix("db") {
+            for kv in value.split(separator: ",") where kv.hasPrefix("keys=") {
+                out[field] = Int64(kv.dropFirst(5))
             }
         }
         return out

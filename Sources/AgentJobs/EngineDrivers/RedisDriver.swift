@@ -484,9 +484,9 @@ final class RedisReplicationRestore {
         }
         oldAuth = old
         if case .array(let r?) = try? target.call("CONFIG", "GET", "repl-diskless-load"), r.count == 2 { oldLoad = r[1].text } else { oldLoad = nil }
-        let memory = (try? target.call("INFO", "memory").text) ?? ""
-        used = RESP.infoNumber(memory, "used_memory") ?? 0
-        maxmemory = RESP.infoNumber(memory, "maxmemory") ?? 0
+        let memory = RESP.infoFields((try? target.call("INFO", "memory").text) ?? "")
+        used = memory["used_memory"].flatMap { Int64($0) } ?? 0
+        maxmemory = memory["maxmemory"].flatMap { Int64($0) } ?? 0
         pid = RESP.infoNumber((try? target.call("INFO", "server").text) ?? "", "process_id")
         let info = (try? target.call("INFO", "replication").text) ?? ""
         guard info.contains("role:master") else {
